@@ -1,0 +1,1500 @@
+#![allow(non_upper_case_globals)]
+//! Classification of utility statements on their parse tree (pg_sys nodes).
+//!
+//! Names are resolved the way the server resolves them (RangeVarGetRelidExtended,
+//! get_object_address: search_path, schema-qualified and quoted names), without taking
+//! locks. Facts read from the catalog (created in this transaction, temporary, column
+//! types, dependents of a CASCADE) are handed to the pure engine, which owns the rules.
+//!
+//! Two modes: `Hook` classifies a statement about to run; `Check` classifies statements
+//! of `migsafe.check()` that will never run, so objects that do not exist are assumed to
+//! exist unless an earlier statement of the same input creates them.
+
+use crate::engine::policy::Finding;
+use crate::engine::rules::known;
+use crate::engine::typechange::{self, ColType, TypeChange};
+use crate::track;
+use pgrx::pg_sys::{self, Node, NodeTag, Oid};
+use pgrx::prelude::*;
+use pgrx::PgList;
+use std::ffi::{c_char, CStr, CString};
+
+pub struct Classifier {
+    check_mode: bool,
+    /// Names created by earlier statements of a `check()` input (lower-case, as parsed).
+    created: Vec<String>,
+    migsafe_nsp: Oid,
+    pub findings: Vec<Finding>,
+}
+
+/// Facts about one resolved object.
+struct Obj {
+    addr: pg_sys::ObjectAddress,
+    /// e.g. `table public.users`, `column public.users.email`.
+    display: String,
+    /// Temporary, or created earlier in this transaction: exempt from every rule.
+    exempt: bool,
+    /// Lives in schema migsafe (or is pg_migsafe / schema migsafe itself).
+    protected: bool,
+}
+
+// ------------------------------------------------------------------ small helpers
+
+unsafe fn cstr(p: *const c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+unsafe fn tag(n: *mut Node) -> NodeTag {
+    (*n).type_
+}
+
+unsafe fn nodes(l: *mut pg_sys::List) -> Vec<*mut Node> {
+    PgList::<Node>::from_pg(l).iter_ptr().collect()
+}
+
+/// The text of a String (PG 15+) / Value (PG 13-14) node.
+unsafe fn strval(n: *mut Node) -> String {
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    {
+        cstr((*(n as *mut pg_sys::Value)).val.str_).unwrap_or_default()
+    }
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    {
+        cstr((*(n as *mut pg_sys::String)).sval).unwrap_or_default()
+    }
+}
+
+unsafe fn name_list(l: *mut pg_sys::List) -> String {
+    if l.is_null() {
+        return String::new();
+    }
+    cstr(pg_sys::NameListToString(l)).unwrap_or_default()
+}
+
+unsafe fn rv_name(rv: *mut pg_sys::RangeVar) -> String {
+    match cstr((*rv).schemaname) {
+        Some(s) => format!("{}.{}", s, cstr((*rv).relname).unwrap_or_default()),
+        None => cstr((*rv).relname).unwrap_or_default(),
+    }
+}
+
+fn quote(s: &str) -> String {
+    let c = CString::new(s).unwrap_or_default();
+    unsafe { cstr(pg_sys::quote_identifier(c.as_ptr())).unwrap_or_default() }
+}
+
+unsafe fn qualified(nsp: Oid, name: &str) -> String {
+    let n = cstr(pg_sys::get_namespace_name(nsp)).unwrap_or_default();
+    format!("{}.{}", quote(&n), quote(name))
+}
+
+fn relkind_word(k: c_char) -> &'static str {
+    match k as u8 {
+        b'r' | b'p' => "table",
+        b'v' => "view",
+        b'm' => "materialized view",
+        b'S' => "sequence",
+        b'f' => "foreign table",
+        b'i' | b'I' => "index",
+        b'c' => "type",
+        _ => "relation",
+    }
+}
+
+fn defelem_names(l: *mut pg_sys::List) -> Vec<String> {
+    unsafe {
+        nodes(l)
+            .into_iter()
+            .filter(|n| tag(*n) == NodeTag::T_DefElem)
+            .filter_map(|n| cstr((*(n as *mut pg_sys::DefElem)).defname))
+            .collect()
+    }
+}
+
+/// Builtin type names the type-change logic knows; other types compare by oid.
+fn type_name(oid: Oid) -> String {
+    let n = u32::from(oid);
+    let s = match n {
+        16 => "bool",
+        20 => "int8",
+        21 => "int2",
+        23 => "int4",
+        25 => "text",
+        114 => "json",
+        650 => "cidr",
+        869 => "inet",
+        700 => "float4",
+        701 => "float8",
+        1042 => "bpchar",
+        1043 => "varchar",
+        1082 => "date",
+        1083 => "time",
+        1114 => "timestamp",
+        1184 => "timestamptz",
+        1186 => "interval",
+        1266 => "timetz",
+        1560 => "bit",
+        1562 => "varbit",
+        1700 => "numeric",
+        3802 => "jsonb",
+        _ => return format!("oid:{n}"),
+    };
+    s.to_string()
+}
+
+unsafe fn col_type(typid: Oid, typmod: i32) -> (ColType, String) {
+    let mut tm = typmod;
+    let base = pg_sys::getBaseTypeAndTypmod(typid, &mut tm);
+    let shown = cstr(pg_sys::format_type_with_typemod(typid, typmod)).unwrap_or_default();
+    (ColType { name: type_name(base), category: pg_sys::TypeCategory(base) as u8 as char, typmod: tm }, shown)
+}
+
+/// The schema that an unqualified CREATE would use (hook mode only).
+unsafe fn default_creation_nsp() -> Oid {
+    let mut objname: *mut c_char = std::ptr::null_mut();
+    let l = pg_sys::lappend(
+        std::ptr::null_mut(),
+        pg_sys::makeString(pg_sys::pstrdup(c"x".as_ptr())).cast(),
+    );
+    pg_sys::QualifiedNameGetCreationNamespace(l, &mut objname)
+}
+
+impl Classifier {
+    pub fn new(check_mode: bool) -> Self {
+        let migsafe_nsp = unsafe { pg_sys::get_namespace_oid(c"migsafe".as_ptr(), true) };
+        Classifier { check_mode, created: Vec::new(), migsafe_nsp, findings: Vec::new() }
+    }
+
+    fn add(&mut self, rule: &str, object: impl Into<String>) -> &mut Finding {
+        self.findings.push(Finding::new(known(rule), object));
+        self.findings.last_mut().unwrap()
+    }
+
+    fn remember(&mut self, name: String) {
+        self.created.push(name.to_lowercase());
+    }
+
+    /// In check mode: was `name` (qualified or bare) created earlier in the input?
+    fn created_earlier(&self, name: &str) -> bool {
+        let name = name.to_lowercase();
+        let bare = name.rsplit('.').next().unwrap_or(&name).to_string();
+        self.created.iter().any(|c| *c == name || c.rsplit('.').next() == Some(bare.as_str()))
+    }
+
+    /// For an object that does not resolve: does the rule still apply?
+    fn unresolved_applies(&self, name: &str) -> bool {
+        self.check_mode && !self.created_earlier(name)
+    }
+
+    fn is_protected_nsp(&self, nsp: Oid) -> bool {
+        nsp != pg_sys::InvalidOid && nsp == self.migsafe_nsp
+    }
+
+    /// Does a CREATE with this explicit schema (or none) land in schema migsafe?
+    unsafe fn creates_in_migsafe(&self, schemaname: Option<String>) -> bool {
+        if self.migsafe_nsp == pg_sys::InvalidOid {
+            return false;
+        }
+        match schemaname {
+            Some(s) => s == "migsafe",
+            None if self.check_mode => false,
+            None => default_creation_nsp() == self.migsafe_nsp,
+        }
+    }
+
+    unsafe fn protect_create(&mut self, schemaname: Option<String>, what: String) {
+        if self.creates_in_migsafe(schemaname) {
+            self.add("protect-schema", what);
+        }
+    }
+
+    // -------------------------------------------------------------- resolution
+
+    unsafe fn rel(&self, rv: *mut pg_sys::RangeVar) -> Option<Obj> {
+        if rv.is_null() {
+            return None;
+        }
+        let oid = pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as _,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        (oid != pg_sys::InvalidOid).then(|| self.rel_obj(oid))
+    }
+
+    unsafe fn rel_obj(&self, oid: Oid) -> Obj {
+        let nsp = pg_sys::get_rel_namespace(oid);
+        let name = cstr(pg_sys::get_rel_name(oid)).unwrap_or_default();
+        let kind = relkind_word(pg_sys::get_rel_relkind(oid));
+        let temp = pg_sys::get_rel_persistence(oid) as u8 == b't';
+        Obj {
+            addr: pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: oid, objectSubId: 0 },
+            display: format!("{} {}", kind, qualified(nsp, &name)),
+            exempt: temp || track::is_new(pg_sys::RelationRelationId, oid, 0),
+            protected: self.is_protected_nsp(nsp),
+        }
+    }
+
+    /// A column of a resolved relation; None if the column does not exist.
+    unsafe fn column(&self, table: &Obj, col: &str) -> Option<(Obj, i16)> {
+        let c = CString::new(col).ok()?;
+        let attnum = pg_sys::get_attnum(table.addr.objectId, c.as_ptr());
+        if attnum == 0 {
+            return None;
+        }
+        let tname = table.display.split_once(' ').map(|x| x.1).unwrap_or(&table.display);
+        Some((
+            Obj {
+                addr: pg_sys::ObjectAddress {
+                    classId: pg_sys::RelationRelationId,
+                    objectId: table.addr.objectId,
+                    objectSubId: attnum as i32,
+                },
+                display: format!("column {}.{}", tname, quote(col)),
+                exempt: table.exempt
+                    || track::is_new(pg_sys::RelationRelationId, table.addr.objectId, attnum as i32),
+                protected: table.protected,
+            },
+            attnum,
+        ))
+    }
+
+    /// Any object, through get_object_address (missing_ok), locked as DROP, RENAME,
+    /// SET SCHEMA and ALTER OWNER lock it.
+    unsafe fn object(&self, objtype: pg_sys::ObjectType::Type, object: *mut Node) -> Option<Obj> {
+        self.object_locked(objtype, object, pg_sys::AccessExclusiveLock)
+    }
+
+    /// Any object, through get_object_address.
+    ///
+    /// Relations are resolved without a lock. Other objects are locked by
+    /// get_object_address itself; `lockmode` is the lock the statement takes on them
+    /// anyway (as PostgreSQL's own DROP / RENAME / COMMENT do, before their ownership
+    /// checks), so classifying adds no lock the statement would not take.
+    unsafe fn object_locked(
+        &self,
+        objtype: pg_sys::ObjectType::Type,
+        object: *mut Node,
+        lockmode: u32,
+    ) -> Option<Obj> {
+        use pg_sys::ObjectType::*;
+        let lockmode = match objtype {
+            OBJECT_TABLE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_SEQUENCE | OBJECT_FOREIGN_TABLE | OBJECT_INDEX
+            | OBJECT_COLUMN => pg_sys::NoLock,
+            _ => lockmode,
+        };
+        let mut relp: pg_sys::Relation = std::ptr::null_mut();
+        let addr = pg_sys::get_object_address(objtype, object, &mut relp, lockmode as _, true);
+        if !relp.is_null() {
+            pg_sys::relation_close(relp, pg_sys::NoLock as _);
+        }
+        if addr.objectId == pg_sys::InvalidOid {
+            return None;
+        }
+        Some(self.addr_obj(addr))
+    }
+
+    unsafe fn addr_obj(&self, addr: pg_sys::ObjectAddress) -> Obj {
+        let kind = cstr(pg_sys::getObjectTypeDescription(&addr, true)).unwrap_or_default();
+        let ident = cstr(pg_sys::getObjectIdentity(&addr, true)).unwrap_or_default();
+        let nsp = if pg_sys::is_objectclass_supported(addr.classId) {
+            pg_sys::get_object_namespace(&addr)
+        } else {
+            pg_sys::InvalidOid
+        };
+        let temp = nsp != pg_sys::InvalidOid && pg_sys::isAnyTempNamespace(nsp);
+        let owner_new = addr.classId == pg_sys::RelationRelationId
+            && addr.objectSubId != 0
+            && track::is_new(addr.classId, addr.objectId, 0);
+        let protected = self.is_protected_nsp(nsp)
+            || (addr.classId == pg_sys::NamespaceRelationId && self.is_protected_nsp(addr.objectId))
+            || (addr.classId == pg_sys::ExtensionRelationId && ident == "pg_migsafe");
+        Obj {
+            addr,
+            display: format!("{kind} {ident}"),
+            exempt: temp || owner_new || track::is_new(addr.classId, addr.objectId, addr.objectSubId),
+            protected,
+        }
+    }
+
+    /// A readable name for an object of a DROP/RENAME list that did not resolve.
+    unsafe fn unresolved_name(&self, object: *mut Node) -> String {
+        if object.is_null() {
+            return String::new();
+        }
+        match tag(object) {
+            NodeTag::T_List => name_list(object as *mut pg_sys::List),
+            NodeTag::T_String => strval(object),
+            NodeTag::T_TypeName => {
+                cstr(pg_sys::TypeNameToString(object as *const pg_sys::TypeName)).unwrap_or_default()
+            }
+            NodeTag::T_ObjectWithArgs => {
+                format!("{}()", name_list((*(object as *mut pg_sys::ObjectWithArgs)).objname))
+            }
+            NodeTag::T_RangeVar => rv_name(object as *mut pg_sys::RangeVar),
+            _ => String::from("object"),
+        }
+    }
+
+    /// Everything a CASCADE drop of `addr` would also drop, except objects that are
+    /// exempt (temporary or created in this transaction). Views are reported as views,
+    /// not as their rewrite rules.
+    unsafe fn cascade_dependents(&self, addr: &pg_sys::ObjectAddress) -> Vec<String> {
+        let sql = format!(
+            "WITH RECURSIVE d(classid, objid, objsubid, deptype) AS ( \
+               SELECT classid, objid, objsubid, deptype FROM pg_catalog.pg_depend \
+                WHERE refclassid = {c} AND refobjid = {o} AND ({s} = 0 OR refobjsubid = {s}) \
+                  AND deptype IN ('n','a','i','e') \
+               UNION \
+               SELECT p.classid, p.objid, p.objsubid, p.deptype FROM pg_catalog.pg_depend p \
+                 JOIN d ON p.refclassid = d.classid AND p.refobjid = d.objid \
+                WHERE p.deptype IN ('n','a','i','e') ), \
+             n AS (SELECT DISTINCT classid, objid, objsubid FROM d WHERE deptype = 'n'), \
+             m AS (SELECT DISTINCT coalesce(o.refclassid, n.classid) AS classid, \
+                          coalesce(o.refobjid, n.objid) AS objid, \
+                          CASE WHEN o.refobjid IS NULL THEN n.objsubid ELSE 0 END AS objsubid \
+                     FROM n LEFT JOIN pg_catalog.pg_depend o \
+                       ON o.classid = n.classid AND o.objid = n.objid AND o.deptype = 'i' \
+                      AND o.refclassid = 'pg_catalog.pg_class'::regclass) \
+             SELECT classid::int8, objid::int8, objsubid FROM m \
+              WHERE NOT (classid = {c} AND objid = {o}) ORDER BY 1, 2, 3",
+            c = u32::from(addr.classId),
+            o = u32::from(addr.objectId),
+            s = addr.objectSubId
+        );
+        let rows: Vec<(i64, i64, i32)> = Spi::connect(|client| {
+            let mut out = Vec::new();
+            if let Ok(table) = client.select(&sql, None, &[]) {
+                for row in table {
+                    let c = row.get::<i64>(1).ok().flatten().unwrap_or(0);
+                    let o = row.get::<i64>(2).ok().flatten().unwrap_or(0);
+                    let s = row.get::<i32>(3).ok().flatten().unwrap_or(0);
+                    out.push((c, o, s));
+                }
+            }
+            out
+        });
+        let mut out = Vec::new();
+        for (c, o, s) in rows {
+            let a = pg_sys::ObjectAddress { classId: Oid::from(c as u32), objectId: Oid::from(o as u32), objectSubId: s };
+            let obj = self.addr_obj(a);
+            if !obj.exempt && !out.contains(&obj.display) {
+                out.push(obj.display);
+            }
+        }
+        out
+    }
+
+    // -------------------------------------------------------------- entry point
+
+    /// Classifies one statement; findings accumulate in `self.findings`.
+    pub unsafe fn classify(&mut self, node: *mut Node) {
+        if node.is_null() {
+            return;
+        }
+        match tag(node) {
+            NodeTag::T_DropStmt => self.drop_stmt(node as *mut pg_sys::DropStmt),
+            NodeTag::T_TruncateStmt => self.truncate(node as *mut pg_sys::TruncateStmt),
+            NodeTag::T_RenameStmt => self.rename(node as *mut pg_sys::RenameStmt),
+            NodeTag::T_AlterTableStmt => self.alter_table(node as *mut pg_sys::AlterTableStmt),
+            NodeTag::T_AlterObjectSchemaStmt => self.set_schema(node as *mut pg_sys::AlterObjectSchemaStmt),
+            NodeTag::T_AlterEnumStmt => {
+                let s = node as *mut pg_sys::AlterEnumStmt;
+                if !(*s).oldVal.is_null() {
+                    let tn = pg_sys::makeTypeNameFromNameList((*s).typeName);
+                    self.simple(pg_sys::ObjectType::OBJECT_TYPE, tn.cast(), "rename-enum-value", |f| {
+                        f.facts.push(format!(
+                            "Label '{}' -> '{}'",
+                            cstr((*s).oldVal).unwrap_or_default(),
+                            cstr((*s).newVal).unwrap_or_default()
+                        ))
+                    });
+                } else {
+                    self.protect_names((*s).typeName, pg_sys::ObjectType::OBJECT_TYPE);
+                }
+            }
+            NodeTag::T_AlterSeqStmt => {
+                let s = node as *mut pg_sys::AlterSeqStmt;
+                let opts = defelem_names((*s).options);
+                if let Some(o) = self.rel((*s).sequence) {
+                    if o.protected {
+                        self.add("protect-schema", o.display);
+                    } else if !o.exempt && opts.iter().any(|d| d == "restart") {
+                        self.add("alter-sequence-restart", o.display);
+                    }
+                } else if opts.iter().any(|d| d == "restart") && self.unresolved_applies(&rv_name((*s).sequence)) {
+                    self.add("alter-sequence-restart", format!("sequence {}", rv_name((*s).sequence)));
+                }
+            }
+            NodeTag::T_AlterDomainStmt => self.alter_domain(node as *mut pg_sys::AlterDomainStmt),
+            NodeTag::T_IndexStmt => self.create_index(node as *mut pg_sys::IndexStmt),
+            NodeTag::T_ReindexStmt => self.reindex(node as *mut pg_sys::ReindexStmt),
+            NodeTag::T_VacuumStmt => {
+                let s = node as *mut pg_sys::VacuumStmt;
+                if (*s).is_vacuumcmd && defelem_names((*s).options).iter().any(|d| d == "full") {
+                    let rels = nodes((*s).rels);
+                    if rels.is_empty() {
+                        self.add("vacuum-full", "every table of the database");
+                    }
+                    for r in rels {
+                        let rv = (*(r as *mut pg_sys::VacuumRelation)).relation;
+                        self.on_relation(rv, "vacuum-full");
+                    }
+                }
+            }
+            NodeTag::T_ClusterStmt => {
+                let s = node as *mut pg_sys::ClusterStmt;
+                if (*s).relation.is_null() {
+                    self.add("cluster", "every clustered table of the database");
+                } else {
+                    self.on_relation((*s).relation, "cluster");
+                }
+            }
+            NodeTag::T_RefreshMatViewStmt => {
+                let s = node as *mut pg_sys::RefreshMatViewStmt;
+                if !(*s).concurrent {
+                    self.on_relation((*s).relation, "refresh-matview");
+                }
+            }
+            NodeTag::T_CreateTrigStmt => {
+                let s = node as *mut pg_sys::CreateTrigStmt;
+                match self.rel((*s).relation) {
+                    Some(o) if o.protected => {
+                        self.add("protect-schema", o.display);
+                    }
+                    _ => {
+                        let name = cstr((*s).trigname).unwrap_or_default();
+                        if let Some(f) = self.on_relation((*s).relation, "create-trigger") {
+                            f.facts.push(format!("Trigger {}", quote(&name)));
+                        }
+                    }
+                }
+            }
+            NodeTag::T_DropOwnedStmt => {
+                let s = node as *mut pg_sys::DropOwnedStmt;
+                let roles: Vec<String> = nodes((*s).roles)
+                    .into_iter()
+                    .map(|r| cstr((*(r as *mut pg_sys::RoleSpec)).rolename).unwrap_or_else(|| "CURRENT_USER".into()))
+                    .collect();
+                self.add("drop-owned", format!("everything owned by {}", roles.join(", ")));
+            }
+            NodeTag::T_DropdbStmt => {
+                let s = node as *mut pg_sys::DropdbStmt;
+                let name = cstr((*s).dbname).unwrap_or_default();
+                let exists = pg_sys::get_database_oid((*s).dbname, true) != pg_sys::InvalidOid;
+                if exists || self.unresolved_applies(&name) {
+                    self.add("drop-database", format!("database {}", quote(&name)));
+                }
+            }
+            NodeTag::T_DropRoleStmt => {
+                let s = node as *mut pg_sys::DropRoleStmt;
+                for r in nodes((*s).roles) {
+                    let rs = r as *mut pg_sys::RoleSpec;
+                    if let Some(name) = cstr((*rs).rolename) {
+                        let c = CString::new(name.clone()).unwrap_or_default();
+                        let exists = pg_sys::get_role_oid(c.as_ptr(), true) != pg_sys::InvalidOid;
+                        if exists || self.unresolved_applies(&name) {
+                            self.add("drop-role", format!("role {}", quote(&name)));
+                        }
+                    }
+                }
+            }
+            NodeTag::T_DropTableSpaceStmt => {
+                let s = node as *mut pg_sys::DropTableSpaceStmt;
+                let name = cstr((*s).tablespacename).unwrap_or_default();
+                if pg_sys::get_tablespace_oid((*s).tablespacename, true) != pg_sys::InvalidOid
+                    || self.unresolved_applies(&name)
+                {
+                    self.add("drop-object", format!("tablespace {}", quote(&name)));
+                }
+            }
+            NodeTag::T_DropSubscriptionStmt => {
+                let s = node as *mut pg_sys::DropSubscriptionStmt;
+                let name = cstr((*s).subname).unwrap_or_default();
+                self.add("drop-object", format!("subscription {}", quote(&name)));
+            }
+            NodeTag::T_DropUserMappingStmt => {
+                let s = node as *mut pg_sys::DropUserMappingStmt;
+                let server = cstr((*s).servername).unwrap_or_default();
+                self.add("drop-object", format!("user mapping for server {}", quote(&server)));
+            }
+            NodeTag::T_AlterExtensionContentsStmt => {
+                let s = node as *mut pg_sys::AlterExtensionContentsStmt;
+                if cstr((*s).extname).as_deref() == Some("pg_migsafe") {
+                    self.add("protect-extension", "extension pg_migsafe");
+                }
+            }
+            NodeTag::T_VariableSetStmt => self.set_var(node as *mut pg_sys::VariableSetStmt, "SET"),
+            NodeTag::T_AlterSystemStmt => self.alter_system(node as *mut pg_sys::AlterSystemStmt),
+            NodeTag::T_AlterRoleSetStmt => {
+                self.set_var((*(node as *mut pg_sys::AlterRoleSetStmt)).setstmt, "ALTER ROLE … SET")
+            }
+            NodeTag::T_AlterDatabaseSetStmt => {
+                self.set_var((*(node as *mut pg_sys::AlterDatabaseSetStmt)).setstmt, "ALTER DATABASE … SET")
+            }
+            // ---- creations: remembered for check(), refused in schema migsafe
+            NodeTag::T_CreateStmt => {
+                let rv = (*(node as *mut pg_sys::CreateStmt)).relation;
+                self.created_relation(rv, "table");
+            }
+            NodeTag::T_CreateForeignTableStmt => {
+                let rv = (*(node as *mut pg_sys::CreateStmt)).relation;
+                self.created_relation(rv, "foreign table");
+            }
+            NodeTag::T_ViewStmt => self.created_relation((*(node as *mut pg_sys::ViewStmt)).view, "view"),
+            NodeTag::T_CreateTableAsStmt => {
+                let into = (*(node as *mut pg_sys::CreateTableAsStmt)).into;
+                if !into.is_null() {
+                    self.created_relation((*into).rel, "table");
+                }
+            }
+            NodeTag::T_CreateSeqStmt => {
+                self.created_relation((*(node as *mut pg_sys::CreateSeqStmt)).sequence, "sequence")
+            }
+            NodeTag::T_CompositeTypeStmt => {
+                self.created_relation((*(node as *mut pg_sys::CompositeTypeStmt)).typevar, "type")
+            }
+            NodeTag::T_CreateEnumStmt => {
+                let l = (*(node as *mut pg_sys::CreateEnumStmt)).typeName;
+                self.created_names(l, "type");
+            }
+            NodeTag::T_CreateRangeStmt => {
+                let l = (*(node as *mut pg_sys::CreateRangeStmt)).typeName;
+                self.created_names(l, "type");
+            }
+            NodeTag::T_CreateDomainStmt => {
+                let l = (*(node as *mut pg_sys::CreateDomainStmt)).domainname;
+                self.created_names(l, "domain");
+            }
+            NodeTag::T_DefineStmt => {
+                let l = (*(node as *mut pg_sys::DefineStmt)).defnames;
+                self.created_names(l, "object");
+            }
+            NodeTag::T_CreateFunctionStmt => {
+                let l = (*(node as *mut pg_sys::CreateFunctionStmt)).funcname;
+                self.created_names(l, "function");
+            }
+            NodeTag::T_CreateSchemaStmt => {
+                let s = node as *mut pg_sys::CreateSchemaStmt;
+                if let Some(n) = cstr((*s).schemaname) {
+                    self.remember(n);
+                }
+            }
+            NodeTag::T_RuleStmt => {
+                let rv = (*(node as *mut pg_sys::RuleStmt)).relation;
+                self.protect_rel(rv);
+            }
+            NodeTag::T_CreatePolicyStmt => {
+                let rv = (*(node as *mut pg_sys::CreatePolicyStmt)).table;
+                self.protect_rel(rv);
+            }
+            NodeTag::T_AlterPolicyStmt => {
+                let rv = (*(node as *mut pg_sys::AlterPolicyStmt)).table;
+                self.protect_rel(rv);
+            }
+            NodeTag::T_CommentStmt => {
+                let s = node as *mut pg_sys::CommentStmt;
+                if let Some(o) = self.object_locked((*s).objtype, (*s).object, pg_sys::ShareUpdateExclusiveLock) {
+                    if o.protected {
+                        self.add("protect-schema", o.display);
+                    }
+                }
+            }
+            NodeTag::T_AlterOwnerStmt => {
+                let s = node as *mut pg_sys::AlterOwnerStmt;
+                if (*s).relation.is_null() {
+                    self.protect_object((*s).objectType, (*s).object);
+                } else {
+                    self.protect_rel((*s).relation);
+                }
+            }
+            NodeTag::T_AlterFunctionStmt => {
+                let s = node as *mut pg_sys::AlterFunctionStmt;
+                self.protect_object((*s).objtype, (*s).func.cast());
+            }
+            NodeTag::T_UpdateStmt => {
+                let s = node as *mut pg_sys::UpdateStmt;
+                if (*s).whereClause.is_null() && self.check_mode {
+                    self.add("dml-without-where", format!("table {}", rv_name((*s).relation)));
+                }
+            }
+            NodeTag::T_DeleteStmt => {
+                let s = node as *mut pg_sys::DeleteStmt;
+                if (*s).whereClause.is_null() && self.check_mode {
+                    self.add("dml-without-where", format!("table {}", rv_name((*s).relation)));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // -------------------------------------------------------------- statement kinds
+
+    /// A rule that applies to one relation unless it is exempt.
+    unsafe fn on_relation(&mut self, rv: *mut pg_sys::RangeVar, rule: &str) -> Option<&mut Finding> {
+        match self.rel(rv) {
+            Some(o) if o.exempt => None,
+            Some(o) => Some(self.add(rule, o.display)),
+            None if !rv.is_null() && self.unresolved_applies(&rv_name(rv)) => {
+                Some(self.add(rule, format!("relation {}", rv_name(rv))))
+            }
+            None => None,
+        }
+    }
+
+    /// A rule on one object resolved through get_object_address.
+    unsafe fn simple(
+        &mut self,
+        objtype: pg_sys::ObjectType::Type,
+        object: *mut Node,
+        rule: &str,
+        extra: impl FnOnce(&mut Finding),
+    ) {
+        match self.object(objtype, object) {
+            Some(o) if o.protected => {
+                self.add("protect-schema", o.display);
+            }
+            Some(o) if o.exempt => {}
+            Some(o) => extra(self.add(rule, o.display)),
+            None => {
+                let name = self.unresolved_name(object);
+                if self.unresolved_applies(&name) {
+                    extra(self.add(rule, name));
+                }
+            }
+        }
+    }
+
+    unsafe fn protect_rel(&mut self, rv: *mut pg_sys::RangeVar) {
+        if let Some(o) = self.rel(rv) {
+            if o.protected {
+                self.add("protect-schema", o.display);
+            }
+        }
+    }
+
+    unsafe fn protect_object(&mut self, objtype: pg_sys::ObjectType::Type, object: *mut Node) {
+        if let Some(o) = self.object(objtype, object) {
+            if o.protected {
+                self.add("protect-schema", o.display);
+            }
+        }
+    }
+
+    unsafe fn protect_names(&mut self, names: *mut pg_sys::List, objtype: pg_sys::ObjectType::Type) {
+        let tn = pg_sys::makeTypeNameFromNameList(names);
+        self.protect_object(objtype, tn.cast());
+    }
+
+    unsafe fn created_relation(&mut self, rv: *mut pg_sys::RangeVar, kind: &str) {
+        if rv.is_null() {
+            return;
+        }
+        let name = rv_name(rv);
+        self.remember(name.clone());
+        if (*rv).relpersistence as u8 != b't' {
+            self.protect_create(cstr((*rv).schemaname), format!("{kind} {name}"));
+        }
+    }
+
+    unsafe fn created_names(&mut self, names: *mut pg_sys::List, kind: &str) {
+        let l = nodes(names);
+        let full = name_list(names);
+        self.remember(full.clone());
+        let schema = if l.len() >= 2 { Some(strval(l[l.len() - 2])) } else { None };
+        self.protect_create(schema, format!("{kind} {full}"));
+    }
+
+    unsafe fn drop_stmt(&mut self, s: *mut pg_sys::DropStmt) {
+        use pg_sys::ObjectType::*;
+        let t = (*s).removeType;
+        let rule = match t {
+            OBJECT_TABLE => "drop-table",
+            OBJECT_SCHEMA => "drop-schema",
+            OBJECT_SEQUENCE => "drop-sequence",
+            OBJECT_VIEW => "drop-view",
+            OBJECT_MATVIEW => "drop-materialized-view",
+            OBJECT_TYPE => "drop-type",
+            OBJECT_DOMAIN => "drop-domain",
+            OBJECT_FUNCTION | OBJECT_PROCEDURE | OBJECT_AGGREGATE | OBJECT_ROUTINE => "drop-function",
+            OBJECT_TRIGGER => "drop-trigger",
+            OBJECT_RULE => "drop-rule",
+            OBJECT_POLICY => "drop-policy",
+            OBJECT_PUBLICATION => "drop-publication",
+            OBJECT_EXTENSION => "drop-extension",
+            OBJECT_INDEX => {
+                if (*s).concurrent {
+                    ""
+                } else {
+                    "drop-index"
+                }
+            }
+            _ => "drop-object",
+        };
+        let cascade = (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE;
+        for object in nodes((*s).objects) {
+            match self.object(t, object) {
+                Some(o) if o.protected || (t == OBJECT_EXTENSION && o.display.ends_with(" pg_migsafe")) => {
+                    let r = if t == OBJECT_EXTENSION { "protect-extension" } else { "protect-schema" };
+                    self.add(r, o.display);
+                }
+                Some(o) => {
+                    let deps = if cascade { self.cascade_dependents(&o.addr) } else { Vec::new() };
+                    if !o.exempt && !rule.is_empty() {
+                        self.add(rule, o.display.clone());
+                    }
+                    if !deps.is_empty() {
+                        let f = self.add("drop-cascade", o.display);
+                        f.dependents = deps;
+                    }
+                }
+                None => {
+                    let name = self.unresolved_name(object);
+                    if t == OBJECT_EXTENSION && name == "pg_migsafe" && self.check_mode {
+                        self.add("protect-extension", "extension pg_migsafe");
+                    } else if self.unresolved_applies(&name) {
+                        if !rule.is_empty() {
+                            self.add(rule, name.clone());
+                        }
+                        if cascade {
+                            self.add("drop-cascade", name)
+                                .facts
+                                .push("The object does not exist here, so its dependents are unknown".into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    unsafe fn truncate(&mut self, s: *mut pg_sys::TruncateStmt) {
+        let cascade = (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE;
+        let mut oids = std::ptr::null_mut();
+        for r in nodes((*s).relations) {
+            let rv = r as *mut pg_sys::RangeVar;
+            match self.rel(rv) {
+                Some(o) if o.protected => {
+                    self.add("protect-schema", o.display);
+                }
+                Some(o) if o.exempt => {}
+                Some(o) => {
+                    oids = pg_sys::lappend_oid(oids, o.addr.objectId);
+                    self.add("truncate", o.display);
+                }
+                None => {
+                    if self.unresolved_applies(&rv_name(rv)) {
+                        self.add("truncate", format!("table {}", rv_name(rv)));
+                    }
+                }
+            }
+        }
+        if cascade && !oids.is_null() {
+            let fks = PgList::<Oid>::from_pg(pg_sys::heap_truncate_find_FKs(oids));
+            let deps: Vec<String> = fks
+                .iter_oid()
+                .map(|oid| self.rel_obj(oid))
+                .filter(|o| !o.exempt)
+                .map(|o| o.display)
+                .collect();
+            if !deps.is_empty() {
+                if let Some(f) = self.findings.iter_mut().rev().find(|f| f.rule.id == "truncate") {
+                    f.facts.push("CASCADE also empties the tables that reference it".into());
+                    f.dependents = deps;
+                }
+            }
+        }
+    }
+
+    unsafe fn rename(&mut self, s: *mut pg_sys::RenameStmt) {
+        use pg_sys::ObjectType::*;
+        let t = (*s).renameType;
+        let newname = cstr((*s).newname).unwrap_or_default();
+        let fact = format!("New name: {}", quote(&newname));
+        match t {
+            OBJECT_TABLE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_SEQUENCE | OBJECT_FOREIGN_TABLE | OBJECT_INDEX => {
+                let rule = if t == OBJECT_INDEX { "rename-index" } else { "rename-table" };
+                match self.rel((*s).relation) {
+                    Some(o) if o.protected => {
+                        self.add("protect-schema", o.display);
+                    }
+                    _ => {
+                        if let Some(f) = self.on_relation((*s).relation, rule) {
+                            f.facts.push(fact);
+                        }
+                    }
+                }
+            }
+            OBJECT_COLUMN | OBJECT_ATTRIBUTE | OBJECT_TABCONSTRAINT => {
+                let sub = cstr((*s).subname).unwrap_or_default();
+                let table = self.rel((*s).relation);
+                match table {
+                    Some(tb) if tb.protected => {
+                        self.add("protect-schema", tb.display);
+                    }
+                    Some(tb) if tb.exempt => {}
+                    Some(tb) if t == OBJECT_TABCONSTRAINT => {
+                        if !self.constraint_is_new(tb.addr.objectId, &sub) {
+                            let f = self.add("rename-constraint", format!("constraint {} on {}", quote(&sub), tb.display));
+                            f.facts.push(fact);
+                        }
+                    }
+                    Some(tb) => {
+                        if let Some((col, _)) = self.column(&tb, &sub) {
+                            if !col.exempt {
+                                self.add("rename-column", col.display).facts.push(fact);
+                            }
+                        }
+                    }
+                    None => {
+                        let rname = rv_name((*s).relation);
+                        if self.unresolved_applies(&format!("{rname}.{sub}")) && !self.created_earlier(&rname) {
+                            let (rule, what) = if t == OBJECT_TABCONSTRAINT {
+                                ("rename-constraint", "constraint")
+                            } else {
+                                ("rename-column", "column")
+                            };
+                            self.add(rule, format!("{what} {rname}.{sub}")).facts.push(fact);
+                        }
+                    }
+                }
+            }
+            OBJECT_SCHEMA => {
+                let name = cstr((*s).subname).unwrap_or_default();
+                let node = pg_sys::makeString(pg_sys::pstrdup((*s).subname));
+                self.simple(OBJECT_SCHEMA, node.cast(), "rename-schema", |f| f.facts.push(fact));
+                let _ = name;
+            }
+            OBJECT_DATABASE | OBJECT_ROLE | OBJECT_TABLESPACE => {
+                let name = cstr((*s).subname).unwrap_or_default();
+                let node = pg_sys::makeString(pg_sys::pstrdup((*s).subname));
+                if self.object(t, node.cast()).is_some() || self.unresolved_applies(&name) {
+                    let kind = match t {
+                        OBJECT_DATABASE => "database",
+                        OBJECT_ROLE => "role",
+                        _ => "tablespace",
+                    };
+                    self.add("rename-object", format!("{kind} {}", quote(&name))).facts.push(fact);
+                }
+            }
+            OBJECT_TRIGGER | OBJECT_POLICY | OBJECT_RULE => {
+                // Internal names; renaming them breaks no client.
+                self.protect_rel((*s).relation);
+            }
+            OBJECT_DOMCONSTRAINT => {
+                self.simple(OBJECT_DOMAIN, (*s).object, "rename-constraint", |f| f.facts.push(fact));
+            }
+            _ => self.simple(t, (*s).object, "rename-object", |f| f.facts.push(fact)),
+        }
+    }
+
+    unsafe fn constraint_is_new(&self, relid: Oid, name: &str) -> bool {
+        let lit = name.replace('\'', "''");
+        let sql = format!(
+            "SELECT oid::int8 FROM pg_catalog.pg_constraint WHERE conrelid = {} AND conname = '{}'",
+            u32::from(relid),
+            lit
+        );
+        match Spi::get_one::<i64>(&sql) {
+            Ok(Some(oid)) => track::is_new(pg_sys::Oid::from(2606u32), Oid::from(oid as u32), 0),
+            _ => false,
+        }
+    }
+
+    unsafe fn set_schema(&mut self, s: *mut pg_sys::AlterObjectSchemaStmt) {
+        use pg_sys::ObjectType::*;
+        let newschema = cstr((*s).newschema).unwrap_or_default();
+        let fact = format!("New schema: {}", quote(&newschema));
+        let t = (*s).objectType;
+        if t == OBJECT_EXTENSION {
+            if (*s).object.is_null() || strval((*s).object) == "pg_migsafe" {
+                self.add("protect-extension", "extension pg_migsafe");
+                return;
+            }
+        }
+        if newschema == "migsafe" && self.migsafe_nsp != pg_sys::InvalidOid {
+            self.add("protect-schema", format!("schema migsafe (moving an object into it)"));
+            return;
+        }
+        if !(*s).relation.is_null() {
+            match self.rel((*s).relation) {
+                Some(o) if o.protected => {
+                    self.add("protect-schema", o.display);
+                }
+                _ => {
+                    if let Some(f) = self.on_relation((*s).relation, "set-schema") {
+                        f.facts.push(fact);
+                    }
+                }
+            }
+        } else {
+            self.simple(t, (*s).object, "set-schema", |f| f.facts.push(fact));
+        }
+    }
+
+    unsafe fn alter_domain(&mut self, s: *mut pg_sys::AlterDomainStmt) {
+        let tn = pg_sys::makeTypeNameFromNameList((*s).typeName);
+        let rule = match (*s).subtype as u8 {
+            b'T' if (*s).def.is_null() => "drop-default",
+            b'N' => "drop-not-null",
+            b'O' => "set-not-null",
+            b'X' => "drop-constraint",
+            b'C' => {
+                let c = (*s).def as *mut pg_sys::Constraint;
+                if !c.is_null() && tag((*s).def) == NodeTag::T_Constraint && (*c).skip_validation {
+                    ""
+                } else {
+                    "add-check-constraint"
+                }
+            }
+            _ => "",
+        };
+        if rule.is_empty() {
+            self.protect_object(pg_sys::ObjectType::OBJECT_DOMAIN, tn.cast());
+        } else {
+            self.simple(pg_sys::ObjectType::OBJECT_DOMAIN, tn.cast(), rule, |_| {});
+        }
+    }
+
+    unsafe fn create_index(&mut self, s: *mut pg_sys::IndexStmt) {
+        let idx = cstr((*s).idxname);
+        if let Some(i) = &idx {
+            match cstr((*(*s).relation).schemaname) {
+                Some(sch) => self.remember(format!("{sch}.{i}")),
+                None => self.remember(i.clone()),
+            }
+        }
+        match self.rel((*s).relation) {
+            Some(o) if o.protected => {
+                self.add("protect-schema", o.display);
+            }
+            _ if (*s).concurrent => {}
+            _ => {
+                if let Some(f) = self.on_relation((*s).relation, "create-index") {
+                    if let Some(i) = idx {
+                        f.facts.push(format!("Index {}", quote(&i)));
+                    }
+                }
+            }
+        }
+    }
+
+    unsafe fn reindex(&mut self, s: *mut pg_sys::ReindexStmt) {
+        #[cfg(feature = "pg13")]
+        let concurrent = (*s).concurrent;
+        #[cfg(not(feature = "pg13"))]
+        let concurrent = defelem_names((*s).params).iter().any(|d| d == "concurrently");
+        if concurrent {
+            return;
+        }
+        use pg_sys::ReindexObjectType::*;
+        match (*s).kind {
+            REINDEX_OBJECT_INDEX | REINDEX_OBJECT_TABLE => {
+                match self.rel((*s).relation) {
+                    Some(o) if o.exempt => {}
+                    Some(o) => {
+                        // An index created in this transaction is exempt, and so is an
+                        // index of a table created in this transaction.
+                        let table_new = pg_sys::get_rel_relkind(o.addr.objectId) as u8 == b'i'
+                            && track::is_new(
+                                pg_sys::RelationRelationId,
+                                pg_sys::IndexGetRelation(o.addr.objectId, true),
+                                0,
+                            );
+                        if !table_new {
+                            self.add("reindex", o.display);
+                        }
+                    }
+                    None => {
+                        if self.unresolved_applies(&rv_name((*s).relation)) {
+                            self.add("reindex", format!("relation {}", rv_name((*s).relation)));
+                        }
+                    }
+                }
+            }
+            _ => {
+                let name = cstr((*s).name).unwrap_or_else(|| "current".into());
+                self.add("reindex", format!("every index of {name}"));
+            }
+        }
+    }
+
+    unsafe fn set_var(&mut self, v: *mut pg_sys::VariableSetStmt, how: &str) {
+        if v.is_null() {
+            return;
+        }
+        if let Some(name) = cstr((*v).name) {
+            if name.to_ascii_lowercase().starts_with("migsafe.") {
+                self.add("protect-settings", format!("setting {name}"))
+                    .facts
+                    .push(format!("{how} cannot change migsafe.* settings"));
+            }
+        }
+    }
+
+    unsafe fn alter_system(&mut self, s: *mut pg_sys::AlterSystemStmt) {
+        let v = (*s).setstmt;
+        if v.is_null() {
+            return;
+        }
+        use pg_sys::VariableSetKind::*;
+        let name = cstr((*v).name).unwrap_or_default().to_ascii_lowercase();
+        if (*v).kind == VAR_RESET_ALL {
+            self.add("protect-settings", "all settings (ALTER SYSTEM RESET ALL)")
+                .facts
+                .push("RESET ALL could remove pg_migsafe from shared_preload_libraries".into());
+        } else if name.starts_with("migsafe.") {
+            self.add("protect-settings", format!("setting {name}"))
+                .facts
+                .push("ALTER SYSTEM cannot change migsafe.* settings".into());
+        } else if name == "shared_preload_libraries" {
+            let keeps = (*v).kind == VAR_SET_VALUE
+                && nodes((*v).args).into_iter().any(|a| {
+                    tag(a) == NodeTag::T_A_Const && {
+                        let c = a as *mut pg_sys::A_Const;
+                        #[cfg(any(feature = "pg13", feature = "pg14"))]
+                        let text = cstr((*c).val.val.str_);
+                        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+                        let text = cstr((*c).val.sval.sval);
+                        text.map(|t| t.split(',').any(|p| p.trim().trim_matches('"') == "pg_migsafe"))
+                            .unwrap_or(false)
+                    }
+                });
+            if !keeps {
+                self.add("protect-settings", "setting shared_preload_libraries")
+                    .facts
+                    .push("The new value would unload pg_migsafe at the next restart".into());
+            }
+        }
+    }
+
+    // -------------------------------------------------------------- ALTER TABLE
+
+    unsafe fn alter_table(&mut self, s: *mut pg_sys::AlterTableStmt) {
+        let rv = (*s).relation;
+        let table = self.rel(rv);
+        if let Some(t) = &table {
+            if t.protected {
+                self.add("protect-schema", t.display.clone());
+                return;
+            }
+            if t.exempt {
+                return;
+            }
+        } else if !self.unresolved_applies(&rv_name(rv)) {
+            return;
+        }
+        let display = match &table {
+            Some(t) => t.display.clone(),
+            None => format!("table {}", rv_name(rv)),
+        };
+        let cmds = nodes((*s).cmds);
+        for c in cmds {
+            if tag(c) != NodeTag::T_AlterTableCmd {
+                continue;
+            }
+            self.alter_table_cmd(s, table.as_ref(), &display, c as *mut pg_sys::AlterTableCmd);
+        }
+    }
+
+    unsafe fn alter_table_cmd(
+        &mut self,
+        stmt: *mut pg_sys::AlterTableStmt,
+        table: Option<&Obj>,
+        display: &str,
+        cmd: *mut pg_sys::AlterTableCmd,
+    ) {
+        use pg_sys::AlterTableType::*;
+        let colname = cstr((*cmd).name).unwrap_or_default();
+        // A column of this table: None = exempt (new) or missing in hook mode.
+        let column = |me: &Self| -> Option<String> {
+            match table {
+                Some(t) => match me.column(t, &colname) {
+                    Some((c, _)) if !c.exempt => Some(c.display),
+                    _ => None,
+                },
+                None => {
+                    let tname = display.split_once(' ').map(|x| x.1).unwrap_or(display);
+                    let full = format!("{tname}.{colname}");
+                    (!me.created_earlier(&full)).then(|| format!("column {full}"))
+                }
+            }
+        };
+        let st = (*cmd).subtype;
+        match st {
+            AT_AddColumn | AT_AddColumnToView => self.add_column(stmt, table, display, (*cmd).def),
+            AT_DropColumn => {
+                if let Some(col) = column(self) {
+                    let cascade = (*cmd).behavior == pg_sys::DropBehavior::DROP_CASCADE;
+                    self.add("drop-column", col.clone());
+                    if cascade {
+                        if let Some(t) = table {
+                            if let Some((c, _)) = self.column(t, &colname) {
+                                let deps = self.cascade_dependents(&c.addr);
+                                if !deps.is_empty() {
+                                    self.add("drop-cascade", col).dependents = deps;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            AT_AlterColumnType => {
+                if let Some(col) = column(self) {
+                    self.alter_column_type(table, col, &colname, (*cmd).def);
+                }
+            }
+            AT_DropNotNull => {
+                if let Some(col) = column(self) {
+                    self.add("drop-not-null", col);
+                }
+            }
+            AT_SetNotNull => {
+                if let Some(col) = column(self) {
+                    self.add("set-not-null", col);
+                }
+            }
+            AT_ColumnDefault if (*cmd).def.is_null() => {
+                if let Some(col) = column(self) {
+                    self.add("drop-default", col);
+                }
+            }
+            AT_DropIdentity => {
+                if let Some(col) = column(self) {
+                    self.add("drop-identity", col);
+                }
+            }
+            AT_DropConstraint => {
+                let new = table.map(|t| self.constraint_is_new(t.addr.objectId, &colname)).unwrap_or(false);
+                if !new {
+                    self.add("drop-constraint", format!("constraint {} on {}", quote(&colname), display));
+                }
+            }
+            AT_AddConstraint => {
+                let def = (*cmd).def;
+                if !def.is_null() && tag(def) == NodeTag::T_Constraint {
+                    self.constraint(display, def as *mut pg_sys::Constraint);
+                }
+            }
+            AT_SetUnLogged => {
+                self.add("set-unlogged", display);
+            }
+            AT_SetLogged => {
+                self.add("set-logged", display);
+            }
+            AT_SetTableSpace => {
+                self.add("set-tablespace", display).facts.push(format!("Tablespace {}", quote(&colname)));
+            }
+            #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+            AT_SetAccessMethod => {
+                self.add("set-access-method", display);
+            }
+            AT_DetachPartition => {
+                let pc = (*cmd).def as *mut pg_sys::PartitionCmd;
+                let part = if pc.is_null() { String::new() } else { rv_name((*pc).name) };
+                self.add("detach-partition", display).facts.push(format!("Partition {part}"));
+            }
+            #[cfg(not(feature = "pg13"))]
+            AT_DetachPartitionFinalize => {
+                self.add("detach-partition", display);
+            }
+            AT_AttachPartition => {
+                let pc = (*cmd).def as *mut pg_sys::PartitionCmd;
+                let exempt = !pc.is_null() && self.rel((*pc).name).map(|p| p.exempt).unwrap_or(false);
+                if !exempt {
+                    let part = if pc.is_null() { String::new() } else { rv_name((*pc).name) };
+                    self.add("attach-partition", display).facts.push(format!("Partition {part}"));
+                }
+            }
+            AT_DropInherit => {
+                let parent = (*cmd).def as *mut pg_sys::RangeVar;
+                let p = if parent.is_null() { String::new() } else { rv_name(parent) };
+                self.add("no-inherit", display).facts.push(format!("Parent {p}"));
+            }
+            AT_EnableTrig | AT_EnableAlwaysTrig | AT_EnableReplicaTrig | AT_DisableTrig | AT_EnableTrigAll
+            | AT_DisableTrigAll | AT_EnableTrigUser | AT_DisableTrigUser | AT_EnableRule | AT_EnableAlwaysRule
+            | AT_EnableReplicaRule | AT_DisableRule => {
+                let what = if colname.is_empty() { "all triggers".to_string() } else { quote(&colname) };
+                self.add("alter-trigger-state", display).facts.push(format!("Trigger or rule {what}"));
+            }
+            AT_ReplicaIdentity => {
+                self.add("replica-identity", display);
+            }
+            AT_DisableRowSecurity | AT_NoForceRowSecurity => {
+                self.add("disable-rls", display);
+            }
+            _ => {}
+        }
+    }
+
+    unsafe fn constraint(&mut self, display: &str, c: *mut pg_sys::Constraint) {
+        use pg_sys::ConstrType::*;
+        let name = cstr((*c).conname).map(|n| format!("Constraint {}", quote(&n)));
+        let rule = match (*c).contype {
+            CONSTR_FOREIGN if !(*c).skip_validation => "add-foreign-key",
+            CONSTR_CHECK if !(*c).skip_validation => "add-check-constraint",
+            CONSTR_PRIMARY | CONSTR_UNIQUE | CONSTR_EXCLUSION if (*c).indexname.is_null() => "add-unique-constraint",
+            _ => return,
+        };
+        let f = self.add(rule, display);
+        if let Some(n) = name {
+            f.facts.push(n);
+        }
+        if (*c).contype == CONSTR_FOREIGN && !(*c).pktable.is_null() {
+            f.facts.push(format!("References {}", rv_name((*c).pktable)));
+        }
+    }
+
+    unsafe fn add_column(
+        &mut self,
+        stmt: *mut pg_sys::AlterTableStmt,
+        table: Option<&Obj>,
+        display: &str,
+        def: *mut Node,
+    ) {
+        use pg_sys::ConstrType::*;
+        if def.is_null() || tag(def) != NodeTag::T_ColumnDef {
+            return;
+        }
+        let cd = def as *mut pg_sys::ColumnDef;
+        let colname = cstr((*cd).colname).unwrap_or_default();
+        let tname = display.split_once(' ').map(|x| x.1).unwrap_or(display).to_string();
+        self.remember(format!("{tname}.{colname}"));
+        let coldisplay = format!("column {}.{}", tname, quote(&colname));
+
+        let mut default: *mut Node = (*cd).raw_default;
+        let mut not_null = (*cd).is_not_null;
+        let mut generated = false;
+        let mut inline: Vec<*mut pg_sys::Constraint> = Vec::new();
+        for c in nodes((*cd).constraints) {
+            let c = c as *mut pg_sys::Constraint;
+            match (*c).contype {
+                CONSTR_DEFAULT => default = (*c).raw_expr,
+                CONSTR_NOTNULL => not_null = true,
+                CONSTR_PRIMARY => {
+                    not_null = true;
+                    inline.push(c)
+                }
+                CONSTR_IDENTITY | CONSTR_GENERATED => generated = true,
+                CONSTR_CHECK | CONSTR_UNIQUE | CONSTR_FOREIGN | CONSTR_EXCLUSION => inline.push(c),
+                _ => {}
+            }
+        }
+        let typ = (*cd).typeName;
+        let typname = if typ.is_null() { String::new() } else { name_list((*typ).names) };
+        let serial = matches!(
+            typname.trim_start_matches("pg_catalog."),
+            "serial" | "bigserial" | "smallserial" | "serial2" | "serial4" | "serial8"
+        );
+        if generated || serial {
+            let why = if serial { "serial column" } else { "generated or identity column" };
+            self.add("add-column-generated", coldisplay.clone()).facts.push(format!("A {why}"));
+        } else if !default.is_null() {
+            if let Some(f) = self.volatile_function(default) {
+                self.add("add-column-volatile-default", coldisplay.clone())
+                    .facts
+                    .push(format!("Default calls volatile function {f}()"));
+            }
+        } else if !typ.is_null() {
+            let mut typmod = -1;
+            let t = pg_sys::LookupTypeName(std::ptr::null_mut(), typ, &mut typmod, true);
+            if !t.is_null() {
+                let typid = pg_sys::typeTypeId(t);
+                pg_sys::ReleaseSysCache(t);
+                if pg_sys::get_typtype(typid) as u8 == b'd' && pg_sys::DomainHasConstraints(typid) {
+                    self.add("add-column-volatile-default", coldisplay.clone())
+                        .facts
+                        .push("The column's domain has constraints, checked against every row".into());
+                }
+            }
+        }
+        if not_null && default.is_null() && !generated && !serial {
+            let has_rows = match table {
+                Some(t) => self.has_rows(stmt, t.addr.objectId),
+                None => true,
+            };
+            if has_rows {
+                self.add("add-column-not-null", coldisplay.clone());
+            }
+        }
+        for c in inline {
+            self.constraint(display, c);
+        }
+    }
+
+    /// Does the table have rows? Only the table's owner gets an exact answer: we lock
+    /// the table with the lock ALTER TABLE takes anyway, and look at its size (no rows
+    /// if it has no blocks). Anyone else gets "maybe", i.e. yes.
+    unsafe fn has_rows(&self, stmt: *mut pg_sys::AlterTableStmt, relid: Oid) -> bool {
+        if self.check_mode {
+            return pg_sys::get_rel_relkind(relid) as u8 != b'v';
+        }
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        let owner = pg_sys::pg_class_ownercheck(relid, pg_sys::GetUserId());
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+        let owner = pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, pg_sys::GetUserId());
+        if !owner {
+            return true;
+        }
+        pg_sys::LockRelationOid(relid, pg_sys::AlterTableGetLockLevel((*stmt).cmds));
+        let rel = pg_sys::relation_open(relid, pg_sys::NoLock as _);
+        let kind = (*(*rel).rd_rel).relkind as u8;
+        let blocks = if kind == b'r' || kind == b'm' {
+            pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM)
+        } else {
+            1 // partitioned tables: assume rows in some partition
+        };
+        pg_sys::relation_close(rel, pg_sys::NoLock as _);
+        blocks > 0
+    }
+
+    /// The first volatile function a raw default expression calls, if any.
+    unsafe fn volatile_function(&self, expr: *mut Node) -> Option<String> {
+        let mut calls = Vec::new();
+        collect_func_calls(expr, &mut calls);
+        for names in calls {
+            let l = nodes(names);
+            let fname = strval(*l.last()?);
+            let schema = (l.len() >= 2).then(|| strval(l[l.len() - 2]));
+            let sql = format!(
+                "SELECT bool_or(p.provolatile = 'v') FROM pg_catalog.pg_proc p \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                  WHERE p.proname = {} {}",
+                literal(&fname),
+                match &schema {
+                    Some(s) => format!("AND n.nspname = {}", literal(s)),
+                    None => "AND (n.nspname = 'pg_catalog' OR n.oid = ANY (pg_catalog.current_schemas(true)::regnamespace[]))".into(),
+                }
+            );
+            if let Ok(Some(true)) = Spi::get_one::<bool>(&sql) {
+                return Some(name_list(names));
+            }
+        }
+        None
+    }
+
+    unsafe fn alter_column_type(&mut self, table: Option<&Obj>, coldisplay: String, colname: &str, def: *mut Node) {
+        if def.is_null() || tag(def) != NodeTag::T_ColumnDef {
+            return;
+        }
+        let cd = def as *mut pg_sys::ColumnDef;
+        let computed_using = !(*cd).raw_default.is_null() && !is_plain_column((*cd).raw_default, colname);
+        let mut new_typmod = -1;
+        let t = pg_sys::LookupTypeName(std::ptr::null_mut(), (*cd).typeName, &mut new_typmod, true);
+        let old = table.and_then(|tb| {
+            let c = CString::new(colname).ok()?;
+            let attnum = pg_sys::get_attnum(tb.addr.objectId, c.as_ptr());
+            (attnum != 0).then(|| {
+                let (mut typid, mut typmod, mut coll) = (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+                pg_sys::get_atttypetypmodcoll(tb.addr.objectId, attnum, &mut typid, &mut typmod, &mut coll);
+                (typid, typmod)
+            })
+        });
+        if t.is_null() {
+            return; // unknown type: the statement fails by itself
+        }
+        let new_oid = pg_sys::typeTypeId(t);
+        pg_sys::ReleaseSysCache(t);
+        let Some((old_oid, old_typmod)) = old else {
+            let f = self.add("alter-column-type-rewrite", coldisplay);
+            f.facts.push("The column's current type is unknown here; assuming a rewrite".into());
+            return;
+        };
+        let (o, oshown) = col_type(old_oid, old_typmod);
+        let (n, nshown) = col_type(new_oid, new_typmod);
+        let mut ob = o.typmod;
+        let base_old = pg_sys::getBaseTypeAndTypmod(old_oid, &mut ob);
+        let mut nb = n.typmod;
+        let base_new = pg_sys::getBaseTypeAndTypmod(new_oid, &mut nb);
+        let coercible = pg_sys::IsBinaryCoercible(base_old, base_new);
+        let fact = format!("Type {oshown} -> {nshown}");
+        match typechange::classify(&o, &n, coercible, computed_using) {
+            TypeChange::Free => {}
+            TypeChange::Rewrite(why) => {
+                let f = self.add("alter-column-type-rewrite", coldisplay);
+                f.facts.push(fact);
+                f.facts.push(why);
+            }
+            TypeChange::Lossy(why) => {
+                let f = self.add("alter-column-type-lossy", coldisplay);
+                f.facts.push(fact);
+                f.facts.push(why);
+            }
+        }
+    }
+}
+
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Is a USING expression just the column itself, possibly cast?
+unsafe fn is_plain_column(n: *mut Node, colname: &str) -> bool {
+    match tag(n) {
+        NodeTag::T_ColumnRef => {
+            let fields = nodes((*(n as *mut pg_sys::ColumnRef)).fields);
+            fields.last().map(|f| tag(*f) == NodeTag::T_String && strval(*f) == colname).unwrap_or(false)
+        }
+        NodeTag::T_TypeCast => is_plain_column((*(n as *mut pg_sys::TypeCast)).arg, colname),
+        _ => false,
+    }
+}
+
+/// Collects the name lists of every function call in a raw expression.
+unsafe fn collect_func_calls(n: *mut Node, out: &mut Vec<*mut pg_sys::List>) {
+    if n.is_null() {
+        return;
+    }
+    match tag(n) {
+        NodeTag::T_FuncCall => {
+            let f = n as *mut pg_sys::FuncCall;
+            out.push((*f).funcname);
+            for a in nodes((*f).args) {
+                collect_func_calls(a, out);
+            }
+        }
+        NodeTag::T_TypeCast => collect_func_calls((*(n as *mut pg_sys::TypeCast)).arg, out),
+        NodeTag::T_A_Expr => {
+            let e = n as *mut pg_sys::A_Expr;
+            collect_func_calls((*e).lexpr, out);
+            collect_func_calls((*e).rexpr, out);
+        }
+        NodeTag::T_BoolExpr => {
+            for a in nodes((*(n as *mut pg_sys::BoolExpr)).args) {
+                collect_func_calls(a, out);
+            }
+        }
+        NodeTag::T_CoalesceExpr => {
+            for a in nodes((*(n as *mut pg_sys::CoalesceExpr)).args) {
+                collect_func_calls(a, out);
+            }
+        }
+        NodeTag::T_MinMaxExpr => {
+            for a in nodes((*(n as *mut pg_sys::MinMaxExpr)).args) {
+                collect_func_calls(a, out);
+            }
+        }
+        NodeTag::T_CaseExpr => {
+            let c = n as *mut pg_sys::CaseExpr;
+            collect_func_calls((*c).arg.cast(), out);
+            for w in nodes((*c).args) {
+                let w = w as *mut pg_sys::CaseWhen;
+                collect_func_calls((*w).expr.cast(), out);
+                collect_func_calls((*w).result.cast(), out);
+            }
+            collect_func_calls((*c).defresult.cast(), out);
+        }
+        NodeTag::T_NullTest => collect_func_calls((*(n as *mut pg_sys::NullTest)).arg.cast(), out),
+        NodeTag::T_List => {
+            for a in nodes(n as *mut pg_sys::List) {
+                collect_func_calls(a, out);
+            }
+        }
+        _ => {}
+    }
+}

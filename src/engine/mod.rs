@@ -1,0 +1,8 @@
+//! The engine: pure Rust, no server. The rule catalog, the policy that turns findings
+//! into decisions and messages, type-change analysis and the docs renderer.
+//! The pgrx layer (`crate::hook`, `crate::classify`, `crate::sql`) feeds it facts.
+
+pub mod docs;
+pub mod policy;
+pub mod rules;
+pub mod typechange;

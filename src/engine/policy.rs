@@ -1,0 +1,332 @@
+//! Policy: turns findings and settings into a decision, and renders the messages a
+//! user sees. Plain Rust, no server.
+
+use super::rules::{Rule, Severity, RULES};
+use thiserror::Error;
+
+/// `migsafe.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Warn,
+    Off,
+}
+
+/// The settings the policy needs, read from the GUCs by the pgrx layer.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    pub block_risky: bool,
+    pub disabled_rules: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { mode: Mode::Enforce, block_risky: false, disabled_rules: Vec::new() }
+    }
+}
+
+/// One hazard found in one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub rule: &'static Rule,
+    /// What it applies to, e.g. `column public.users.legacy_email`.
+    pub object: String,
+    /// Facts for DETAIL (e.g. `type varchar(200) -> varchar(50)`).
+    pub facts: Vec<String>,
+    /// Objects a CASCADE would also drop (or TRUNCATE … CASCADE would empty).
+    pub dependents: Vec<String>,
+}
+
+impl Finding {
+    pub fn new(rule: &'static Rule, object: impl Into<String>) -> Self {
+        Finding { rule, object: object.into(), facts: Vec::new(), dependents: Vec::new() }
+    }
+    pub fn fact(mut self, f: impl Into<String>) -> Self {
+        self.facts.push(f.into());
+        self
+    }
+}
+
+/// What happens to the statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Nothing to say.
+    Allow,
+    /// Runs, with a WARNING for each finding.
+    Warn(Vec<Finding>),
+    /// ERROR; the first finding leads the message.
+    Refuse(Vec<Finding>),
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum SettingsError {
+    #[error("unknown rule id \"{0}\" in migsafe.disabled_rules (see SELECT id FROM migsafe.rules())")]
+    UnknownRule(String),
+    #[error("rule \"{0}\" protects pg_migsafe itself and cannot be disabled")]
+    ProtectedRule(String),
+}
+
+/// Parses `migsafe.disabled_rules`: a comma- or space-separated list of rule ids.
+pub fn parse_disabled_rules(s: &str) -> Result<Vec<String>, SettingsError> {
+    let mut out = Vec::new();
+    for id in s.split(|c: char| c == ',' || c.is_whitespace()).filter(|p| !p.is_empty()) {
+        let id = id.trim().to_ascii_lowercase();
+        match RULES.iter().find(|r| r.id == id) {
+            None => return Err(SettingsError::UnknownRule(id)),
+            Some(r) if r.protects_extension => return Err(SettingsError::ProtectedRule(id)),
+            Some(_) => {
+                if !out.contains(&id) {
+                    out.push(id)
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Decides what to do with a statement's findings.
+pub fn decide(findings: Vec<Finding>, settings: &Settings) -> Decision {
+    if settings.mode == Mode::Off {
+        return Decision::Allow;
+    }
+    let mut refuse = Vec::new();
+    let mut warn = Vec::new();
+    for f in findings {
+        let r = f.rule;
+        if r.check_only {
+            continue;
+        }
+        if r.protects_extension {
+            refuse.push(f);
+            continue;
+        }
+        if settings.disabled_rules.iter().any(|d| d == r.id) {
+            continue;
+        }
+        let blocking = settings.mode == Mode::Enforce
+            && (r.severity == Severity::Destructive
+                || (r.severity == Severity::Risky && settings.block_risky));
+        match (blocking, r.severity) {
+            (_, Severity::Safe) => {}
+            (true, _) => refuse.push(f),
+            (false, _) => warn.push(f),
+        }
+    }
+    if !refuse.is_empty() {
+        // Keep everything in the error: the warnings are facts about the same statement.
+        refuse.extend(warn);
+        Decision::Refuse(refuse)
+    } else if !warn.is_empty() {
+        Decision::Warn(warn)
+    } else {
+        Decision::Allow
+    }
+}
+
+/// The text of an ERROR or WARNING, as the user (and the server log) sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub message: String,
+    pub detail: String,
+    pub hint: String,
+}
+
+fn how_to_run(rule: &Rule, settings: &Settings) -> String {
+    if rule.protects_extension {
+        "only a DBA can allow it, by setting migsafe.mode = 'off' in postgresql.conf and reloading".into()
+    } else if rule.severity == Severity::Risky && settings.block_risky {
+        format!(
+            "to run it anyway a DBA sets migsafe.block_risky = off, or adds '{}' to migsafe.disabled_rules, in postgresql.conf and reloads",
+            rule.id
+        )
+    } else {
+        format!(
+            "to run it anyway a DBA sets migsafe.mode = 'warn', or adds '{}' to migsafe.disabled_rules, in postgresql.conf and reloads",
+            rule.id
+        )
+    }
+}
+
+const MAX_LISTED: usize = 20;
+
+fn facts_line(f: &Finding) -> String {
+    let r = f.rule;
+    let mut s = format!(
+        "Rule {} ({}): takes lock {}, table work: {}, data loss: {}.",
+        r.id,
+        r.severity.as_str(),
+        r.lock,
+        r.work.as_str(),
+        if r.data_loss { "yes" } else { "no" }
+    );
+    for fact in &f.facts {
+        s.push(' ');
+        let mut chars = fact.chars();
+        if let Some(c) = chars.next() {
+            s.extend(c.to_uppercase());
+            s.push_str(chars.as_str());
+        }
+        if !fact.ends_with('.') {
+            s.push('.');
+        }
+    }
+    if !f.dependents.is_empty() {
+        s.push_str(&format!(" It would also drop {} object(s): ", f.dependents.len()));
+        let shown: Vec<&str> = f.dependents.iter().take(MAX_LISTED).map(|d| d.as_str()).collect();
+        s.push_str(&shown.join(", "));
+        if f.dependents.len() > MAX_LISTED {
+            s.push_str(&format!(" and {} more", f.dependents.len() - MAX_LISTED));
+        }
+        s.push('.');
+    }
+    s
+}
+
+/// Renders a refusal. `statement` is the statement's own text (it may be one of many
+/// in the query string), shortened here.
+pub fn render_refusal(findings: &[Finding], settings: &Settings, statement: &str) -> Report {
+    let first = &findings[0];
+    let r = first.rule;
+    let message = format!(
+        "pg_migsafe refused {} on {}: {}; {}",
+        r.id,
+        first.object,
+        r.message,
+        how_to_run(r, settings)
+    );
+    let mut detail: Vec<String> = findings.iter().map(facts_line).collect();
+    let stmt = shorten(statement.trim(), 300);
+    if !stmt.is_empty() {
+        detail.push(format!("Statement: {stmt}"));
+    }
+    Report { message, detail: detail.join("\n"), hint: hint_text(findings) }
+}
+
+/// Renders one warning (risky, or destructive in warn mode).
+pub fn render_warning(f: &Finding) -> Report {
+    let r = f.rule;
+    Report {
+        message: format!("pg_migsafe: {} on {}: {}", r.id, f.object, r.message),
+        detail: facts_line(f),
+        hint: r.safe_alternative.to_string(),
+    }
+}
+
+fn hint_text(findings: &[Finding]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for f in findings {
+        if !seen.contains(&f.rule.id) {
+            seen.push(f.rule.id);
+            out.push(f.rule.safe_alternative);
+        }
+    }
+    out.join(" ")
+}
+
+/// Cuts `s` to at most `max` characters (not bytes), marking the cut.
+pub fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::rules::known;
+
+    fn s(mode: Mode) -> Settings {
+        Settings { mode, ..Default::default() }
+    }
+
+    #[test]
+    fn destructive_is_refused_in_enforce_and_warned_in_warn() {
+        let f = Finding::new(known("drop-table"), "table public.users");
+        assert!(matches!(decide(vec![f.clone()], &s(Mode::Enforce)), Decision::Refuse(_)));
+        assert!(matches!(decide(vec![f.clone()], &s(Mode::Warn)), Decision::Warn(_)));
+        assert_eq!(decide(vec![f], &s(Mode::Off)), Decision::Allow);
+    }
+
+    #[test]
+    fn risky_warns_unless_block_risky() {
+        let f = Finding::new(known("create-index"), "table public.users");
+        assert!(matches!(decide(vec![f.clone()], &s(Mode::Enforce)), Decision::Warn(_)));
+        let st = Settings { block_risky: true, ..Default::default() };
+        assert!(matches!(decide(vec![f.clone()], &st), Decision::Refuse(_)));
+        let st = Settings { block_risky: true, mode: Mode::Warn, ..Default::default() };
+        assert!(matches!(decide(vec![f], &st), Decision::Warn(_)));
+    }
+
+    #[test]
+    fn protection_ignores_warn_mode_and_disabled_rules() {
+        let f = Finding::new(known("protect-extension"), "extension pg_migsafe");
+        assert!(matches!(decide(vec![f.clone()], &s(Mode::Warn)), Decision::Refuse(_)));
+        assert_eq!(decide(vec![f], &s(Mode::Off)), Decision::Allow);
+        assert_eq!(
+            parse_disabled_rules("protect-settings"),
+            Err(SettingsError::ProtectedRule("protect-settings".into()))
+        );
+    }
+
+    #[test]
+    fn disabled_rules_are_skipped() {
+        let st = Settings { disabled_rules: vec!["truncate".into()], ..Default::default() };
+        let f = Finding::new(known("truncate"), "table public.t");
+        assert_eq!(decide(vec![f], &st), Decision::Allow);
+        let g = Finding::new(known("drop-table"), "table public.t");
+        assert!(matches!(decide(vec![g], &st), Decision::Refuse(_)));
+    }
+
+    #[test]
+    fn check_only_rules_never_reach_the_hook_decision() {
+        let f = Finding::new(known("dml-without-where"), "table public.t");
+        assert_eq!(decide(vec![f], &s(Mode::Enforce)), Decision::Allow);
+    }
+
+    #[test]
+    fn parse_disabled_rules_accepts_lists() {
+        assert_eq!(parse_disabled_rules("").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            parse_disabled_rules(" truncate, DROP-INDEX  truncate").unwrap(),
+            vec!["truncate".to_string(), "drop-index".to_string()]
+        );
+        assert_eq!(parse_disabled_rules("nope"), Err(SettingsError::UnknownRule("nope".into())));
+    }
+
+    #[test]
+    fn refusal_message_stands_on_its_own() {
+        let f = Finding::new(known("drop-cascade"), "table public.users").fact("Owner: app");
+        let mut f = f;
+        f.dependents = (0..25).map(|i| format!("view public.v{i}")).collect();
+        let r = render_refusal(&[f], &Settings::default(), "DROP TABLE users CASCADE");
+        assert!(r.message.starts_with("pg_migsafe refused drop-cascade on table public.users: "));
+        assert!(r.message.contains("migsafe.mode = 'warn'"));
+        assert!(r.detail.contains("takes lock ACCESS EXCLUSIVE"));
+        assert!(r.detail.contains("25 object(s): view public.v0"));
+        assert!(r.detail.contains("and 5 more"));
+        assert!(r.detail.contains("Owner: app."));
+        assert!(r.detail.ends_with("Statement: DROP TABLE users CASCADE"));
+        assert_eq!(r.hint, known("drop-cascade").safe_alternative);
+    }
+
+    #[test]
+    fn refusal_names_block_risky_when_that_is_why() {
+        let st = Settings { block_risky: true, ..Default::default() };
+        let f = Finding::new(known("create-index"), "table public.users");
+        let r = render_refusal(&[f], &st, "");
+        assert!(r.message.contains("migsafe.block_risky = off"), "{}", r.message);
+        assert!(!r.detail.contains("Statement:"));
+    }
+
+    #[test]
+    fn shorten_counts_characters() {
+        assert_eq!(shorten("äöü", 3), "äöü");
+        assert_eq!(shorten("äöüß", 3), "äöü…");
+    }
+}

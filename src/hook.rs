@@ -1,0 +1,220 @@
+//! The ProcessUtility hook.
+//!
+//! Discipline (as pgaudit does it): the previous hook is saved and chained; statements
+//! that are not DDL return straight away with no allocation and no catalog access; the
+//! classification runs in a #[pg_guard] function so no Rust panic crosses into
+//! PostgreSQL; and the next hook / standard_ProcessUtility is called directly, not
+//! through pgrx's guard, so errors raised by the statement itself reach the client
+//! untouched (SQLSTATE, position, CONTEXT). Nothing with a destructor is alive in this
+//! frame when the next hook runs or when a refusal is raised.
+
+use crate::classify::Classifier;
+use crate::engine::policy::{decide, render_refusal, render_warning, Decision, Mode};
+use crate::guc;
+use crate::report::{self, PgReport, SQLSTATE_REFUSED, SQLSTATE_WARNING};
+use pgrx::pg_sys::{self, NodeTag};
+use pgrx::prelude::*;
+use std::ffi::{c_char, CStr};
+
+static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+#[cfg(not(feature = "pg13"))]
+unsafe extern "C-unwind" {
+    #[link_name = "standard_ProcessUtility"]
+    fn raw_standard_process_utility(
+        pstmt: *mut pg_sys::PlannedStmt,
+        query_string: *const c_char,
+        read_only_tree: bool,
+        context: pg_sys::ProcessUtilityContext::Type,
+        params: pg_sys::ParamListInfo,
+        query_env: *mut pg_sys::QueryEnvironment,
+        dest: *mut pg_sys::DestReceiver,
+        qc: *mut pg_sys::QueryCompletion,
+    );
+}
+
+#[cfg(feature = "pg13")]
+unsafe extern "C-unwind" {
+    #[link_name = "standard_ProcessUtility"]
+    fn raw_standard_process_utility(
+        pstmt: *mut pg_sys::PlannedStmt,
+        query_string: *const c_char,
+        context: pg_sys::ProcessUtilityContext::Type,
+        params: pg_sys::ParamListInfo,
+        query_env: *mut pg_sys::QueryEnvironment,
+        dest: *mut pg_sys::DestReceiver,
+        qc: *mut pg_sys::QueryCompletion,
+    );
+}
+
+/// Statements that are never DDL: they pass with a tag comparison (and, for SET and
+/// VACUUM, a look at the name or options — no allocation, no catalog).
+unsafe fn is_fast_path(stmt: *mut pg_sys::Node) -> bool {
+    match (*stmt).type_ {
+        NodeTag::T_TransactionStmt
+        | NodeTag::T_VariableShowStmt
+        | NodeTag::T_PrepareStmt
+        | NodeTag::T_ExecuteStmt
+        | NodeTag::T_DeallocateStmt
+        | NodeTag::T_DeclareCursorStmt
+        | NodeTag::T_FetchStmt
+        | NodeTag::T_ClosePortalStmt
+        | NodeTag::T_ListenStmt
+        | NodeTag::T_NotifyStmt
+        | NodeTag::T_UnlistenStmt
+        | NodeTag::T_CopyStmt
+        | NodeTag::T_ExplainStmt
+        | NodeTag::T_CheckPointStmt
+        | NodeTag::T_LockStmt
+        | NodeTag::T_DiscardStmt
+        | NodeTag::T_ConstraintsSetStmt
+        | NodeTag::T_DoStmt
+        | NodeTag::T_CallStmt
+        | NodeTag::T_LoadStmt => true,
+        NodeTag::T_VariableSetStmt => {
+            let name = (*(stmt as *mut pg_sys::VariableSetStmt)).name;
+            name.is_null() || !starts_with_migsafe(name)
+        }
+        NodeTag::T_VacuumStmt => !vacuum_full(stmt as *mut pg_sys::VacuumStmt),
+        _ => false,
+    }
+}
+
+unsafe fn starts_with_migsafe(name: *const c_char) -> bool {
+    let prefix = b"migsafe.";
+    for (i, want) in prefix.iter().enumerate() {
+        let c = *name.add(i) as u8;
+        if c == 0 || !c.eq_ignore_ascii_case(want) {
+            return false;
+        }
+    }
+    true
+}
+
+unsafe fn vacuum_full(v: *mut pg_sys::VacuumStmt) -> bool {
+    if !(*v).is_vacuumcmd || (*v).options.is_null() {
+        return false;
+    }
+    let list = (*v).options;
+    for i in 0..(*list).length {
+        let cell = (*list).elements.add(i as usize);
+        let d = (*cell).ptr_value as *mut pg_sys::DefElem;
+        if !d.is_null() && !(*d).defname.is_null() && CStr::from_ptr((*d).defname).to_bytes() == b"full" {
+            return true;
+        }
+    }
+    false
+}
+
+/// The statement's own text inside a query string that may hold several.
+unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) -> String {
+    if query.is_null() {
+        return String::new();
+    }
+    let bytes = CStr::from_ptr(query).to_bytes();
+    let loc = (*pstmt).stmt_location.max(0) as usize;
+    let len = (*pstmt).stmt_len.max(0) as usize;
+    let start = loc.min(bytes.len());
+    let end = if len == 0 { bytes.len() } else { (start + len).min(bytes.len()) };
+    String::from_utf8_lossy(&bytes[start..end]).into_owned()
+}
+
+/// Classifies the statement and returns the reports to raise (terminated by an entry
+/// with level 0), palloc'd in the current memory context, or null.
+#[pg_guard]
+unsafe extern "C-unwind" fn inspect(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) -> *mut PgReport {
+    let mut c = Classifier::new(false);
+    c.classify((*pstmt).utilityStmt);
+    if c.findings.is_empty() {
+        return std::ptr::null_mut();
+    }
+    let settings = guc::settings();
+    let reports: Vec<PgReport> = match decide(std::mem::take(&mut c.findings), &settings) {
+        Decision::Allow => return std::ptr::null_mut(),
+        Decision::Warn(fs) => fs
+            .iter()
+            .map(|f| PgReport::new(pg_sys::WARNING, SQLSTATE_WARNING, &render_warning(f)))
+            .collect(),
+        Decision::Refuse(fs) => {
+            let text = statement_text(pstmt, query);
+            vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &render_refusal(&fs, &settings, &text))]
+        }
+    };
+    let out = pg_sys::palloc0(std::mem::size_of::<PgReport>() * (reports.len() + 1)) as *mut PgReport;
+    for (i, r) in reports.into_iter().enumerate() {
+        out.add(i).write(r);
+    }
+    out
+}
+
+#[inline]
+unsafe fn should_inspect(stmt: *mut pg_sys::Node, context: pg_sys::ProcessUtilityContext::Type) -> bool {
+    !stmt.is_null()
+        && !is_fast_path(stmt)
+        && guc::mode() != Mode::Off
+        // Another extension's install/update script (and our own) runs unchecked; the
+        // CREATE/ALTER EXTENSION statement itself was classified before it started.
+        && !pg_sys::creating_extension
+        // Parts of a statement already classified (CREATE TABLE's indexes and FKs,
+        // CREATE SCHEMA's elements, ADD COLUMN serial's sequence).
+        && context != pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND
+}
+
+unsafe fn check_statement(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
+    let reports = inspect(pstmt, query);
+    if reports.is_null() {
+        return;
+    }
+    let mut i = 0;
+    while (*reports.add(i)).level != 0 {
+        report::raise(&*reports.add(i));
+        i += 1;
+    }
+    pg_sys::pfree(reports.cast());
+}
+
+#[cfg(not(feature = "pg13"))]
+unsafe extern "C-unwind" fn migsafe_process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    if should_inspect((*pstmt).utilityStmt, context) {
+        check_statement(pstmt, query_string);
+    }
+    match PREV_PROCESS_UTILITY {
+        Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+        None => raw_standard_process_utility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+    }
+}
+
+#[cfg(feature = "pg13")]
+unsafe extern "C-unwind" fn migsafe_process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    if should_inspect((*pstmt).utilityStmt, context) {
+        check_statement(pstmt, query_string);
+    }
+    match PREV_PROCESS_UTILITY {
+        Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),
+        None => raw_standard_process_utility(pstmt, query_string, context, params, query_env, dest, qc),
+    }
+}
+
+pub fn init() {
+    unsafe {
+        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(migsafe_process_utility);
+    }
+}
