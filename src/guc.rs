@@ -9,8 +9,11 @@ use std::ffi::{c_char, c_void, CStr, CString};
 
 #[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
 pub enum GucMode {
+    #[name = c"enforce"]
     Enforce,
+    #[name = c"warn"]
     Warn,
+    #[name = c"off"]
     Off,
 }
 

@@ -226,3 +226,12 @@ mod tests {
         assert_eq!(super::line_col("ä b", 3), (1, 3, "ä b".into()));
     }
 }
+
+pgrx::extension_sql!(
+    r#"
+COMMENT ON SCHEMA migsafe IS 'pg_migsafe: safe schema migrations, enforced in the server';
+GRANT USAGE ON SCHEMA migsafe TO PUBLIC;
+"#,
+    name = "schema_grants",
+    finalize
+);
