@@ -346,24 +346,29 @@ impl Classifier {
     /// exempt (temporary or created in this transaction). Views are reported as views,
     /// not as their rewrite rules.
     unsafe fn cascade_dependents(&self, addr: &pg_sys::ObjectAddress) -> Vec<String> {
+        // Walk "who depends on this" edges (normal, auto, internal, extension). An
+        // object reached that is an internal part of another (a view's rewrite rule)
+        // brings its owner along, as findDependentObjects() does. Report what is
+        // reached through a normal dependency, as owners rather than parts.
         let sql = format!(
             "WITH RECURSIVE d(classid, objid, objsubid, deptype) AS ( \
                SELECT classid, objid, objsubid, deptype FROM pg_catalog.pg_depend \
                 WHERE refclassid = {c} AND refobjid = {o} AND ({s} = 0 OR refobjsubid = {s}) \
                   AND deptype IN ('n','a','i','e') \
                UNION \
-               SELECT p.classid, p.objid, p.objsubid, p.deptype FROM pg_catalog.pg_depend p \
-                 JOIN d ON p.refclassid = d.classid AND p.refobjid = d.objid \
-                WHERE p.deptype IN ('n','a','i','e') ), \
-             n AS (SELECT DISTINCT classid, objid, objsubid FROM d WHERE deptype = 'n'), \
-             m AS (SELECT DISTINCT coalesce(o.refclassid, n.classid) AS classid, \
-                          coalesce(o.refobjid, n.objid) AS objid, \
-                          CASE WHEN o.refobjid IS NULL THEN n.objsubid ELSE 0 END AS objsubid \
-                     FROM n LEFT JOIN pg_catalog.pg_depend o \
-                       ON o.classid = n.classid AND o.objid = n.objid AND o.deptype = 'i' \
-                      AND o.refclassid = 'pg_catalog.pg_class'::regclass) \
-             SELECT classid::int8, objid::int8, objsubid FROM m \
-              WHERE NOT (classid = {c} AND objid = {o}) ORDER BY 1, 2, 3",
+               SELECT x.classid, x.objid, x.objsubid, x.deptype FROM d, LATERAL ( \
+                   SELECT p.classid, p.objid, p.objsubid, p.deptype FROM pg_catalog.pg_depend p \
+                    WHERE p.refclassid = d.classid AND p.refobjid = d.objid \
+                      AND p.deptype IN ('n','a','i','e') \
+                   UNION ALL \
+                   SELECT i.refclassid, i.refobjid, 0, d.deptype FROM pg_catalog.pg_depend i \
+                    WHERE i.classid = d.classid AND i.objid = d.objid AND i.deptype = 'i' \
+                 ) x ) \
+             SELECT DISTINCT classid::int8, objid::int8, objsubid FROM d \
+              WHERE deptype = 'n' AND NOT (classid = {c} AND objid = {o}) \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend i \
+                                 WHERE i.classid = d.classid AND i.objid = d.objid AND i.deptype = 'i') \
+              ORDER BY 1, 2, 3",
             c = u32::from(addr.classId),
             o = u32::from(addr.objectId),
             s = addr.objectSubId

@@ -76,17 +76,4 @@ mod tests {
     fn set_migsafe_mode_is_refused() {
         Spi::run("SET migsafe.mode = 'off'").unwrap();
     }
-
-    #[pg_test]
-    fn binary_coercible_change_is_safe_in_check() {
-        Spi::run("CREATE TABLE t_types (v varchar(10), n numeric(10,2), i int)").unwrap();
-        // Exempt anyway (created in this transaction): check() must still classify
-        // through the catalog for tables that exist. Use a table from before: none here,
-        // so look at the classification via a table created by the extension script? No —
-        // assert on the typechange path through a pre-existing catalog table instead.
-        assert_eq!(
-            rules_of("ALTER TABLE pg_catalog.pg_am ALTER COLUMN amname TYPE text"),
-            vec!["alter-column-type-rewrite"]
-        );
-    }
 }

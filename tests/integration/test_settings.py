@@ -1,0 +1,153 @@
+"""Settings and self-protection: modes, block_risky, disabled_rules; migsafe.* can only
+be changed in the configuration file; the library refuses to load any other way."""
+import re
+import time
+
+import pytest
+
+from conftest import REFUSED, WARNED, mode, new_db, run
+from pgcluster import Cluster
+
+USERS = "CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'a');"
+
+
+def test_warn_mode_runs_destructive_ddl_with_a_warning(cluster):
+    db = new_db(cluster)
+    with mode(cluster, "warn"):
+        with cluster.connect(db) as conn:
+            assert run(conn, USERS).ok
+            r = run(conn, "ALTER TABLE users DROP COLUMN name")
+            assert r.ok and r.warned_rules() == ["drop-column"], r
+            # Self-protection still holds in warn mode.
+            r = run(conn, "DROP EXTENSION pg_migsafe")
+            assert r.refused_rule() == "protect-extension", r
+
+
+def test_off_mode_does_nothing(cluster):
+    db = new_db(cluster)
+    with mode(cluster, "off"):
+        with cluster.connect(db) as conn:
+            assert run(conn, USERS).ok
+            r = run(conn, "DROP TABLE users")
+            assert r.ok and not r.notices, r
+
+
+def test_block_risky(cluster):
+    db = new_db(cluster)
+    with cluster.connect(db) as conn:
+        assert run(conn, USERS).ok
+    cluster.configure(migsafe__block_risky="on")
+    try:
+        with cluster.connect(db) as conn:
+            r = run(conn, "CREATE INDEX ON users (name)")
+            assert r.refused_rule() == "create-index", r
+            assert "migsafe.block_risky = off" in r.message
+    finally:
+        cluster.configure(migsafe__block_risky="off")
+
+
+def test_disabled_rules(cluster):
+    db = new_db(cluster)
+    with cluster.connect(db) as conn:
+        assert run(conn, USERS + "CREATE INDEX users_name_idx ON users (name)").ok
+    cluster.configure(migsafe__disabled_rules="'drop-index, truncate'")
+    try:
+        with cluster.connect(db) as conn:
+            r = run(conn, "DROP INDEX users_name_idx")
+            assert r.ok and not r.warnings(), r
+            r = run(conn, "TRUNCATE users")
+            assert r.ok and not r.warnings(), r
+            r = run(conn, "DROP TABLE users")
+            assert r.refused_rule() == "drop-table", r
+    finally:
+        cluster.configure(migsafe__disabled_rules="''")
+
+
+def test_invalid_disabled_rules_is_rejected_at_reload(cluster):
+    cluster.configure(migsafe__disabled_rules="'truncate'")
+    try:
+        cluster.settings["migsafe.disabled_rules"] = "'truncate, no-such-rule'"
+        cluster._write_conf()
+        with cluster.connect() as conn:
+            conn.execute("SELECT pg_reload_conf()")
+        deadline = time.time() + 10
+        while "no-such-rule" not in cluster.log_text() and time.time() < deadline:
+            time.sleep(0.05)
+        assert 'unknown rule id "no-such-rule"' in cluster.log_text()
+        with cluster.connect() as conn:
+            assert conn.execute("SHOW migsafe.disabled_rules").fetchone()[0] == "truncate"
+        cluster.settings["migsafe.disabled_rules"] = "'protect-settings'"
+        cluster._write_conf()
+        with cluster.connect() as conn:
+            conn.execute("SELECT pg_reload_conf()")
+        deadline = time.time() + 10
+        while "cannot be disabled" not in cluster.log_text() and time.time() < deadline:
+            time.sleep(0.05)
+        assert 'rule "protect-settings" protects pg_migsafe itself and cannot be disabled' in cluster.log_text()
+    finally:
+        cluster.configure(migsafe__disabled_rules="''")
+
+
+SETTING_CHANGES = [
+    ("SET migsafe.mode = 'off'", REFUSED),
+    ("SET LOCAL migsafe.mode = 'off'", REFUSED),
+    ("SET \"MIGSAFE.mode\" = 'off'", REFUSED),
+    ("RESET migsafe.mode", REFUSED),
+    ("SET migsafe.block_risky = off", REFUSED),
+    ("SET migsafe.disabled_rules = 'drop-table'", REFUSED),
+    ("SELECT set_config('migsafe.mode', 'off', false)", "55P02"),
+    ("ALTER ROLE app_user SET migsafe.mode = 'off'", REFUSED),
+    ("ALTER DATABASE postgres SET migsafe.mode = 'off'", REFUSED),
+    ("ALTER SYSTEM SET migsafe.mode = 'off'", REFUSED),
+    ("ALTER SYSTEM RESET migsafe.mode", REFUSED),
+    ("ALTER SYSTEM SET shared_preload_libraries = ''", REFUSED),
+    ("ALTER SYSTEM RESET shared_preload_libraries", REFUSED),
+    ("ALTER SYSTEM RESET ALL", REFUSED),
+]
+
+
+@pytest.mark.parametrize("user", ["postgres", "app_owner"])
+@pytest.mark.parametrize("sql,code", SETTING_CHANGES, ids=[s for s, _ in SETTING_CHANGES])
+def test_settings_cannot_be_changed_from_sql(cluster, sql, code, user):
+    with cluster.connect(user=user, autocommit=False if "LOCAL" in sql else True) as conn:
+        r = run(conn, sql)
+        if user != "postgres" and code != REFUSED and r.sqlstate == "42501":
+            return  # a non-superuser is stopped earlier by privileges
+        assert r.sqlstate == code, r
+        if code == REFUSED:
+            assert r.refused_rule() == "protect-settings", r
+        assert conn.execute("SHOW migsafe.mode").fetchone()[0] == "enforce"
+
+
+def test_show_and_set_of_other_settings_pass(cluster):
+    with cluster.connect() as conn:
+        for sql in ["SHOW migsafe.mode", "SET work_mem = '8MB'", "RESET ALL", "SET lock_timeout = '1s'",
+                    "SELECT current_setting('migsafe.block_risky')"]:
+            r = run(conn, sql)
+            assert r.ok and not r.notices, (sql, r)
+
+
+def test_refusal_reaches_the_server_log(cluster, db):
+    with cluster.connect(db) as conn:
+        assert run(conn, USERS).ok
+        assert run(conn, "ALTER TABLE users RENAME COLUMN name TO full_name").sqlstate == REFUSED
+    log = cluster.log_text()
+    assert re.search(r"ERROR:  pg_migsafe refused rename-column on column public\.users\.name: .*"
+                     r"to run it anyway a DBA sets migsafe\.mode = 'warn'", log)
+    assert "HINT:  Add the new column, write both, backfill" in log
+    assert "STATEMENT:  ALTER TABLE users RENAME COLUMN name TO full_name" in log
+
+
+def test_library_refuses_to_load_without_shared_preload_libraries():
+    c = Cluster("nopreload", preload="")
+    try:
+        with c.connect() as conn:
+            r = run(conn, "CREATE EXTENSION pg_migsafe")
+            assert r.sqlstate == "55000", r
+            assert r.message == "pg_migsafe must be loaded via shared_preload_libraries"
+            assert "shared_preload_libraries" in r.error.diag.message_hint
+            r = run(conn, "LOAD 'pg_migsafe'")
+            assert r.sqlstate == "55000", r
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+    finally:
+        c.destroy()
