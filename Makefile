@@ -1,0 +1,63 @@
+# pg_migsafe — see README.md. Every target installs what it needs (tests/tools/deps.sh).
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PG_FEATURE ?= pg15
+RUNAS ?= postgres
+TMPBASE ?= $(CURDIR)/target/migsafe-tmp
+PGRX_TEST_DATA := $(TMPBASE)/pgrx-test-data
+DEMO_DIR := $(TMPBASE)/demo
+PYTEST := .venv/bin/pytest
+
+.PHONY: all deps build install test unit pgtest integration demo demo-stop bench docs fmt lint clean
+
+all: build
+
+deps:
+	@bash tests/tools/deps.sh
+
+build: deps
+	cargo build --no-default-features --features $(PG_FEATURE)
+
+install: deps
+	cargo pgrx install --pg-config $(PG_CONFIG) --no-default-features --features $(PG_FEATURE)
+
+# Pure-Rust unit tests and #[pg_test]s, in a fresh pgrx test cluster run as $(RUNAS).
+pgtest: deps
+	rm -rf $(PGRX_TEST_DATA) && install -d -o $(RUNAS) $(PGRX_TEST_DATA)
+	chmod o+rx $(TMPBASE)
+	cargo pgrx test $(PG_FEATURE) --runas $(RUNAS) --pgdata $(PGRX_TEST_DATA)
+
+# Integration tests: scratch clusters started by the harness, the installed extension.
+integration: install
+	mkdir -p $(TMPBASE) && chmod o+rx $(TMPBASE)
+	MIGSAFE_TEST_TMP=$(TMPBASE) $(PYTEST) -p no:cacheprovider -q -rfE tests/integration
+
+# `cargo pgrx test` installs its own build (with the tests schema); `integration`
+# installs the real one afterwards.
+test: pgtest integration
+
+demo: install
+	@bash tests/tools/demo.sh start $(DEMO_DIR)
+
+demo-stop:
+	@bash tests/tools/demo.sh stop $(DEMO_DIR)
+
+bench: deps
+	cargo pgrx install --release --pg-config $(PG_CONFIG) --no-default-features --features $(PG_FEATURE)
+	mkdir -p $(TMPBASE) && chmod o+rx $(TMPBASE)
+	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/bench.py
+
+# Regenerates docs/rules.md from the rule catalog.
+docs:
+	MIGSAFE_BLESS=1 cargo test --lib -- engine::docs
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --no-default-features --features "$(PG_FEATURE) pg_test" -- -D warnings
+
+clean:
+	-bash tests/tools/demo.sh stop $(DEMO_DIR)
+	rm -rf $(TMPBASE)
+	cargo clean

@@ -1,0 +1,40 @@
+-- pg_migsafe demo: an additive migration passes, a destructive one is refused.
+-- `make demo` runs this file with psql against a fresh cluster; the integration
+-- tests run it too and compare the output with tests/expected/demo.out.
+\set VERBOSITY default
+CREATE EXTENSION IF NOT EXISTS pg_migsafe;
+SHOW migsafe.mode;
+
+-- Release 1 (committed earlier): the application's schema and some data.
+CREATE TABLE users (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  email text NOT NULL,
+  legacy_email text
+);
+CREATE VIEW user_directory AS SELECT id, email FROM users;
+INSERT INTO users (email, legacy_email) VALUES ('ann@example.com', 'ann@old.example'), ('bob@example.com', NULL);
+
+-- Release 2, additive (expand): everything passes.
+ALTER TABLE users ADD COLUMN display_name text;
+ALTER TABLE users ADD COLUMN active boolean NOT NULL DEFAULT true;
+CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint REFERENCES users (id), total numeric(12,2));
+CREATE INDEX CONCURRENTLY users_email_idx ON users (email);
+
+-- A risky statement runs, with a warning and the safe alternative.
+CREATE INDEX orders_user_idx ON orders (user_id);
+
+-- Release 3, destructive: refused, whatever client sends it.
+ALTER TABLE users DROP COLUMN legacy_email;
+DROP TABLE users CASCADE;
+DO $$ BEGIN EXECUTE 'TRUNCATE users'; END $$;
+
+-- Nothing was lost.
+SELECT id, email, legacy_email FROM users ORDER BY id;
+
+-- Check a migration file before running it (nothing is executed).
+SELECT statement_no, rule_id, severity, decision
+  FROM migsafe.check($$
+    ALTER TABLE users ADD COLUMN phone text;
+    ALTER TABLE users RENAME COLUMN email TO email_address;
+    ALTER TABLE orders ALTER COLUMN total TYPE numeric(10,2);
+  $$);
