@@ -1,13 +1,16 @@
 # pg_migsafe — see README.md. Every target installs what it needs (tests/tools/deps.sh).
-PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
-PG_FEATURE ?= pg15
+PG_MAJOR ?= 15
+PG_CONFIG ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
+PG_FEATURE ?= pg$(PG_MAJOR)
+export PG_MAJOR
+export PGBIN := /usr/lib/postgresql/$(PG_MAJOR)/bin
 RUNAS ?= postgres
 TMPBASE ?= $(CURDIR)/target/migsafe-tmp
 PGRX_TEST_DATA := $(TMPBASE)/pgrx-test-data
 DEMO_DIR := $(TMPBASE)/demo
 PYTEST := .venv/bin/pytest
 
-.PHONY: all deps build install test unit pgtest integration demo demo-stop bench docs fmt lint clean
+.PHONY: all deps build install test pgtest integration demo demo-stop bench docs fmt lint check-versions clean
 
 all: build
 
@@ -49,6 +52,10 @@ bench: deps
 # Regenerates docs/rules.md from the rule catalog.
 docs:
 	MIGSAFE_BLESS=1 cargo test --lib -- engine::docs
+
+# Type-checks PG 13-17 with pgrx's pregenerated bindings (no headers needed).
+check-versions:
+	bash tests/tools/check-versions.sh
 
 fmt:
 	cargo fmt --all

@@ -150,7 +150,14 @@ unsafe fn col_type(typid: Oid, typmod: i32) -> (ColType, String) {
     let mut tm = typmod;
     let base = pg_sys::getBaseTypeAndTypmod(typid, &mut tm);
     let shown = cstr(pg_sys::format_type_with_typemod(typid, typmod)).unwrap_or_default();
-    (ColType { name: type_name(base), category: pg_sys::TypeCategory(base) as u8 as char, typmod: tm }, shown)
+    (
+        ColType {
+            name: type_name(base),
+            category: pg_sys::TypeCategory(base) as u8 as char,
+            typmod: tm,
+        },
+        shown,
+    )
 }
 
 /// The schema that an unqualified CREATE would use (hook mode only).
@@ -166,7 +173,12 @@ unsafe fn default_creation_nsp() -> Oid {
 impl Classifier {
     pub fn new(check_mode: bool) -> Self {
         let migsafe_nsp = unsafe { pg_sys::get_namespace_oid(c"migsafe".as_ptr(), true) };
-        Classifier { check_mode, created: Vec::new(), migsafe_nsp, findings: Vec::new() }
+        Classifier {
+            check_mode,
+            created: Vec::new(),
+            migsafe_nsp,
+            findings: Vec::new(),
+        }
     }
 
     fn add(&mut self, rule: &str, object: impl Into<String>) -> &mut Finding {
@@ -182,7 +194,9 @@ impl Classifier {
     fn created_earlier(&self, name: &str) -> bool {
         let name = name.to_lowercase();
         let bare = name.rsplit('.').next().unwrap_or(&name).to_string();
-        self.created.iter().any(|c| *c == name || c.rsplit('.').next() == Some(bare.as_str()))
+        self.created
+            .iter()
+            .any(|c| *c == name || c.rsplit('.').next() == Some(bare.as_str()))
     }
 
     /// For an object that does not resolve: does the rule still apply?
@@ -234,7 +248,11 @@ impl Classifier {
         let kind = relkind_word(pg_sys::get_rel_relkind(oid));
         let temp = pg_sys::get_rel_persistence(oid) as u8 == b't';
         Obj {
-            addr: pg_sys::ObjectAddress { classId: pg_sys::RelationRelationId, objectId: oid, objectSubId: 0 },
+            addr: pg_sys::ObjectAddress {
+                classId: pg_sys::RelationRelationId,
+                objectId: oid,
+                objectSubId: 0,
+            },
             display: format!("{} {}", kind, qualified(nsp, &name)),
             exempt: temp || track::is_new(pg_sys::RelationRelationId, oid, 0),
             protected: self.is_protected_nsp(nsp),
@@ -248,7 +266,11 @@ impl Classifier {
         if attnum == 0 {
             return None;
         }
-        let tname = table.display.split_once(' ').map(|x| x.1).unwrap_or(&table.display);
+        let tname = table
+            .display
+            .split_once(' ')
+            .map(|x| x.1)
+            .unwrap_or(&table.display);
         Some((
             Obj {
                 addr: pg_sys::ObjectAddress {
@@ -258,7 +280,11 @@ impl Classifier {
                 },
                 display: format!("column {}.{}", tname, quote(col)),
                 exempt: table.exempt
-                    || track::is_new(pg_sys::RelationRelationId, table.addr.objectId, attnum as i32),
+                    || track::is_new(
+                        pg_sys::RelationRelationId,
+                        table.addr.objectId,
+                        attnum as i32,
+                    ),
                 protected: table.protected,
             },
             attnum,
@@ -285,8 +311,8 @@ impl Classifier {
     ) -> Option<Obj> {
         use pg_sys::ObjectType::*;
         let lockmode = match objtype {
-            OBJECT_TABLE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_SEQUENCE | OBJECT_FOREIGN_TABLE | OBJECT_INDEX
-            | OBJECT_COLUMN => pg_sys::NoLock,
+            OBJECT_TABLE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_SEQUENCE
+            | OBJECT_FOREIGN_TABLE | OBJECT_INDEX | OBJECT_COLUMN => pg_sys::NoLock,
             _ => lockmode,
         };
         let mut relp: pg_sys::Relation = std::ptr::null_mut();
@@ -301,8 +327,16 @@ impl Classifier {
     }
 
     unsafe fn addr_obj(&self, addr: pg_sys::ObjectAddress) -> Obj {
-        let kind = cstr(pg_sys::getObjectTypeDescription(&addr, true)).unwrap_or_default();
-        let ident = cstr(pg_sys::getObjectIdentity(&addr, true)).unwrap_or_default();
+        #[cfg(feature = "pg13")]
+        let (kind, ident) = (
+            cstr(pg_sys::getObjectTypeDescription(&addr)).unwrap_or_default(),
+            cstr(pg_sys::getObjectIdentity(&addr)).unwrap_or_default(),
+        );
+        #[cfg(not(feature = "pg13"))]
+        let (kind, ident) = (
+            cstr(pg_sys::getObjectTypeDescription(&addr, true)).unwrap_or_default(),
+            cstr(pg_sys::getObjectIdentity(&addr, true)).unwrap_or_default(),
+        );
         let nsp = if pg_sys::is_objectclass_supported(addr.classId) {
             pg_sys::get_object_namespace(&addr)
         } else {
@@ -313,12 +347,15 @@ impl Classifier {
             && addr.objectSubId != 0
             && track::is_new(addr.classId, addr.objectId, 0);
         let protected = self.is_protected_nsp(nsp)
-            || (addr.classId == pg_sys::NamespaceRelationId && self.is_protected_nsp(addr.objectId))
+            || (addr.classId == pg_sys::NamespaceRelationId
+                && self.is_protected_nsp(addr.objectId))
             || (addr.classId == pg_sys::ExtensionRelationId && ident == "pg_migsafe");
         Obj {
             addr,
             display: format!("{kind} {ident}"),
-            exempt: temp || owner_new || track::is_new(addr.classId, addr.objectId, addr.objectSubId),
+            exempt: temp
+                || owner_new
+                || track::is_new(addr.classId, addr.objectId, addr.objectSubId),
             protected,
         }
     }
@@ -332,10 +369,14 @@ impl Classifier {
             NodeTag::T_List => name_list(object as *mut pg_sys::List),
             NodeTag::T_String => strval(object),
             NodeTag::T_TypeName => {
-                cstr(pg_sys::TypeNameToString(object as *const pg_sys::TypeName)).unwrap_or_default()
+                cstr(pg_sys::TypeNameToString(object as *const pg_sys::TypeName))
+                    .unwrap_or_default()
             }
             NodeTag::T_ObjectWithArgs => {
-                format!("{}()", name_list((*(object as *mut pg_sys::ObjectWithArgs)).objname))
+                format!(
+                    "{}()",
+                    name_list((*(object as *mut pg_sys::ObjectWithArgs)).objname)
+                )
             }
             NodeTag::T_RangeVar => rv_name(object as *mut pg_sys::RangeVar),
             _ => String::from("object"),
@@ -387,7 +428,11 @@ impl Classifier {
         });
         let mut out = Vec::new();
         for (c, o, s) in rows {
-            let a = pg_sys::ObjectAddress { classId: Oid::from(c as u32), objectId: Oid::from(o as u32), objectSubId: s };
+            let a = pg_sys::ObjectAddress {
+                classId: Oid::from(c as u32),
+                objectId: Oid::from(o as u32),
+                objectSubId: s,
+            };
             let obj = self.addr_obj(a);
             if !obj.exempt && !out.contains(&obj.display) {
                 out.push(obj.display);
@@ -408,18 +453,25 @@ impl Classifier {
             NodeTag::T_TruncateStmt => self.truncate(node as *mut pg_sys::TruncateStmt),
             NodeTag::T_RenameStmt => self.rename(node as *mut pg_sys::RenameStmt),
             NodeTag::T_AlterTableStmt => self.alter_table(node as *mut pg_sys::AlterTableStmt),
-            NodeTag::T_AlterObjectSchemaStmt => self.set_schema(node as *mut pg_sys::AlterObjectSchemaStmt),
+            NodeTag::T_AlterObjectSchemaStmt => {
+                self.set_schema(node as *mut pg_sys::AlterObjectSchemaStmt)
+            }
             NodeTag::T_AlterEnumStmt => {
                 let s = node as *mut pg_sys::AlterEnumStmt;
                 if !(*s).oldVal.is_null() {
                     let tn = pg_sys::makeTypeNameFromNameList((*s).typeName);
-                    self.simple(pg_sys::ObjectType::OBJECT_TYPE, tn.cast(), "rename-enum-value", |f| {
-                        f.facts.push(format!(
-                            "Label '{}' -> '{}'",
-                            cstr((*s).oldVal).unwrap_or_default(),
-                            cstr((*s).newVal).unwrap_or_default()
-                        ))
-                    });
+                    self.simple(
+                        pg_sys::ObjectType::OBJECT_TYPE,
+                        tn.cast(),
+                        "rename-enum-value",
+                        |f| {
+                            f.facts.push(format!(
+                                "Label '{}' -> '{}'",
+                                cstr((*s).oldVal).unwrap_or_default(),
+                                cstr((*s).newVal).unwrap_or_default()
+                            ))
+                        },
+                    );
                 } else {
                     self.protect_names((*s).typeName, pg_sys::ObjectType::OBJECT_TYPE);
                 }
@@ -433,8 +485,13 @@ impl Classifier {
                     } else if !o.exempt && opts.iter().any(|d| d == "restart") {
                         self.add("alter-sequence-restart", o.display);
                     }
-                } else if opts.iter().any(|d| d == "restart") && self.unresolved_applies(&rv_name((*s).sequence)) {
-                    self.add("alter-sequence-restart", format!("sequence {}", rv_name((*s).sequence)));
+                } else if opts.iter().any(|d| d == "restart")
+                    && self.unresolved_applies(&rv_name((*s).sequence))
+                {
+                    self.add(
+                        "alter-sequence-restart",
+                        format!("sequence {}", rv_name((*s).sequence)),
+                    );
                 }
             }
             NodeTag::T_AlterDomainStmt => self.alter_domain(node as *mut pg_sys::AlterDomainStmt),
@@ -485,9 +542,15 @@ impl Classifier {
                 let s = node as *mut pg_sys::DropOwnedStmt;
                 let roles: Vec<String> = nodes((*s).roles)
                     .into_iter()
-                    .map(|r| cstr((*(r as *mut pg_sys::RoleSpec)).rolename).unwrap_or_else(|| "CURRENT_USER".into()))
+                    .map(|r| {
+                        cstr((*(r as *mut pg_sys::RoleSpec)).rolename)
+                            .unwrap_or_else(|| "CURRENT_USER".into())
+                    })
                     .collect();
-                self.add("drop-owned", format!("everything owned by {}", roles.join(", ")));
+                self.add(
+                    "drop-owned",
+                    format!("everything owned by {}", roles.join(", ")),
+                );
             }
             NodeTag::T_DropdbStmt => {
                 let s = node as *mut pg_sys::DropdbStmt;
@@ -527,7 +590,21 @@ impl Classifier {
             NodeTag::T_DropUserMappingStmt => {
                 let s = node as *mut pg_sys::DropUserMappingStmt;
                 let server = cstr((*s).servername).unwrap_or_default();
-                self.add("drop-object", format!("user mapping for server {}", quote(&server)));
+                self.add(
+                    "drop-object",
+                    format!("user mapping for server {}", quote(&server)),
+                );
+            }
+            NodeTag::T_AlterTableMoveAllStmt => {
+                let s = node as *mut pg_sys::AlterTableMoveAllStmt;
+                let from = cstr((*s).orig_tablespacename).unwrap_or_default();
+                let to = cstr((*s).new_tablespacename).unwrap_or_default();
+                self.add(
+                    "set-tablespace",
+                    format!("every relation in tablespace {}", quote(&from)),
+                )
+                .facts
+                .push(format!("New tablespace {}", quote(&to)));
             }
             NodeTag::T_AlterExtensionContentsStmt => {
                 let s = node as *mut pg_sys::AlterExtensionContentsStmt;
@@ -537,12 +614,14 @@ impl Classifier {
             }
             NodeTag::T_VariableSetStmt => self.set_var(node as *mut pg_sys::VariableSetStmt, "SET"),
             NodeTag::T_AlterSystemStmt => self.alter_system(node as *mut pg_sys::AlterSystemStmt),
-            NodeTag::T_AlterRoleSetStmt => {
-                self.set_var((*(node as *mut pg_sys::AlterRoleSetStmt)).setstmt, "ALTER ROLE … SET")
-            }
-            NodeTag::T_AlterDatabaseSetStmt => {
-                self.set_var((*(node as *mut pg_sys::AlterDatabaseSetStmt)).setstmt, "ALTER DATABASE … SET")
-            }
+            NodeTag::T_AlterRoleSetStmt => self.set_var(
+                (*(node as *mut pg_sys::AlterRoleSetStmt)).setstmt,
+                "ALTER ROLE … SET",
+            ),
+            NodeTag::T_AlterDatabaseSetStmt => self.set_var(
+                (*(node as *mut pg_sys::AlterDatabaseSetStmt)).setstmt,
+                "ALTER DATABASE … SET",
+            ),
             // ---- creations: remembered for check(), refused in schema migsafe
             NodeTag::T_CreateStmt => {
                 let rv = (*(node as *mut pg_sys::CreateStmt)).relation;
@@ -552,7 +631,9 @@ impl Classifier {
                 let rv = (*(node as *mut pg_sys::CreateStmt)).relation;
                 self.created_relation(rv, "foreign table");
             }
-            NodeTag::T_ViewStmt => self.created_relation((*(node as *mut pg_sys::ViewStmt)).view, "view"),
+            NodeTag::T_ViewStmt => {
+                self.created_relation((*(node as *mut pg_sys::ViewStmt)).view, "view")
+            }
             NodeTag::T_CreateTableAsStmt => {
                 let into = (*(node as *mut pg_sys::CreateTableAsStmt)).into;
                 if !into.is_null() {
@@ -605,7 +686,9 @@ impl Classifier {
             }
             NodeTag::T_CommentStmt => {
                 let s = node as *mut pg_sys::CommentStmt;
-                if let Some(o) = self.object_locked((*s).objtype, (*s).object, pg_sys::ShareUpdateExclusiveLock) {
+                if let Some(o) =
+                    self.object_locked((*s).objtype, (*s).object, pg_sys::ShareUpdateExclusiveLock)
+                {
                     if o.protected {
                         self.add("protect-schema", o.display);
                     }
@@ -626,13 +709,19 @@ impl Classifier {
             NodeTag::T_UpdateStmt => {
                 let s = node as *mut pg_sys::UpdateStmt;
                 if (*s).whereClause.is_null() && self.check_mode {
-                    self.add("dml-without-where", format!("table {}", rv_name((*s).relation)));
+                    self.add(
+                        "dml-without-where",
+                        format!("table {}", rv_name((*s).relation)),
+                    );
                 }
             }
             NodeTag::T_DeleteStmt => {
                 let s = node as *mut pg_sys::DeleteStmt;
                 if (*s).whereClause.is_null() && self.check_mode {
-                    self.add("dml-without-where", format!("table {}", rv_name((*s).relation)));
+                    self.add(
+                        "dml-without-where",
+                        format!("table {}", rv_name((*s).relation)),
+                    );
                 }
             }
             _ => {}
@@ -642,7 +731,11 @@ impl Classifier {
     // -------------------------------------------------------------- statement kinds
 
     /// A rule that applies to one relation unless it is exempt.
-    unsafe fn on_relation(&mut self, rv: *mut pg_sys::RangeVar, rule: &str) -> Option<&mut Finding> {
+    unsafe fn on_relation(
+        &mut self,
+        rv: *mut pg_sys::RangeVar,
+        rule: &str,
+    ) -> Option<&mut Finding> {
         match self.rel(rv) {
             Some(o) if o.exempt => None,
             Some(o) => Some(self.add(rule, o.display)),
@@ -692,7 +785,11 @@ impl Classifier {
         }
     }
 
-    unsafe fn protect_names(&mut self, names: *mut pg_sys::List, objtype: pg_sys::ObjectType::Type) {
+    unsafe fn protect_names(
+        &mut self,
+        names: *mut pg_sys::List,
+        objtype: pg_sys::ObjectType::Type,
+    ) {
         let tn = pg_sys::makeTypeNameFromNameList(names);
         self.protect_object(objtype, tn.cast());
     }
@@ -712,7 +809,11 @@ impl Classifier {
         let l = nodes(names);
         let full = name_list(names);
         self.remember(full.clone());
-        let schema = if l.len() >= 2 { Some(strval(l[l.len() - 2])) } else { None };
+        let schema = if l.len() >= 2 {
+            Some(strval(l[l.len() - 2]))
+        } else {
+            None
+        };
         self.protect_create(schema, format!("{kind} {full}"));
     }
 
@@ -727,7 +828,9 @@ impl Classifier {
             OBJECT_MATVIEW => "drop-materialized-view",
             OBJECT_TYPE => "drop-type",
             OBJECT_DOMAIN => "drop-domain",
-            OBJECT_FUNCTION | OBJECT_PROCEDURE | OBJECT_AGGREGATE | OBJECT_ROUTINE => "drop-function",
+            OBJECT_FUNCTION | OBJECT_PROCEDURE | OBJECT_AGGREGATE | OBJECT_ROUTINE => {
+                "drop-function"
+            }
             OBJECT_TRIGGER => "drop-trigger",
             OBJECT_RULE => "drop-rule",
             OBJECT_POLICY => "drop-policy",
@@ -745,12 +848,23 @@ impl Classifier {
         let cascade = (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE;
         for object in nodes((*s).objects) {
             match self.object(t, object) {
-                Some(o) if o.protected || (t == OBJECT_EXTENSION && o.display.ends_with(" pg_migsafe")) => {
-                    let r = if t == OBJECT_EXTENSION { "protect-extension" } else { "protect-schema" };
+                Some(o)
+                    if o.protected
+                        || (t == OBJECT_EXTENSION && o.display.ends_with(" pg_migsafe")) =>
+                {
+                    let r = if t == OBJECT_EXTENSION {
+                        "protect-extension"
+                    } else {
+                        "protect-schema"
+                    };
                     self.add(r, o.display);
                 }
                 Some(o) => {
-                    let deps = if cascade { self.cascade_dependents(&o.addr) } else { Vec::new() };
+                    let deps = if cascade {
+                        self.cascade_dependents(&o.addr)
+                    } else {
+                        Vec::new()
+                    };
                     if !o.exempt && !rule.is_empty() {
                         self.add(rule, o.display.clone());
                     }
@@ -768,9 +882,10 @@ impl Classifier {
                             self.add(rule, name.clone());
                         }
                         if cascade {
-                            self.add("drop-cascade", name)
-                                .facts
-                                .push("The object does not exist here, so its dependents are unknown".into());
+                            self.add("drop-cascade", name).facts.push(
+                                "The object does not exist here, so its dependents are unknown"
+                                    .into(),
+                            );
                         }
                     }
                 }
@@ -808,8 +923,14 @@ impl Classifier {
                 .map(|o| o.display)
                 .collect();
             if !deps.is_empty() {
-                if let Some(f) = self.findings.iter_mut().rev().find(|f| f.rule.id == "truncate") {
-                    f.facts.push("CASCADE also empties the tables that reference it".into());
+                if let Some(f) = self
+                    .findings
+                    .iter_mut()
+                    .rev()
+                    .find(|f| f.rule.id == "truncate")
+                {
+                    f.facts
+                        .push("CASCADE also empties the tables that reference it".into());
                     f.dependents = deps;
                 }
             }
@@ -822,8 +943,13 @@ impl Classifier {
         let newname = cstr((*s).newname).unwrap_or_default();
         let fact = format!("New name: {}", quote(&newname));
         match t {
-            OBJECT_TABLE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_SEQUENCE | OBJECT_FOREIGN_TABLE | OBJECT_INDEX => {
-                let rule = if t == OBJECT_INDEX { "rename-index" } else { "rename-table" };
+            OBJECT_TABLE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_SEQUENCE
+            | OBJECT_FOREIGN_TABLE | OBJECT_INDEX => {
+                let rule = if t == OBJECT_INDEX {
+                    "rename-index"
+                } else {
+                    "rename-table"
+                };
                 match self.rel((*s).relation) {
                     Some(o) if o.protected => {
                         self.add("protect-schema", o.display);
@@ -845,7 +971,10 @@ impl Classifier {
                     Some(tb) if tb.exempt => {}
                     Some(tb) if t == OBJECT_TABCONSTRAINT => {
                         if !self.constraint_is_new(tb.addr.objectId, &sub) {
-                            let f = self.add("rename-constraint", format!("constraint {} on {}", quote(&sub), tb.display));
+                            let f = self.add(
+                                "rename-constraint",
+                                format!("constraint {} on {}", quote(&sub), tb.display),
+                            );
                             f.facts.push(fact);
                         }
                     }
@@ -858,13 +987,17 @@ impl Classifier {
                     }
                     None => {
                         let rname = rv_name((*s).relation);
-                        if self.unresolved_applies(&format!("{rname}.{sub}")) && !self.created_earlier(&rname) {
+                        if self.unresolved_applies(&format!("{rname}.{sub}"))
+                            && !self.created_earlier(&rname)
+                        {
                             let (rule, what) = if t == OBJECT_TABCONSTRAINT {
                                 ("rename-constraint", "constraint")
                             } else {
                                 ("rename-column", "column")
                             };
-                            self.add(rule, format!("{what} {rname}.{sub}")).facts.push(fact);
+                            self.add(rule, format!("{what} {rname}.{sub}"))
+                                .facts
+                                .push(fact);
                         }
                     }
                 }
@@ -872,7 +1005,9 @@ impl Classifier {
             OBJECT_SCHEMA => {
                 let name = cstr((*s).subname).unwrap_or_default();
                 let node = pg_sys::makeString(pg_sys::pstrdup((*s).subname));
-                self.simple(OBJECT_SCHEMA, node.cast(), "rename-schema", |f| f.facts.push(fact));
+                self.simple(OBJECT_SCHEMA, node.cast(), "rename-schema", |f| {
+                    f.facts.push(fact)
+                });
                 let _ = name;
             }
             OBJECT_DATABASE | OBJECT_ROLE | OBJECT_TABLESPACE => {
@@ -884,7 +1019,9 @@ impl Classifier {
                         OBJECT_ROLE => "role",
                         _ => "tablespace",
                     };
-                    self.add("rename-object", format!("{kind} {}", quote(&name))).facts.push(fact);
+                    self.add("rename-object", format!("{kind} {}", quote(&name)))
+                        .facts
+                        .push(fact);
                 }
             }
             OBJECT_TRIGGER | OBJECT_POLICY | OBJECT_RULE => {
@@ -892,7 +1029,9 @@ impl Classifier {
                 self.protect_rel((*s).relation);
             }
             OBJECT_DOMCONSTRAINT => {
-                self.simple(OBJECT_DOMAIN, (*s).object, "rename-constraint", |f| f.facts.push(fact));
+                self.simple(OBJECT_DOMAIN, (*s).object, "rename-constraint", |f| {
+                    f.facts.push(fact)
+                });
             }
             _ => self.simple(t, (*s).object, "rename-object", |f| f.facts.push(fact)),
         }
@@ -916,14 +1055,15 @@ impl Classifier {
         let newschema = cstr((*s).newschema).unwrap_or_default();
         let fact = format!("New schema: {}", quote(&newschema));
         let t = (*s).objectType;
-        if t == OBJECT_EXTENSION {
-            if (*s).object.is_null() || strval((*s).object) == "pg_migsafe" {
-                self.add("protect-extension", "extension pg_migsafe");
-                return;
-            }
+        if t == OBJECT_EXTENSION && ((*s).object.is_null() || strval((*s).object) == "pg_migsafe") {
+            self.add("protect-extension", "extension pg_migsafe");
+            return;
         }
         if newschema == "migsafe" && self.migsafe_nsp != pg_sys::InvalidOid {
-            self.add("protect-schema", format!("schema migsafe (moving an object into it)"));
+            self.add(
+                "protect-schema",
+                "schema migsafe (moving an object into it)".to_string(),
+            );
             return;
         }
         if !(*s).relation.is_null() {
@@ -993,7 +1133,9 @@ impl Classifier {
         #[cfg(feature = "pg13")]
         let concurrent = (*s).concurrent;
         #[cfg(not(feature = "pg13"))]
-        let concurrent = defelem_names((*s).params).iter().any(|d| d == "concurrently");
+        let concurrent = defelem_names((*s).params)
+            .iter()
+            .any(|d| d == "concurrently");
         if concurrent {
             return;
         }
@@ -1066,8 +1208,11 @@ impl Classifier {
                         let text = cstr((*c).val.val.str_);
                         #[cfg(not(any(feature = "pg13", feature = "pg14")))]
                         let text = cstr((*c).val.sval.sval);
-                        text.map(|t| t.split(',').any(|p| p.trim().trim_matches('"') == "pg_migsafe"))
-                            .unwrap_or(false)
+                        text.map(|t| {
+                            t.split(',')
+                                .any(|p| p.trim().trim_matches('"') == "pg_migsafe")
+                        })
+                        .unwrap_or(false)
                     }
                 });
             if !keeps {
@@ -1175,9 +1320,14 @@ impl Classifier {
                 }
             }
             AT_DropConstraint => {
-                let new = table.map(|t| self.constraint_is_new(t.addr.objectId, &colname)).unwrap_or(false);
+                let new = table
+                    .map(|t| self.constraint_is_new(t.addr.objectId, &colname))
+                    .unwrap_or(false);
                 if !new {
-                    self.add("drop-constraint", format!("constraint {} on {}", quote(&colname), display));
+                    self.add(
+                        "drop-constraint",
+                        format!("constraint {} on {}", quote(&colname), display),
+                    );
                 }
             }
             AT_AddConstraint => {
@@ -1193,7 +1343,9 @@ impl Classifier {
                 self.add("set-logged", display);
             }
             AT_SetTableSpace => {
-                self.add("set-tablespace", display).facts.push(format!("Tablespace {}", quote(&colname)));
+                self.add("set-tablespace", display)
+                    .facts
+                    .push(format!("Tablespace {}", quote(&colname)));
             }
             #[cfg(not(any(feature = "pg13", feature = "pg14")))]
             AT_SetAccessMethod => {
@@ -1201,8 +1353,14 @@ impl Classifier {
             }
             AT_DetachPartition => {
                 let pc = (*cmd).def as *mut pg_sys::PartitionCmd;
-                let part = if pc.is_null() { String::new() } else { rv_name((*pc).name) };
-                self.add("detach-partition", display).facts.push(format!("Partition {part}"));
+                let part = if pc.is_null() {
+                    String::new()
+                } else {
+                    rv_name((*pc).name)
+                };
+                self.add("detach-partition", display)
+                    .facts
+                    .push(format!("Partition {part}"));
             }
             #[cfg(not(feature = "pg13"))]
             AT_DetachPartitionFinalize => {
@@ -1210,22 +1368,41 @@ impl Classifier {
             }
             AT_AttachPartition => {
                 let pc = (*cmd).def as *mut pg_sys::PartitionCmd;
-                let exempt = !pc.is_null() && self.rel((*pc).name).map(|p| p.exempt).unwrap_or(false);
+                let exempt =
+                    !pc.is_null() && self.rel((*pc).name).map(|p| p.exempt).unwrap_or(false);
                 if !exempt {
-                    let part = if pc.is_null() { String::new() } else { rv_name((*pc).name) };
-                    self.add("attach-partition", display).facts.push(format!("Partition {part}"));
+                    let part = if pc.is_null() {
+                        String::new()
+                    } else {
+                        rv_name((*pc).name)
+                    };
+                    self.add("attach-partition", display)
+                        .facts
+                        .push(format!("Partition {part}"));
                 }
             }
             AT_DropInherit => {
                 let parent = (*cmd).def as *mut pg_sys::RangeVar;
-                let p = if parent.is_null() { String::new() } else { rv_name(parent) };
-                self.add("no-inherit", display).facts.push(format!("Parent {p}"));
+                let p = if parent.is_null() {
+                    String::new()
+                } else {
+                    rv_name(parent)
+                };
+                self.add("no-inherit", display)
+                    .facts
+                    .push(format!("Parent {p}"));
             }
-            AT_EnableTrig | AT_EnableAlwaysTrig | AT_EnableReplicaTrig | AT_DisableTrig | AT_EnableTrigAll
-            | AT_DisableTrigAll | AT_EnableTrigUser | AT_DisableTrigUser | AT_EnableRule | AT_EnableAlwaysRule
-            | AT_EnableReplicaRule | AT_DisableRule => {
-                let what = if colname.is_empty() { "all triggers".to_string() } else { quote(&colname) };
-                self.add("alter-trigger-state", display).facts.push(format!("Trigger or rule {what}"));
+            AT_EnableTrig | AT_EnableAlwaysTrig | AT_EnableReplicaTrig | AT_DisableTrig
+            | AT_EnableTrigAll | AT_DisableTrigAll | AT_EnableTrigUser | AT_DisableTrigUser
+            | AT_EnableRule | AT_EnableAlwaysRule | AT_EnableReplicaRule | AT_DisableRule => {
+                let what = if colname.is_empty() {
+                    "all triggers".to_string()
+                } else {
+                    quote(&colname)
+                };
+                self.add("alter-trigger-state", display)
+                    .facts
+                    .push(format!("Trigger or rule {what}"));
             }
             AT_ReplicaIdentity => {
                 self.add("replica-identity", display);
@@ -1243,7 +1420,9 @@ impl Classifier {
         let rule = match (*c).contype {
             CONSTR_FOREIGN if !(*c).skip_validation => "add-foreign-key",
             CONSTR_CHECK if !(*c).skip_validation => "add-check-constraint",
-            CONSTR_PRIMARY | CONSTR_UNIQUE | CONSTR_EXCLUSION if (*c).indexname.is_null() => "add-unique-constraint",
+            CONSTR_PRIMARY | CONSTR_UNIQUE | CONSTR_EXCLUSION if (*c).indexname.is_null() => {
+                "add-unique-constraint"
+            }
             _ => return,
         };
         let f = self.add(rule, display);
@@ -1251,7 +1430,8 @@ impl Classifier {
             f.facts.push(n);
         }
         if (*c).contype == CONSTR_FOREIGN && !(*c).pktable.is_null() {
-            f.facts.push(format!("References {}", rv_name((*c).pktable)));
+            f.facts
+                .push(format!("References {}", rv_name((*c).pktable)));
         }
     }
 
@@ -1268,7 +1448,11 @@ impl Classifier {
         }
         let cd = def as *mut pg_sys::ColumnDef;
         let colname = cstr((*cd).colname).unwrap_or_default();
-        let tname = display.split_once(' ').map(|x| x.1).unwrap_or(display).to_string();
+        let tname = display
+            .split_once(' ')
+            .map(|x| x.1)
+            .unwrap_or(display)
+            .to_string();
         self.remember(format!("{tname}.{colname}"));
         let coldisplay = format!("column {}.{}", tname, quote(&colname));
 
@@ -1291,14 +1475,24 @@ impl Classifier {
             }
         }
         let typ = (*cd).typeName;
-        let typname = if typ.is_null() { String::new() } else { name_list((*typ).names) };
+        let typname = if typ.is_null() {
+            String::new()
+        } else {
+            name_list((*typ).names)
+        };
         let serial = matches!(
             typname.trim_start_matches("pg_catalog."),
             "serial" | "bigserial" | "smallserial" | "serial2" | "serial4" | "serial8"
         );
         if generated || serial {
-            let why = if serial { "serial column" } else { "generated or identity column" };
-            self.add("add-column-generated", coldisplay.clone()).facts.push(format!("A {why}"));
+            let why = if serial {
+                "serial column"
+            } else {
+                "generated or identity column"
+            };
+            self.add("add-column-generated", coldisplay.clone())
+                .facts
+                .push(format!("A {why}"));
         } else if !default.is_null() {
             if let Some(f) = self.volatile_function(default) {
                 self.add("add-column-volatile-default", coldisplay.clone())
@@ -1314,7 +1508,9 @@ impl Classifier {
                 if pg_sys::get_typtype(typid) as u8 == b'd' && pg_sys::DomainHasConstraints(typid) {
                     self.add("add-column-volatile-default", coldisplay.clone())
                         .facts
-                        .push("The column's domain has constraints, checked against every row".into());
+                        .push(
+                            "The column's domain has constraints, checked against every row".into(),
+                        );
                 }
             }
         }
@@ -1342,7 +1538,8 @@ impl Classifier {
         #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
         let owner = pg_sys::pg_class_ownercheck(relid, pg_sys::GetUserId());
         #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
-        let owner = pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, pg_sys::GetUserId());
+        let owner =
+            pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, pg_sys::GetUserId());
         if !owner {
             return true;
         }
@@ -1383,20 +1580,34 @@ impl Classifier {
         None
     }
 
-    unsafe fn alter_column_type(&mut self, table: Option<&Obj>, coldisplay: String, colname: &str, def: *mut Node) {
+    unsafe fn alter_column_type(
+        &mut self,
+        table: Option<&Obj>,
+        coldisplay: String,
+        colname: &str,
+        def: *mut Node,
+    ) {
         if def.is_null() || tag(def) != NodeTag::T_ColumnDef {
             return;
         }
         let cd = def as *mut pg_sys::ColumnDef;
-        let computed_using = !(*cd).raw_default.is_null() && !is_plain_column((*cd).raw_default, colname);
+        let computed_using =
+            !(*cd).raw_default.is_null() && !is_plain_column((*cd).raw_default, colname);
         let mut new_typmod = -1;
         let t = pg_sys::LookupTypeName(std::ptr::null_mut(), (*cd).typeName, &mut new_typmod, true);
         let old = table.and_then(|tb| {
             let c = CString::new(colname).ok()?;
             let attnum = pg_sys::get_attnum(tb.addr.objectId, c.as_ptr());
             (attnum != 0).then(|| {
-                let (mut typid, mut typmod, mut coll) = (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
-                pg_sys::get_atttypetypmodcoll(tb.addr.objectId, attnum, &mut typid, &mut typmod, &mut coll);
+                let (mut typid, mut typmod, mut coll) =
+                    (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+                pg_sys::get_atttypetypmodcoll(
+                    tb.addr.objectId,
+                    attnum,
+                    &mut typid,
+                    &mut typmod,
+                    &mut coll,
+                );
                 (typid, typmod)
             })
         });
@@ -1407,7 +1618,8 @@ impl Classifier {
         pg_sys::ReleaseSysCache(t);
         let Some((old_oid, old_typmod)) = old else {
             let f = self.add("alter-column-type-rewrite", coldisplay);
-            f.facts.push("The column's current type is unknown here; assuming a rewrite".into());
+            f.facts
+                .push("The column's current type is unknown here; assuming a rewrite".into());
             return;
         };
         let (o, oshown) = col_type(old_oid, old_typmod);
@@ -1443,7 +1655,10 @@ unsafe fn is_plain_column(n: *mut Node, colname: &str) -> bool {
     match tag(n) {
         NodeTag::T_ColumnRef => {
             let fields = nodes((*(n as *mut pg_sys::ColumnRef)).fields);
-            fields.last().map(|f| tag(*f) == NodeTag::T_String && strval(*f) == colname).unwrap_or(false)
+            fields
+                .last()
+                .map(|f| tag(*f) == NodeTag::T_String && strval(*f) == colname)
+                .unwrap_or(false)
         }
         NodeTag::T_TypeCast => is_plain_column((*(n as *mut pg_sys::TypeCast)).arg, colname),
         _ => false,

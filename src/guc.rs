@@ -97,5 +97,9 @@ pub fn settings() -> Settings {
         .get()
         .map(|c| parse_disabled_rules(&c.to_string_lossy()).unwrap_or_default())
         .unwrap_or_default();
-    Settings { mode: mode(), block_risky: BLOCK_RISKY.get(), disabled_rules: disabled }
+    Settings {
+        mode: mode(),
+        block_risky: BLOCK_RISKY.get(),
+        disabled_rules: disabled,
+    }
 }

@@ -99,7 +99,10 @@ unsafe fn vacuum_full(v: *mut pg_sys::VacuumStmt) -> bool {
     for i in 0..(*list).length {
         let cell = (*list).elements.add(i as usize);
         let d = (*cell).ptr_value as *mut pg_sys::DefElem;
-        if !d.is_null() && !(*d).defname.is_null() && CStr::from_ptr((*d).defname).to_bytes() == b"full" {
+        if !d.is_null()
+            && !(*d).defname.is_null()
+            && CStr::from_ptr((*d).defname).to_bytes() == b"full"
+        {
             return true;
         }
     }
@@ -115,14 +118,21 @@ unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) 
     let loc = (*pstmt).stmt_location.max(0) as usize;
     let len = (*pstmt).stmt_len.max(0) as usize;
     let start = loc.min(bytes.len());
-    let end = if len == 0 { bytes.len() } else { (start + len).min(bytes.len()) };
+    let end = if len == 0 {
+        bytes.len()
+    } else {
+        (start + len).min(bytes.len())
+    };
     String::from_utf8_lossy(&bytes[start..end]).into_owned()
 }
 
 /// Classifies the statement and returns the reports to raise (terminated by an entry
 /// with level 0), palloc'd in the current memory context, or null.
 #[pg_guard]
-unsafe extern "C-unwind" fn inspect(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) -> *mut PgReport {
+unsafe extern "C-unwind" fn inspect(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const c_char,
+) -> *mut PgReport {
     let mut c = Classifier::new(false);
     c.classify((*pstmt).utilityStmt);
     if c.findings.is_empty() {
@@ -137,10 +147,15 @@ unsafe extern "C-unwind" fn inspect(pstmt: *mut pg_sys::PlannedStmt, query: *con
             .collect(),
         Decision::Refuse(fs) => {
             let text = statement_text(pstmt, query);
-            vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &render_refusal(&fs, &settings, &text))]
+            vec![PgReport::new(
+                pg_sys::PGERROR,
+                SQLSTATE_REFUSED,
+                &render_refusal(&fs, &settings, &text),
+            )]
         }
     };
-    let out = pg_sys::palloc0(std::mem::size_of::<PgReport>() * (reports.len() + 1)) as *mut PgReport;
+    let out =
+        pg_sys::palloc0(std::mem::size_of::<PgReport>() * (reports.len() + 1)) as *mut PgReport;
     for (i, r) in reports.into_iter().enumerate() {
         out.add(i).write(r);
     }
@@ -148,7 +163,10 @@ unsafe extern "C-unwind" fn inspect(pstmt: *mut pg_sys::PlannedStmt, query: *con
 }
 
 #[inline]
-unsafe fn should_inspect(stmt: *mut pg_sys::Node, context: pg_sys::ProcessUtilityContext::Type) -> bool {
+unsafe fn should_inspect(
+    stmt: *mut pg_sys::Node,
+    context: pg_sys::ProcessUtilityContext::Type,
+) -> bool {
     !stmt.is_null()
         && !is_fast_path(stmt)
         && guc::mode() != Mode::Off
@@ -188,8 +206,26 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
         check_statement(pstmt, query_string);
     }
     match PREV_PROCESS_UTILITY {
-        Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
-        None => raw_standard_process_utility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+        Some(prev) => prev(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        ),
+        None => raw_standard_process_utility(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        ),
     }
 }
 
@@ -208,7 +244,9 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     }
     match PREV_PROCESS_UTILITY {
         Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),
-        None => raw_standard_process_utility(pstmt, query_string, context, params, query_env, dest, qc),
+        None => {
+            raw_standard_process_utility(pstmt, query_string, context, params, query_env, dest, qc)
+        }
     }
 }
 

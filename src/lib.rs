@@ -26,7 +26,9 @@ pub extern "C-unwind" fn _PG_init() {
             "_PG_init",
         )
         .set_detail("Loaded any other way it could not see every statement of every session.")
-        .set_hint("Add pg_migsafe to shared_preload_libraries in postgresql.conf and restart the server.")
+        .set_hint(
+            "Add pg_migsafe to shared_preload_libraries in postgresql.conf and restart the server.",
+        )
         .report(PgLogLevel::ERROR);
     }
     guc::init();

@@ -56,8 +56,16 @@ impl PgReport {
             level: level as c_int,
             sqlstate: make_sqlstate(sqlstate),
             message: palloc_str(&r.message),
-            detail: if r.detail.is_empty() { std::ptr::null_mut() } else { palloc_str(&r.detail) },
-            hint: if r.hint.is_empty() { std::ptr::null_mut() } else { palloc_str(&r.hint) },
+            detail: if r.detail.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                palloc_str(&r.detail)
+            },
+            hint: if r.hint.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                palloc_str(&r.hint)
+            },
         }
     }
 }

@@ -51,8 +51,10 @@ unsafe extern "C-unwind" fn parse_error_context(arg: *mut c_void) {
     let msg = {
         let (line, col, text) = line_col(input, pos as usize);
         let shown = crate::engine::policy::shorten(text.trim_end(), 120);
-        CString::new(format!("In the migsafe.check() input at line {line}, column {col}: {shown}"))
-            .unwrap_or_default()
+        CString::new(format!(
+            "In the migsafe.check() input at line {line}, column {col}: {shown}"
+        ))
+        .unwrap_or_default()
     };
     raw_errposition(0);
     raw_errdetail(c"%s".as_ptr(), msg.as_ptr());
@@ -79,6 +81,7 @@ type CheckRow = (
     String,
 );
 
+#[allow(clippy::type_complexity)]
 /// Classifies `sql` without running it: one row per finding, one `safe` row for a
 /// statement without findings.
 #[pg_extern(stable, parallel_safe)]
@@ -110,7 +113,11 @@ fn check(
         };
         let _guard = ContextGuard(pg_sys::error_context_stack);
         pg_sys::error_context_stack = &mut cb;
-        pg_sys::raw_parser(c_sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT)
+        #[cfg(feature = "pg13")]
+        let parsed = pg_sys::raw_parser(c_sql.as_ptr());
+        #[cfg(not(feature = "pg13"))]
+        let parsed = pg_sys::raw_parser(c_sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        parsed
     };
     let settings = guc::settings();
     let bytes = sql.as_bytes();
@@ -123,8 +130,14 @@ fn check(
             let loc = (*raw).stmt_location.max(0) as usize;
             let len = (*raw).stmt_len.max(0) as usize;
             let start = loc.min(bytes.len());
-            let end = if len == 0 { bytes.len() } else { (start + len).min(bytes.len()) };
-            String::from_utf8_lossy(&bytes[start..end]).trim().to_string()
+            let end = if len == 0 {
+                bytes.len()
+            } else {
+                (start + len).min(bytes.len())
+            };
+            String::from_utf8_lossy(&bytes[start..end])
+                .trim()
+                .to_string()
         };
         unsafe { classifier.classify((*raw).stmt) };
         let findings = std::mem::take(&mut classifier.findings);
@@ -157,7 +170,10 @@ fn check(
                 message.push_str(fact);
             }
             if !f.dependents.is_empty() {
-                message.push_str(&format!(". It would also drop: {}", f.dependents.join(", ")));
+                message.push_str(&format!(
+                    ". It would also drop: {}",
+                    f.dependents.join(", ")
+                ));
             }
             rows.push((
                 n,
@@ -177,6 +193,7 @@ fn check(
     TableIterator::new(rows)
 }
 
+#[allow(clippy::type_complexity)]
 /// The rule catalog as a table.
 #[pg_extern(immutable, parallel_safe)]
 fn rules() -> TableIterator<
@@ -222,7 +239,10 @@ fn rules() -> TableIterator<
 mod tests {
     #[test]
     fn line_col_counts_characters() {
-        assert_eq!(super::line_col("SELECT 1;\nDROP TABL x", 16), (2, 6, "DROP TABL x".into()));
+        assert_eq!(
+            super::line_col("SELECT 1;\nDROP TABL x", 16),
+            (2, 6, "DROP TABL x".into())
+        );
         assert_eq!(super::line_col("ä b", 3), (1, 3, "ä b".into()));
     }
 }

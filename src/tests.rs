@@ -24,7 +24,10 @@ mod tests {
     #[pg_test]
     fn check_reports_safe_and_destructive() {
         Spi::run("CREATE TABLE t_check (id int, note text)").unwrap();
-        assert_eq!(rules_of("ALTER TABLE t_check ADD COLUMN x int"), vec!["safe"]);
+        assert_eq!(
+            rules_of("ALTER TABLE t_check ADD COLUMN x int"),
+            vec!["safe"]
+        );
         // t_check was created in this (test) transaction, so dropping it is allowed...
         assert_eq!(rules_of("DROP TABLE t_check"), vec!["safe"]);
         // ...but a table check() cannot find is assumed to exist.
@@ -34,7 +37,9 @@ mod tests {
     #[pg_test]
     fn check_follows_creations_within_its_input() {
         assert_eq!(
-            rules_of("CREATE TABLE fresh (id int); ALTER TABLE fresh DROP COLUMN id; DROP TABLE fresh;"),
+            rules_of(
+                "CREATE TABLE fresh (id int); ALTER TABLE fresh DROP COLUMN id; DROP TABLE fresh;"
+            ),
             vec!["safe", "safe", "safe"]
         );
     }
@@ -52,7 +57,9 @@ mod tests {
 
     #[pg_test]
     fn rules_table_matches_the_catalog() {
-        let n = Spi::get_one::<i64>("SELECT count(*) FROM migsafe.rules()").unwrap().unwrap();
+        let n = Spi::get_one::<i64>("SELECT count(*) FROM migsafe.rules()")
+            .unwrap()
+            .unwrap();
         assert_eq!(n as usize, crate::engine::rules::RULES.len());
     }
 
@@ -72,7 +79,9 @@ mod tests {
         Spi::run("DROP TABLE t_tmp").unwrap();
     }
 
-    #[pg_test(error = "pg_migsafe refused protect-settings on setting migsafe.mode: migsafe.* settings can only be changed in the server configuration file, and shared_preload_libraries must keep pg_migsafe; only a DBA can allow it, by setting migsafe.mode = 'off' in postgresql.conf and reloading")]
+    #[pg_test(
+        error = "pg_migsafe refused protect-settings on setting migsafe.mode: migsafe.* settings can only be changed in the server configuration file, and shared_preload_libraries must keep pg_migsafe; only a DBA can allow it, by setting migsafe.mode = 'off' in postgresql.conf and reloading"
+    )]
     fn set_migsafe_mode_is_refused() {
         Spi::run("SET migsafe.mode = 'off'").unwrap();
     }

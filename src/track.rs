@@ -32,7 +32,12 @@ pub fn is_new(class_id: Oid, object_id: Oid, sub_id: i32) -> bool {
 fn record(class_id: Oid, object_id: Oid, sub_id: i32, subxact: pg_sys::SubTransactionId) {
     CREATED.with(|c| {
         if let Ok(mut v) = c.try_borrow_mut() {
-            v.push(Created { class_id, object_id, sub_id, subxact })
+            v.push(Created {
+                class_id,
+                object_id,
+                sub_id,
+                subxact,
+            })
         }
     });
 }
@@ -64,7 +69,10 @@ fn current_subxact() -> pg_sys::SubTransactionId {
     unsafe { raw_current_subxact() }
 }
 
-unsafe extern "C-unwind" fn xact_callback(_event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+unsafe extern "C-unwind" fn xact_callback(
+    _event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     // Every event ends (or hands off) the transaction's work: commit, abort, prepare,
     // and their parallel variants. Pre-commit events leave the list alone.
     use pg_sys::XactEvent::*;

@@ -43,7 +43,15 @@ pub fn render_rules_md() -> String {
         );
     }
     for sev in [Severity::Destructive, Severity::Risky] {
-        let _ = writeln!(s, "\n## {} rules\n", if sev == Severity::Destructive { "Destructive" } else { "Risky" });
+        let _ = writeln!(
+            s,
+            "\n## {} rules\n",
+            if sev == Severity::Destructive {
+                "Destructive"
+            } else {
+                "Risky"
+            }
+        );
         for r in RULES.iter().filter(|r| r.severity == sev) {
             let _ = writeln!(s, "### {}\n", r.id);
             let _ = writeln!(s, "**{}** — {}.\n", r.title, r.message);
@@ -79,7 +87,10 @@ mod tests {
             return;
         }
         let have = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(have == want, "docs/rules.md is stale: run `make docs` and commit the result");
+        assert!(
+            have == want,
+            "docs/rules.md is stale: run `make docs` and commit the result"
+        );
     }
 
     #[test]

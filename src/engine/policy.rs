@@ -22,7 +22,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { mode: Mode::Enforce, block_risky: false, disabled_rules: Vec::new() }
+        Settings {
+            mode: Mode::Enforce,
+            block_risky: false,
+            disabled_rules: Vec::new(),
+        }
     }
 }
 
@@ -40,7 +44,12 @@ pub struct Finding {
 
 impl Finding {
     pub fn new(rule: &'static Rule, object: impl Into<String>) -> Self {
-        Finding { rule, object: object.into(), facts: Vec::new(), dependents: Vec::new() }
+        Finding {
+            rule,
+            object: object.into(),
+            facts: Vec::new(),
+            dependents: Vec::new(),
+        }
     }
     pub fn fact(mut self, f: impl Into<String>) -> Self {
         self.facts.push(f.into());
@@ -61,7 +70,9 @@ pub enum Decision {
 
 #[derive(Debug, Error, PartialEq)]
 pub enum SettingsError {
-    #[error("unknown rule id \"{0}\" in migsafe.disabled_rules (see SELECT id FROM migsafe.rules())")]
+    #[error(
+        "unknown rule id \"{0}\" in migsafe.disabled_rules (see SELECT id FROM migsafe.rules())"
+    )]
     UnknownRule(String),
     #[error("rule \"{0}\" protects pg_migsafe itself and cannot be disabled")]
     ProtectedRule(String),
@@ -70,7 +81,10 @@ pub enum SettingsError {
 /// Parses `migsafe.disabled_rules`: a comma- or space-separated list of rule ids.
 pub fn parse_disabled_rules(s: &str) -> Result<Vec<String>, SettingsError> {
     let mut out = Vec::new();
-    for id in s.split(|c: char| c == ',' || c.is_whitespace()).filter(|p| !p.is_empty()) {
+    for id in s
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+    {
         let id = id.trim().to_ascii_lowercase();
         match RULES.iter().find(|r| r.id == id) {
             None => return Err(SettingsError::UnknownRule(id)),
@@ -134,7 +148,8 @@ pub struct Report {
 
 fn how_to_run(rule: &Rule, settings: &Settings) -> String {
     if rule.protects_extension {
-        "only a DBA can allow it, by setting migsafe.mode = 'off' in postgresql.conf and reloading".into()
+        "only a DBA can allow it, by setting migsafe.mode = 'off' in postgresql.conf and reloading"
+            .into()
     } else if rule.severity == Severity::Risky && settings.block_risky {
         format!(
             "to run it anyway a DBA sets migsafe.block_risky = off, or adds '{}' to migsafe.disabled_rules, in postgresql.conf and reloads",
@@ -172,8 +187,16 @@ fn facts_line(f: &Finding) -> String {
         }
     }
     if !f.dependents.is_empty() {
-        s.push_str(&format!(" It would also drop {} object(s): ", f.dependents.len()));
-        let shown: Vec<&str> = f.dependents.iter().take(MAX_LISTED).map(|d| d.as_str()).collect();
+        s.push_str(&format!(
+            " It would also drop {} object(s): ",
+            f.dependents.len()
+        ));
+        let shown: Vec<&str> = f
+            .dependents
+            .iter()
+            .take(MAX_LISTED)
+            .map(|d| d.as_str())
+            .collect();
         s.push_str(&shown.join(", "));
         if f.dependents.len() > MAX_LISTED {
             s.push_str(&format!(" and {} more", f.dependents.len() - MAX_LISTED));
@@ -200,7 +223,11 @@ pub fn render_refusal(findings: &[Finding], settings: &Settings, statement: &str
     if !stmt.is_empty() {
         detail.push(format!("Statement: {stmt}"));
     }
-    Report { message, detail: detail.join("\n"), hint: hint_text(findings) }
+    Report {
+        message,
+        detail: detail.join("\n"),
+        hint: hint_text(findings),
+    }
 }
 
 /// Renders one warning (risky, or destructive in warn mode).
@@ -242,31 +269,53 @@ mod tests {
     use crate::engine::rules::known;
 
     fn s(mode: Mode) -> Settings {
-        Settings { mode, ..Default::default() }
+        Settings {
+            mode,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn destructive_is_refused_in_enforce_and_warned_in_warn() {
         let f = Finding::new(known("drop-table"), "table public.users");
-        assert!(matches!(decide(vec![f.clone()], &s(Mode::Enforce)), Decision::Refuse(_)));
-        assert!(matches!(decide(vec![f.clone()], &s(Mode::Warn)), Decision::Warn(_)));
+        assert!(matches!(
+            decide(vec![f.clone()], &s(Mode::Enforce)),
+            Decision::Refuse(_)
+        ));
+        assert!(matches!(
+            decide(vec![f.clone()], &s(Mode::Warn)),
+            Decision::Warn(_)
+        ));
         assert_eq!(decide(vec![f], &s(Mode::Off)), Decision::Allow);
     }
 
     #[test]
     fn risky_warns_unless_block_risky() {
         let f = Finding::new(known("create-index"), "table public.users");
-        assert!(matches!(decide(vec![f.clone()], &s(Mode::Enforce)), Decision::Warn(_)));
-        let st = Settings { block_risky: true, ..Default::default() };
+        assert!(matches!(
+            decide(vec![f.clone()], &s(Mode::Enforce)),
+            Decision::Warn(_)
+        ));
+        let st = Settings {
+            block_risky: true,
+            ..Default::default()
+        };
         assert!(matches!(decide(vec![f.clone()], &st), Decision::Refuse(_)));
-        let st = Settings { block_risky: true, mode: Mode::Warn, ..Default::default() };
+        let st = Settings {
+            block_risky: true,
+            mode: Mode::Warn,
+            ..Default::default()
+        };
         assert!(matches!(decide(vec![f], &st), Decision::Warn(_)));
     }
 
     #[test]
     fn protection_ignores_warn_mode_and_disabled_rules() {
         let f = Finding::new(known("protect-extension"), "extension pg_migsafe");
-        assert!(matches!(decide(vec![f.clone()], &s(Mode::Warn)), Decision::Refuse(_)));
+        assert!(matches!(
+            decide(vec![f.clone()], &s(Mode::Warn)),
+            Decision::Refuse(_)
+        ));
         assert_eq!(decide(vec![f], &s(Mode::Off)), Decision::Allow);
         assert_eq!(
             parse_disabled_rules("protect-settings"),
@@ -276,7 +325,10 @@ mod tests {
 
     #[test]
     fn disabled_rules_are_skipped() {
-        let st = Settings { disabled_rules: vec!["truncate".into()], ..Default::default() };
+        let st = Settings {
+            disabled_rules: vec!["truncate".into()],
+            ..Default::default()
+        };
         let f = Finding::new(known("truncate"), "table public.t");
         assert_eq!(decide(vec![f], &st), Decision::Allow);
         let g = Finding::new(known("drop-table"), "table public.t");
@@ -296,7 +348,10 @@ mod tests {
             parse_disabled_rules(" truncate, DROP-INDEX  truncate").unwrap(),
             vec!["truncate".to_string(), "drop-index".to_string()]
         );
-        assert_eq!(parse_disabled_rules("nope"), Err(SettingsError::UnknownRule("nope".into())));
+        assert_eq!(
+            parse_disabled_rules("nope"),
+            Err(SettingsError::UnknownRule("nope".into()))
+        );
     }
 
     #[test]
@@ -305,7 +360,9 @@ mod tests {
         let mut f = f;
         f.dependents = (0..25).map(|i| format!("view public.v{i}")).collect();
         let r = render_refusal(&[f], &Settings::default(), "DROP TABLE users CASCADE");
-        assert!(r.message.starts_with("pg_migsafe refused drop-cascade on table public.users: "));
+        assert!(r
+            .message
+            .starts_with("pg_migsafe refused drop-cascade on table public.users: "));
         assert!(r.message.contains("migsafe.mode = 'warn'"));
         assert!(r.detail.contains("takes lock ACCESS EXCLUSIVE"));
         assert!(r.detail.contains("25 object(s): view public.v0"));
@@ -317,10 +374,17 @@ mod tests {
 
     #[test]
     fn refusal_names_block_risky_when_that_is_why() {
-        let st = Settings { block_risky: true, ..Default::default() };
+        let st = Settings {
+            block_risky: true,
+            ..Default::default()
+        };
         let f = Finding::new(known("create-index"), "table public.users");
         let r = render_refusal(&[f], &st, "");
-        assert!(r.message.contains("migsafe.block_risky = off"), "{}", r.message);
+        assert!(
+            r.message.contains("migsafe.block_risky = off"),
+            "{}",
+            r.message
+        );
         assert!(!r.detail.contains("Statement:"));
     }
 

@@ -644,10 +644,23 @@ mod tests {
             ] {
                 assert!(!v.trim().is_empty(), "{}: empty {}", r.id, field);
             }
-            assert_ne!(r.bad.trim(), r.good.trim(), "{}: bad and good are the same", r.id);
+            assert_ne!(
+                r.bad.trim(),
+                r.good.trim(),
+                "{}: bad and good are the same",
+                r.id
+            );
             assert_ne!(r.severity, Severity::Safe, "{}: a rule is never safe", r.id);
-            assert!(!r.message.ends_with('.'), "{}: the message continues into the refusal sentence", r.id);
-            assert!(r.safe_alternative.ends_with('.'), "{}: hint is a sentence", r.id);
+            assert!(
+                !r.message.ends_with('.'),
+                "{}: the message continues into the refusal sentence",
+                r.id
+            );
+            assert!(
+                r.safe_alternative.ends_with('.'),
+                "{}: hint is a sentence",
+                r.id
+            );
         }
     }
 
@@ -661,22 +674,61 @@ mod tests {
     #[test]
     fn issue_minimum_is_covered() {
         for id in [
-            "drop-table", "drop-column", "drop-schema", "drop-sequence", "drop-view",
-            "drop-materialized-view", "drop-type", "drop-domain", "drop-function", "drop-trigger",
-            "drop-rule", "drop-policy", "drop-publication", "drop-database", "drop-cascade",
-            "drop-owned", "truncate", "rename-table", "rename-column", "rename-schema",
-            "rename-enum-value", "alter-column-type-lossy", "drop-not-null", "drop-default",
-            "drop-constraint", "set-unlogged", "detach-partition", "alter-sequence-restart",
-            "drop-policy", "disable-rls", "drop-extension",
+            "drop-table",
+            "drop-column",
+            "drop-schema",
+            "drop-sequence",
+            "drop-view",
+            "drop-materialized-view",
+            "drop-type",
+            "drop-domain",
+            "drop-function",
+            "drop-trigger",
+            "drop-rule",
+            "drop-policy",
+            "drop-publication",
+            "drop-database",
+            "drop-cascade",
+            "drop-owned",
+            "truncate",
+            "rename-table",
+            "rename-column",
+            "rename-schema",
+            "rename-enum-value",
+            "alter-column-type-lossy",
+            "drop-not-null",
+            "drop-default",
+            "drop-constraint",
+            "set-unlogged",
+            "detach-partition",
+            "alter-sequence-restart",
+            "drop-policy",
+            "disable-rls",
+            "drop-extension",
         ] {
             assert_eq!(known(id).severity, Severity::Destructive, "{id}");
         }
         for id in [
-            "create-index", "drop-index", "reindex", "add-foreign-key", "add-check-constraint",
-            "add-unique-constraint", "set-not-null", "alter-column-type-rewrite",
-            "add-column-volatile-default", "add-column-generated", "add-column-not-null",
-            "vacuum-full", "cluster", "refresh-matview", "set-tablespace", "set-logged",
-            "set-access-method", "attach-partition", "create-trigger", "alter-trigger-state",
+            "create-index",
+            "drop-index",
+            "reindex",
+            "add-foreign-key",
+            "add-check-constraint",
+            "add-unique-constraint",
+            "set-not-null",
+            "alter-column-type-rewrite",
+            "add-column-volatile-default",
+            "add-column-generated",
+            "add-column-not-null",
+            "vacuum-full",
+            "cluster",
+            "refresh-matview",
+            "set-tablespace",
+            "set-logged",
+            "set-access-method",
+            "attach-partition",
+            "create-trigger",
+            "alter-trigger-state",
             "replica-identity",
         ] {
             assert_eq!(known(id).severity, Severity::Risky, "{id}");

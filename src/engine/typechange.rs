@@ -14,7 +14,11 @@ pub struct ColType {
 
 impl ColType {
     pub fn new(name: &str, category: char, typmod: i32) -> Self {
-        ColType { name: name.to_string(), category, typmod }
+        ColType {
+            name: name.to_string(),
+            category,
+            typmod,
+        }
     }
 }
 
@@ -101,7 +105,12 @@ pub fn describe_change(old: &ColType, new: &ColType) -> String {
 /// * `binary_coercible`: `IsBinaryCoercible(old, new)` from the server.
 /// * `computed_using`: the statement has a USING expression that is more than the
 ///   column itself (possibly cast): it computes new values, which we cannot judge.
-pub fn classify(old: &ColType, new: &ColType, binary_coercible: bool, computed_using: bool) -> TypeChange {
+pub fn classify(
+    old: &ColType,
+    new: &ColType,
+    binary_coercible: bool,
+    computed_using: bool,
+) -> TypeChange {
     if computed_using {
         return TypeChange::Lossy(
             "the USING expression computes new values from the old ones; what it drops cannot be checked".into(),
@@ -139,7 +148,9 @@ pub fn classify(old: &ColType, new: &ColType, binary_coercible: bool, computed_u
             }
             "numeric" => match (numeric_ps(old), numeric_ps(new)) {
                 (_, None) => TypeChange::Free,
-                (None, Some(_)) => lossy("unconstrained numeric values are rounded or overflow the new precision"),
+                (None, Some(_)) => {
+                    lossy("unconstrained numeric values are rounded or overflow the new precision")
+                }
                 (Some((p1, s1)), Some((p2, s2))) => {
                     if s2 < s1 {
                         lossy("the scale shrinks: values are rounded")
@@ -178,7 +189,9 @@ pub fn classify(old: &ColType, new: &ColType, binary_coercible: bool, computed_u
 
     // Different types.
     match (o, n) {
-        ("varchar", "text") | ("text", "varchar") if char_len(new).is_none() => return TypeChange::Free,
+        ("varchar", "text") | ("text", "varchar") if char_len(new).is_none() => {
+            return TypeChange::Free
+        }
         ("text", "varchar") | ("text", "bpchar") | ("varchar", "bpchar") => {
             return lossy("values longer than the new length make the statement fail")
         }
@@ -228,25 +241,30 @@ pub fn classify(old: &ColType, new: &ColType, binary_coercible: bool, computed_u
                 Some(_) => lossy("values are rounded to the numeric scale"),
             }
         }
-        ("timestamp" | "timestamptz", "date") | ("timestamp" | "timestamptz", "time" | "timetz") => {
+        ("timestamp" | "timestamptz", "date")
+        | ("timestamp" | "timestamptz", "time" | "timetz") => {
             return lossy("the time-of-day (or date) part is dropped")
         }
         ("date", "timestamp" | "timestamptz") => return rewrite("dates convert exactly"),
         ("timestamp", "timestamptz") | ("timestamptz", "timestamp") => {
             return rewrite("values are reinterpreted in the session time zone")
         }
-        ("json", "jsonb") => return rewrite("json is parsed into jsonb (duplicate keys and formatting are dropped)"),
+        ("json", "jsonb") => {
+            return rewrite("json is parsed into jsonb (duplicate keys and formatting are dropped)")
+        }
         ("jsonb", "json") => return rewrite("jsonb is printed as json"),
         _ => {}
     }
-    if new.category == 'S' && matches!(char_len(new), None) {
+    if new.category == 'S' && char_len(new).is_none() {
         return rewrite("every value is converted to text");
     }
     if new.category == 'S' {
         return lossy("values longer than the new length make the statement fail");
     }
     if old.category == 'S' {
-        return rewrite("text is parsed into the new type; rows that do not parse make the statement fail");
+        return rewrite(
+            "text is parsed into the new type; rows that do not parse make the statement fail",
+        );
     }
     if new.category == 'B' || (old.category != new.category && new.category != 'U') {
         return lossy("values of a different kind are converted and may lose information");
@@ -272,33 +290,78 @@ mod tests {
     fn varchar_widen_and_to_text_are_free() {
         assert_eq!(classify(&vc(10), &vc(20), true, false), TypeChange::Free);
         assert_eq!(classify(&vc(10), &vc(-1), true, false), TypeChange::Free);
-        assert_eq!(classify(&vc(10), &t("text", 'S'), true, false), TypeChange::Free);
-        assert_eq!(classify(&t("text", 'S'), &vc(-1), true, false), TypeChange::Free);
+        assert_eq!(
+            classify(&vc(10), &t("text", 'S'), true, false),
+            TypeChange::Free
+        );
+        assert_eq!(
+            classify(&t("text", 'S'), &vc(-1), true, false),
+            TypeChange::Free
+        );
     }
 
     #[test]
     fn varchar_narrow_is_lossy() {
-        assert!(matches!(classify(&vc(200), &vc(50), true, false), TypeChange::Lossy(_)));
-        assert!(matches!(classify(&t("text", 'S'), &vc(50), true, false), TypeChange::Lossy(_)));
+        assert!(matches!(
+            classify(&vc(200), &vc(50), true, false),
+            TypeChange::Lossy(_)
+        ));
+        assert!(matches!(
+            classify(&t("text", 'S'), &vc(50), true, false),
+            TypeChange::Lossy(_)
+        ));
     }
 
     #[test]
     fn numeric_precision_up_same_scale_is_free() {
-        assert_eq!(classify(&num(10, 2), &num(12, 2), false, false), TypeChange::Free);
-        assert_eq!(classify(&num(10, 2), &t("numeric", 'N'), false, false), TypeChange::Free);
-        assert!(matches!(classify(&num(10, 2), &num(10, 1), false, false), TypeChange::Lossy(_)));
-        assert!(matches!(classify(&num(10, 2), &num(8, 2), false, false), TypeChange::Lossy(_)));
-        assert!(matches!(classify(&num(10, 2), &num(12, 4), false, false), TypeChange::Rewrite(_)));
-        assert!(matches!(classify(&t("numeric", 'N'), &num(12, 4), false, false), TypeChange::Lossy(_)));
+        assert_eq!(
+            classify(&num(10, 2), &num(12, 2), false, false),
+            TypeChange::Free
+        );
+        assert_eq!(
+            classify(&num(10, 2), &t("numeric", 'N'), false, false),
+            TypeChange::Free
+        );
+        assert!(matches!(
+            classify(&num(10, 2), &num(10, 1), false, false),
+            TypeChange::Lossy(_)
+        ));
+        assert!(matches!(
+            classify(&num(10, 2), &num(8, 2), false, false),
+            TypeChange::Lossy(_)
+        ));
+        assert!(matches!(
+            classify(&num(10, 2), &num(12, 4), false, false),
+            TypeChange::Rewrite(_)
+        ));
+        assert!(matches!(
+            classify(&t("numeric", 'N'), &num(12, 4), false, false),
+            TypeChange::Lossy(_)
+        ));
     }
 
     #[test]
     fn integers() {
-        assert!(matches!(classify(&t("int4", 'N'), &t("int8", 'N'), false, false), TypeChange::Rewrite(_)));
-        assert!(matches!(classify(&t("int8", 'N'), &t("int4", 'N'), false, false), TypeChange::Lossy(_)));
-        assert!(matches!(classify(&t("float8", 'N'), &t("int4", 'N'), false, false), TypeChange::Lossy(_)));
-        assert!(matches!(classify(&t("int4", 'N'), &t("numeric", 'N'), false, false), TypeChange::Rewrite(_)));
-        assert!(matches!(classify(&t("int4", 'N'), &t("text", 'S'), false, false), TypeChange::Rewrite(_)));
+        assert!(matches!(
+            classify(&t("int4", 'N'), &t("int8", 'N'), false, false),
+            TypeChange::Rewrite(_)
+        ));
+        assert!(matches!(
+            classify(&t("int8", 'N'), &t("int4", 'N'), false, false),
+            TypeChange::Lossy(_)
+        ));
+        assert!(matches!(
+            classify(&t("float8", 'N'), &t("int4", 'N'), false, false),
+            TypeChange::Lossy(_)
+        ));
+        assert!(matches!(
+            classify(&t("int4", 'N'), &t("numeric", 'N'), false, false),
+            TypeChange::Rewrite(_)
+        ));
+        assert!(matches!(
+            classify(&t("int4", 'N'), &t("text", 'S'), false, false),
+            TypeChange::Rewrite(_)
+        ));
     }
 
     #[test]
@@ -306,22 +369,46 @@ mod tests {
         let ts = |p: i32| ColType::new("timestamptz", 'D', p);
         assert_eq!(classify(&ts(3), &ts(6), false, false), TypeChange::Free);
         assert_eq!(classify(&ts(3), &ts(-1), false, false), TypeChange::Free);
-        assert!(matches!(classify(&ts(6), &ts(3), false, false), TypeChange::Lossy(_)));
-        assert!(matches!(classify(&ts(-1), &ts(0), false, false), TypeChange::Lossy(_)));
-        assert!(matches!(classify(&ts(-1), &t("date", 'D'), false, false), TypeChange::Lossy(_)));
-        assert!(matches!(classify(&t("date", 'D'), &ts(-1), false, false), TypeChange::Rewrite(_)));
+        assert!(matches!(
+            classify(&ts(6), &ts(3), false, false),
+            TypeChange::Lossy(_)
+        ));
+        assert!(matches!(
+            classify(&ts(-1), &ts(0), false, false),
+            TypeChange::Lossy(_)
+        ));
+        assert!(matches!(
+            classify(&ts(-1), &t("date", 'D'), false, false),
+            TypeChange::Lossy(_)
+        ));
+        assert!(matches!(
+            classify(&t("date", 'D'), &ts(-1), false, false),
+            TypeChange::Rewrite(_)
+        ));
     }
 
     #[test]
     fn binary_coercible_is_free_and_text_parsing_rewrites() {
-        assert_eq!(classify(&t("cidr", 'I'), &t("inet", 'I'), true, false), TypeChange::Free);
-        assert!(matches!(classify(&t("text", 'S'), &t("int4", 'N'), false, false), TypeChange::Rewrite(_)));
-        assert!(matches!(classify(&t("text", 'S'), &t("mood", 'E'), false, false), TypeChange::Rewrite(_)));
+        assert_eq!(
+            classify(&t("cidr", 'I'), &t("inet", 'I'), true, false),
+            TypeChange::Free
+        );
+        assert!(matches!(
+            classify(&t("text", 'S'), &t("int4", 'N'), false, false),
+            TypeChange::Rewrite(_)
+        ));
+        assert!(matches!(
+            classify(&t("text", 'S'), &t("mood", 'E'), false, false),
+            TypeChange::Rewrite(_)
+        ));
     }
 
     #[test]
     fn computed_using_is_lossy() {
-        assert!(matches!(classify(&vc(10), &vc(20), true, true), TypeChange::Lossy(_)));
+        assert!(matches!(
+            classify(&vc(10), &vc(20), true, true),
+            TypeChange::Lossy(_)
+        ));
     }
 
     #[test]
@@ -333,6 +420,9 @@ mod tests {
 
     #[test]
     fn describe_change_is_readable() {
-        assert_eq!(describe_change(&vc(200), &vc(50)), "Type varchar(200) -> varchar(50)");
+        assert_eq!(
+            describe_change(&vc(200), &vc(50)),
+            "Type varchar(200) -> varchar(50)"
+        );
     }
 }

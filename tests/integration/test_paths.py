@@ -107,7 +107,8 @@ def test_statement_errors_keep_sqlstate_and_position(cluster, db):
 
 @pytest.fixture(scope="module")
 def testext():
-    sharedir = subprocess.run(["/usr/lib/postgresql/15/bin/pg_config", "--sharedir"],
+    pgbin = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
+    sharedir = subprocess.run([f"{pgbin}/pg_config", "--sharedir"],
                               capture_output=True, text=True, check=True).stdout.strip()
     src = os.path.join(os.path.dirname(__file__), "..", "fixtures", "migsafe_testext")
     for f in os.listdir(src):

@@ -5,7 +5,7 @@
 # Clusters run as the unprivileged OS user "postgres" (PostgreSQL refuses root), with
 # the socket in DIR, and RUST_BACKTRACE unset so errors carry no Rust backtrace.
 set -euo pipefail
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+PGBIN=${PGBIN:-/usr/lib/postgresql/${PG_MAJOR:-15}/bin}
 RUNAS=${MIGSAFE_RUNAS:-postgres}
 as_user() {
   if [ "$(id -u)" = 0 ]; then runuser -u "$RUNAS" -- env -u RUST_BACKTRACE "$@"; else env -u RUST_BACKTRACE "$@"; fi

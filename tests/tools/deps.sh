@@ -2,14 +2,15 @@
 # Installs what building, testing and the demo need on a fresh Debian 12 machine.
 # Idempotent: every step is skipped when its result is already there.
 #   - PostgreSQL 15 server, contrib, and server headers pinned to the server's version
-#     (an unpinned postgresql-server-dev-15 would upgrade the server too); the headers
+#     (an unpinned postgresql-server-dev-$PG_MAJOR would upgrade the server too); the headers
 #     bring the clang/libclang that bindgen needs
 #   - sudo (cargo pgrx test --runas), libssl-dev + pkg-config (cargo-pgrx builds openssl-sys)
 #   - cargo-pgrx =0.18.1 and `cargo pgrx init` against the system PostgreSQL 15
 #   - a Python venv in .venv with the integration-test tools (tests/requirements.txt)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PG_MAJOR=${PG_MAJOR:-15}
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
 PGRX_VERSION=0.18.1
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -24,18 +25,18 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-upgrade "$@"
 }
 
-if ! have_pkg postgresql-15; then
-  echo "deps: installing postgresql-15"
-  apt_install postgresql-15 postgresql-contrib
+if ! have_pkg postgresql-$PG_MAJOR; then
+  echo "deps: installing postgresql-$PG_MAJOR"
+  apt_install postgresql-$PG_MAJOR postgresql-contrib
 fi
-V=$(dpkg-query -W -f='${Version}' postgresql-15)
-if ! have_pkg postgresql-server-dev-15; then
-  echo "deps: installing postgresql-server-dev-15=$V"
-  apt_install "postgresql-server-dev-15=$V"
+V=$(dpkg-query -W -f='${Version}' postgresql-$PG_MAJOR)
+if ! have_pkg postgresql-server-dev-$PG_MAJOR; then
+  echo "deps: installing postgresql-server-dev-$PG_MAJOR=$V"
+  apt_install "postgresql-server-dev-$PG_MAJOR=$V"
 fi
 missing=()
 for p in sudo libssl-dev pkg-config python3-venv; do have_pkg "$p" || missing+=("$p"); done
-if [ ! -f /usr/share/postgresql/15/extension/pg_stat_statements.control ]; then missing+=(postgresql-contrib); fi
+if [ ! -f /usr/share/postgresql/$PG_MAJOR/extension/pg_stat_statements.control ]; then missing+=(postgresql-contrib); fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   apt_install "${missing[@]}"
@@ -46,9 +47,9 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
   cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
 fi
 PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
-if ! grep -qs "^pg15 *= *\"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
-  echo "deps: cargo pgrx init --pg15 $PG_CONFIG"
-  cargo pgrx init --pg15 "$PG_CONFIG"
+if ! grep -qs "^pg$PG_MAJOR *= *\"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
+  echo "deps: cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
+  cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG"
 fi
 
 if [ ! -x .venv/bin/pytest ] || ! cmp -s tests/requirements.txt .venv/requirements.txt; then
