@@ -62,7 +62,7 @@ fmt:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --no-default-features --features "$(PG_FEATURE) pg_test" -- -D warnings
+	cargo clippy --all-targets --no-default-features --features "$(PG_FEATURE) pg_test" -- -D warnings
 
 clean:
 	-bash tests/tools/demo.sh stop $(DEMO_DIR)

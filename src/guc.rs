@@ -20,6 +20,9 @@ pub enum GucMode {
 pub static MODE: GucSetting<GucMode> = GucSetting::<GucMode>::new(GucMode::Enforce);
 pub static BLOCK_RISKY: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static DISABLED_RULES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static MIN_EXPAND_AGE: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static REQUIRE_APPROVAL: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static REQUIRE_BACKUP_WITHIN: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 unsafe extern "C-unwind" {
     #[link_name = "pstrdup"]
@@ -63,6 +66,34 @@ pub fn init() {
         &BLOCK_RISKY,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"migsafe.min_expand_age",
+        c"How long the expand phase of a migration must have ended before its contract phase opens.",
+        c"0 (default) allows the contract right after the expand; production: e.g. 24h.",
+        &MIN_EXPAND_AGE,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"migsafe.require_approval",
+        c"Contract phases stay pending until a different member of migsafe_approver approves them.",
+        c"Four eyes: nobody approves their own request.",
+        &REQUIRE_APPROVAL,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"migsafe.require_backup_within",
+        c"A contract phase opens only if a backup was recorded (or WAL archived) within this time.",
+        c"0 (default) turns the check off.",
+        &REQUIRE_BACKUP_WITHIN,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     unsafe {
         GucRegistry::define_string_guc_with_hooks(

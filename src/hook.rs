@@ -9,9 +9,14 @@
 //! frame when the next hook runs or when a refusal is raised.
 
 use crate::classify::Classifier;
-use crate::engine::policy::{decide, render_refusal, render_warning, Decision, Mode};
+use crate::engine::phase::{approving_phase, suggested_call, target_of, PhaseKind, Target};
+use crate::engine::policy::{
+    decide, render_refusal, render_warning, Decision, Finding, Mode, Report, Settings,
+};
+use crate::engine::rules::Severity;
 use crate::guc;
-use crate::report::{self, PgReport, SQLSTATE_REFUSED, SQLSTATE_WARNING};
+use crate::phase;
+use crate::report::{self, PgReport, SQLSTATE_APPROVED, SQLSTATE_REFUSED, SQLSTATE_WARNING};
 use pgrx::pg_sys::{self, NodeTag};
 use pgrx::prelude::*;
 use std::ffi::{c_char, CStr};
@@ -147,11 +152,7 @@ unsafe extern "C-unwind" fn inspect(
             .collect(),
         Decision::Refuse(fs) => {
             let text = statement_text(pstmt, query);
-            vec![PgReport::new(
-                pg_sys::PGERROR,
-                SQLSTATE_REFUSED,
-                &render_refusal(&fs, &settings, &text),
-            )]
+            refuse_or_approve(fs, &settings, &text)
         }
     };
     let out =
@@ -160,6 +161,61 @@ unsafe extern "C-unwind" fn inspect(
         out.add(i).write(r);
     }
     out
+}
+
+/// A refusal, unless a phase of this session approves every destructive finding.
+fn refuse_or_approve(fs: Vec<Finding>, settings: &Settings, text: &str) -> Vec<PgReport> {
+    // Only refusals that are all about destructive rules can be approved (not
+    // self-protection, not risky statements refused by migsafe.block_risky).
+    let approvable = fs.iter().all(|f| {
+        !f.rule.protects_extension
+            && (f.rule.severity == Severity::Destructive || !settings.block_risky)
+    });
+    if settings.mode != Mode::Enforce || !approvable || !phase::available() {
+        let r = render_refusal(&fs, settings, text, None, None);
+        return vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &r)];
+    }
+    let targets: Vec<Option<Target>> = fs.iter().map(|f| target_of(&f.object)).collect();
+    let active: Vec<_> = phase::session_phases()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    if let Some(p) = approving_phase(&fs, &targets, &active) {
+        let approved: Vec<&Finding> = fs
+            .iter()
+            .filter(|f| f.rule.severity == Severity::Destructive)
+            .collect();
+        let rules: Vec<&str> = approved.iter().map(|f| f.rule.id).collect();
+        phase::record_use(p.id, &rules, &targets, text);
+        let objects: Vec<&str> = approved.iter().map(|f| f.object.as_str()).collect();
+        let notice = Report {
+            message: format!(
+                "pg_migsafe: {} on {} approved by contract phase {} ({})",
+                rules.join(", "),
+                objects.join(", "),
+                p.id,
+                p.name
+            ),
+            detail: String::new(),
+            hint: String::new(),
+        };
+        let mut out = vec![PgReport::new(pg_sys::NOTICE, SQLSTATE_APPROVED, &notice)];
+        out.extend(
+            fs.iter()
+                .filter(|f| f.rule.severity == Severity::Risky)
+                .map(|f| PgReport::new(pg_sys::WARNING, SQLSTATE_WARNING, &render_warning(f))),
+        );
+        return out;
+    }
+    let note = active.iter().find(|p| p.kind == PhaseKind::Expand).map(|p| {
+        format!(
+            "Expand phase {} ({}) is open in this session: destructive statements wait for the contract phase.",
+            p.id, p.name
+        )
+    });
+    let call = suggested_call(&targets);
+    let r = render_refusal(&fs, settings, text, call.as_deref(), note.as_deref());
+    vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &r)]
 }
 
 #[inline]

@@ -11,6 +11,7 @@ pub mod engine;
 mod classify;
 mod guc;
 mod hook;
+mod phase;
 mod report;
 mod sql;
 mod track;

@@ -11,6 +11,8 @@ use std::ffi::{c_char, c_int, CString};
 pub const SQLSTATE_REFUSED: &str = "MS001";
 /// SQLSTATE of a warning: `MS002`.
 pub const SQLSTATE_WARNING: &str = "MS002";
+/// SQLSTATE of the NOTICE that a phase approved a statement: `MS003`.
+pub const SQLSTATE_APPROVED: &str = "MS003";
 
 pub const fn make_sqlstate(code: &str) -> c_int {
     let b = code.as_bytes();
@@ -95,7 +97,7 @@ mod tests {
     #[test]
     fn sqlstate_encoding_matches_postgres() {
         // MAKE_SQLSTATE('4','2','5','0','1') == 42501 encoded
-        let expect = (4) + (2 << 6) + (5 << 12) + (0 << 18) + (1 << 24);
+        let expect = 4 + (2 << 6) + (5 << 12) + (1 << 24);
         assert_eq!(super::make_sqlstate("42501"), expect);
     }
 }

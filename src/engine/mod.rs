@@ -3,6 +3,7 @@
 //! The pgrx layer (`crate::hook`, `crate::classify`, `crate::sql`) feeds it facts.
 
 pub mod docs;
+pub mod phase;
 pub mod policy;
 pub mod rules;
 pub mod typechange;

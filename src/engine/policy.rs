@@ -146,7 +146,12 @@ pub struct Report {
     pub hint: String,
 }
 
-fn how_to_run(rule: &Rule, settings: &Settings) -> String {
+fn how_to_run(rule: &Rule, settings: &Settings, approval: Option<&str>) -> String {
+    if let (Some(call), false, Severity::Destructive) =
+        (approval, rule.protects_extension, rule.severity)
+    {
+        return format!("approve it with a contract phase: {call}");
+    }
     if rule.protects_extension {
         "only a DBA can allow it, by setting migsafe.mode = 'off' in postgresql.conf and reloading"
             .into()
@@ -207,8 +212,16 @@ fn facts_line(f: &Finding) -> String {
 }
 
 /// Renders a refusal. `statement` is the statement's own text (it may be one of many
-/// in the query string), shortened here.
-pub fn render_refusal(findings: &[Finding], settings: &Settings, statement: &str) -> Report {
+/// in the query string), shortened here. `approval` is the begin_phase() call that
+/// would approve it, when two-phase approval is installed in the database; `note`
+/// a fact about the session's phases (e.g. an open expand phase).
+pub fn render_refusal(
+    findings: &[Finding],
+    settings: &Settings,
+    statement: &str,
+    approval: Option<&str>,
+    note: Option<&str>,
+) -> Report {
     let first = &findings[0];
     let r = first.rule;
     let message = format!(
@@ -216,9 +229,12 @@ pub fn render_refusal(findings: &[Finding], settings: &Settings, statement: &str
         r.id,
         first.object,
         r.message,
-        how_to_run(r, settings)
+        how_to_run(r, settings, approval)
     );
     let mut detail: Vec<String> = findings.iter().map(facts_line).collect();
+    if let Some(n) = note {
+        detail.push(n.to_string());
+    }
     let stmt = shorten(statement.trim(), 300);
     if !stmt.is_empty() {
         detail.push(format!("Statement: {stmt}"));
@@ -359,7 +375,13 @@ mod tests {
         let f = Finding::new(known("drop-cascade"), "table public.users").fact("Owner: app");
         let mut f = f;
         f.dependents = (0..25).map(|i| format!("view public.v{i}")).collect();
-        let r = render_refusal(&[f], &Settings::default(), "DROP TABLE users CASCADE");
+        let r = render_refusal(
+            &[f],
+            &Settings::default(),
+            "DROP TABLE users CASCADE",
+            None,
+            None,
+        );
         assert!(r
             .message
             .starts_with("pg_migsafe refused drop-cascade on table public.users: "));
@@ -379,13 +401,36 @@ mod tests {
             ..Default::default()
         };
         let f = Finding::new(known("create-index"), "table public.users");
-        let r = render_refusal(&[f], &st, "");
+        let r = render_refusal(&[f], &st, "", Some("SELECT migsafe.begin_phase(...)"), None);
         assert!(
             r.message.contains("migsafe.block_risky = off"),
             "{}",
             r.message
         );
         assert!(!r.detail.contains("Statement:"));
+    }
+
+    #[test]
+    fn refusal_names_the_approving_call_when_phases_exist() {
+        let f = Finding::new(known("drop-table"), "table public.orders");
+        let r = render_refusal(
+            &[f],
+            &Settings::default(),
+            "",
+            Some("SELECT migsafe.begin_phase('contract', …)"),
+            Some("An expand phase is open"),
+        );
+        assert!(
+            r.message.ends_with(
+                "approve it with a contract phase: SELECT migsafe.begin_phase('contract', …)"
+            ),
+            "{}",
+            r.message
+        );
+        assert!(r.detail.contains("An expand phase is open"));
+        let p = Finding::new(known("protect-schema"), "schema migsafe");
+        let r = render_refusal(&[p], &Settings::default(), "", Some("SELECT …"), None);
+        assert!(r.message.contains("migsafe.mode = 'off'"), "{}", r.message);
     }
 
     #[test]

@@ -133,9 +133,24 @@ def test_refusal_reaches_the_server_log(cluster, db):
         assert run(conn, "ALTER TABLE users RENAME COLUMN name TO full_name").sqlstate == REFUSED
     log = cluster.log_text()
     assert re.search(r"ERROR:  pg_migsafe refused rename-column on column public\.users\.name: .*"
-                     r"to run it anyway a DBA sets migsafe\.mode = 'warn'", log)
+                     r"approve it with a contract phase: SELECT migsafe\.begin_phase\('contract', "
+                     r"'<migration name>', reason => '<ticket>', objects => ARRAY\['public\.users\.name'\]\);", log)
     assert "HINT:  Add the new column, write both, backfill" in log
     assert "STATEMENT:  ALTER TABLE users RENAME COLUMN name TO full_name" in log
+
+
+def test_refusal_without_the_extension_names_the_configuration(cluster):
+    """The hook protects databases without CREATE EXTENSION too; there is no phase to
+    open there, so the message names the configuration file."""
+    db = new_db(cluster, owner="postgres", extension=False)
+    with cluster.connect(db) as conn:
+        assert run(conn, USERS).ok
+        r = run(conn, "DROP TABLE users")
+        assert r.refused_rule() == "drop-table", r
+        assert "to run it anyway a DBA sets migsafe.mode = 'warn'" in r.message
+    with cluster.connect() as conn:
+        r = run(conn, f'DROP DATABASE "{db}"')
+        assert r.refused_rule() == "drop-database", r
 
 
 def test_library_refuses_to_load_without_shared_preload_libraries():
@@ -151,3 +166,37 @@ def test_library_refuses_to_load_without_shared_preload_libraries():
             assert conn.execute("SELECT 1").fetchone()[0] == 1
     finally:
         c.destroy()
+
+
+@pytest.mark.parametrize("sql,rule", [
+    ("DROP EXTENSION pg_migsafe", "protect-extension"),
+    ("DROP EXTENSION pg_migsafe CASCADE", "protect-extension"),
+    ("ALTER EXTENSION pg_migsafe SET SCHEMA public", "protect-extension"),
+    ("ALTER EXTENSION pg_migsafe DROP FUNCTION migsafe.rules()", "protect-extension"),
+    ("DROP SCHEMA migsafe CASCADE", "protect-schema"),
+    ("DROP FUNCTION migsafe.rules()", "protect-schema"),
+    ("ALTER FUNCTION migsafe.rules() RENAME TO r", "protect-schema"),
+    ("CREATE TABLE migsafe.intruder (id int)", "protect-schema"),
+    ("CREATE FUNCTION migsafe.check(int) RETURNS int LANGUAGE sql AS 'SELECT 1'", "protect-schema"),
+    ("COMMENT ON FUNCTION migsafe.rules() IS 'x'", "protect-schema"),
+    ("ALTER TABLE public.t SET SCHEMA migsafe", "protect-schema"),
+])
+@pytest.mark.parametrize("user", ["postgres", "app_owner"])
+def test_self_protection(cluster, sql, rule, user):
+    db = new_db(cluster)
+    with cluster.connect(db, user) as conn:
+        assert run(conn, "CREATE TABLE public.t (id int)").ok
+        r = run(conn, sql)
+        assert r.refused_rule() == rule, r
+    with mode(cluster, "warn"):
+        with cluster.connect(db, user) as conn:
+            assert run(conn, sql).refused_rule() == rule
+
+
+def test_search_path_cannot_smuggle_objects_into_migsafe(cluster, db):
+    with cluster.connect(db) as conn:
+        assert run(conn, "SET search_path = migsafe, public").ok
+        r = run(conn, "CREATE TABLE sneaky (id int)")
+        assert r.refused_rule() == "protect-schema", r
+        r = run(conn, "CREATE VIEW sneaky_v AS SELECT 1")
+        assert r.refused_rule() == "protect-schema", r

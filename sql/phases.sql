@@ -1,0 +1,346 @@
+-- Two-phase approval: tables, roles and functions (part of the extension script).
+-- The tables are written only by these SECURITY DEFINER functions and by the hook;
+-- DDL on them is refused by pg_migsafe's self-protection.
+
+DO $roles$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'migsafe_admin') THEN
+    CREATE ROLE migsafe_admin NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'migsafe_approver') THEN
+    CREATE ROLE migsafe_approver NOLOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'migsafe_auditor') THEN
+    CREATE ROLE migsafe_auditor NOLOGIN;
+  END IF;
+END
+$roles$;
+
+CREATE TABLE migsafe.phase (
+  id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  kind          text        NOT NULL CHECK (kind IN ('expand', 'contract')),
+  name          text        NOT NULL CHECK (name <> ''),
+  reason        text,
+  objects       text[]      NOT NULL DEFAULT '{}',
+  for_role      name,
+  session_pid   int,
+  session_start timestamptz,
+  requested_by  name        NOT NULL,
+  requested_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  valid_until   timestamptz NOT NULL,
+  skip_expand   boolean     NOT NULL DEFAULT false,
+  state         text        NOT NULL CHECK (state IN ('pending', 'active', 'ended', 'rejected', 'used')),
+  approved_by   name,
+  approved_at   timestamptz,
+  rejected_by   name,
+  reject_reason text,
+  ended_at      timestamptz,
+  used_xid      xid8
+);
+
+CREATE TABLE migsafe.phase_use (
+  phase_id  bigint      NOT NULL REFERENCES migsafe.phase (id),
+  used_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  used_by   name        NOT NULL,
+  rule_ids  text[]      NOT NULL,
+  objects   text[]      NOT NULL,
+  statement text        NOT NULL
+);
+
+CREATE TABLE migsafe.phase_event (
+  phase_id bigint      NOT NULL REFERENCES migsafe.phase (id),
+  at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  event    text        NOT NULL CHECK (event IN ('requested', 'approved', 'rejected', 'opened', 'ended', 'expired', 'used')),
+  by_role  name        NOT NULL,
+  detail   text
+);
+
+CREATE TABLE migsafe.backup (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  label       text        NOT NULL CHECK (label <> ''),
+  location    text        NOT NULL CHECK (location <> ''),
+  recorded_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  recorded_by name        NOT NULL
+);
+
+REVOKE ALL ON migsafe.phase, migsafe.phase_use, migsafe.phase_event, migsafe.backup FROM PUBLIC;
+
+-- The state as of now: a time-boxed phase past its end is expired, a session phase
+-- whose session is gone has ended.
+CREATE FUNCTION migsafe._state(p migsafe.phase) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
+  SELECT CASE
+    WHEN p.state IN ('active', 'pending') AND p.valid_until <= clock_timestamp() THEN 'expired'
+    WHEN p.state = 'active' AND p.for_role IS NULL AND NOT EXISTS (
+           SELECT 1 FROM pg_stat_activity a
+            WHERE a.pid = p.session_pid AND a.backend_start = p.session_start) THEN 'ended'
+    ELSE p.state END
+$$;
+
+CREATE VIEW migsafe.phases AS
+SELECT p.id, p.kind, p.name, migsafe._state(p) AS state, p.reason, p.objects,
+       coalesce(p.for_role::text, 'own session (pid ' || p.session_pid || ')') AS scope,
+       p.requested_by, p.requested_at, p.valid_until, p.skip_expand,
+       p.approved_by, p.approved_at, p.rejected_by, p.reject_reason, p.ended_at,
+       (SELECT count(*) FROM migsafe.phase_use u WHERE u.phase_id = p.id) AS statements_approved,
+       (SELECT array_agg(u.statement ORDER BY u.used_at) FROM migsafe.phase_use u WHERE u.phase_id = p.id) AS statements
+  FROM migsafe.phase p;
+
+GRANT SELECT ON migsafe.phases TO migsafe_admin, migsafe_approver, migsafe_auditor;
+GRANT SELECT ON migsafe.phase, migsafe.phase_use, migsafe.phase_event, migsafe.backup TO migsafe_auditor;
+
+CREATE FUNCTION migsafe._can_approve(r name) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
+  SELECT coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = r), false)
+      OR pg_has_role(r, 'migsafe_approver', 'MEMBER')
+      OR pg_has_role(r, 'migsafe_admin', 'MEMBER')
+$$;
+
+CREATE FUNCTION migsafe._backup_ok(window_ interval) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $$
+DECLARE
+  last_backup timestamptz := (SELECT max(recorded_at) FROM migsafe.backup);
+  last_archived timestamptz := (SELECT last_archived_time FROM pg_stat_archiver);
+BEGIN
+  IF window_ IS NULL OR window_ <= interval '0' THEN
+    RETURN NULL;
+  END IF;
+  IF last_backup >= clock_timestamp() - window_ OR last_archived >= clock_timestamp() - window_ THEN
+    RETURN NULL;
+  END IF;
+  RETURN format('migsafe.require_backup_within = %s: the last recorded backup is %s and the last archived WAL is %s; '
+                'record a backup with migsafe.record_backup(label, location) first',
+                current_setting('migsafe.require_backup_within'),
+                coalesce(last_backup::text, 'none'), coalesce(last_archived::text, 'none'));
+END
+$$;
+
+CREATE FUNCTION migsafe.begin_phase(
+  kind text,
+  name text,
+  reason text DEFAULT NULL,
+  objects text[] DEFAULT '{}',
+  for_role name DEFAULT NULL,
+  valid_for interval DEFAULT '1 hour',
+  skip_expand boolean DEFAULT false
+) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  caller name := session_user;
+  p_id bigint;
+  norm text[];
+  min_age interval := current_setting('migsafe.min_expand_age')::interval;
+  expand_end timestamptz;
+  backup_problem text;
+  initial_state text := 'active';
+BEGIN
+  IF kind IS NULL OR kind NOT IN ('expand', 'contract') THEN
+    RAISE EXCEPTION 'unknown phase kind "%"', coalesce(kind, 'NULL')
+      USING ERRCODE = '22023', HINT = 'The kind is ''expand'' or ''contract''.';
+  END IF;
+  IF name IS NULL OR btrim(name) = '' THEN
+    RAISE EXCEPTION 'a phase needs a name (the migration it belongs to)' USING ERRCODE = '22023';
+  END IF;
+  IF valid_for IS NULL OR valid_for <= interval '0' OR valid_for > interval '7 days' THEN
+    RAISE EXCEPTION 'valid_for must be between 0 and 7 days, not %', coalesce(valid_for::text, 'NULL')
+      USING ERRCODE = '22023';
+  END IF;
+  IF for_role IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = for_role) THEN
+    RAISE EXCEPTION 'role "%" does not exist', for_role USING ERRCODE = '42704';
+  END IF;
+  norm := migsafe._check_objects(coalesce(objects, '{}'));
+  IF kind = 'contract' THEN
+    IF NOT migsafe._can_approve(caller) THEN
+      RAISE EXCEPTION 'role "%" may not open a contract phase', caller
+        USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_approver or migsafe_admin opens contract phases.';
+    END IF;
+    IF cardinality(norm) = 0 THEN
+      RAISE EXCEPTION 'a contract phase must list the objects it approves (objects => ARRAY[...])'
+        USING ERRCODE = '22023';
+    END IF;
+    IF NOT skip_expand THEN
+      SELECT max(coalesce(p.ended_at, p.valid_until)) INTO expand_end
+        FROM migsafe.phase p
+       WHERE p.kind = 'expand' AND p.name = begin_phase.name
+         AND migsafe._state(p) IN ('ended', 'expired', 'used');
+      IF expand_end IS NULL THEN
+        RAISE EXCEPTION 'contract phase "%" has no ended expand phase of the same name', name
+          USING ERRCODE = '55000',
+                HINT = 'Run the expand part first (migsafe.begin_phase(''expand'', ...) ... migsafe.end_phase()), or pass skip_expand => true for a contract without an expand part.';
+      END IF;
+      IF expand_end > clock_timestamp() - min_age THEN
+        RAISE EXCEPTION 'the expand phase of "%" ended at %, less than migsafe.min_expand_age (%) ago', name, expand_end, min_age
+          USING ERRCODE = '55000';
+      END IF;
+    END IF;
+    backup_problem := migsafe._backup_ok(current_setting('migsafe.require_backup_within')::interval);
+    IF backup_problem IS NOT NULL THEN
+      RAISE EXCEPTION 'no recent backup: %', backup_problem USING ERRCODE = '55000';
+    END IF;
+    IF current_setting('migsafe.require_approval')::boolean THEN
+      initial_state := 'pending';
+    END IF;
+  ELSIF cardinality(norm) > 0 THEN
+    RAISE EXCEPTION 'an expand phase approves nothing, so it takes no objects' USING ERRCODE = '22023';
+  END IF;
+
+  INSERT INTO migsafe.phase (kind, name, reason, objects, for_role, session_pid, session_start,
+                             requested_by, valid_until, skip_expand, state)
+  SELECT kind, name, reason, norm, for_role,
+         CASE WHEN for_role IS NULL THEN pg_backend_pid() END,
+         CASE WHEN for_role IS NULL THEN (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) END,
+         caller, clock_timestamp() + valid_for, skip_expand, initial_state
+  RETURNING id INTO p_id;
+  INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail)
+  VALUES (p_id, 'requested', caller, reason);
+  IF initial_state = 'active' THEN
+    INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail)
+    VALUES (p_id, 'opened', caller, CASE WHEN skip_expand THEN 'skip_expand' END);
+  END IF;
+  RETURN p_id;
+END
+$$;
+
+CREATE FUNCTION migsafe.end_phase(phase_id bigint DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  p migsafe.phase;
+BEGIN
+  IF phase_id IS NULL THEN
+    SELECT * INTO p FROM migsafe.phase x
+     WHERE x.for_role IS NULL AND x.session_pid = pg_backend_pid() AND migsafe._state(x) = 'active'
+     ORDER BY x.id DESC LIMIT 1;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'this session has no active phase' USING ERRCODE = '55000';
+    END IF;
+  ELSE
+    SELECT * INTO p FROM migsafe.phase x WHERE x.id = phase_id;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'phase % does not exist', phase_id USING ERRCODE = '22023';
+    END IF;
+    IF migsafe._state(p) NOT IN ('active', 'pending') THEN
+      RAISE EXCEPTION 'phase % is %, not active', phase_id, migsafe._state(p) USING ERRCODE = '55000';
+    END IF;
+    IF p.requested_by <> session_user AND NOT migsafe._can_approve(session_user) THEN
+      RAISE EXCEPTION 'only the requester or an approver can end phase %', phase_id USING ERRCODE = '42501';
+    END IF;
+  END IF;
+  UPDATE migsafe.phase SET state = 'ended', ended_at = clock_timestamp() WHERE id = p.id;
+  INSERT INTO migsafe.phase_event (phase_id, event, by_role) VALUES (p.id, 'ended', session_user);
+  RETURN p.id;
+END
+$$;
+
+CREATE FUNCTION migsafe.approve(phase_id bigint) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  p migsafe.phase;
+  backup_problem text;
+BEGIN
+  SELECT * INTO p FROM migsafe.phase x WHERE x.id = phase_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'phase % does not exist', coalesce(phase_id::text, 'NULL') USING ERRCODE = '22023';
+  END IF;
+  IF NOT pg_has_role(session_user, 'migsafe_approver', 'MEMBER') THEN
+    RAISE EXCEPTION 'role "%" is not a member of migsafe_approver', session_user USING ERRCODE = '42501';
+  END IF;
+  IF migsafe._state(p) <> 'pending' THEN
+    RAISE EXCEPTION 'phase % is %, not pending', phase_id, migsafe._state(p) USING ERRCODE = '55000';
+  END IF;
+  IF p.requested_by = session_user THEN
+    RAISE EXCEPTION 'role "%" requested phase % and cannot approve it', session_user, phase_id
+      USING ERRCODE = '42501', HINT = 'Another member of migsafe_approver must approve it (four eyes).';
+  END IF;
+  backup_problem := migsafe._backup_ok(current_setting('migsafe.require_backup_within')::interval);
+  IF backup_problem IS NOT NULL THEN
+    RAISE EXCEPTION 'no recent backup: %', backup_problem USING ERRCODE = '55000';
+  END IF;
+  UPDATE migsafe.phase SET state = 'active', approved_by = session_user, approved_at = clock_timestamp()
+   WHERE id = phase_id;
+  INSERT INTO migsafe.phase_event (phase_id, event, by_role) VALUES (phase_id, 'approved', session_user);
+  INSERT INTO migsafe.phase_event (phase_id, event, by_role) VALUES (phase_id, 'opened', session_user);
+  RETURN phase_id;
+END
+$$;
+
+CREATE FUNCTION migsafe.reject(phase_id bigint, reason text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  p migsafe.phase;
+BEGIN
+  SELECT * INTO p FROM migsafe.phase x WHERE x.id = phase_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'phase % does not exist', coalesce(phase_id::text, 'NULL') USING ERRCODE = '22023';
+  END IF;
+  IF NOT pg_has_role(session_user, 'migsafe_approver', 'MEMBER') THEN
+    RAISE EXCEPTION 'role "%" is not a member of migsafe_approver', session_user USING ERRCODE = '42501';
+  END IF;
+  IF migsafe._state(p) <> 'pending' THEN
+    RAISE EXCEPTION 'phase % is %, not pending', phase_id, migsafe._state(p) USING ERRCODE = '55000';
+  END IF;
+  UPDATE migsafe.phase SET state = 'rejected', rejected_by = session_user, reject_reason = reject.reason
+   WHERE id = phase_id;
+  INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail) VALUES (phase_id, 'rejected', session_user, reason);
+  RETURN phase_id;
+END
+$$;
+
+CREATE FUNCTION migsafe.current_phase()
+RETURNS TABLE (id bigint, kind text, name text, objects text[], valid_until timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  SELECT p.id, p.kind, p.name, p.objects, p.valid_until FROM migsafe.phase p
+   WHERE migsafe._state(p) = 'active'
+     AND ((p.for_role IS NULL AND p.session_pid = pg_backend_pid())
+          OR p.for_role = session_user OR p.for_role = current_user)
+   ORDER BY p.id
+$$;
+
+CREATE FUNCTION migsafe.record_backup(label text, location text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  b_id bigint;
+BEGIN
+  IF NOT migsafe._can_approve(session_user) THEN
+    RAISE EXCEPTION 'role "%" may not record backups', session_user USING ERRCODE = '42501';
+  END IF;
+  IF label IS NULL OR btrim(label) = '' OR location IS NULL OR btrim(location) = '' THEN
+    RAISE EXCEPTION 'a backup needs a label and a location' USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO migsafe.backup (label, location, recorded_by) VALUES (label, location, session_user)
+  RETURNING id INTO b_id;
+  RETURN b_id;
+END
+$$;
+
+-- Used by the hook (as the extension's owner) to find the phases that may approve a
+-- statement of this session: its own session phases, and phases for its roles.
+CREATE FUNCTION migsafe._phases_for_session(session_role name, current_role_ name)
+RETURNS TABLE (id bigint, kind text, name text, objects text[], for_role name)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT p.id, p.kind, p.name, p.objects, p.for_role FROM migsafe.phase p
+   WHERE (p.state = 'active' OR (p.state = 'used' AND p.used_xid = pg_current_xact_id_if_assigned()))
+     AND p.valid_until > clock_timestamp()
+     AND ((p.for_role IS NULL AND p.session_pid = pg_backend_pid()
+           AND p.session_start = (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()))
+          OR p.for_role IN (session_role, current_role_))
+   ORDER BY p.id
+$$;
+
+-- Records that a phase approved a statement. A phase for a role is used up by the
+-- transaction that ran approved statements: if it commits, the phase is spent; if it
+-- rolls back, so does this update.
+CREATE FUNCTION migsafe._record_use(p_id bigint, by_role name, rule_ids text[], objs text[], stmt text)
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  INSERT INTO migsafe.phase_use (phase_id, used_by, rule_ids, objects, statement)
+  VALUES (p_id, by_role, rule_ids, objs, stmt);
+  WITH spent AS (
+    UPDATE migsafe.phase SET state = 'used', used_xid = pg_current_xact_id(), ended_at = clock_timestamp()
+     WHERE id = p_id AND for_role IS NOT NULL AND state = 'active'
+    RETURNING id)
+  INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail)
+  SELECT id, 'used', by_role, 'spent by the transaction that ran it' FROM spent;
+$$;
+
+REVOKE ALL ON FUNCTION migsafe._phases_for_session(name, name), migsafe._record_use(bigint, name, text[], text[], text),
+  migsafe._can_approve(name), migsafe._backup_ok(interval) FROM PUBLIC;

@@ -1,0 +1,471 @@
+//! Two-phase approval, the pure part: how a phase's object list is written, checked
+//! and matched against findings, and which phase (if any) approves a statement.
+//!
+//! An object entry is `[kind ]identity`, where identity is written as
+//! `pg_identify_object()` writes it (schema-qualified, quoted where needed):
+//! `public.users` (a table, and everything on it), `public.users.legacy_email` (one
+//! column), `function public.add_tax(numeric)`, `type public.mood`, `schema reporting`.
+//! `*` and `?` are wildcards in the identity (`public.tmp_*`). Without a kind, an entry
+//! names a relation (table, view, sequence…) or, with three parts, a column.
+
+use super::policy::Finding;
+use super::rules::Severity;
+use thiserror::Error;
+
+/// What a finding is about, in matchable form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `table`, `view`, `column`, `schema`, `function`, `type`, `index`, …
+    pub kind: String,
+    /// Identity as pg_identify_object writes it, e.g. `public.users.legacy_email`.
+    pub identity: String,
+}
+
+/// One entry of a phase's object list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectPattern {
+    pub kind: Option<String>,
+    pub identity: String,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PatternError {
+    #[error("an object name is empty")]
+    Empty,
+    #[error("object \"{0}\" is not schema-qualified: write it as schema.name (e.g. public.users)")]
+    Unqualified(String),
+    #[error("object \"{0}\": unknown object kind \"{1}\"")]
+    UnknownKind(String, String),
+    #[error("object \"{0}\" has more than three name parts")]
+    TooManyParts(String),
+}
+
+const RELATION_KINDS: &[&str] = &[
+    "table",
+    "view",
+    "materialized view",
+    "sequence",
+    "foreign table",
+];
+const KINDS: &[&str] = &[
+    "table",
+    "view",
+    "materialized view",
+    "sequence",
+    "foreign table",
+    "column",
+    "index",
+    "schema",
+    "function",
+    "procedure",
+    "aggregate",
+    "type",
+    "domain",
+    "trigger",
+    "rule",
+    "policy",
+    "publication",
+    "extension",
+    "database",
+    "role",
+    "constraint",
+    "collation",
+    "tablespace",
+];
+
+/// Splits a dotted name, keeping dots inside double quotes.
+fn split_parts(s: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                parts.last_mut().unwrap().push(c);
+            }
+            '.' if !quoted => parts.push(String::new()),
+            _ => parts.last_mut().unwrap().push(c),
+        }
+    }
+    parts
+}
+
+/// Parses and checks one object entry.
+pub fn parse_pattern(entry: &str) -> Result<ObjectPattern, PatternError> {
+    let e = entry.trim();
+    if e.is_empty() {
+        return Err(PatternError::Empty);
+    }
+    // Longest kind prefix first ("materialized view" before "view").
+    let mut kinds: Vec<&&str> = KINDS.iter().collect();
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    for k in kinds {
+        if let Some(rest) = e.strip_prefix(*k) {
+            if rest.starts_with(' ') {
+                let ident = rest.trim();
+                if ident.is_empty() {
+                    return Err(PatternError::Empty);
+                }
+                let global = matches!(
+                    *k,
+                    "schema" | "extension" | "database" | "role" | "publication" | "tablespace"
+                );
+                if !global && split_parts(ident).len() < 2 {
+                    return Err(PatternError::Unqualified(e.to_string()));
+                }
+                return Ok(ObjectPattern {
+                    kind: Some(k.to_string()),
+                    identity: ident.to_string(),
+                });
+            }
+        }
+    }
+    if let Some((word, _)) = e.split_once(' ') {
+        if !word.contains('.') && !word.contains('"') {
+            return Err(PatternError::UnknownKind(e.to_string(), word.to_string()));
+        }
+    }
+    match split_parts(e).len() {
+        1 => Err(PatternError::Unqualified(e.to_string())),
+        2 | 3 => Ok(ObjectPattern {
+            kind: None,
+            identity: e.to_string(),
+        }),
+        _ => Err(PatternError::TooManyParts(e.to_string())),
+    }
+}
+
+/// Glob match with `*` and `?`.
+fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+impl ObjectPattern {
+    /// Does this entry cover the target? A relation entry also covers the relation's
+    /// columns and constraints; a column entry covers that column only.
+    pub fn covers(&self, t: &Target) -> bool {
+        let relation_target = RELATION_KINDS.contains(&t.kind.as_str());
+        match &self.kind {
+            Some(k) if k == &t.kind => glob(&self.identity, &t.identity),
+            Some(k)
+                if RELATION_KINDS.contains(&k.as_str())
+                    && (t.kind == "column" || t.kind == "constraint") =>
+            {
+                owner_of(&t.identity).is_some_and(|o| glob(&self.identity, &o))
+            }
+            Some(_) => false,
+            None => {
+                let parts = split_parts(&self.identity).len();
+                if parts == 3 {
+                    t.kind == "column" && glob(&self.identity, &t.identity)
+                } else if relation_target {
+                    glob(&self.identity, &t.identity)
+                } else if t.kind == "column" || t.kind == "constraint" {
+                    owner_of(&t.identity).is_some_and(|o| glob(&self.identity, &o))
+                } else {
+                    false
+                }
+            }
+        }
+    }
+}
+
+/// `public.users.email` -> `public.users`; for constraints, the identity ends in
+/// ` on public.users` (pg_identify_object's form: `name on schema.table`).
+fn owner_of(identity: &str) -> Option<String> {
+    if let Some((_, table)) = identity.rsplit_once(" on ") {
+        return Some(table.to_string());
+    }
+    let parts = split_parts(identity);
+    (parts.len() == 3).then(|| format!("{}.{}", parts[0], parts[1]))
+}
+
+/// The matchable target of a finding, from its object text (`<kind> <identity>`, as
+/// the classifier writes it: getObjectTypeDescription + getObjectIdentity).
+pub fn target_of(object: &str) -> Option<Target> {
+    const DISPLAY_KINDS: &[(&str, &str)] = &[
+        ("materialized view ", "materialized view"),
+        ("foreign table ", "foreign table"),
+        ("table constraint ", "constraint"),
+        ("domain constraint ", "constraint"),
+        ("relation ", "table"),
+    ];
+    for (prefix, kind) in DISPLAY_KINDS {
+        if let Some(rest) = object.strip_prefix(prefix) {
+            return Some(Target {
+                kind: kind.to_string(),
+                identity: rest.to_string(),
+            });
+        }
+    }
+    let (kind, rest) = object.split_once(' ')?;
+    KINDS.contains(&kind).then(|| Target {
+        kind: kind.to_string(),
+        identity: rest.to_string(),
+    })
+}
+
+/// A phase as the hook sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivePhase {
+    pub id: i64,
+    pub kind: PhaseKind,
+    pub name: String,
+    pub objects: Vec<ObjectPattern>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseKind {
+    Expand,
+    Contract,
+}
+
+impl PhaseKind {
+    pub fn parse(s: &str) -> Option<PhaseKind> {
+        match s {
+            "expand" => Some(PhaseKind::Expand),
+            "contract" => Some(PhaseKind::Contract),
+            _ => None,
+        }
+    }
+}
+
+/// Which contract phase approves every destructive finding of a statement, if one
+/// does. An active expand phase of the session approves nothing: while it is open,
+/// destructive statements stay refused even if a contract phase covers them.
+/// Self-protection findings are never approved.
+pub fn approving_phase<'a>(
+    findings: &[Finding],
+    targets: &[Option<Target>],
+    phases: &'a [ActivePhase],
+) -> Option<&'a ActivePhase> {
+    if phases.iter().any(|p| p.kind == PhaseKind::Expand) {
+        return None;
+    }
+    let needing: Vec<usize> = findings
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.rule.severity == Severity::Destructive)
+        .map(|(i, _)| i)
+        .collect();
+    if needing.is_empty() || needing.iter().any(|&i| findings[i].rule.protects_extension) {
+        return None;
+    }
+    phases
+        .iter()
+        .filter(|p| p.kind == PhaseKind::Contract)
+        .find(|p| {
+            needing
+                .iter()
+                .all(|&i| match targets.get(i).and_then(|t| t.as_ref()) {
+                    Some(t) => p.objects.iter().any(|o| o.covers(t)),
+                    None => false,
+                })
+        })
+}
+
+/// The `begin_phase(...)` call that would approve these findings: what a refused
+/// user needs next.
+pub fn suggested_call(targets: &[Option<Target>]) -> Option<String> {
+    let mut objs: Vec<String> = Vec::new();
+    for t in targets.iter().flatten() {
+        let entry = if RELATION_KINDS.contains(&t.kind.as_str()) || t.kind == "column" {
+            t.identity.clone()
+        } else {
+            format!("{} {}", t.kind, t.identity)
+        };
+        if !objs.contains(&entry) {
+            objs.push(entry);
+        }
+    }
+    if objs.is_empty() {
+        return None;
+    }
+    let arr = objs
+        .iter()
+        .map(|o| format!("'{}'", o.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!("SELECT migsafe.begin_phase('contract', '<migration name>', reason => '<ticket>', objects => ARRAY[{arr}]);"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::rules::known;
+
+    fn t(kind: &str, id: &str) -> Target {
+        Target {
+            kind: kind.into(),
+            identity: id.into(),
+        }
+    }
+    fn p(s: &str) -> ObjectPattern {
+        parse_pattern(s).unwrap()
+    }
+
+    #[test]
+    fn parses_entries() {
+        assert_eq!(
+            p("public.users"),
+            ObjectPattern {
+                kind: None,
+                identity: "public.users".into()
+            }
+        );
+        assert_eq!(
+            p("function public.f(integer)").kind.as_deref(),
+            Some("function")
+        );
+        assert_eq!(
+            p("materialized view public.mv").kind.as_deref(),
+            Some("materialized view")
+        );
+        assert_eq!(p("schema reporting").identity, "reporting");
+        assert_eq!(parse_pattern(""), Err(PatternError::Empty));
+        assert_eq!(parse_pattern("  "), Err(PatternError::Empty));
+        assert_eq!(
+            parse_pattern("users"),
+            Err(PatternError::Unqualified("users".into()))
+        );
+        assert_eq!(
+            parse_pattern("table users"),
+            Err(PatternError::Unqualified("table users".into()))
+        );
+        assert_eq!(
+            parse_pattern("a.b.c.d"),
+            Err(PatternError::TooManyParts("a.b.c.d".into()))
+        );
+        assert!(matches!(
+            parse_pattern("gadget public.x"),
+            Err(PatternError::UnknownKind(..))
+        ));
+        assert_eq!(p("public.\"my.table\"").identity, "public.\"my.table\"");
+    }
+
+    #[test]
+    fn column_entry_covers_only_that_column() {
+        let e = p("public.users.legacy_email");
+        assert!(e.covers(&t("column", "public.users.legacy_email")));
+        assert!(!e.covers(&t("column", "public.users.email")));
+        assert!(!e.covers(&t("table", "public.users")));
+    }
+
+    #[test]
+    fn table_entry_covers_the_table_its_columns_and_constraints() {
+        let e = p("public.orders");
+        assert!(e.covers(&t("table", "public.orders")));
+        assert!(e.covers(&t("column", "public.orders.total")));
+        assert!(e.covers(&t("constraint", "orders_total_check on public.orders")));
+        assert!(!e.covers(&t("table", "public.orders_archive")));
+        assert!(!e.covers(&t("function", "public.orders()")));
+    }
+
+    #[test]
+    fn patterns() {
+        let e = p("public.tmp_*");
+        assert!(e.covers(&t("table", "public.tmp_import")));
+        assert!(e.covers(&t("column", "public.tmp_x.a")));
+        assert!(!e.covers(&t("table", "public.users")));
+        assert!(
+            p("function public.add_?ax(numeric)").covers(&t("function", "public.add_tax(numeric)"))
+        );
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(!glob("a*b", "axxbc"));
+    }
+
+    #[test]
+    fn approval_needs_every_destructive_finding_covered() {
+        let contract = ActivePhase {
+            id: 7,
+            kind: PhaseKind::Contract,
+            name: "drop-legacy".into(),
+            objects: vec![p("public.users.legacy_email")],
+        };
+        let f = vec![Finding::new(
+            known("drop-column"),
+            "column public.users.legacy_email",
+        )];
+        let tg = vec![Some(t("column", "public.users.legacy_email"))];
+        assert_eq!(
+            approving_phase(&f, &tg, std::slice::from_ref(&contract)).map(|p| p.id),
+            Some(7)
+        );
+        let other = vec![Some(t("table", "public.orders"))];
+        let g = vec![Finding::new(known("drop-table"), "table public.orders")];
+        assert_eq!(
+            approving_phase(&g, &other, std::slice::from_ref(&contract)),
+            None
+        );
+        // An expand phase in the session blocks approval.
+        let expand = ActivePhase {
+            id: 8,
+            kind: PhaseKind::Expand,
+            name: "x".into(),
+            objects: vec![],
+        };
+        assert_eq!(approving_phase(&f, &tg, &[contract.clone(), expand]), None);
+        // Self-protection is never approved.
+        let s = vec![Finding::new(known("protect-schema"), "schema migsafe")];
+        assert_eq!(
+            approving_phase(&s, &[Some(t("schema", "migsafe"))], &[contract]),
+            None
+        );
+    }
+
+    #[test]
+    fn targets_from_finding_objects() {
+        assert_eq!(
+            target_of("column public.users.email"),
+            Some(t("column", "public.users.email"))
+        );
+        assert_eq!(
+            target_of("materialized view public.mv"),
+            Some(t("materialized view", "public.mv"))
+        );
+        assert_eq!(
+            target_of("table constraint c on public.t"),
+            Some(t("constraint", "c on public.t"))
+        );
+        assert_eq!(
+            target_of("function public.f(integer)"),
+            Some(t("function", "public.f(integer)"))
+        );
+        assert_eq!(target_of("everything owned by app"), None);
+    }
+
+    #[test]
+    fn suggests_the_call_that_would_approve() {
+        let c = suggested_call(&[
+            Some(t("column", "public.users.legacy_email")),
+            Some(t("function", "public.f()")),
+        ])
+        .unwrap();
+        assert!(
+            c.contains("objects => ARRAY['public.users.legacy_email', 'function public.f()']"),
+            "{c}"
+        );
+    }
+}
