@@ -973,7 +973,7 @@ impl Classifier {
                         if !self.constraint_is_new(tb.addr.objectId, &sub) {
                             let f = self.add(
                                 "rename-constraint",
-                                format!("constraint {} on {}", quote(&sub), tb.display),
+                                format!("table constraint {} on {}", quote(&sub), rel_identity(&tb.display)),
                             );
                             f.facts.push(fact);
                         }
@@ -1326,7 +1326,7 @@ impl Classifier {
                 if !new {
                     self.add(
                         "drop-constraint",
-                        format!("constraint {} on {}", quote(&colname), display),
+                        format!("table constraint {} on {}", quote(&colname), rel_identity(display)),
                     );
                 }
             }
@@ -1644,6 +1644,16 @@ impl Classifier {
             }
         }
     }
+}
+
+/// `table public.users` -> `public.users`.
+fn rel_identity(display: &str) -> &str {
+    for kind in ["materialized view ", "foreign table "] {
+        if let Some(rest) = display.strip_prefix(kind) {
+            return rest;
+        }
+    }
+    display.split_once(' ').map(|x| x.1).unwrap_or(display)
 }
 
 fn literal(s: &str) -> String {
