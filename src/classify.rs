@@ -973,7 +973,11 @@ impl Classifier {
                         if !self.constraint_is_new(tb.addr.objectId, &sub) {
                             let f = self.add(
                                 "rename-constraint",
-                                format!("table constraint {} on {}", quote(&sub), rel_identity(&tb.display)),
+                                format!(
+                                    "table constraint {} on {}",
+                                    quote(&sub),
+                                    rel_identity(&tb.display)
+                                ),
                             );
                             f.facts.push(fact);
                         }
@@ -1326,7 +1330,11 @@ impl Classifier {
                 if !new {
                     self.add(
                         "drop-constraint",
-                        format!("table constraint {} on {}", quote(&colname), rel_identity(display)),
+                        format!(
+                            "table constraint {} on {}",
+                            quote(&colname),
+                            rel_identity(display)
+                        ),
                     );
                 }
             }
