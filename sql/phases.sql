@@ -231,11 +231,11 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION migsafe.approve(phase_id bigint) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- The pending phase an approver decides on, locked; errors for anything else.
+CREATE FUNCTION migsafe._pending_for_decision(phase_id bigint) RETURNS migsafe.phase
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   p migsafe.phase;
-  backup_problem text;
 BEGIN
   SELECT * INTO p FROM migsafe.phase x WHERE x.id = phase_id FOR UPDATE;
   IF NOT FOUND THEN
@@ -247,6 +247,16 @@ BEGIN
   IF migsafe._state(p) <> 'pending' THEN
     RAISE EXCEPTION 'phase % is %, not pending', phase_id, migsafe._state(p) USING ERRCODE = '55000';
   END IF;
+  RETURN p;
+END
+$$;
+
+CREATE FUNCTION migsafe.approve(phase_id bigint) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  p migsafe.phase := migsafe._pending_for_decision(phase_id);
+  backup_problem text;
+BEGIN
   IF p.requested_by = session_user THEN
     RAISE EXCEPTION 'role "%" requested phase % and cannot approve it', session_user, phase_id
       USING ERRCODE = '42501', HINT = 'Another member of migsafe_approver must approve it (four eyes).';
@@ -257,8 +267,8 @@ BEGIN
   END IF;
   UPDATE migsafe.phase SET state = 'active', approved_by = session_user, approved_at = clock_timestamp()
    WHERE id = phase_id;
-  INSERT INTO migsafe.phase_event (phase_id, event, by_role) VALUES (phase_id, 'approved', session_user);
-  INSERT INTO migsafe.phase_event (phase_id, event, by_role) VALUES (phase_id, 'opened', session_user);
+  INSERT INTO migsafe.phase_event (phase_id, event, by_role)
+  VALUES (phase_id, 'approved', session_user), (phase_id, 'opened', session_user);
   RETURN phase_id;
 END
 $$;
@@ -266,21 +276,11 @@ $$;
 CREATE FUNCTION migsafe.reject(phase_id bigint, reason text DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  p migsafe.phase;
+  p migsafe.phase := migsafe._pending_for_decision(phase_id);
 BEGIN
-  SELECT * INTO p FROM migsafe.phase x WHERE x.id = phase_id FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'phase % does not exist', coalesce(phase_id::text, 'NULL') USING ERRCODE = '22023';
-  END IF;
-  IF NOT pg_has_role(session_user, 'migsafe_approver', 'MEMBER') THEN
-    RAISE EXCEPTION 'role "%" is not a member of migsafe_approver', session_user USING ERRCODE = '42501';
-  END IF;
-  IF migsafe._state(p) <> 'pending' THEN
-    RAISE EXCEPTION 'phase % is %, not pending', phase_id, migsafe._state(p) USING ERRCODE = '55000';
-  END IF;
   UPDATE migsafe.phase SET state = 'rejected', rejected_by = session_user, reject_reason = reject.reason
    WHERE id = phase_id;
-  INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail) VALUES (phase_id, 'rejected', session_user, reason);
+  INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail) VALUES (phase_id, 'rejected', session_user, reject.reason);
   RETURN phase_id;
 END
 $$;
@@ -343,4 +343,4 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 REVOKE ALL ON FUNCTION migsafe._phases_for_session(name, name), migsafe._record_use(bigint, name, text[], text[], text),
-  migsafe._can_approve(name), migsafe._backup_ok(interval) FROM PUBLIC;
+  migsafe._can_approve(name), migsafe._backup_ok(interval), migsafe._pending_for_decision(bigint) FROM PUBLIC;

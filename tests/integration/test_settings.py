@@ -63,27 +63,26 @@ def test_disabled_rules(cluster):
         cluster.configure(migsafe__disabled_rules="''")
 
 
+def reload_expecting_log(cluster, value, text):
+    """Writes an invalid value into the config file, reloads, waits for the log line."""
+    cluster.settings["migsafe.disabled_rules"] = value
+    cluster._write_conf()
+    with cluster.connect() as conn:
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.time() + 10
+    while text not in cluster.log_text() and time.time() < deadline:
+        time.sleep(0.05)
+    assert text in cluster.log_text()
+
+
 def test_invalid_disabled_rules_is_rejected_at_reload(cluster):
     cluster.configure(migsafe__disabled_rules="'truncate'")
     try:
-        cluster.settings["migsafe.disabled_rules"] = "'truncate, no-such-rule'"
-        cluster._write_conf()
-        with cluster.connect() as conn:
-            conn.execute("SELECT pg_reload_conf()")
-        deadline = time.time() + 10
-        while "no-such-rule" not in cluster.log_text() and time.time() < deadline:
-            time.sleep(0.05)
-        assert 'unknown rule id "no-such-rule"' in cluster.log_text()
+        reload_expecting_log(cluster, "'truncate, no-such-rule'", 'unknown rule id "no-such-rule"')
         with cluster.connect() as conn:
             assert conn.execute("SHOW migsafe.disabled_rules").fetchone()[0] == "truncate"
-        cluster.settings["migsafe.disabled_rules"] = "'protect-settings'"
-        cluster._write_conf()
-        with cluster.connect() as conn:
-            conn.execute("SELECT pg_reload_conf()")
-        deadline = time.time() + 10
-        while "cannot be disabled" not in cluster.log_text() and time.time() < deadline:
-            time.sleep(0.05)
-        assert 'rule "protect-settings" protects pg_migsafe itself and cannot be disabled' in cluster.log_text()
+        reload_expecting_log(cluster, "'protect-settings'",
+                             'rule "protect-settings" protects pg_migsafe itself and cannot be disabled')
     finally:
         cluster.configure(migsafe__disabled_rules="''")
 
