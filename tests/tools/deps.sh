@@ -7,6 +7,7 @@
 #   - sudo (cargo pgrx test --runas), libssl-dev + pkg-config (cargo-pgrx builds openssl-sys)
 #   - cargo-pgrx =0.18.1 and `cargo pgrx init` against the system PostgreSQL 15
 #   - a Python venv in .venv with the integration-test tools (tests/requirements.txt)
+#   - Node.js/npm and the Drizzle test project's packages (npm ci from its lockfile)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PG_MAJOR=${PG_MAJOR:-15}
@@ -58,5 +59,13 @@ if [ ! -x .venv/bin/pytest ] || ! cmp -s tests/requirements.txt .venv/requiremen
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
   cp tests/requirements.txt .venv/requirements.txt
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "deps: installing nodejs npm"
+  apt_install nodejs npm
+fi
+if [ ! -d tests/drizzle/node_modules/drizzle-kit ] || [ tests/drizzle/package-lock.json -nt tests/drizzle/node_modules/.package-lock.json ]; then
+  echo "deps: npm ci in tests/drizzle"
+  (cd tests/drizzle && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "deps: ok"

@@ -1,0 +1,2 @@
+DROP TABLE "sessions" CASCADE;--> statement-breakpoint
+ALTER TABLE "users" DROP COLUMN "legacy_email";
