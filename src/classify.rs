@@ -315,6 +315,20 @@ impl Classifier {
             | OBJECT_FOREIGN_TABLE | OBJECT_INDEX | OBJECT_COLUMN => pg_sys::NoLock,
             _ => lockmode,
         };
+        // RENAME, SET SCHEMA and OWNER TO carry a type's or domain's name as a plain
+        // name list, where get_object_address expects a TypeName (PostgreSQL's own
+        // code special-cases them the same way).
+        let object = if matches!(objtype, OBJECT_TYPE | OBJECT_DOMAIN)
+            && !object.is_null()
+            && tag(object) == NodeTag::T_List
+        {
+            pg_sys::makeTypeNameFromNameList(object as *mut pg_sys::List) as *mut Node
+        } else {
+            object
+        };
+        if object.is_null() {
+            return None;
+        }
         let mut relp: pg_sys::Relation = std::ptr::null_mut();
         let addr = pg_sys::get_object_address(objtype, object, &mut relp, lockmode as _, true);
         if !relp.is_null() {
@@ -366,7 +380,18 @@ impl Classifier {
             return String::new();
         }
         match tag(object) {
-            NodeTag::T_List => name_list(object as *mut pg_sys::List),
+            NodeTag::T_List => {
+                // A qualified name (list of String), or e.g. a cast's / transform's
+                // list of TypeNames, or a rule's / trigger's table + name.
+                let items = nodes(object as *mut pg_sys::List);
+                if items.iter().all(|n| tag(*n) == NodeTag::T_String) {
+                    name_list(object as *mut pg_sys::List)
+                } else {
+                    let parts: Vec<String> =
+                        items.iter().map(|n| self.unresolved_name(*n)).collect();
+                    format!("({})", parts.join(", "))
+                }
+            }
             NodeTag::T_String => strval(object),
             NodeTag::T_TypeName => {
                 cstr(pg_sys::TypeNameToString(object as *const pg_sys::TypeName))
