@@ -415,7 +415,9 @@ impl Classifier {
         // Walk "who depends on this" edges (normal, auto, internal, extension). An
         // object reached that is an internal part of another (a view's rewrite rule)
         // brings its owner along, as findDependentObjects() does. Report what is
-        // reached through a normal dependency, as owners rather than parts.
+        // reached through a normal dependency, as owners rather than parts, and never
+        // a part of the dropped object itself (a serial column's default reaches the
+        // table again through its owned sequence).
         let sql = format!(
             "WITH RECURSIVE d(classid, objid, objsubid, deptype) AS ( \
                SELECT classid, objid, objsubid, deptype FROM pg_catalog.pg_depend \
@@ -434,6 +436,9 @@ impl Classifier {
               WHERE deptype = 'n' AND NOT (classid = {c} AND objid = {o}) \
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend i \
                                  WHERE i.classid = d.classid AND i.objid = d.objid AND i.deptype = 'i') \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend p \
+                                 WHERE p.classid = d.classid AND p.objid = d.objid \
+                                   AND p.refclassid = {c} AND p.refobjid = {o} AND p.deptype IN ('a', 'i')) \
               ORDER BY 1, 2, 3",
             c = u32::from(addr.classId),
             o = u32::from(addr.objectId),

@@ -1,14 +1,27 @@
 import { defineConfig } from "drizzle-kit";
 
-// The integration test points DATABASE_URL at its scratch cluster (trust auth, no
-// password, no TLS: sslmode=disable — without it drizzle-kit asks for TLS and exits 1
-// silently against a server without TLS) and DRIZZLE_MIGRATIONS at a copy of the
+// `drizzle-kit generate` needs no database. For `drizzle-kit migrate` the integration
+// test (tests/integration/test_drizzle.py) sets PGHOST/PGPORT/PGUSER/PGDATABASE to its
+// scratch cluster (trust auth: no password) and DRIZZLE_MIGRATIONS to a copy of the
 // migrations holding only the first N files.
+//
+// - ssl: false is required: with host/port credentials and no `ssl` key drizzle-kit
+//   0.31 asks the server for TLS and, against a server without TLS, exits 1 printing
+//   nothing.
+// - password is passed only when set: drizzle-kit rejects an empty string
+//   ("Please provide required params for Postgres driver: [x] password: ''").
+const password = process.env.PGPASSWORD;
+
 export default defineConfig({
   dialect: "postgresql",
   schema: "./schema.ts",
-  out: process.env.DRIZZLE_MIGRATIONS ?? "./migrations",
+  out: process.env.DRIZZLE_MIGRATIONS || "./migrations",
   dbCredentials: {
-    url: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+    host: process.env.PGHOST || "127.0.0.1",
+    port: Number(process.env.PGPORT || 5432),
+    user: process.env.PGUSER || "postgres",
+    database: process.env.PGDATABASE || "postgres",
+    ...(password ? { password } : {}),
+    ssl: false,
   },
 });

@@ -162,3 +162,18 @@ def test_false_positives_stay_quiet(conn, sql):
         assert run(conn, "ALTER TABLE users ADD CONSTRAINT users_age_check CHECK (age >= 0) NOT VALID").ok
     r = run(conn, sql)
     assert r.ok and not r.warnings(), r
+
+
+def test_cascade_does_not_count_the_tables_own_parts(conn):
+    """A serial column's default reaches the table again through its owned sequence;
+    it is part of the table, not a dependent that CASCADE would take along."""
+    conn.autocommit = False
+    assert run(conn, "CREATE TABLE fresh_serial (id serial PRIMARY KEY, v text)").ok
+    r = run(conn, "DROP TABLE fresh_serial CASCADE")
+    assert r.ok and not r.warnings(), r
+    conn.commit()
+    conn.autocommit = True
+    assert run(conn, "CREATE TABLE old_serial (id serial PRIMARY KEY, v text)").ok
+    r = run(conn, "DROP TABLE old_serial CASCADE")
+    assert r.refused_rule() == "drop-table", r
+    assert "drop-cascade" not in r.error.diag.message_detail, r.error.diag.message_detail
