@@ -1593,25 +1593,53 @@ impl Classifier {
         blocks > 0
     }
 
-    /// The first volatile function a raw default expression calls, if any.
+    /// The first volatile function a raw default expression calls, if any. Looks
+    /// the name up in the pg_proc syscache (no SPI: this runs for every ADD COLUMN
+    /// with a default): any overload marked volatile in the named schema, or — for an
+    /// unqualified name — in pg_catalog or a schema on the search_path, counts.
     unsafe fn volatile_function(&self, expr: *mut Node) -> Option<String> {
         let mut calls = Vec::new();
         collect_func_calls(expr, &mut calls);
+        if calls.is_empty() {
+            return None;
+        }
+        let path: Vec<Oid> = PgList::<Oid>::from_pg(pg_sys::fetch_search_path(true))
+            .iter_oid()
+            .collect();
         for names in calls {
             let l = nodes(names);
-            let fname = strval(*l.last()?);
-            let schema = (l.len() >= 2).then(|| strval(l[l.len() - 2]));
-            let sql = format!(
-                "SELECT bool_or(p.provolatile = 'v') FROM pg_catalog.pg_proc p \
-                   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-                  WHERE p.proname = {} {}",
-                literal(&fname),
-                match &schema {
-                    Some(s) => format!("AND n.nspname = {}", literal(s)),
-                    None => "AND (n.nspname = 'pg_catalog' OR n.oid = ANY (pg_catalog.current_schemas(true)::regnamespace[]))".into(),
-                }
+            let fname = CString::new(strval(*l.last()?)).ok()?;
+            let schema = if l.len() >= 2 {
+                let s = CString::new(strval(l[l.len() - 2])).ok()?;
+                Some(pg_sys::get_namespace_oid(s.as_ptr(), true))
+            } else {
+                None
+            };
+            let list = pg_sys::SearchSysCacheList(
+                pg_sys::SysCacheIdentifier::PROCNAMEARGSNSP as _,
+                1,
+                pg_sys::Datum::from(fname.as_ptr()),
+                pg_sys::Datum::from(0usize),
+                pg_sys::Datum::from(0usize),
             );
-            if let Ok(Some(true)) = Spi::get_one::<bool>(&sql) {
+            let mut volatile = false;
+            for i in 0..(*list).n_members as usize {
+                let ct = *(*list).members.as_ptr().add(i);
+                let tup = &(*ct).tuple;
+                let form = (tup.t_data as *mut u8).add((*tup.t_data).t_hoff as usize)
+                    as *const pg_sys::FormData_pg_proc;
+                let nsp = (*form).pronamespace;
+                let visible = match schema {
+                    Some(s) => nsp == s,
+                    None => path.contains(&nsp),
+                };
+                if visible && (*form).provolatile as u8 == b'v' {
+                    volatile = true;
+                    break;
+                }
+            }
+            pg_sys::ReleaseCatCacheList(list);
+            if volatile {
                 return Some(name_list(names));
             }
         }
@@ -1692,10 +1720,6 @@ fn rel_identity(display: &str) -> &str {
         }
     }
     display.split_once(' ').map(|x| x.1).unwrap_or(display)
-}
-
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// Is a USING expression just the column itself, possibly cast?
