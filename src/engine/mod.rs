@@ -2,6 +2,7 @@
 //! into decisions and messages, type-change analysis and the docs renderer.
 //! The pgrx layer (`crate::hook`, `crate::classify`, `crate::sql`) feeds it facts.
 
+pub mod audit;
 pub mod docs;
 pub mod phase;
 pub mod policy;

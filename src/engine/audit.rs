@@ -1,0 +1,792 @@
+//! The audit log, the pure part: the records the backends queue and the writer stores,
+//! the hash chain that makes the log tamper-evident, the events that go out as NOTIFY
+//! and server-log lines, alert levels, and the lock-conflict table used to name the
+//! sessions that block a statement. Plain Rust, no server.
+//!
+//! A record is one JSON object with a `kind` (see [`Record`]). The writer stores the
+//! exact JSON text (column type `json`, which keeps the text as it was given) with a
+//! per-database sequence number and `hash = sha256(prev_hash ‖ "\n" ‖ seq ‖ "\n" ‖ text)`
+//! in lower-case hex; the first row's `prev_hash` is [`GENESIS`]. Changing, removing or
+//! inserting a row anywhere breaks every later link, which [`verify_chain`] reports.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The `prev_hash` of the first row of a log.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Who ran a statement, from where.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub database: String,
+    pub session_user: String,
+    pub current_user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    pub pid: i32,
+}
+
+/// One finding of the rule catalog on a statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    pub rule: String,
+    pub severity: String,
+    pub object: String,
+}
+
+/// A session holding a lock that conflicts with the one a statement needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Blocker {
+    pub pid: i32,
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+/// A phase in force for a migration (an open expand phase of the session, or a
+/// contract phase that approved one of its statements).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseRef {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+}
+
+/// What pg_migsafe decided about a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Allowed,
+    Warned,
+    Refused,
+    Approved,
+}
+
+/// How a statement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementOutcome {
+    Ok,
+    Error,
+}
+
+/// How a migration ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationOutcome {
+    Committed,
+    RolledBack,
+    Prepared,
+    NeverFinished,
+}
+
+/// Alert levels for long-running migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertLevel {
+    Warning = 1,
+    Critical = 2,
+}
+
+/// A migration: the statements of one top-level transaction that ran DDL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationStart {
+    pub migration: String,
+    pub started_at: String,
+    pub session: Session,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseRef>,
+    /// The statement that started it (possibly cut, see `Statement`).
+    pub first_statement: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Statement {
+    pub migration: String,
+    /// 1, 2, … within the migration.
+    pub n: u32,
+    pub started_at: String,
+    pub duration_us: i64,
+    /// Time the statement waited for its table lock, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_wait_us: Option<i64>,
+    pub session: Session,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xid: Option<u64>,
+    pub command_tag: String,
+    pub statement: String,
+    pub statement_truncated: bool,
+    pub statement_bytes: usize,
+    /// 0 for a statement sent by the client, more inside functions and DO blocks.
+    pub nesting: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<FindingRecord>,
+    pub decision: DecisionKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_id: Option<i64>,
+    pub outcome: StatementOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `migsafe.lock_timeout` applied to this statement (ms), when lock_timeout was 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_timeout_ms: Option<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<Blocker>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationEnd {
+    pub migration: String,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_us: i64,
+    pub statements: u32,
+    pub refused: u32,
+    pub failed: u32,
+    pub outcome: MigrationOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xid: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drizzle_hashes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseRef>,
+    /// Longer than `migsafe.warn_duration`.
+    pub over_budget: bool,
+    pub warn_duration_ms: i64,
+    pub session: Session,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseEvent {
+    pub phase_id: i64,
+    pub event: String,
+    pub by_role: String,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    pub at: String,
+    /// Every migsafe.* setting as the writer saw it.
+    pub settings: BTreeMap<String, String>,
+    /// What changed since the previous config record: name → [old, new] (null when
+    /// the setting did not exist on one side). Empty for the first record.
+    pub changed: BTreeMap<String, [Option<String>; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub migration: String,
+    pub level: AlertLevel,
+    pub at: String,
+    pub started_at: String,
+    pub running_us: i64,
+    pub pid: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+}
+
+/// One row of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    MigrationStart(MigrationStart),
+    Statement(Statement),
+    MigrationEnd(MigrationEnd),
+    PhaseEvent(PhaseEvent),
+    Config(ConfigChange),
+    Alert(Alert),
+}
+
+impl Record {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("records always serialize")
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::MigrationStart(_) => "migration_start",
+            Record::Statement(_) => "statement",
+            Record::MigrationEnd(_) => "migration_end",
+            Record::PhaseEvent(_) => "phase_event",
+            Record::Config(_) => "config",
+            Record::Alert(_) => "alert",
+        }
+    }
+}
+
+/// Timestamps in records: ISO 8601 in UTC with microseconds, from Unix microseconds.
+pub fn iso_time(unix_us: i64) -> String {
+    let secs = unix_us.div_euclid(1_000_000);
+    let nanos = (unix_us.rem_euclid(1_000_000) * 1000) as u32;
+    match chrono::DateTime::from_timestamp(secs, nanos) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string(),
+        None => "1970-01-01T00:00:00.000000+00:00".to_string(),
+    }
+}
+
+/// The statement text to store: at most `max_bytes`, cut at a character boundary.
+/// Returns the text and whether it was cut.
+pub fn cut_statement(text: &str, max_bytes: usize) -> (String, bool) {
+    if text.len() <= max_bytes {
+        return (text.to_string(), false);
+    }
+    let mut end = max_bytes;
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (text[..end].to_string(), true)
+}
+
+/// The chain link of a row.
+pub fn chain_hash(prev_hash: &str, seq: i64, record: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(seq.to_string().as_bytes());
+    h.update(b"\n");
+    h.update(record.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What `verify_chain` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Ok { rows: i64, last_seq: i64 },
+    Broken { rows_ok: i64, seq: i64, reason: String },
+}
+
+/// Walks rows (seq, record text, stored hash) in `seq` order, from the first row of
+/// the log, and reports the first link that does not hold: a hash that is not the
+/// one of the row's content and predecessor (the row or one before it was changed),
+/// or a gap or repeat in the sequence (a row was removed or inserted).
+pub fn verify_chain<I>(rows: I) -> Verdict
+where
+    I: IntoIterator<Item = (i64, String, String)>,
+{
+    let mut prev = GENESIS.to_string();
+    let mut expected_seq = 1i64;
+    let mut n = 0i64;
+    for (seq, record, hash) in rows {
+        if seq != expected_seq {
+            let reason = if seq > expected_seq {
+                format!(
+                    "rows {} to {} are missing (the row after {} has seq {})",
+                    expected_seq,
+                    seq - 1,
+                    expected_seq - 1,
+                    seq
+                )
+            } else {
+                format!("seq {seq} appears out of order or twice")
+            };
+            return Verdict::Broken {
+                rows_ok: n,
+                seq,
+                reason,
+            };
+        }
+        let want = chain_hash(&prev, seq, &record);
+        if want != hash {
+            return Verdict::Broken {
+                rows_ok: n,
+                seq,
+                reason: format!(
+                    "the stored hash {} is not the hash of the row's content and the previous row's hash ({}): the row, or the hash, was changed",
+                    short(&hash),
+                    short(&want)
+                ),
+            };
+        }
+        prev = hash;
+        expected_seq += 1;
+        n += 1;
+    }
+    Verdict::Ok {
+        rows: n,
+        last_seq: expected_seq - 1,
+    }
+}
+
+fn short(h: &str) -> String {
+    h.chars().take(12).collect::<String>() + "…"
+}
+
+/// The alert a running migration deserves now, if it has not had it yet.
+/// Thresholds are in milliseconds; 0 disables a level.
+pub fn alert_due(
+    running_us: i64,
+    alert_after_ms: i64,
+    critical_after_ms: i64,
+    already: Option<AlertLevel>,
+) -> Option<AlertLevel> {
+    let past = |ms: i64| ms > 0 && running_us >= ms * 1000;
+    let due = if past(critical_after_ms) {
+        Some(AlertLevel::Critical)
+    } else if past(alert_after_ms) {
+        Some(AlertLevel::Warning)
+    } else {
+        None
+    };
+    match (due, already) {
+        (Some(d), Some(a)) if d <= a => None,
+        (d, _) => d,
+    }
+}
+
+/// The event a record announces (NOTIFY migsafe_events and a server-log line), if any:
+/// refused and failed statements, long-running migrations, migrations over budget or
+/// never finished, and phase changes. The payload stays well under NOTIFY's 8000 bytes.
+pub fn event_of(record: &Record) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let clip = |s: &str| cut_statement(s, 300).0;
+    match record {
+        Record::Statement(s) if s.decision == DecisionKind::Refused => Some(json!({
+            "event": "refused",
+            "migration": s.migration,
+            "database": s.session.database,
+            "user": s.session.session_user,
+            "application": s.session.application_name,
+            "pid": s.session.pid,
+            "rules": s.findings.iter().map(|f| f.rule.as_str()).collect::<Vec<_>>(),
+            "objects": s.findings.iter().map(|f| f.object.as_str()).collect::<Vec<_>>(),
+            "statement": clip(&s.statement),
+        })),
+        Record::Statement(s) if s.outcome == StatementOutcome::Error => Some(json!({
+            "event": "failed",
+            "migration": s.migration,
+            "database": s.session.database,
+            "user": s.session.session_user,
+            "application": s.session.application_name,
+            "pid": s.session.pid,
+            "sqlstate": s.sqlstate,
+            "error": s.error.as_deref().map(clip),
+            "blockers": s.blockers.iter().map(|b| b.pid).collect::<Vec<_>>(),
+            "statement": clip(&s.statement),
+        })),
+        Record::Alert(a) => Some(json!({
+            "event": "long_running",
+            "level": a.level,
+            "migration": a.migration,
+            "pid": a.pid,
+            "started_at": a.started_at,
+            "running_s": a.running_us / 1_000_000,
+            "query": a.query.as_deref().map(clip),
+        })),
+        Record::MigrationEnd(m)
+            if m.over_budget || m.outcome == MigrationOutcome::NeverFinished =>
+        {
+            Some(json!({
+                "event": if m.outcome == MigrationOutcome::NeverFinished { "never_finished" } else { "over_budget" },
+                "migration": m.migration,
+                "database": m.session.database,
+                "user": m.session.session_user,
+                "outcome": m.outcome,
+                "duration_ms": m.duration_us / 1000,
+                "warn_duration_ms": m.warn_duration_ms,
+            }))
+        }
+        Record::PhaseEvent(p) => Some(json!({
+            "event": "phase",
+            "phase_id": p.phase_id,
+            "phase_event": p.event,
+            "by": p.by_role,
+            "detail": p.detail.as_deref().map(clip),
+        })),
+        Record::Config(c) if !c.changed.is_empty() => Some(json!({
+            "event": "config_changed",
+            "changed": c.changed,
+        })),
+        _ => None,
+    }
+}
+
+/// The one-line server-log form of an event: `pg_migsafe_event {json}`.
+pub fn log_line(event: &serde_json::Value) -> String {
+    format!("pg_migsafe_event {event}")
+}
+
+/// What changed between two sets of settings.
+pub fn config_changes(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> BTreeMap<String, [Option<String>; 2]> {
+    let mut out = BTreeMap::new();
+    for (k, v) in new {
+        if old.get(k) != Some(v) {
+            out.insert(k.clone(), [old.get(k).cloned(), Some(v.clone())]);
+        }
+    }
+    for (k, v) in old {
+        if !new.contains_key(k) {
+            out.insert(k.clone(), [Some(v.clone()), None]);
+        }
+    }
+    out
+}
+
+/// PostgreSQL's table-lock modes, weakest first (their numbering in lockdefs.h).
+pub const LOCK_MODES: [&str; 8] = [
+    "AccessShareLock",
+    "RowShareLock",
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+];
+
+/// 1-based lock mode number of a `pg_locks.mode` name.
+pub fn lock_mode(name: &str) -> Option<usize> {
+    LOCK_MODES.iter().position(|m| *m == name).map(|i| i + 1)
+}
+
+/// Do two table-lock modes (1..=8) conflict? The table of the PostgreSQL docs
+/// ("Conflicting Lock Modes").
+pub fn lock_conflicts(a: usize, b: usize) -> bool {
+    // conflict masks indexed by mode: bit m set = conflicts with mode m
+    const CONFLICTS: [u16; 9] = [
+        0,
+        1 << 8,                                                             // AccessShare
+        (1 << 7) | (1 << 8),                                                // RowShare
+        (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8),                          // RowExclusive
+        (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8),               // ShareUpdateExclusive
+        (1 << 3) | (1 << 4) | (1 << 6) | (1 << 7) | (1 << 8),               // Share
+        (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8),    // ShareRowExclusive
+        (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8), // Exclusive
+        0b1_1111_1110,                                                      // AccessExclusive
+    ];
+    a <= 8 && b <= 8 && CONFLICTS[a] & (1 << b) != 0
+}
+
+/// The DETAIL added to a lock-timeout error: who held a conflicting lock.
+pub fn blockers_detail(
+    object: &str,
+    wanted: &str,
+    applied_ms: Option<i32>,
+    blockers: &[Blocker],
+) -> String {
+    let mut s = String::new();
+    if blockers.is_empty() {
+        s.push_str(&format!(
+            "The statement waited for {wanted} on {object}; the sessions holding it had already moved on when pg_migsafe looked."
+        ));
+    } else {
+        let who: Vec<String> = blockers
+            .iter()
+            .map(|b| {
+                format!(
+                    "pid {} ({}{}){}",
+                    b.pid,
+                    b.mode,
+                    b.state
+                        .as_deref()
+                        .map(|st| format!(", {st}"))
+                        .unwrap_or_default(),
+                    b.query
+                        .as_deref()
+                        .map(|q| format!(" running: {}", cut_statement(q, 200).0))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "Waiting for {wanted} on {object}, blocked by {}.",
+            who.join("; ")
+        ));
+    }
+    if let Some(ms) = applied_ms {
+        s.push_str(&format!(
+            " lock_timeout was 0, so pg_migsafe applied migsafe.lock_timeout = {ms}ms to this statement."
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stmt() -> Statement {
+        Statement {
+            migration: "1-2".into(),
+            n: 1,
+            started_at: iso_time(0),
+            duration_us: 5,
+            lock_wait_us: None,
+            session: Session {
+                database: "app".into(),
+                session_user: "deploy".into(),
+                current_user: "deploy".into(),
+                application_name: Some("drizzle".into()),
+                client_addr: None,
+                pid: 42,
+            },
+            xid: Some(7),
+            command_tag: "DROP TABLE".into(),
+            statement: "DROP TABLE t".into(),
+            statement_truncated: false,
+            statement_bytes: 12,
+            nesting: 0,
+            objects: vec![],
+            findings: vec![FindingRecord {
+                rule: "drop-table".into(),
+                severity: "destructive".into(),
+                object: "table public.t".into(),
+            }],
+            decision: DecisionKind::Refused,
+            phase_id: None,
+            outcome: StatementOutcome::Error,
+            sqlstate: Some("MS001".into()),
+            error: Some("refused".into()),
+            lock_timeout_ms: None,
+            blockers: vec![],
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_json_with_their_kind() {
+        let r = Record::Statement(stmt());
+        let j = r.to_json();
+        assert!(j.starts_with(r#"{"kind":"statement""#), "{j}");
+        let back: Record = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.kind(), "statement");
+    }
+
+    #[test]
+    fn iso_time_is_utc_with_microseconds() {
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000000+00:00");
+        assert_eq!(
+            iso_time(1_795_000_000_123_456),
+            "2026-11-18T11:06:40.123456+00:00"
+        );
+        assert_eq!(iso_time(-1), "1969-12-31T23:59:59.999999+00:00");
+    }
+
+    #[test]
+    fn cut_statement_respects_char_boundaries() {
+        assert_eq!(cut_statement("abc", 3), ("abc".into(), false));
+        assert_eq!(cut_statement("abcd", 3), ("abc".into(), true));
+        // "é" is two bytes: cutting in its middle backs off.
+        assert_eq!(cut_statement("aé", 2), ("a".into(), true));
+        assert_eq!(cut_statement("", 0), ("".into(), false));
+    }
+
+    fn chain(records: &[&str]) -> Vec<(i64, String, String)> {
+        let mut prev = GENESIS.to_string();
+        let mut out = vec![];
+        for (i, r) in records.iter().enumerate() {
+            let seq = i as i64 + 1;
+            let h = chain_hash(&prev, seq, r);
+            out.push((seq, r.to_string(), h.clone()));
+            prev = h;
+        }
+        out
+    }
+
+    #[test]
+    fn chain_hash_is_sha256_hex_and_depends_on_everything() {
+        let h = chain_hash(GENESIS, 1, "{}");
+        assert_eq!(h.len(), 64);
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit() && !c.is_uppercase()));
+        assert_ne!(h, chain_hash(GENESIS, 2, "{}"));
+        assert_ne!(h, chain_hash(GENESIS, 1, "{ }"));
+        assert_ne!(h, chain_hash(&h, 1, "{}"));
+        // The known SHA-256 of the empty input, as a check of the primitive.
+        let mut d = Sha256::new();
+        d.update(b"");
+        let empty: String = d.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            empty,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn verify_accepts_an_intact_chain_and_the_empty_log() {
+        assert_eq!(
+            verify_chain(chain(&["a", "b", "c"])),
+            Verdict::Ok {
+                rows: 3,
+                last_seq: 3
+            }
+        );
+        assert_eq!(
+            verify_chain(Vec::new()),
+            Verdict::Ok {
+                rows: 0,
+                last_seq: 0
+            }
+        );
+    }
+
+    #[test]
+    fn verify_finds_a_changed_row() {
+        let mut rows = chain(&["a", "b", "c", "d"]);
+        rows[2].1 = "C".into();
+        match verify_chain(rows) {
+            Verdict::Broken { rows_ok, seq, reason } => {
+                assert_eq!((rows_ok, seq), (2, 3));
+                assert!(reason.contains("changed"), "{reason}");
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn verify_finds_a_recomputed_hash_by_the_next_link() {
+        // Someone changes row 2 and recomputes its hash: row 3's link breaks.
+        let mut rows = chain(&["a", "b", "c"]);
+        rows[1].1 = "B".into();
+        rows[1].2 = chain_hash(&rows[0].2, 2, "B");
+        match verify_chain(rows) {
+            Verdict::Broken { seq, .. } => assert_eq!(seq, 3),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn verify_finds_deleted_and_duplicated_rows() {
+        let mut rows = chain(&["a", "b", "c"]);
+        rows.remove(1);
+        match verify_chain(rows) {
+            Verdict::Broken { seq, reason, .. } => {
+                assert_eq!(seq, 3);
+                assert!(reason.contains("rows 2 to 2 are missing"), "{reason}");
+            }
+            v => panic!("{v:?}"),
+        }
+        let mut rows = chain(&["a", "b"]);
+        rows.insert(1, rows[0].clone());
+        assert!(matches!(verify_chain(rows), Verdict::Broken { seq: 1, .. }));
+        // Removing the first row is caught too (the chain starts at 1).
+        let mut rows = chain(&["a", "b"]);
+        rows.remove(0);
+        assert!(matches!(verify_chain(rows), Verdict::Broken { seq: 2, .. }));
+    }
+
+    #[test]
+    fn alerts_escalate_once_per_level() {
+        let s = 1_000_000;
+        assert_eq!(alert_due(5 * s, 10_000, 30_000, None), None);
+        assert_eq!(
+            alert_due(10 * s, 10_000, 30_000, None),
+            Some(AlertLevel::Warning)
+        );
+        assert_eq!(
+            alert_due(11 * s, 10_000, 30_000, Some(AlertLevel::Warning)),
+            None
+        );
+        assert_eq!(
+            alert_due(31 * s, 10_000, 30_000, Some(AlertLevel::Warning)),
+            Some(AlertLevel::Critical)
+        );
+        assert_eq!(
+            alert_due(31 * s, 10_000, 30_000, None),
+            Some(AlertLevel::Critical)
+        );
+        assert_eq!(
+            alert_due(99 * s, 10_000, 30_000, Some(AlertLevel::Critical)),
+            None
+        );
+        // 0 disables a level.
+        assert_eq!(alert_due(99 * s, 0, 0, None), None);
+        assert_eq!(alert_due(99 * s, 0, 30_000, None), Some(AlertLevel::Critical));
+    }
+
+    #[test]
+    fn events_for_refusals_failures_and_long_runs_only() {
+        let refused = Record::Statement(stmt());
+        let e = event_of(&refused).unwrap();
+        assert_eq!(e["event"], "refused");
+        assert_eq!(e["rules"][0], "drop-table");
+        assert!(log_line(&e).starts_with("pg_migsafe_event {\""));
+
+        let mut failed = stmt();
+        failed.decision = DecisionKind::Allowed;
+        failed.sqlstate = Some("55P03".into());
+        failed.statement = "x".repeat(10_000);
+        let e = event_of(&Record::Statement(failed.clone())).unwrap();
+        assert_eq!(e["event"], "failed");
+        assert!(e.to_string().len() < 8000);
+
+        failed.outcome = StatementOutcome::Ok;
+        assert!(event_of(&Record::Statement(failed)).is_none());
+    }
+
+    #[test]
+    fn config_changes_lists_added_changed_and_removed() {
+        let old: BTreeMap<_, _> = [("a", "1"), ("b", "2")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let new: BTreeMap<_, _> = [("a", "1"), ("b", "3"), ("c", "4")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let c = config_changes(&old, &new);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c["b"], [Some("2".into()), Some("3".into())]);
+        assert_eq!(c["c"], [None, Some("4".into())]);
+        let c = config_changes(&new, &old);
+        assert_eq!(c["c"], [Some("4".into()), None]);
+        assert!(config_changes(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn lock_conflict_table_matches_the_documentation() {
+        let ae = lock_mode("AccessExclusiveLock").unwrap();
+        let sre = lock_mode("ShareRowExclusiveLock").unwrap();
+        let rx = lock_mode("RowExclusiveLock").unwrap();
+        let as_ = lock_mode("AccessShareLock").unwrap();
+        let sh = lock_mode("ShareLock").unwrap();
+        for m in 1..=8 {
+            assert!(lock_conflicts(ae, m), "AccessExclusive vs {m}");
+            // The table is symmetric.
+            for n in 1..=8 {
+                assert_eq!(lock_conflicts(m, n), lock_conflicts(n, m), "{m} {n}");
+            }
+        }
+        assert!(!lock_conflicts(as_, rx));
+        assert!(lock_conflicts(sre, rx));
+        assert!(lock_conflicts(sre, sre));
+        assert!(!lock_conflicts(sh, sh));
+        assert!(lock_conflicts(sh, rx));
+        assert!(!lock_conflicts(sre, as_));
+        assert_eq!(lock_mode("nonsense"), None);
+    }
+
+    #[test]
+    fn blockers_detail_names_pids_modes_and_queries() {
+        let d = blockers_detail(
+            "table public.t",
+            "AccessExclusiveLock",
+            Some(5000),
+            &[Blocker {
+                pid: 77,
+                mode: "RowExclusiveLock".into(),
+                state: Some("idle in transaction".into()),
+                query: Some("UPDATE t SET a = 1".into()),
+            }],
+        );
+        assert!(d.contains("pid 77 (RowExclusiveLock, idle in transaction) running: UPDATE t SET a = 1"), "{d}");
+        assert!(d.contains("migsafe.lock_timeout = 5000ms"), "{d}");
+    }
+}
