@@ -23,6 +23,18 @@ pub static DISABLED_RULES: GucSetting<Option<CString>> = GucSetting::<Option<CSt
 pub static MIN_EXPAND_AGE: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static REQUIRE_APPROVAL: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static REQUIRE_BACKUP_WITHIN: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static AUDIT: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static AUDIT_MAX_STATEMENT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(65536);
+pub static AUDIT_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(8192);
+pub static AUDIT_DATABASES: GucSetting<i32> = GucSetting::<i32>::new(8);
+pub static AUDIT_QUEUE_WAIT: GucSetting<i32> = GucSetting::<i32>::new(200);
+pub static AUDIT_WORKER_IDLE: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static WARN_DURATION: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+pub static ALERT_AFTER: GucSetting<i32> = GucSetting::<i32>::new(600_000);
+pub static CRITICAL_AFTER: GucSetting<i32> = GucSetting::<i32>::new(1_800_000);
+pub static LOCK_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(5000);
+pub static DRIZZLE_TABLE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"drizzle.__drizzle_migrations"));
 
 unsafe extern "C-unwind" {
     #[link_name = "pstrdup"]
@@ -95,6 +107,7 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::UNIT_S,
     );
+    define_audit_gucs();
     unsafe {
         GucRegistry::define_string_guc_with_hooks(
             c"migsafe.disabled_rules",
@@ -133,4 +146,118 @@ pub fn settings() -> Settings {
         block_risky: BLOCK_RISKY.get(),
         disabled_rules: disabled,
     }
+}
+
+fn int_guc(
+    name: &'static std::ffi::CStr,
+    short: &'static std::ffi::CStr,
+    long: &'static std::ffi::CStr,
+    setting: &'static GucSetting<i32>,
+    (min, max): (i32, i32),
+    context: GucContext,
+    unit: GucFlags,
+) {
+    GucRegistry::define_int_guc(name, short, long, setting, min, max, context, unit);
+}
+
+fn define_audit_gucs() {
+    let reload = c"Only the server configuration file can set it (reload to apply).";
+    let restart = c"Only the server configuration file can set it (restart to apply).";
+    GucRegistry::define_bool_guc(
+        c"migsafe.audit",
+        c"Record every classified DDL statement and every migration in the audit log.",
+        reload,
+        &AUDIT,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    int_guc(
+        c"migsafe.audit_max_statement_bytes",
+        c"Longest statement text stored in the audit log; longer text is cut and marked.",
+        reload,
+        &AUDIT_MAX_STATEMENT_BYTES,
+        (256, 1 << 20),
+        GucContext::Sighup,
+        GucFlags::UNIT_BYTE,
+    );
+    int_guc(
+        c"migsafe.audit_queue_size",
+        c"Shared memory for queued audit records, split evenly between migsafe.audit_databases.",
+        restart,
+        &AUDIT_QUEUE_SIZE,
+        (256, 1 << 20),
+        GucContext::Postmaster,
+        GucFlags::UNIT_KB,
+    );
+    int_guc(
+        c"migsafe.audit_databases",
+        c"How many databases can have audit records queued at the same time.",
+        restart,
+        &AUDIT_DATABASES,
+        (1, 256),
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    int_guc(
+        c"migsafe.audit_queue_wait",
+        c"How long a backend waits for room in a full audit queue before it writes the record to the server log instead.",
+        reload,
+        &AUDIT_QUEUE_WAIT,
+        (0, 60_000),
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    int_guc(
+        c"migsafe.audit_worker_idle",
+        c"An audit writer with nothing to do for this long exits (it restarts on the next record).",
+        reload,
+        &AUDIT_WORKER_IDLE,
+        (1, 3600),
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    int_guc(
+        c"migsafe.warn_duration",
+        c"A migration that takes longer is flagged over budget in the audit log and announced.",
+        reload,
+        &WARN_DURATION,
+        (0, i32::MAX),
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    int_guc(
+        c"migsafe.alert_after",
+        c"A migration still running after this long raises a warning-level event (0: never).",
+        reload,
+        &ALERT_AFTER,
+        (0, i32::MAX),
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    int_guc(
+        c"migsafe.critical_after",
+        c"A migration still running after this long raises a critical event (0: never).",
+        reload,
+        &CRITICAL_AFTER,
+        (0, i32::MAX),
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    int_guc(
+        c"migsafe.lock_timeout",
+        c"lock_timeout applied to DDL that needs an ACCESS EXCLUSIVE or SHARE ROW EXCLUSIVE lock on an existing table when lock_timeout is 0 (0: never).",
+        reload,
+        &LOCK_TIMEOUT,
+        (0, i32::MAX),
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"migsafe.drizzle_migrations_table",
+        c"Drizzle's migrations table: hashes inserted there are recorded with the migration.",
+        reload,
+        &DRIZZLE_TABLE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
 }

@@ -8,7 +8,9 @@
 //! untouched (SQLSTATE, position, CONTEXT). Nothing with a destructor is alive in this
 //! frame when the next hook runs or when a refusal is raised.
 
+use crate::audit::backend as audit;
 use crate::classify::Classifier;
+use crate::engine::audit::DecisionKind;
 use crate::engine::phase::{approving_phase, suggested_call, target_of, PhaseKind, Target};
 use crate::engine::policy::{
     decide, render_refusal, render_warning, Decision, Finding, Mode, Report, Settings,
@@ -133,26 +135,43 @@ unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) 
 
 /// Classifies the statement and returns the reports to raise (terminated by an entry
 /// with level 0), palloc'd in the current memory context, or null.
+/// Also opens the statement's audit record: `*token` is what `audit_end` needs.
 #[pg_guard]
 unsafe extern "C-unwind" fn inspect(
     pstmt: *mut pg_sys::PlannedStmt,
     query: *const c_char,
+    token: *mut usize,
 ) -> *mut PgReport {
     let mut c = Classifier::new(false);
     c.classify((*pstmt).utilityStmt);
+    let text = statement_text(pstmt, query);
     if c.findings.is_empty() {
+        *token = audit::begin(pstmt, &text, &[], DecisionKind::Allowed, None);
         return std::ptr::null_mut();
     }
     let settings = guc::settings();
-    let reports: Vec<PgReport> = match decide(std::mem::take(&mut c.findings), &settings) {
-        Decision::Allow => return std::ptr::null_mut(),
-        Decision::Warn(fs) => fs
-            .iter()
-            .map(|f| PgReport::new(pg_sys::WARNING, SQLSTATE_WARNING, &render_warning(f)))
-            .collect(),
+    let findings = std::mem::take(&mut c.findings);
+    let all = findings.clone();
+    let reports: Vec<PgReport> = match decide(findings, &settings) {
+        Decision::Allow => {
+            *token = audit::begin(pstmt, &text, &all, DecisionKind::Allowed, None);
+            return std::ptr::null_mut();
+        }
+        Decision::Warn(fs) => {
+            *token = audit::begin(pstmt, &text, &all, DecisionKind::Warned, None);
+            fs.iter()
+                .map(|f| PgReport::new(pg_sys::WARNING, SQLSTATE_WARNING, &render_warning(f)))
+                .collect()
+        }
         Decision::Refuse(fs) => {
-            let text = statement_text(pstmt, query);
-            refuse_or_approve(fs, &settings, &text)
+            let (reports, approved_by) = refuse_or_approve(fs, &settings, &text);
+            let decision = if approved_by.is_some() {
+                DecisionKind::Approved
+            } else {
+                DecisionKind::Refused
+            };
+            *token = audit::begin(pstmt, &text, &all, decision, approved_by);
+            reports
         }
     };
     let out =
@@ -163,8 +182,13 @@ unsafe extern "C-unwind" fn inspect(
     out
 }
 
-/// A refusal, unless a phase of this session approves every destructive finding.
-fn refuse_or_approve(fs: Vec<Finding>, settings: &Settings, text: &str) -> Vec<PgReport> {
+/// A refusal, unless a phase of this session approves every destructive finding (then
+/// the approving phase's id and name come back too).
+fn refuse_or_approve(
+    fs: Vec<Finding>,
+    settings: &Settings,
+    text: &str,
+) -> (Vec<PgReport>, Option<(i64, String)>) {
     // Only refusals that are all about destructive rules can be approved (not
     // self-protection, not risky statements refused by migsafe.block_risky).
     let approvable = fs.iter().all(|f| {
@@ -173,7 +197,10 @@ fn refuse_or_approve(fs: Vec<Finding>, settings: &Settings, text: &str) -> Vec<P
     });
     if settings.mode != Mode::Enforce || !approvable || !phase::available() {
         let r = render_refusal(&fs, settings, text, None, None);
-        return vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &r)];
+        return (
+            vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &r)],
+            None,
+        );
     }
     let targets: Vec<Option<Target>> = fs.iter().map(|f| target_of(&f.object)).collect();
     let active: Vec<_> = phase::session_phases()
@@ -205,7 +232,7 @@ fn refuse_or_approve(fs: Vec<Finding>, settings: &Settings, text: &str) -> Vec<P
                 .filter(|f| f.rule.severity == Severity::Risky)
                 .map(|f| PgReport::new(pg_sys::WARNING, SQLSTATE_WARNING, &render_warning(f))),
         );
-        return out;
+        return (out, Some((p.id, p.name.clone())));
     }
     let note = active.iter().find(|p| p.kind == PhaseKind::Expand).map(|p| {
         format!(
@@ -215,7 +242,10 @@ fn refuse_or_approve(fs: Vec<Finding>, settings: &Settings, text: &str) -> Vec<P
     });
     let call = suggested_call(&targets);
     let r = render_refusal(&fs, settings, text, call.as_deref(), note.as_deref());
-    vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &r)]
+    (
+        vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &r)],
+        None,
+    )
 }
 
 #[inline]
@@ -234,8 +264,12 @@ unsafe fn should_inspect(
         && context != pg_sys::ProcessUtilityContext::PROCESS_UTILITY_SUBCOMMAND
 }
 
-unsafe fn check_statement(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) {
-    let reports = inspect(pstmt, query);
+unsafe fn check_statement(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const c_char,
+    token: *mut usize,
+) {
+    let reports = inspect(pstmt, query, token);
     if reports.is_null() {
         return;
     }
@@ -258,8 +292,12 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    // Plain values only in this frame: errors longjmp through it.
+    let mut token: usize = 0;
+    let mut lock_watch = false;
     if should_inspect((*pstmt).utilityStmt, context) {
-        check_statement(pstmt, query_string);
+        check_statement(pstmt, query_string, &mut token);
+        lock_watch = audit::lock_safety((*pstmt).utilityStmt);
     }
     match PREV_PROCESS_UTILITY {
         Some(prev) => prev(
@@ -282,6 +320,11 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
             dest,
             qc,
         ),
+    }    if token != 0 {
+        audit_end(token);
+    }
+    if lock_watch {
+        audit::lock_safety_end();
     }
 }
 
@@ -295,15 +338,29 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    // Plain values only in this frame: errors longjmp through it.
+    let mut token: usize = 0;
+    let mut lock_watch = false;
     if should_inspect((*pstmt).utilityStmt, context) {
-        check_statement(pstmt, query_string);
+        check_statement(pstmt, query_string, &mut token);
+        lock_watch = audit::lock_safety((*pstmt).utilityStmt);
     }
     match PREV_PROCESS_UTILITY {
         Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),
         None => {
             raw_standard_process_utility(pstmt, query_string, context, params, query_env, dest, qc)
         }
+    }    if token != 0 {
+        audit_end(token);
     }
+    if lock_watch {
+        audit::lock_safety_end();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn audit_end(token: usize) {
+    audit::end_ok(token);
 }
 
 pub fn init() {

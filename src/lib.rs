@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 
 pub mod engine;
 
+mod audit;
 mod classify;
 mod guc;
 mod hook;
@@ -35,6 +36,7 @@ pub extern "C-unwind" fn _PG_init() {
     guc::init();
     track::init();
     hook::init();
+    audit::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

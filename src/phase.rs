@@ -102,7 +102,7 @@ fn check_objects(objects: Vec<Option<String>>) -> Vec<String> {
 /// Runs `f` as the bootstrap superuser (the phase tables are not readable by the roles
 /// that run migrations), restoring the user on return. An ERROR inside aborts the
 /// transaction, which restores the user id too.
-fn as_owner<R>(f: impl FnOnce() -> R) -> R {
+pub fn as_superuser<R>(f: impl FnOnce() -> R) -> R {
     let (mut uid, mut ctx) = (pg_sys::InvalidOid, 0);
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut uid, &mut ctx);
@@ -145,7 +145,7 @@ pub fn session_phases() -> Vec<(ActivePhase, bool)> {
         literal(&session),
         literal(&current)
     );
-    as_owner(|| {
+    as_superuser(|| {
         Spi::connect(|client| {
             let mut out = Vec::new();
             if let Ok(rows) = client.select(&sql, None, &[]) {
@@ -201,7 +201,7 @@ pub fn record_use(phase: i64, rules: &[&str], targets: &[Option<Target>], statem
         arr(objs),
         literal(statement)
     );
-    as_owner(|| {
+    as_superuser(|| {
         Spi::connect_mut(|client| {
             client
                 .update(&sql, None, &[])

@@ -92,6 +92,19 @@ pub unsafe fn raise(r: &PgReport) {
     }
 }
 
+/// A line for the server log only (LOG_SERVER_ONLY: never sent to the client), for
+/// audit records that could not be queued. Safe in commit and abort callbacks.
+///
+/// # Safety
+/// Must be called in a backend with elog initialised.
+pub unsafe fn log_server_only(line: &std::ffi::CStr) {
+    const FMT: &std::ffi::CStr = c"%s";
+    if errstart(pgrx::pg_sys::LOG_SERVER_ONLY as c_int, std::ptr::null()) {
+        errmsg(FMT.as_ptr(), line.as_ptr());
+        errfinish(c"pg_migsafe".as_ptr(), 0, c"pg_migsafe".as_ptr());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

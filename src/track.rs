@@ -54,6 +54,7 @@ unsafe extern "C-unwind" fn object_access(
     if access == pg_sys::ObjectAccessType::OAT_POST_CREATE {
         record(class_id, object_id, sub_id, current_subxact());
     }
+    crate::audit::backend::object_access(access, class_id, object_id, sub_id);
     if let Some(prev) = PREV_OBJECT_ACCESS_HOOK {
         prev(access, class_id, object_id, sub_id, arg);
     }

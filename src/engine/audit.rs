@@ -279,47 +279,80 @@ pub fn verify_chain<I>(rows: I) -> Verdict
 where
     I: IntoIterator<Item = (i64, String, String)>,
 {
-    let mut prev = GENESIS.to_string();
-    let mut expected_seq = 1i64;
-    let mut n = 0i64;
+    let mut v = ChainVerifier::new();
     for (seq, record, hash) in rows {
-        if seq != expected_seq {
-            let reason = if seq > expected_seq {
+        if let Some(broken) = v.push(seq, &record, &hash) {
+            return broken;
+        }
+    }
+    v.finish()
+}
+
+/// The incremental form of [`verify_chain`], for logs read in chunks.
+pub struct ChainVerifier {
+    prev: String,
+    expected_seq: i64,
+    n: i64,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChainVerifier {
+    pub fn new() -> Self {
+        ChainVerifier {
+            prev: GENESIS.to_string(),
+            expected_seq: 1,
+            n: 0,
+        }
+    }
+
+    /// The next row; `Some(Broken)` at the first link that does not hold.
+    pub fn push(&mut self, seq: i64, record: &str, hash: &str) -> Option<Verdict> {
+        if seq != self.expected_seq {
+            let reason = if seq > self.expected_seq {
                 format!(
                     "rows {} to {} are missing (the row after {} has seq {})",
-                    expected_seq,
+                    self.expected_seq,
                     seq - 1,
-                    expected_seq - 1,
+                    self.expected_seq - 1,
                     seq
                 )
             } else {
                 format!("seq {seq} appears out of order or twice")
             };
-            return Verdict::Broken {
-                rows_ok: n,
+            return Some(Verdict::Broken {
+                rows_ok: self.n,
                 seq,
                 reason,
-            };
+            });
         }
-        let want = chain_hash(&prev, seq, &record);
+        let want = chain_hash(&self.prev, seq, record);
         if want != hash {
-            return Verdict::Broken {
-                rows_ok: n,
+            return Some(Verdict::Broken {
+                rows_ok: self.n,
                 seq,
                 reason: format!(
                     "the stored hash {} is not the hash of the row's content and the previous row's hash ({}): the row, or the hash, was changed",
-                    short(&hash),
+                    short(hash),
                     short(&want)
                 ),
-            };
+            });
         }
-        prev = hash;
-        expected_seq += 1;
-        n += 1;
+        self.prev = hash.to_string();
+        self.expected_seq += 1;
+        self.n += 1;
+        None
     }
-    Verdict::Ok {
-        rows: n,
-        last_seq: expected_seq - 1,
+
+    pub fn finish(self) -> Verdict {
+        Verdict::Ok {
+            rows: self.n,
+            last_seq: self.expected_seq - 1,
+        }
     }
 }
 

@@ -1,0 +1,995 @@
+//! The backend side of the audit log: statements and migrations as they happen.
+//!
+//! The hook opens a statement record before the statement runs (`begin`) and closes it
+//! when the statement returns (`end_ok`). A statement that raises an error never returns
+//! to the hook: its record is closed by the (sub)transaction abort callback with the
+//! SQLSTATE and message that `emit_log_hook` saw. A migration is the top-level
+//! transaction around the statements: it starts with the first recorded statement
+//! (spooled to disk before that statement runs, so that a SIGKILL leaves a trace) and
+//! ends at commit, prepare or abort. Every record is queued for the database's writer;
+//! nothing here waits for the writer, and nothing in the commit and abort callbacks
+//! touches the catalog or can raise an error.
+
+use super::{queue, spool, worker};
+use crate::engine::audit::{
+    blockers_detail, cut_statement, iso_time, Blocker, DecisionKind, FindingRecord,
+    MigrationEnd, MigrationOutcome, MigrationStart, PhaseEvent, PhaseRef, Record, Session,
+    Statement, StatementOutcome,
+};
+use crate::engine::audit::{lock_conflicts, lock_mode, LOCK_MODES};
+use crate::engine::phase::PhaseKind;
+use crate::engine::policy::Finding;
+use crate::guc;
+use pgrx::pg_sys::{self, NodeTag, Oid};
+use pgrx::prelude::*;
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, CStr, CString};
+
+struct Mig {
+    key: String,
+    started_us: i64,
+    dboid: Oid,
+    session: Session,
+    statements: u32,
+    refused: u32,
+    failed: u32,
+    name: Option<String>,
+    phases: Vec<PhaseRef>,
+    running: Option<usize>,
+    spooled: bool,
+    drizzle: Vec<String>,
+    xid: Option<u64>,
+}
+
+struct Open {
+    n: u32,
+    started_us: i64,
+    subxact: pg_sys::SubTransactionId,
+    nesting: u32,
+    session: Session,
+    tag: String,
+    text: String,
+    truncated: bool,
+    bytes: usize,
+    findings: Vec<FindingRecord>,
+    decision: DecisionKind,
+    phase_id: Option<i64>,
+    lock_wait_us: Option<i64>,
+    blockers: Vec<Blocker>,
+    applied_lock_timeout: Option<i32>,
+    created: Vec<(Oid, Oid, i32)>,
+    names: Vec<String>,
+}
+
+#[derive(Default)]
+struct State {
+    mig: Option<Mig>,
+    open: Vec<Open>,
+    last_error: Option<(String, String)>,
+    pending_events: Vec<PhaseEvent>,
+    next_name: Option<String>,
+    phase_cache: Option<(u64, Oid, Oid, i64, Vec<PhaseRef>)>,
+}
+
+/// The heavy lock a running statement waits for: what the lock-timeout DETAIL says.
+struct LockNote {
+    object: String,
+    mode: String,
+    applied_ms: Option<i32>,
+    blockers: Vec<Blocker>,
+}
+
+thread_local! {
+    static LOCK_NOTE: RefCell<Option<LockNote>> = const { RefCell::new(None) };
+    /// LockTimeout before pg_migsafe applied migsafe.lock_timeout (restored after the
+    /// statement, or when its (sub)transaction aborts).
+    static SAVED_LOCK_TIMEOUT: Cell<Option<i32>> = const { Cell::new(None) };
+    static STATE: RefCell<State> = RefCell::new(State::default());
+    /// Open statements: read by the object_access and emit_log hooks without borrowing.
+    static OPEN: Cell<usize> = const { Cell::new(0) };
+}
+
+static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
+
+pub fn init() {
+    unsafe {
+        PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
+        pg_sys::emit_log_hook = Some(emit_log);
+        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
+    }
+}
+
+fn with<R>(f: impl FnOnce(&mut State) -> R) -> Option<R> {
+    STATE.with(|s| s.try_borrow_mut().ok().map(|mut s| f(&mut s)))
+}
+
+fn cstr(p: *const c_char) -> Option<String> {
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+fn role_name(oid: Oid) -> String {
+    cstr(unsafe { pg_sys::GetUserNameFromId(oid, true) }).unwrap_or_else(|| u32::from(oid).to_string())
+}
+
+fn session_info() -> Session {
+    unsafe {
+        let (app, addr) = if pg_sys::MyBEEntry.is_null() {
+            (cstr(pg_sys::application_name), None)
+        } else {
+            let be = &*pg_sys::MyBEEntry;
+            (cstr(be.st_appname).or_else(|| cstr(pg_sys::application_name)), client_addr(&be.st_clientaddr))
+        };
+        Session {
+            database: cstr(pg_sys::get_database_name(pg_sys::MyDatabaseId)).unwrap_or_default(),
+            session_user: role_name(pg_sys::GetSessionUserId()),
+            current_user: role_name(pg_sys::GetUserId()),
+            application_name: app.filter(|a| !a.is_empty()),
+            client_addr: addr,
+            pid: pg_sys::MyProcPid,
+        }
+    }
+}
+
+/// The client's IP address (None for a Unix-socket or background connection).
+fn client_addr(a: &pg_sys::SockAddr) -> Option<String> {
+    let p = &a.addr as *const _ as *const u8;
+    let family = unsafe { *(p as *const u16) } as i32;
+    unsafe {
+        match family {
+            2 => {
+                let b = std::slice::from_raw_parts(p.add(4), 4);
+                Some(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string())
+            }
+            10 => {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(std::slice::from_raw_parts(p.add(8), 16));
+                Some(std::net::Ipv6Addr::from(b).to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn sqlstate(code: i32) -> String {
+    (0..5)
+        .map(|i| (((code >> (6 * i)) & 0x3F) as u8 + b'0') as char)
+        .collect()
+}
+
+/// Is the audit log on for this session's database?
+fn audit_here() -> bool {
+    if !guc::AUDIT.get() || queue::header().is_none() {
+        return false;
+    }
+    unsafe {
+        if pg_sys::IsInParallelMode() || !pg_sys::MyBgworkerEntry.is_null() {
+            return false;
+        }
+        pg_sys::get_extension_oid(c"pg_migsafe".as_ptr(), true) != pg_sys::InvalidOid
+    }
+}
+
+/// Called by the hook (inside its guarded classification) before a classified
+/// statement runs. Returns a token for `end_ok`, or 0 when nothing is recorded.
+pub fn begin(
+    pstmt: *mut pg_sys::PlannedStmt,
+    text: &str,
+    findings: &[Finding],
+    decision: DecisionKind,
+    approved_by: Option<(i64, String)>,
+) -> usize {
+    let phase_id = approved_by.as_ref().map(|p| p.0);
+    let stmt = unsafe { (*pstmt).utilityStmt };
+    unsafe { release_databases(stmt) };
+    let has_mig = with(|s| s.mig.is_some()).unwrap_or(false);
+    if !has_mig && !audit_here() {
+        return 0;
+    }
+    let now = worker::now_us();
+    if !has_mig {
+        start_migration(now, text);
+    }
+    let tag = unsafe { cstr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(stmt))) }
+        .unwrap_or_default();
+    let max = (guc::AUDIT_MAX_STATEMENT_BYTES.get().max(256) as usize)
+        .min(queue::header().map(|h| h.ring_size as usize / 4).unwrap_or(65536));
+    let (cut, truncated) = cut_statement(text, max);
+    let session = session_info();
+    let frs = findings
+        .iter()
+        .map(|f| FindingRecord {
+            rule: f.rule.id.to_string(),
+            severity: format!("{:?}", f.rule.severity).to_lowercase(),
+            object: f.object.clone(),
+        })
+        .collect();
+    let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let token = with(|s| {
+        let mig = s.mig.as_mut()?;
+        mig.statements += 1;
+        if decision == DecisionKind::Refused {
+            mig.refused += 1;
+        }
+        if let Some((id, name)) = approved_by {
+            if !mig.phases.iter().any(|x| x.id == id) {
+                mig.phases.push(PhaseRef {
+                    id,
+                    kind: "contract".into(),
+                    name,
+                });
+            }
+        }
+        let n = mig.statements;
+        let nesting = s.open.len() as u32;
+        s.open.push(Open {
+            n,
+            started_us: now,
+            subxact,
+            nesting,
+            session,
+            tag,
+            text: cut,
+            truncated,
+            bytes: text.len(),
+            findings: frs,
+            decision,
+            phase_id,
+            lock_wait_us: None,
+            blockers: vec![],
+            applied_lock_timeout: None,
+            created: vec![],
+            names: vec![],
+        });
+        OPEN.set(s.open.len());
+        Some(s.open.len())
+    })
+    .flatten()
+    .unwrap_or(0);
+    token
+}
+
+/// The statement returned: record it.
+pub fn end_ok(token: usize) {
+    let Some(Some(mut o)) = with(|s| {
+        if s.open.len() != token {
+            return None;
+        }
+        let o = s.open.pop();
+        OPEN.set(s.open.len());
+        o
+    }) else {
+        return;
+    };
+    let now = worker::now_us();
+    describe_created(&mut o);
+    let xid = unsafe { pg_sys::GetTopFullTransactionIdIfAny().value };
+    let rec = with(|s| {
+        let mig = s.mig.as_mut()?;
+        if xid != 0 {
+            mig.xid = Some(xid);
+        }
+        Some(statement_record(mig, o, now, StatementOutcome::Ok, None))
+    })
+    .flatten();
+    if let Some((dboid, r)) = rec {
+        queue_record(dboid, &r);
+    }
+}
+
+fn statement_record(
+    mig: &Mig,
+    o: Open,
+    now: i64,
+    outcome: StatementOutcome,
+    err: Option<(String, String)>,
+) -> (Oid, Record) {
+    let mut objects: Vec<String> = o.names;
+    for f in &o.findings {
+        if !objects.contains(&f.object) {
+            objects.push(f.object.clone());
+        }
+    }
+    let (sqlstate, error) = match err {
+        Some((c, m)) => (Some(c), Some(m)),
+        None => (None, None),
+    };
+    (
+        mig.dboid,
+        Record::Statement(Statement {
+            migration: mig.key.clone(),
+            n: o.n,
+            started_at: iso_time(o.started_us),
+            duration_us: now - o.started_us,
+            lock_wait_us: o.lock_wait_us,
+            session: o.session,
+            xid: mig.xid,
+            command_tag: o.tag,
+            statement: o.text,
+            statement_truncated: o.truncated,
+            statement_bytes: o.bytes,
+            nesting: o.nesting,
+            objects,
+            findings: o.findings,
+            decision: o.decision,
+            phase_id: o.phase_id,
+            outcome,
+            sqlstate,
+            error,
+            lock_timeout_ms: o.applied_lock_timeout,
+            blockers: o.blockers,
+        }),
+    )
+}
+
+fn queue_record(dboid: Oid, r: &Record) -> bool {
+    let json = r.to_json();
+    match queue::enqueue(dboid, json.as_bytes()) {
+        Ok(()) => true,
+        Err(why) => {
+            if let Some(h) = queue::header() {
+                h.fallback.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            // LOG_SERVER_ONLY: the server log, never the client.
+            unsafe {
+                let line = CString::new(format!("pg_migsafe_audit_fallback reason={why:?} {json}"))
+                    .unwrap_or_default();
+                crate::report::log_server_only(&line);
+            }
+            false
+        }
+    }
+}
+
+fn start_migration(now: i64, first: &str) {
+    let dboid = unsafe { pg_sys::MyDatabaseId };
+    let session = session_info();
+    let key = format!("{}-{}", now, session.pid);
+    let phases = session_phase_refs();
+    let name = with(|s| s.next_name.take()).flatten();
+    let start = MigrationStart {
+        migration: key.clone(),
+        started_at: iso_time(now),
+        session: session.clone(),
+        name: name.clone(),
+        phases: phases.clone(),
+        first_statement: cut_statement(first, 4096).0,
+    };
+    let rec = Record::MigrationStart(start);
+    let json = rec.to_json();
+    // On disk before the statement runs: survives a SIGKILL of this backend.
+    let spooled = spool::write(u32::from(dboid), &key, &json);
+    let running = queue::running_add(dboid, &key, now);
+    queue_record(dboid, &rec);
+    with(|s| {
+        s.mig = Some(Mig {
+            key,
+            started_us: now,
+            dboid,
+            session,
+            statements: 0,
+            refused: 0,
+            failed: 0,
+            name,
+            phases,
+            running,
+            spooled,
+            drizzle: vec![],
+            xid: None,
+        })
+    });
+}
+
+/// The phases open for this session (an expand phase tags the migrations that follow),
+/// cached until a phase changes anywhere (a counter in shared memory) or 5 s pass.
+fn session_phase_refs() -> Vec<PhaseRef> {
+    let gen = queue::header()
+        .map(|h| h.phase_generation.load(std::sync::atomic::Ordering::Acquire))
+        .unwrap_or(0);
+    let (su, cu) = unsafe { (pg_sys::GetSessionUserId(), pg_sys::GetUserId()) };
+    let now = worker::now_us();
+    if let Some(Some(v)) = with(|s| {
+        s.phase_cache
+            .as_ref()
+            .filter(|c| c.0 == gen && c.1 == su && c.2 == cu && now < c.3)
+            .map(|c| c.4.clone())
+    }) {
+        return v;
+    }
+    if !crate::phase::available() {
+        return vec![];
+    }
+    let v: Vec<PhaseRef> = crate::phase::session_phases()
+        .into_iter()
+        .map(|(p, _)| PhaseRef {
+            id: p.id,
+            kind: match p.kind {
+                PhaseKind::Expand => "expand".into(),
+                PhaseKind::Contract => "contract".into(),
+            },
+            name: p.name,
+        })
+        .collect();
+    with(|s| s.phase_cache = Some((gen, su, cu, now + 5_000_000, v.clone())));
+    v
+}
+
+/// `migsafe.set_migration_name()`: names the current (or next) migration of this transaction.
+pub fn set_migration_name(name: String) {
+    with(|s| match s.mig.as_mut() {
+        Some(m) => m.name = Some(name),
+        None => s.next_name = Some(name),
+    });
+}
+
+/// The phase_event trigger: a phase changed; recorded when the transaction commits.
+pub fn phase_event(e: PhaseEvent) {
+    with(|s| s.pending_events.push(e));
+}
+
+/// Running migrations of this cluster (for the views).
+pub fn running_keys() -> Vec<(String, i32, i64)> {
+    queue::running_list(None)
+        .into_iter()
+        .map(|r| (r.key, r.pid, r.started_us))
+        .collect()
+}
+
+// ------------------------------------------------------------------ objects
+
+/// From the object_access_hook (not guarded, must not raise): notes objects the open
+/// statement creates, alters or drops. Drops are described now, while they exist.
+pub unsafe fn object_access(access: pg_sys::ObjectAccessType::Type, class: Oid, obj: Oid, sub: i32) {
+    if OPEN.get() == 0 {
+        return;
+    }
+    use pg_sys::ObjectAccessType::*;
+    match access {
+        OAT_POST_CREATE | OAT_POST_ALTER => {
+            with(|s| {
+                if let Some(o) = s.open.last_mut() {
+                    if o.created.len() < 100 && !o.created.contains(&(class, obj, sub)) {
+                        o.created.push((class, obj, sub));
+                    }
+                }
+            });
+        }
+        OAT_DROP => describe_dropped(class, obj, sub),
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn describe_dropped(class: Oid, obj: Oid, sub: i32) {
+    if let Some(d) = describe(class, obj, sub) {
+        with(|s| {
+            if let Some(o) = s.open.last_mut() {
+                let d = format!("{d} (dropped)");
+                if o.names.len() < 100 && !o.names.contains(&d) {
+                    o.names.push(d);
+                }
+            }
+        });
+    }
+}
+
+fn describe_created(o: &mut Open) {
+    let ids = std::mem::take(&mut o.created);
+    for (c, i, s) in ids {
+        if let Some(d) = unsafe { describe(c, i, s) } {
+            if !o.names.contains(&d) {
+                o.names.push(d);
+            }
+        }
+    }
+}
+
+// Catalog oids pgrx does not export (stable since they were created).
+const CONSTRAINT_RELATION_ID: u32 = 2606;
+const POLICY_RELATION_ID: u32 = 3256;
+const REWRITE_RELATION_ID: u32 = 2618;
+
+/// A description of the objects worth listing (not toast tables, row types, array
+/// types, defaults and other implementation parts).
+unsafe fn describe(class: Oid, obj: Oid, sub: i32) -> Option<String> {
+    let keep = match u32::from(class) {
+        c if c == u32::from(pg_sys::RelationRelationId) => {
+            u32::from(pg_sys::get_rel_namespace(obj)) != pg_sys::PG_TOAST_NAMESPACE
+                && pg_sys::get_rel_relkind(obj) as u8 != 0
+        }
+        c if c == u32::from(pg_sys::TypeRelationId) => {
+            matches!(pg_sys::get_typtype(obj) as u8, b'e' | b'd' | b'r' | b'm')
+        }
+        c if c == u32::from(pg_sys::NamespaceRelationId)
+            || c == u32::from(pg_sys::ProcedureRelationId)
+            || c == CONSTRAINT_RELATION_ID
+            || c == u32::from(pg_sys::TriggerRelationId)
+            || c == POLICY_RELATION_ID
+            || c == u32::from(pg_sys::ExtensionRelationId)
+            || c == REWRITE_RELATION_ID => true,
+        _ => false,
+    };
+    if !keep {
+        return None;
+    }
+    let addr = pg_sys::ObjectAddress {
+        classId: class,
+        objectId: obj,
+        objectSubId: sub,
+    };
+    // "table public.t", "column public.t.b", "index public.t_pkey", …
+    #[cfg(feature = "pg13")]
+    let (kind, ident) = (
+        pg_sys::getObjectTypeDescription(&addr),
+        pg_sys::getObjectIdentity(&addr),
+    );
+    #[cfg(not(feature = "pg13"))]
+    let (kind, ident) = (
+        pg_sys::getObjectTypeDescription(&addr, true),
+        pg_sys::getObjectIdentity(&addr, true),
+    );
+    Some(format!("{} {}", cstr(kind)?, cstr(ident)?))
+}
+
+// ------------------------------------------------------------ lock safety
+
+/// The table a statement locks ACCESS EXCLUSIVE or SHARE ROW EXCLUSIVE, and that mode.
+unsafe fn heavy_target(stmt: *mut pg_sys::Node) -> Option<(*mut pg_sys::RangeVar, pg_sys::LOCKMODE)> {
+    let ae = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
+    let sre = pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE;
+    let first_rv = |l: *mut pg_sys::List| -> Option<*mut pg_sys::RangeVar> {
+        if l.is_null() || (*l).length == 0 {
+            return None;
+        }
+        let n = (*(*l).elements).ptr_value as *mut pg_sys::Node;
+        match (*n).type_ {
+            NodeTag::T_RangeVar => Some(n as *mut pg_sys::RangeVar),
+            NodeTag::T_List => Some(pg_sys::makeRangeVarFromNameList(n as *mut pg_sys::List)),
+            _ => None,
+        }
+    };
+    match (*stmt).type_ {
+        NodeTag::T_AlterTableStmt => {
+            let a = stmt as *mut pg_sys::AlterTableStmt;
+            let mode = pg_sys::AlterTableGetLockLevel((*a).cmds);
+            (mode >= sre).then_some(((*a).relation, mode))
+        }
+        NodeTag::T_TruncateStmt => first_rv((*(stmt as *mut pg_sys::TruncateStmt)).relations).map(|r| (r, ae)),
+        NodeTag::T_DropStmt => {
+            let d = stmt as *mut pg_sys::DropStmt;
+            use pg_sys::ObjectType::*;
+            match (*d).removeType {
+                OBJECT_TABLE | OBJECT_MATVIEW | OBJECT_VIEW | OBJECT_FOREIGN_TABLE => {
+                    first_rv((*d).objects).map(|r| (r, ae))
+                }
+                _ => None,
+            }
+        }
+        NodeTag::T_RenameStmt => {
+            let r = stmt as *mut pg_sys::RenameStmt;
+            (!(*r).relation.is_null()).then_some(((*r).relation, ae))
+        }
+        NodeTag::T_CreateTrigStmt => {
+            let t = stmt as *mut pg_sys::CreateTrigStmt;
+            Some(((*t).relation, sre))
+        }
+        NodeTag::T_RuleStmt => Some(((*(stmt as *mut pg_sys::RuleStmt)).relation, ae)),
+        NodeTag::T_CreatePolicyStmt => Some(((*(stmt as *mut pg_sys::CreatePolicyStmt)).table, ae)),
+        NodeTag::T_AlterPolicyStmt => Some(((*(stmt as *mut pg_sys::AlterPolicyStmt)).table, ae)),
+        NodeTag::T_ClusterStmt => {
+            let c = stmt as *mut pg_sys::ClusterStmt;
+            (!(*c).relation.is_null()).then_some(((*c).relation, ae))
+        }
+        NodeTag::T_AlterObjectSchemaStmt => {
+            let a = stmt as *mut pg_sys::AlterObjectSchemaStmt;
+            (!(*a).relation.is_null()).then_some(((*a).relation, ae))
+        }
+        _ => None,
+    }
+}
+
+/// Before a statement that takes a heavy lock on an existing table: apply
+/// migsafe.lock_timeout when lock_timeout is 0, and if the lock is not free, name the
+/// sessions holding it (and, for the table's owner, wait for it here to time the wait).
+/// Returns true when the hook must call `lock_safety_end` after the statement.
+#[pg_guard]
+pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
+    let Some((rv, mode)) = heavy_target(stmt) else { return false };
+    if rv.is_null() {
+        return false;
+    }
+    let relid = pg_sys::RangeVarGetRelidExtended(
+        rv,
+        pg_sys::NoLock as _,
+        pg_sys::RVROption::RVR_MISSING_OK,
+        None,
+        std::ptr::null_mut(),
+    );
+    if relid == pg_sys::InvalidOid || crate::track::is_new(pg_sys::RelationRelationId, relid, 0) {
+        return false;
+    }
+    let configured = guc::LOCK_TIMEOUT.get();
+    let applied = if pg_sys::LockTimeout == 0 && configured > 0 && SAVED_LOCK_TIMEOUT.get().is_none() {
+        SAVED_LOCK_TIMEOUT.set(Some(pg_sys::LockTimeout));
+        pg_sys::LockTimeout = configured;
+        Some(configured)
+    } else {
+        None
+    };
+    with(|s| {
+        if let Some(o) = s.open.last_mut() {
+            o.applied_lock_timeout = applied;
+        }
+    });
+    let nsp = pg_sys::get_rel_namespace(relid);
+    let object = format!(
+        "table {}.{}",
+        cstr(pg_sys::get_namespace_name(nsp)).unwrap_or_default(),
+        cstr(pg_sys::get_rel_name(relid)).unwrap_or_default()
+    );
+    let mode_name = LOCK_MODES[mode as usize - 1].to_string();
+    if pg_sys::ConditionalLockRelationOid(relid, mode) {
+        pg_sys::UnlockRelationOid(relid, mode);
+        with(|s| {
+            if let Some(o) = s.open.last_mut() {
+                o.lock_wait_us = Some(0);
+            }
+        });
+        return true;
+    }
+    let blockers = blockers_of(relid, mode as usize);
+    with(|s| {
+        if let Some(o) = s.open.last_mut() {
+            o.blockers = blockers.clone();
+        }
+    });
+    LOCK_NOTE.with(|n| {
+        *n.borrow_mut() = Some(LockNote {
+            object,
+            mode: mode_name,
+            applied_ms: applied,
+            blockers,
+        })
+    });
+    if owns(relid) {
+        // Wait here (under the statement's lock_timeout) so that the wait is timed;
+        // the statement then finds the lock already held by its transaction.
+        let t0 = worker::now_us();
+        pg_sys::LockRelationOid(relid, mode);
+        let waited = worker::now_us() - t0;
+        with(|s| {
+            if let Some(o) = s.open.last_mut() {
+                o.lock_wait_us = Some(waited);
+            }
+        });
+    }
+    true
+}
+
+/// After the statement (or when its transaction aborts).
+pub fn lock_safety_end() {
+    if let Some(old) = SAVED_LOCK_TIMEOUT.take() {
+        unsafe { pg_sys::LockTimeout = old };
+    }
+    LOCK_NOTE.with(|n| {
+        if let Ok(mut n) = n.try_borrow_mut() {
+            *n = None;
+        }
+    });
+}
+
+unsafe fn owns(relid: Oid) -> bool {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    {
+        pg_sys::pg_class_ownercheck(relid, pg_sys::GetUserId())
+    }
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    {
+        pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, pg_sys::GetUserId())
+    }
+}
+
+fn blockers_of(relid: Oid, mode: usize) -> Vec<Blocker> {
+    let sql = format!(
+        "SELECT l.pid, l.mode, a.state, a.query FROM pg_catalog.pg_locks l \
+           LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+          WHERE l.locktype = 'relation' AND l.database = {} AND l.relation = {} \
+            AND l.granted AND l.pid <> pg_catalog.pg_backend_pid() ORDER BY l.pid",
+        u32::from(unsafe { pg_sys::MyDatabaseId }),
+        u32::from(relid)
+    );
+    crate::phase::as_superuser(|| {
+        Spi::connect(|c| {
+            let mut out = Vec::new();
+            if let Ok(t) = c.select(&sql, None, &[]) {
+                for row in t {
+                    let pid = row.get::<i32>(1).ok().flatten().unwrap_or(0);
+                    let m = row.get::<String>(2).ok().flatten().unwrap_or_default();
+                    if !lock_mode(&m).is_some_and(|held| lock_conflicts(mode, held)) {
+                        continue;
+                    }
+                    out.push(Blocker {
+                        pid,
+                        mode: m,
+                        state: row.get::<String>(3).ok().flatten(),
+                        query: row.get::<String>(4).ok().flatten().map(|q| cut_statement(&q, 1000).0),
+                    });
+                }
+            }
+            out
+        })
+    })
+}
+
+/// Before DROP DATABASE, CREATE DATABASE … TEMPLATE, ALTER DATABASE … RENAME/SET
+/// TABLESPACE: the writer of that database must leave it (they need it free).
+unsafe fn release_databases(stmt: *mut pg_sys::Node) {
+    let name: Option<*const c_char> = match (*stmt).type_ {
+        NodeTag::T_DropdbStmt => Some((*(stmt as *mut pg_sys::DropdbStmt)).dbname),
+        NodeTag::T_RenameStmt => {
+            let r = stmt as *mut pg_sys::RenameStmt;
+            ((*r).renameType == pg_sys::ObjectType::OBJECT_DATABASE).then(|| (*r).subname as *const c_char)
+        }
+        NodeTag::T_AlterDatabaseStmt => Some((*(stmt as *mut pg_sys::AlterDatabaseStmt)).dbname),
+        NodeTag::T_CreatedbStmt => {
+            let c = stmt as *mut pg_sys::CreatedbStmt;
+            let mut t: *const c_char = c"template1".as_ptr();
+            let opts = (*c).options;
+            if !opts.is_null() {
+                for i in 0..(*opts).length {
+                    let d = (*(*opts).elements.add(i as usize)).ptr_value as *mut pg_sys::DefElem;
+                    if !(*d).defname.is_null() && CStr::from_ptr((*d).defname).to_bytes() == b"template" {
+                        t = pg_sys::defGetString(d);
+                    }
+                }
+            }
+            Some(t)
+        }
+        _ => None,
+    };
+    if let Some(n) = name.filter(|n| !n.is_null()) {
+        let oid = pg_sys::get_database_oid(n, true);
+        if oid != pg_sys::InvalidOid {
+            queue::request_exit(oid);
+        }
+    }
+}
+
+// ------------------------------------------------------------ errors and ends
+
+/// emit_log_hook: remembers the SQLSTATE and message of an ERROR raised while a
+/// statement is open, and adds the blocking sessions to a lock-timeout error's DETAIL.
+/// Not guarded and allocation-light: it runs inside error reporting.
+unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
+    if !edata.is_null() && (*edata).elevel >= pg_sys::PGERROR as i32 {
+        if OPEN.get() > 0 {
+            note_error(edata);
+        }
+        lock_detail(edata);
+    }
+    if let Some(prev) = PREV_EMIT_LOG_HOOK {
+        prev(edata);
+    }
+}
+
+unsafe fn note_error(edata: *mut pg_sys::ErrorData) {
+    let code = sqlstate((*edata).sqlerrcode);
+    let msg = cstr((*edata).message).unwrap_or_default();
+    with(|s| s.last_error = Some((code, msg)));
+}
+
+/// A lock timeout of a statement pg_migsafe watched: DETAIL names the blockers.
+unsafe fn lock_detail(edata: *mut pg_sys::ErrorData) {
+    if sqlstate((*edata).sqlerrcode) != "55P03" || !(*edata).detail.is_null() {
+        return;
+    }
+    let d = LOCK_NOTE.with(|n| {
+        n.try_borrow().ok().and_then(|n| {
+            n.as_ref()
+                .map(|n| blockers_detail(&n.object, &n.mode, n.applied_ms, &n.blockers))
+        })
+    });
+    if let Some(c) = d.and_then(|d| CString::new(d).ok()) {
+        // Allocated in the error's own context (EmitErrorReport switched to it).
+        (*edata).detail = pg_sys::pstrdup(c.as_ptr());
+    }
+}
+
+/// Closes the open statements from index `from` on as failed.
+fn fail_open(s: &mut State, from_subxact: Option<pg_sys::SubTransactionId>) -> Vec<(Oid, Record)> {
+    let now = worker::now_us();
+    let err = s.last_error.take();
+    let mut out = Vec::new();
+    while let Some(o) = s.open.last() {
+        if from_subxact.is_some_and(|sub| o.subxact < sub) {
+            break;
+        }
+        let o = s.open.pop().unwrap();
+        let e = err.clone().unwrap_or_else(|| {
+            (
+                String::new(),
+                "the statement's (sub)transaction was rolled back (an exception handler caught its error)".into(),
+            )
+        });
+        let e = (e.0, e.1);
+        if let Some(m) = s.mig.as_mut() {
+            if o.decision != DecisionKind::Refused {
+                m.failed += 1;
+            }
+            let (code, msg) = e;
+            let err = Some((code, msg)).map(|(c, m)| (if c.is_empty() { "XX000".into() } else { c }, m));
+            out.push(statement_record(m, o, now, StatementOutcome::Error, err));
+        }
+    }
+    OPEN.set(s.open.len());
+    out
+}
+
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    my_subid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event != pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        return;
+    }
+    lock_safety_end();
+    if OPEN.get() == 0 {
+        return;
+    }
+    let recs = with(|s| fail_open(s, Some(my_subid))).unwrap_or_default();
+    for (db, r) in recs {
+        queue_record(db, &r);
+    }
+}
+
+unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => pre_commit(),
+        XACT_EVENT_COMMIT => finish(MigrationOutcome::Committed),
+        XACT_EVENT_PREPARE => finish(MigrationOutcome::Prepared),
+        XACT_EVENT_ABORT => {
+            lock_safety_end();
+            finish(MigrationOutcome::RolledBack)
+        }
+        _ => {}
+    }
+}
+
+/// Still inside the transaction: the Drizzle hashes it inserted.
+#[pg_guard]
+unsafe extern "C-unwind" fn pre_commit() {
+    let has_mig = with(|s| s.mig.is_some()).unwrap_or(false);
+    if !has_mig {
+        return;
+    }
+    let hashes = drizzle_hashes();
+    let xid = pg_sys::GetTopFullTransactionIdIfAny().value;
+    with(|s| {
+        if let Some(m) = s.mig.as_mut() {
+            m.drizzle = hashes;
+            if xid != 0 {
+                m.xid = Some(xid);
+            }
+        }
+    });
+}
+
+unsafe fn drizzle_hashes() -> Vec<String> {
+    let Some(t) = guc::DRIZZLE_TABLE.get() else { return vec![] };
+    let t = t.to_string_lossy().into_owned();
+    let Some((nsp, rel)) = t.split_once('.') else { return vec![] };
+    let (Ok(nsp_c), Ok(rel_c)) = (CString::new(nsp), CString::new(rel)) else {
+        return vec![];
+    };
+    let nsp_oid = pg_sys::get_namespace_oid(nsp_c.as_ptr(), true);
+    if nsp_oid == pg_sys::InvalidOid {
+        return vec![];
+    }
+    let relid = pg_sys::get_relname_relid(rel_c.as_ptr(), nsp_oid);
+    if relid == pg_sys::InvalidOid || pg_sys::get_attnum(relid, c"hash".as_ptr()) <= 0 {
+        return vec![];
+    }
+    let xid = pg_sys::GetTopTransactionIdIfAny();
+    if xid == pg_sys::InvalidTransactionId {
+        return vec![];
+    }
+    let sql = format!(
+        "SELECT hash::text FROM {}.{} WHERE xmin = '{}'::xid ORDER BY 1",
+        quote_ident(nsp),
+        quote_ident(rel),
+        u32::from(xid)
+    );
+    crate::phase::as_superuser(|| {
+        Spi::connect(|c| {
+            c.select(&sql, None, &[])
+                .map(|t| t.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
+                .unwrap_or_default()
+        })
+    })
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Commit, prepare or abort: close what is open and end the migration. No catalog
+/// access, no error.
+fn finish(outcome: MigrationOutcome) {
+    let Some((recs, end, events, spool_key)) = with(|s| {
+        let mut recs = if s.open.is_empty() {
+            vec![]
+        } else {
+            fail_open(s, None)
+        };
+        s.last_error = None;
+        s.next_name = None;
+        let events = std::mem::take(&mut s.pending_events);
+        let mut end = None;
+        let mut spool_key = None;
+        if let Some(m) = s.mig.take() {
+            let now = worker::now_us();
+            let duration = now - m.started_us;
+            let warn = guc::WARN_DURATION.get() as i64;
+            if let Some(i) = m.running {
+                queue::running_remove(i);
+            }
+            if let Some(h) = queue::header() {
+                h.last_migration_end_us.store(now, std::sync::atomic::Ordering::Relaxed);
+                h.last_migration_duration_us
+                    .store(duration, std::sync::atomic::Ordering::Relaxed);
+            }
+            if m.spooled {
+                spool_key = Some((u32::from(m.dboid), m.key.clone()));
+            }
+            end = Some((
+                m.dboid,
+                Record::MigrationEnd(MigrationEnd {
+                    migration: m.key,
+                    started_at: iso_time(m.started_us),
+                    ended_at: iso_time(now),
+                    duration_us: duration,
+                    statements: m.statements,
+                    refused: m.refused,
+                    failed: m.failed,
+                    outcome,
+                    xid: m.xid,
+                    drizzle_hashes: if outcome == MigrationOutcome::Committed { m.drizzle } else { vec![] },
+                    name: m.name,
+                    phases: m.phases,
+                    over_budget: warn > 0 && duration > warn * 1000,
+                    warn_duration_ms: warn,
+                    session: m.session,
+                }),
+            ));
+        }
+        recs.retain(|_| true);
+        (recs, end, events, spool_key)
+    }) else {
+        return;
+    };
+    for (db, r) in recs {
+        queue_record(db, &r);
+    }
+    if let Some((db, r)) = end {
+        if !queue_record(db, &r) {
+            // The writer will never see this end: the spool file must not outlive it.
+            if let Some((d, k)) = &spool_key {
+                spool::remove(*d, k);
+            }
+        }
+    }
+    if !events.is_empty() {
+        if outcome == MigrationOutcome::Committed {
+            let db = unsafe { pg_sys::MyDatabaseId };
+            for e in events {
+                queue_record(db, &Record::PhaseEvent(e));
+            }
+        }
+        if let Some(h) = queue::header() {
+            h.phase_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}

@@ -1,0 +1,580 @@
+//! Shared memory of the audit log: one ring buffer of queued records per database
+//! (`migsafe.audit_databases` of them, `migsafe.audit_queue_size` split evenly), the
+//! table of running migrations the writers watch for alerts, and the counters the
+//! `migsafe.metrics` view shows.
+//!
+//! A backend appends a record (`[u32 length][JSON]`) to its database's ring under the
+//! ring's LWLock and sets the writer's latch. The writer copies records out, stores
+//! them in its own transaction, and only then advances the ring's tail: a writer that
+//! dies mid-batch leaves the records queued for the next one. When a ring is full the
+//! backend waits up to `migsafe.audit_queue_wait`, then writes the record to the server
+//! log and counts it in `fallback` — never silently.
+
+use crate::guc;
+use pgrx::pg_sys;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+pub const MAX_RUNNING: usize = 1024;
+pub const KEY_LEN: usize = 48;
+
+/// Slot states.
+pub const IDLE: u32 = 0;
+pub const STARTING: u32 = 1;
+pub const RUNNING: u32 = 2;
+
+#[repr(C)]
+pub struct Header {
+    pub nslots: u32,
+    pub ring_size: u32,
+    /// Guards slot assignment and the running-migrations table.
+    pub lock: *mut pg_sys::LWLock,
+    pub launcher_latch: *mut pg_sys::Latch,
+    /// Records queued / written to a log table / written to the server log instead.
+    pub queued: AtomicU64,
+    pub written: AtomicU64,
+    pub fallback: AtomicU64,
+    /// Bumped at the commit of any change to migsafe.phase_event (phase caches).
+    pub phase_generation: AtomicU64,
+    /// Unix µs of the last migration end and its duration, for the metrics view.
+    pub last_migration_end_us: AtomicI64,
+    pub last_migration_duration_us: AtomicI64,
+}
+
+#[repr(C)]
+pub struct Slot {
+    pub lock: *mut pg_sys::LWLock,
+    pub dboid: AtomicU32,
+    pub state: AtomicU32,
+    pub exit_requested: AtomicU32,
+    pub worker_pid: i32,
+    pub latch: *mut pg_sys::Latch,
+    /// Monotonic byte positions: `head - tail` bytes are queued.
+    pub head: u64,
+    pub tail: u64,
+    pub pending: u64,
+    pub start_requested_us: i64,
+}
+
+#[repr(C)]
+pub struct Running {
+    pub pid: i32,
+    pub dboid: u32,
+    pub started_us: i64,
+    /// 0 none, 1 warning sent, 2 critical sent.
+    pub alerted: u32,
+    pub key_len: u32,
+    pub key: [u8; KEY_LEN],
+}
+
+static mut SHARED: *mut Header = std::ptr::null_mut();
+static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
+#[cfg(not(any(feature = "pg13", feature = "pg14")))]
+static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
+
+const TRANCHE: &std::ffi::CStr = c"pg_migsafe";
+const SHMEM_NAME: &std::ffi::CStr = c"pg_migsafe audit queue";
+
+fn nslots() -> usize {
+    guc::AUDIT_DATABASES.get().max(1) as usize
+}
+
+fn ring_size() -> usize {
+    // audit_queue_size is in kB; each database gets an equal share, 8-byte aligned.
+    let total = guc::AUDIT_QUEUE_SIZE.get().max(256) as usize * 1024;
+    (total / nslots()) & !7
+}
+
+fn layout() -> (usize, usize, usize, usize) {
+    let h = std::mem::size_of::<Header>().next_multiple_of(64);
+    let slots = (std::mem::size_of::<Slot>() * nslots()).next_multiple_of(64);
+    let running = (std::mem::size_of::<Running>() * MAX_RUNNING).next_multiple_of(64);
+    let total = h + slots + running + ring_size() * nslots();
+    (h, h + slots, h + slots + running, total)
+}
+
+unsafe fn request() {
+    let (_, _, _, total) = layout();
+    pg_sys::RequestAddinShmemSpace(total);
+    pg_sys::RequestNamedLWLockTranche(TRANCHE.as_ptr(), nslots() as i32 + 1);
+}
+
+#[cfg(not(any(feature = "pg13", feature = "pg14")))]
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn shmem_request() {
+    if let Some(prev) = PREV_SHMEM_REQUEST {
+        prev();
+    }
+    request();
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn shmem_startup() {
+    if let Some(prev) = PREV_SHMEM_STARTUP {
+        prev();
+    }
+    // layout(): (slots offset, running offset, rings offset, total size)
+    let (slots_off, _, _, total) = layout();
+    // AddinShmemInitLock (a macro in C: MainLWLockArray[21]).
+    let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
+    pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+    let mut found = false;
+    let base = pg_sys::ShmemInitStruct(SHMEM_NAME.as_ptr(), total, &mut found) as *mut u8;
+    if !found {
+        std::ptr::write_bytes(base, 0, total);
+        let locks = pg_sys::GetNamedLWLockTranche(TRANCHE.as_ptr());
+        let h = base as *mut Header;
+        (*h).nslots = nslots() as u32;
+        (*h).ring_size = ring_size() as u32;
+        (*h).lock = &raw mut (*locks).lock;
+        for i in 0..nslots() {
+            let s = (base.add(slots_off) as *mut Slot).add(i);
+            (*s).lock = &raw mut (*locks.add(i + 1)).lock;
+        }
+    }
+    SHARED = base as *mut Header;
+    pg_sys::LWLockRelease(init_lock);
+}
+
+pub fn init() {
+    unsafe {
+        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+        {
+            PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
+            pg_sys::shmem_request_hook = Some(shmem_request);
+        }
+        #[cfg(any(feature = "pg13", feature = "pg14"))]
+        request();
+        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(shmem_startup);
+    }
+}
+
+pub fn header() -> Option<&'static Header> {
+    unsafe { SHARED.as_ref() }
+}
+
+unsafe fn slot_ptr(i: usize) -> *mut Slot {
+    let (_, slots_off, _, _) = layout_of_shared();
+    ((SHARED as *mut u8).add(slots_off) as *mut Slot).add(i)
+}
+
+unsafe fn running_ptr(i: usize) -> *mut Running {
+    let (_, _, running_off, _) = layout_of_shared();
+    ((SHARED as *mut u8).add(running_off) as *mut Running).add(i)
+}
+
+unsafe fn ring_ptr(i: usize) -> *mut u8 {
+    let (_, _, _, rings_off) = layout_of_shared();
+    (SHARED as *mut u8).add(rings_off + i * (*SHARED).ring_size as usize)
+}
+
+/// Offsets from the values stored in shared memory (the GUCs are PGC_POSTMASTER, but
+/// reading the header makes every process agree even so).
+unsafe fn layout_of_shared() -> (usize, usize, usize, usize) {
+    let n = (*SHARED).nslots as usize;
+    let h = std::mem::size_of::<Header>().next_multiple_of(64);
+    let slots = (std::mem::size_of::<Slot>() * n).next_multiple_of(64);
+    let running = (std::mem::size_of::<Running>() * MAX_RUNNING).next_multiple_of(64);
+    (0, h, h + slots, h + slots + running)
+}
+
+struct Guard(*mut pg_sys::LWLock);
+impl Guard {
+    unsafe fn exclusive(l: *mut pg_sys::LWLock) -> Guard {
+        pg_sys::LWLockAcquire(l, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        Guard(l)
+    }
+    unsafe fn shared(l: *mut pg_sys::LWLock) -> Guard {
+        pg_sys::LWLockAcquire(l, pg_sys::LWLockMode::LW_SHARED);
+        Guard(l)
+    }
+}
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // LWLocks are also released by LWLockReleaseAll when an error unwinds.
+        unsafe {
+            if pg_sys::LWLockHeldByMe(self.0) {
+                pg_sys::LWLockRelease(self.0)
+            }
+        }
+    }
+}
+
+pub fn slot_count() -> usize {
+    header().map(|h| h.nslots as usize).unwrap_or(0)
+}
+
+pub fn slot(i: usize) -> &'static mut Slot {
+    unsafe { &mut *slot_ptr(i) }
+}
+
+/// The slot of a database, claiming a free one if it has none.
+pub fn slot_for(dboid: pg_sys::Oid, claim: bool) -> Option<usize> {
+    let h = header()?;
+    let want = u32::from(dboid);
+    let find = || (0..h.nslots as usize).find(|&i| slot(i).dboid.load(Ordering::Acquire) == want);
+    unsafe {
+        {
+            let _g = Guard::shared(h.lock);
+            if let Some(i) = find() {
+                return Some(i);
+            }
+        }
+        if !claim {
+            return None;
+        }
+        let _g = Guard::exclusive(h.lock);
+        if let Some(i) = find() {
+            return Some(i);
+        }
+        let free = (0..h.nslots as usize).find(|&i| slot(i).dboid.load(Ordering::Acquire) == 0)?;
+        let s = slot(free);
+        let _sg = Guard::exclusive(s.lock);
+        s.dboid.store(want, Ordering::Release);
+        s.exit_requested.store(0, Ordering::Release);
+        Some(free)
+    }
+}
+
+/// Why a record could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotQueued {
+    /// Shared memory is not there (not preloaded) — cannot happen in a running server.
+    NoSharedMemory,
+    /// All `migsafe.audit_databases` slots belong to other databases.
+    NoSlot,
+    /// The ring stayed full for `migsafe.audit_queue_wait`.
+    Full,
+}
+
+/// Queue one record for the database's writer, waiting up to `migsafe.audit_queue_wait`
+/// for room. Never raises an error (it runs in commit callbacks too).
+pub fn enqueue(dboid: pg_sys::Oid, record: &[u8]) -> Result<(), NotQueued> {
+    let h = header().ok_or(NotQueued::NoSharedMemory)?;
+    let i = slot_for(dboid, true).ok_or(NotQueued::NoSlot)?;
+    let need = record.len() as u64 + 4;
+    if need > h.ring_size as u64 {
+        return Err(NotQueued::Full);
+    }
+    let wait_ms = guc::AUDIT_QUEUE_WAIT.get().max(0) as u64;
+    let mut waited_us = 0u64;
+    loop {
+        let s = slot(i);
+        let (queued, latch, state) = unsafe {
+            let _g = Guard::exclusive(s.lock);
+            if s.dboid.load(Ordering::Acquire) != u32::from(dboid) {
+                // The slot was given up meanwhile: claim again.
+                drop(_g);
+                return enqueue_again(dboid, record);
+            }
+            let free = h.ring_size as u64 - (s.head - s.tail);
+            if free >= need {
+                let ring = ring_ptr(i);
+                write_ring(ring, h.ring_size as u64, s.head, &(record.len() as u32).to_le_bytes());
+                write_ring(ring, h.ring_size as u64, s.head + 4, record);
+                s.head += need;
+                s.pending += 1;
+                (true, s.latch, s.state.load(Ordering::Acquire))
+            } else {
+                (false, s.latch, s.state.load(Ordering::Acquire))
+            }
+        };
+        if queued {
+            h.queued.fetch_add(1, Ordering::Relaxed);
+            if state == RUNNING && !latch.is_null() {
+                unsafe { pg_sys::SetLatch(latch) };
+            } else if state == IDLE {
+                crate::audit::worker::start_writer(i, dboid);
+            }
+            return Ok(());
+        }
+        if state == IDLE {
+            crate::audit::worker::start_writer(i, dboid);
+        } else if !latch.is_null() {
+            unsafe { pg_sys::SetLatch(latch) };
+        }
+        if waited_us >= wait_ms * 1000 {
+            return Err(NotQueued::Full);
+        }
+        unsafe { pg_sys::pg_usleep(1000) };
+        waited_us += 1000;
+    }
+}
+
+fn enqueue_again(dboid: pg_sys::Oid, record: &[u8]) -> Result<(), NotQueued> {
+    enqueue(dboid, record)
+}
+
+unsafe fn write_ring(ring: *mut u8, size: u64, pos: u64, bytes: &[u8]) {
+    let start = (pos % size) as usize;
+    let first = bytes.len().min(size as usize - start);
+    std::ptr::copy_nonoverlapping(bytes.as_ptr(), ring.add(start), first);
+    if first < bytes.len() {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr().add(first), ring, bytes.len() - first);
+    }
+}
+
+unsafe fn read_ring(ring: *const u8, size: u64, pos: u64, out: &mut [u8]) {
+    let start = (pos % size) as usize;
+    let first = out.len().min(size as usize - start);
+    std::ptr::copy_nonoverlapping(ring.add(start), out.as_mut_ptr(), first);
+    if first < out.len() {
+        std::ptr::copy_nonoverlapping(ring, out.as_mut_ptr().add(first), out.len() - first);
+    }
+}
+
+/// A batch copied out of a ring; `commit` it once stored.
+pub struct Batch {
+    pub slot: usize,
+    pub records: Vec<Vec<u8>>,
+    bytes: u64,
+}
+
+/// Copies up to `max` queued records of slot `i` without removing them.
+pub fn peek(i: usize, max: usize) -> Batch {
+    let h = header().expect("shared memory");
+    let s = slot(i);
+    let (tail, head) = unsafe {
+        let _g = Guard::shared(s.lock);
+        (s.tail, s.head)
+    };
+    // Only this writer advances the tail and backends only write past the head, so
+    // [tail, head) stays as it is while we copy it without the lock.
+    let ring = unsafe { ring_ptr(i) };
+    let mut pos = tail;
+    let mut records = Vec::new();
+    while pos < head && records.len() < max {
+        let mut len = [0u8; 4];
+        unsafe { read_ring(ring, h.ring_size as u64, pos, &mut len) };
+        let len = u32::from_le_bytes(len) as usize;
+        let mut rec = vec![0u8; len];
+        unsafe { read_ring(ring, h.ring_size as u64, pos + 4, &mut rec) };
+        records.push(rec);
+        pos += 4 + len as u64;
+    }
+    Batch {
+        slot: i,
+        records,
+        bytes: pos - tail,
+    }
+}
+
+impl Batch {
+    pub fn commit(self) {
+        let h = header().expect("shared memory");
+        let s = slot(self.slot);
+        unsafe {
+            let _g = Guard::exclusive(s.lock);
+            s.tail += self.bytes;
+            s.pending -= self.records.len() as u64;
+        }
+        h.written.fetch_add(self.records.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Queued records and bytes of one slot.
+pub fn depth(i: usize) -> (u64, u64) {
+    let s = slot(i);
+    unsafe {
+        let _g = Guard::shared(s.lock);
+        (s.pending, s.head - s.tail)
+    }
+}
+
+/// Called by a writer: takes the slot as RUNNING with its pid and latch.
+pub fn writer_attach(i: usize) {
+    let s = slot(i);
+    unsafe {
+        let _g = Guard::exclusive(s.lock);
+        s.worker_pid = pg_sys::MyProcPid;
+        s.latch = pg_sys::MyLatch;
+        s.state.store(RUNNING, Ordering::Release);
+    }
+}
+
+/// Called by a writer that wants to exit: succeeds (and gives the slot up if nothing
+/// is queued and no migration of the database is running) unless records arrived.
+pub fn writer_try_detach(i: usize, dboid: pg_sys::Oid) -> bool {
+    let h = header().expect("shared memory");
+    unsafe {
+        let _hg = Guard::exclusive(h.lock);
+        let s = slot(i);
+        let _g = Guard::exclusive(s.lock);
+        if s.head != s.tail {
+            return false;
+        }
+        let busy = running_in(dboid);
+        if busy && s.exit_requested.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        s.state.store(IDLE, Ordering::Release);
+        s.worker_pid = 0;
+        s.latch = std::ptr::null_mut();
+        if !busy {
+            s.dboid.store(0, Ordering::Release);
+        }
+        true
+    }
+}
+
+/// Exit callback of a writer (any exit, including an ERROR): the slot is IDLE again.
+pub fn writer_gone(i: usize) {
+    if header().is_none() || i >= slot_count() {
+        return;
+    }
+    let s = slot(i);
+    unsafe {
+        let _g = Guard::exclusive(s.lock);
+        if s.worker_pid == pg_sys::MyProcPid {
+            s.state.store(IDLE, Ordering::Release);
+            s.worker_pid = 0;
+            s.latch = std::ptr::null_mut();
+        }
+    }
+}
+
+/// Asks the writer of a database to finish what is queued and exit (before DROP
+/// DATABASE and other commands that need the database free of sessions).
+pub fn request_exit(dboid: pg_sys::Oid) {
+    if let Some(i) = slot_for(dboid, false) {
+        let s = slot(i);
+        s.exit_requested.store(1, Ordering::Release);
+        let latch = unsafe {
+            let _g = Guard::shared(s.lock);
+            s.latch
+        };
+        if !latch.is_null() {
+            unsafe { pg_sys::SetLatch(latch) };
+        }
+    }
+}
+
+/// Marks a slot as having a writer starting; false if one is already there.
+pub fn claim_start(i: usize, now_us: i64) -> bool {
+    let s = slot(i);
+    unsafe {
+        let _g = Guard::exclusive(s.lock);
+        let st = s.state.load(Ordering::Acquire);
+        // A writer that never came up within 10 s is presumed lost.
+        if st == RUNNING || (st == STARTING && now_us - s.start_requested_us < 10_000_000) {
+            return false;
+        }
+        s.state.store(STARTING, Ordering::Release);
+        s.start_requested_us = now_us;
+        true
+    }
+}
+
+pub fn start_failed(i: usize) {
+    let s = slot(i);
+    unsafe {
+        let _g = Guard::exclusive(s.lock);
+        if s.state.load(Ordering::Acquire) == STARTING {
+            s.state.store(IDLE, Ordering::Release);
+        }
+    }
+}
+
+// ------------------------------------------------------------ running migrations
+
+unsafe fn running_in(dboid: pg_sys::Oid) -> bool {
+    (0..MAX_RUNNING).any(|i| {
+        let r = &*running_ptr(i);
+        r.pid != 0 && r.dboid == u32::from(dboid)
+    })
+}
+
+/// Registers a running migration; None if the table is full (no alerts for it then).
+pub fn running_add(dboid: pg_sys::Oid, key: &str, started_us: i64) -> Option<usize> {
+    let h = header()?;
+    unsafe {
+        let _g = Guard::exclusive(h.lock);
+        let i = (0..MAX_RUNNING).find(|&i| (*running_ptr(i)).pid == 0)?;
+        let r = &mut *running_ptr(i);
+        r.pid = pg_sys::MyProcPid;
+        r.dboid = u32::from(dboid);
+        r.started_us = started_us;
+        r.alerted = 0;
+        let k = key.as_bytes();
+        let n = k.len().min(KEY_LEN);
+        r.key[..n].copy_from_slice(&k[..n]);
+        r.key_len = n as u32;
+        Some(i)
+    }
+}
+
+pub fn running_remove(i: usize) {
+    if let Some(h) = header() {
+        unsafe {
+            let _g = Guard::exclusive(h.lock);
+            let r = &mut *running_ptr(i);
+            if r.pid == pg_sys::MyProcPid {
+                r.pid = 0;
+            }
+        }
+    }
+}
+
+/// A copy of a running migration's entry.
+#[derive(Debug, Clone)]
+pub struct RunningInfo {
+    pub index: usize,
+    pub pid: i32,
+    pub started_us: i64,
+    pub alerted: u32,
+    pub key: String,
+}
+
+pub fn running_list(dboid: Option<pg_sys::Oid>) -> Vec<RunningInfo> {
+    let Some(h) = header() else { return vec![] };
+    unsafe {
+        let _g = Guard::shared(h.lock);
+        (0..MAX_RUNNING)
+            .filter_map(|i| {
+                let r = &*running_ptr(i);
+                (r.pid != 0 && dboid.is_none_or(|d| r.dboid == u32::from(d))).then(|| {
+                    RunningInfo {
+                        index: i,
+                        pid: r.pid,
+                        started_us: r.started_us,
+                        alerted: r.alerted,
+                        key: String::from_utf8_lossy(&r.key[..r.key_len as usize]).into_owned(),
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+/// Records that an alert level was sent, unless the entry changed hands meanwhile.
+pub fn running_mark_alerted(info: &RunningInfo, level: u32) {
+    if let Some(h) = header() {
+        unsafe {
+            let _g = Guard::exclusive(h.lock);
+            let r = &mut *running_ptr(info.index);
+            if r.pid == info.pid && r.started_us == info.started_us {
+                r.alerted = r.alerted.max(level);
+            }
+        }
+    }
+}
+
+/// Are entries of dead backends left (a backend that exited without its callbacks)?
+/// Clears them so that writers can give their slots up.
+pub fn running_clear_dead() {
+    let Some(h) = header() else { return };
+    unsafe {
+        let _g = Guard::exclusive(h.lock);
+        for i in 0..MAX_RUNNING {
+            let r = &mut *running_ptr(i);
+            if r.pid != 0 && libc_kill0(r.pid) {
+                r.pid = 0;
+            }
+        }
+    }
+}
+
+/// True when no process with this pid exists.
+fn libc_kill0(pid: i32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}

@@ -1,0 +1,454 @@
+//! The background workers of the audit log.
+//!
+//! - The **launcher** (one, started with the server, restarted after a crash) starts a
+//!   writer for every database that has queued records or crash-left spool files and
+//!   no writer, and retries writers that could not start.
+//! - A **writer** (one per database, started on demand, exits when idle) stores queued
+//!   records in `migsafe.audit_log` in its own transactions with the hash chain, sends
+//!   `NOTIFY migsafe_events` and one-line server-log entries for events, records
+//!   migrations left unfinished by a crash (from their spool files), raises alerts for
+//!   long-running migrations, records phase expiries and configuration changes.
+
+use super::{queue, spool};
+use crate::engine::audit::{
+    alert_due, chain_hash, config_changes, event_of, iso_time, log_line, Alert, AlertLevel,
+    ConfigChange, MigrationEnd, MigrationOutcome, Record, GENESIS,
+};
+use crate::guc;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, Spi};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub const WRITER_FUNCTION: &str = "migsafe_audit_writer";
+
+pub fn now_us() -> i64 {
+    // PostgreSQL timestamps count from 2000-01-01.
+    unsafe { pg_sys::GetCurrentTimestamp() + 946_684_800_000_000 }
+}
+
+pub fn register_launcher() {
+    BackgroundWorkerBuilder::new("pg_migsafe audit launcher")
+        .set_type("pg_migsafe audit launcher")
+        .set_function("migsafe_audit_launcher")
+        .set_library("pg_migsafe")
+        .enable_shmem_access(None)
+        .set_start_time(pgrx::bgworkers::BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(1)))
+        .load();
+}
+
+/// Starts the writer of a slot unless one is running or starting. Never raises.
+pub fn start_writer(slot: usize, dboid: pg_sys::Oid) {
+    if !queue::claim_start(slot, now_us()) {
+        return;
+    }
+    let started = BackgroundWorkerBuilder::new(&format!("pg_migsafe audit writer for database {}", u32::from(dboid)))
+        .set_type("pg_migsafe audit writer")
+        .set_function(WRITER_FUNCTION)
+        .set_library("pg_migsafe")
+        .enable_spi_access()
+        .set_argument(Some(pg_sys::Datum::from(slot)))
+        .set_extra(&u32::from(dboid).to_string())
+        .set_restart_time(None)
+        .load_dynamic();
+    if started.is_err() {
+        queue::start_failed(slot);
+    }
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn migsafe_audit_launcher(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    spool::ensure_dir();
+    // Databases with migrations a crash left unfinished get a writer, which records them.
+    for dboid in spool::databases() {
+        if let Some(i) = queue::slot_for(pg_sys::Oid::from(dboid), true) {
+            start_writer(i, pg_sys::Oid::from(dboid));
+        }
+    }
+    while BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) {
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        queue::running_clear_dead();
+        for i in 0..queue::slot_count() {
+            let s = queue::slot(i);
+            let dboid = s.dboid.load(std::sync::atomic::Ordering::Acquire);
+            if dboid == 0 || s.state.load(std::sync::atomic::Ordering::Acquire) == queue::RUNNING {
+                continue;
+            }
+            let (pending, _) = queue::depth(i);
+            let running = !queue::running_list(Some(pg_sys::Oid::from(dboid))).is_empty();
+            if pending > 0 || running || spool::has_files(dboid) {
+                start_writer(i, pg_sys::Oid::from(dboid));
+            }
+        }
+    }
+}
+
+unsafe extern "C-unwind" fn writer_exit(_code: i32, arg: pg_sys::Datum) {
+    queue::writer_gone(arg.value());
+}
+
+struct Writer {
+    slot: usize,
+    dboid: pg_sys::Oid,
+    last_seq: Option<(i64, String)>,
+    last_alert_check: i64,
+    last_phase_check: i64,
+    last_activity: i64,
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
+    let slot: usize = arg.value();
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let dboid: u32 = BackgroundWorker::get_extra().parse().unwrap_or(0);
+    unsafe { pg_sys::before_shmem_exit(Some(writer_exit), pg_sys::Datum::from(slot)) };
+    queue::writer_attach(slot);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
+
+    let installed = BackgroundWorker::transaction(|| {
+        Spi::get_one::<bool>("SELECT to_regclass('migsafe.audit_log') IS NOT NULL")
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    });
+    let mut w = Writer {
+        slot,
+        dboid: pg_sys::Oid::from(dboid),
+        last_seq: None,
+        last_alert_check: 0,
+        last_phase_check: 0,
+        last_activity: now_us(),
+    };
+    if !installed {
+        // The extension is not (or no longer) installed here: nothing can be stored.
+        w.drain_to_server_log();
+        spool::remove_all(dboid);
+        while !queue::writer_try_detach(slot, w.dboid) {
+            w.drain_to_server_log();
+        }
+        return;
+    }
+    w.recover_spool();
+    w.record_config();
+    loop {
+        let alive = BackgroundWorker::wait_latch(Some(Duration::from_millis(1000)));
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            w.record_config();
+        }
+        while w.write_batch() {}
+        let now = now_us();
+        if now - w.last_alert_check >= 1_000_000 {
+            w.last_alert_check = now;
+            w.alerts();
+        }
+        if now - w.last_phase_check >= 10_000_000 {
+            w.last_phase_check = now;
+            w.expire_phases();
+        }
+        let exit_requested = queue::slot(slot)
+            .exit_requested
+            .load(std::sync::atomic::Ordering::Acquire)
+            != 0;
+        let idle = now - w.last_activity >= guc::AUDIT_WORKER_IDLE.get() as i64 * 1_000_000;
+        if !alive {
+            // Shutting down: everything queued is written (above); go.
+            queue::writer_gone(slot);
+            return;
+        }
+        if (exit_requested || idle) && queue::writer_try_detach(slot, w.dboid) {
+            return;
+        }
+    }
+}
+
+impl Writer {
+    /// Stores up to 2,000 queued records in one transaction. False when none were queued.
+    fn write_batch(&mut self) -> bool {
+        let batch = queue::peek(self.slot, 2000);
+        if batch.records.is_empty() {
+            return false;
+        }
+        self.last_activity = now_us();
+        let texts: Vec<String> = batch
+            .records
+            .iter()
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .collect();
+        let parsed: Vec<Option<Record>> = texts.iter().map(|t| serde_json::from_str(t).ok()).collect();
+        self.store(&texts);
+        batch.commit();
+        for r in parsed.iter().flatten() {
+            if let Some(e) = event_of(r) {
+                log(&log_line(&e));
+            }
+            if let Record::MigrationEnd(m) = r {
+                spool::remove(u32::from(self.dboid), &m.migration);
+            }
+        }
+        true
+    }
+
+    /// Appends records to the chain in one transaction, with their NOTIFYs.
+    fn store(&mut self, texts: &[String]) {
+        let mut last = self.last_seq.clone();
+        let (seqs, hashes, events) = BackgroundWorker::transaction(|| {
+            // One writer per database at a time; this lock makes it so even if two ever
+            // raced, and it is what an auditor's LOCK TABLE makes the writer wait for.
+            Spi::run("LOCK TABLE migsafe.audit_log IN SHARE ROW EXCLUSIVE MODE").expect("lock audit_log");
+            let (mut seq, mut prev) = Spi::get_two::<i64, String>(
+                "SELECT seq, hash FROM migsafe.audit_log ORDER BY seq DESC LIMIT 1",
+            )
+            .ok()
+            .and_then(|(s, h)| Some((s?, h?)))
+            .unwrap_or((0, GENESIS.to_string()));
+            let mut seqs = Vec::with_capacity(texts.len());
+            let mut hashes = Vec::with_capacity(texts.len());
+            let mut events = Vec::new();
+            for t in texts {
+                seq += 1;
+                let h = chain_hash(&prev, seq, t);
+                seqs.push(seq);
+                hashes.push(h.clone());
+                prev = h;
+                if let Ok(r) = serde_json::from_str::<Record>(t) {
+                    if let Some(e) = event_of(&r) {
+                        events.push(e.to_string());
+                    }
+                }
+            }
+            Spi::run_with_args(
+                "INSERT INTO migsafe.audit_log (seq, record, hash) \
+                 SELECT s, r::json, h FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(s, r, h)",
+                &[seqs.clone().into(), texts.to_vec().into(), hashes.clone().into()],
+            )
+            .expect("insert into audit_log");
+            if !events.is_empty() {
+                Spi::run_with_args(
+                    "SELECT pg_catalog.pg_notify('migsafe_events', p) FROM unnest($1::text[]) p",
+                    &[events.clone().into()],
+                )
+                .expect("notify");
+            }
+            (seqs, hashes, events)
+        });
+        let _ = events;
+        if let (Some(s), Some(h)) = (seqs.last(), hashes.last()) {
+            last = Some((*s, h.clone()));
+        }
+        self.last_seq = last;
+    }
+
+    /// Stores records built here (not queued by a backend).
+    fn store_records(&mut self, records: &[Record]) {
+        if records.is_empty() {
+            return;
+        }
+        let texts: Vec<String> = records.iter().map(|r| r.to_json()).collect();
+        self.store(&texts);
+        for r in records {
+            if let Some(e) = event_of(r) {
+                log(&log_line(&e));
+            }
+        }
+    }
+
+    fn drain_to_server_log(&mut self) {
+        loop {
+            let batch = queue::peek(self.slot, 2000);
+            if batch.records.is_empty() {
+                return;
+            }
+            for r in &batch.records {
+                log(&format!(
+                    "pg_migsafe_audit_fallback {}",
+                    String::from_utf8_lossy(r)
+                ));
+            }
+            if let Some(h) = queue::header() {
+                h.fallback
+                    .fetch_add(batch.records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            batch.commit();
+        }
+    }
+
+    /// Migrations whose backend died without ending them (a crash, SIGKILL): their
+    /// spool file is still there and no running backend owns them.
+    fn recover_spool(&mut self) {
+        let running: Vec<String> = queue::running_list(Some(self.dboid))
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        let now = now_us();
+        for (key, start) in spool::list(u32::from(self.dboid)) {
+            if running.contains(&key) {
+                continue;
+            }
+            let Some(start) = start else {
+                spool::remove(u32::from(self.dboid), &key);
+                continue;
+            };
+            let have_start = BackgroundWorker::transaction(|| {
+                Spi::get_one_with_args::<bool>(
+                    "SELECT EXISTS (SELECT 1 FROM migsafe.audit_log WHERE record->>'migration' = $1 AND record->>'kind' = 'migration_start')",
+                    &[key.clone().into()],
+                )
+                .ok()
+                .flatten()
+                .unwrap_or(false)
+            });
+            let have_end = BackgroundWorker::transaction(|| {
+                Spi::get_one_with_args::<bool>(
+                    "SELECT EXISTS (SELECT 1 FROM migsafe.audit_log WHERE record->>'migration' = $1 AND record->>'kind' = 'migration_end')",
+                    &[key.clone().into()],
+                )
+                .ok()
+                .flatten()
+                .unwrap_or(false)
+            });
+            let mut recs = Vec::new();
+            if !have_start {
+                recs.push(Record::MigrationStart(start.clone()));
+            }
+            if !have_end {
+                let started = chrono::DateTime::parse_from_rfc3339(&start.started_at)
+                    .map(|t| t.timestamp_micros())
+                    .unwrap_or(now);
+                recs.push(Record::MigrationEnd(MigrationEnd {
+                    migration: key.clone(),
+                    started_at: start.started_at.clone(),
+                    ended_at: iso_time(now),
+                    duration_us: now - started,
+                    statements: 0,
+                    refused: 0,
+                    failed: 0,
+                    outcome: MigrationOutcome::NeverFinished,
+                    xid: None,
+                    drizzle_hashes: vec![],
+                    name: start.name.clone(),
+                    phases: start.phases.clone(),
+                    over_budget: false,
+                    warn_duration_ms: guc::WARN_DURATION.get() as i64,
+                    session: start.session.clone(),
+                }));
+            }
+            self.store_records(&recs);
+            spool::remove(u32::from(self.dboid), &key);
+        }
+    }
+
+    /// A config record when the migsafe.* settings differ from the last one recorded.
+    fn record_config(&mut self) {
+        let (now_settings, last) = BackgroundWorker::transaction(|| {
+            let mut settings = BTreeMap::new();
+            Spi::connect(|c| {
+                if let Ok(t) = c.select(
+                    "SELECT name, setting FROM pg_catalog.pg_settings WHERE name LIKE 'migsafe.%' ORDER BY name",
+                    None,
+                    &[],
+                ) {
+                    for row in t {
+                        if let (Ok(Some(n)), Ok(Some(v))) = (row.get::<String>(1), row.get::<String>(2)) {
+                            settings.insert(n, v);
+                        }
+                    }
+                }
+            });
+            let last = Spi::get_one::<String>(
+                "SELECT record::text FROM migsafe.audit_log WHERE record->>'kind' = 'config' ORDER BY seq DESC LIMIT 1",
+            )
+            .ok()
+            .flatten();
+            (settings, last)
+        });
+        let old: Option<BTreeMap<String, String>> = last
+            .and_then(|t| serde_json::from_str::<Record>(&t).ok())
+            .and_then(|r| match r {
+                Record::Config(c) => Some(c.settings),
+                _ => None,
+            });
+        let changed = match &old {
+            Some(o) => config_changes(o, &now_settings),
+            None => BTreeMap::new(),
+        };
+        if old.is_some() && changed.is_empty() {
+            return;
+        }
+        self.store_records(&[Record::Config(ConfigChange {
+            at: iso_time(now_us()),
+            settings: now_settings,
+            changed,
+        })]);
+    }
+
+    fn alerts(&mut self) {
+        let now = now_us();
+        let mut recs = Vec::new();
+        for r in queue::running_list(Some(self.dboid)) {
+            let already = match r.alerted {
+                1 => Some(AlertLevel::Warning),
+                2 => Some(AlertLevel::Critical),
+                _ => None,
+            };
+            let Some(level) = alert_due(
+                now - r.started_us,
+                guc::ALERT_AFTER.get() as i64,
+                guc::CRITICAL_AFTER.get() as i64,
+                already,
+            ) else {
+                continue;
+            };
+            let query = BackgroundWorker::transaction(|| {
+                Spi::get_one_with_args::<String>(
+                    "SELECT query FROM pg_catalog.pg_stat_activity WHERE pid = $1",
+                    &[r.pid.into()],
+                )
+                .ok()
+                .flatten()
+            });
+            recs.push(Record::Alert(Alert {
+                migration: r.key.clone(),
+                level,
+                at: iso_time(now),
+                started_at: iso_time(r.started_us),
+                running_us: now - r.started_us,
+                pid: r.pid,
+                query,
+            }));
+            queue::running_mark_alerted(&r, level as u32);
+        }
+        if !recs.is_empty() {
+            self.last_activity = now;
+        }
+        self.store_records(&recs);
+    }
+
+    /// Phases whose validity ended get their 'expired' event (the phase_event trigger
+    /// queues the audit record, which the next batch stores).
+    fn expire_phases(&mut self) {
+        BackgroundWorker::transaction(|| {
+            Spi::run(
+                "INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail) \
+                 SELECT p.id, 'expired', 'pg_migsafe', 'valid until ' || p.valid_until \
+                   FROM migsafe.phase p \
+                  WHERE p.state IN ('active', 'pending') AND p.valid_until <= clock_timestamp() \
+                    AND NOT EXISTS (SELECT 1 FROM migsafe.phase_event e \
+                                     WHERE e.phase_id = p.id AND e.event = 'expired')",
+            )
+            .expect("phase expiry");
+        });
+    }
+}
+
+/// A LOG line from a worker (no client to send it to).
+pub fn log(line: &str) {
+    pgrx::log!("{}", line);
+}
