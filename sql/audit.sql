@@ -137,7 +137,7 @@ SELECT coalesce(s.r->>'migration', e.r->>'migration')                      AS mi
   FROM s FULL JOIN e ON e.r->>'migration' = s.r->>'migration';
 
 CREATE VIEW migsafe.refusals AS
-SELECT seq, migration, started_at, database, session_user, current_user, application_name,
+SELECT seq, migration, started_at, database, "session_user", "current_user", application_name,
        client_addr, pid, command_tag, statement, rule_ids, findings, sqlstate, error
   FROM migsafe.statements
  WHERE decision = 'refused';

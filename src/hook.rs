@@ -203,7 +203,7 @@ fn refuse_or_approve(
         );
     }
     let targets: Vec<Option<Target>> = fs.iter().map(|f| target_of(&f.object)).collect();
-    let active: Vec<_> = phase::session_phases()
+    let active: Vec<_> = audit::with_snapshot(phase::session_phases)
         .into_iter()
         .map(|(p, _)| p)
         .collect();
@@ -320,7 +320,8 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
             dest,
             qc,
         ),
-    }    if token != 0 {
+    }
+    if token != 0 {
         audit_end(token);
     }
     if lock_watch {
@@ -350,7 +351,8 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
         None => {
             raw_standard_process_utility(pstmt, query_string, context, params, query_env, dest, qc)
         }
-    }    if token != 0 {
+    }
+    if token != 0 {
         audit_end(token);
     }
     if lock_watch {

@@ -12,9 +12,9 @@
 
 use super::{queue, spool, worker};
 use crate::engine::audit::{
-    blockers_detail, cut_statement, iso_time, Blocker, DecisionKind, FindingRecord,
-    MigrationEnd, MigrationOutcome, MigrationStart, PhaseEvent, PhaseRef, Record, Session,
-    Statement, StatementOutcome,
+    blockers_detail, cut_statement, iso_time, Blocker, DecisionKind, FindingRecord, MigrationEnd,
+    MigrationOutcome, MigrationStart, PhaseEvent, PhaseRef, Record, Session, Statement,
+    StatementOutcome,
 };
 use crate::engine::audit::{lock_conflicts, lock_mode, LOCK_MODES};
 use crate::engine::phase::PhaseKind;
@@ -109,7 +109,8 @@ fn cstr(p: *const c_char) -> Option<String> {
 }
 
 fn role_name(oid: Oid) -> String {
-    cstr(unsafe { pg_sys::GetUserNameFromId(oid, true) }).unwrap_or_else(|| u32::from(oid).to_string())
+    cstr(unsafe { pg_sys::GetUserNameFromId(oid, true) })
+        .unwrap_or_else(|| u32::from(oid).to_string())
 }
 
 fn session_info() -> Session {
@@ -118,7 +119,10 @@ fn session_info() -> Session {
             (cstr(pg_sys::application_name), None)
         } else {
             let be = &*pg_sys::MyBEEntry;
-            (cstr(be.st_appname).or_else(|| cstr(pg_sys::application_name)), client_addr(&be.st_clientaddr))
+            (
+                cstr(be.st_appname).or_else(|| cstr(pg_sys::application_name)),
+                client_addr(&be.st_clientaddr),
+            )
         };
         Session {
             database: cstr(pg_sys::get_database_name(pg_sys::MyDatabaseId)).unwrap_or_default(),
@@ -192,8 +196,12 @@ pub fn begin(
     }
     let tag = unsafe { cstr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(stmt))) }
         .unwrap_or_default();
-    let max = (guc::AUDIT_MAX_STATEMENT_BYTES.get().max(256) as usize)
-        .min(queue::header().map(|h| h.ring_size as usize / 4).unwrap_or(65536));
+    let max = (guc::AUDIT_MAX_STATEMENT_BYTES.get().max(256) as usize).min(
+        queue::header()
+            .map(|h| h.ring_size as usize / 4)
+            .unwrap_or(65536),
+    );
+    let text = text.trim();
     let (cut, truncated) = cut_statement(text, max);
     let session = session_info();
     let frs = findings
@@ -328,7 +336,8 @@ fn queue_record(dboid: Oid, r: &Record) -> bool {
         Ok(()) => true,
         Err(why) => {
             if let Some(h) = queue::header() {
-                h.fallback.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                h.fallback
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             // LOG_SERVER_ONLY: the server log, never the client.
             unsafe {
@@ -380,11 +389,30 @@ fn start_migration(now: i64, first: &str) {
     });
 }
 
+/// Runs SPI work with an active snapshot (utility statements of the extended protocol
+/// and commit callbacks run without one).
+pub fn with_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    unsafe {
+        let pushed = !pg_sys::ActiveSnapshotSet();
+        if pushed {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
+        let r = f();
+        if pushed {
+            pg_sys::PopActiveSnapshot();
+        }
+        r
+    }
+}
+
 /// The phases open for this session (an expand phase tags the migrations that follow),
 /// cached until a phase changes anywhere (a counter in shared memory) or 5 s pass.
 fn session_phase_refs() -> Vec<PhaseRef> {
     let gen = queue::header()
-        .map(|h| h.phase_generation.load(std::sync::atomic::Ordering::Acquire))
+        .map(|h| {
+            h.phase_generation
+                .load(std::sync::atomic::Ordering::Acquire)
+        })
         .unwrap_or(0);
     let (su, cu) = unsafe { (pg_sys::GetSessionUserId(), pg_sys::GetUserId()) };
     let now = worker::now_us();
@@ -399,7 +427,7 @@ fn session_phase_refs() -> Vec<PhaseRef> {
     if !crate::phase::available() {
         return vec![];
     }
-    let v: Vec<PhaseRef> = crate::phase::session_phases()
+    let v: Vec<PhaseRef> = with_snapshot(crate::phase::session_phases)
         .into_iter()
         .map(|(p, _)| PhaseRef {
             id: p.id,
@@ -439,7 +467,12 @@ pub fn running_keys() -> Vec<(String, i32, i64)> {
 
 /// From the object_access_hook (not guarded, must not raise): notes objects the open
 /// statement creates, alters or drops. Drops are described now, while they exist.
-pub unsafe fn object_access(access: pg_sys::ObjectAccessType::Type, class: Oid, obj: Oid, sub: i32) {
+pub unsafe fn object_access(
+    access: pg_sys::ObjectAccessType::Type,
+    class: Oid,
+    obj: Oid,
+    sub: i32,
+) {
     if OPEN.get() == 0 {
         return;
     }
@@ -459,18 +492,49 @@ pub unsafe fn object_access(access: pg_sys::ObjectAccessType::Type, class: Oid, 
     }
 }
 
+/// Relations and their columns only: other objects being dropped may already have
+/// lost what their description needs (a function's argument types, say), and a
+/// description must never fail the user's statement. Plain syscache lookups.
 #[pg_guard]
 unsafe extern "C-unwind" fn describe_dropped(class: Oid, obj: Oid, sub: i32) {
-    if let Some(d) = describe(class, obj, sub) {
-        with(|s| {
-            if let Some(o) = s.open.last_mut() {
-                let d = format!("{d} (dropped)");
-                if o.names.len() < 100 && !o.names.contains(&d) {
-                    o.names.push(d);
-                }
-            }
-        });
+    if class != pg_sys::RelationRelationId {
+        return;
     }
+    let nsp = pg_sys::get_rel_namespace(obj);
+    if nsp == pg_sys::InvalidOid || u32::from(nsp) == pg_sys::PG_TOAST_NAMESPACE {
+        return;
+    }
+    let (Some(schema), Some(rel)) = (
+        cstr(pg_sys::get_namespace_name(nsp)),
+        cstr(pg_sys::get_rel_name(obj)),
+    ) else {
+        return;
+    };
+    let d = if sub > 0 {
+        match cstr(pg_sys::get_attname(obj, sub as i16, true)) {
+            Some(col) => format!("column {schema}.{rel}.{col} (dropped)"),
+            None => return,
+        }
+    } else {
+        let kind = match pg_sys::get_rel_relkind(obj) as u8 {
+            b'r' | b'p' => "table",
+            b'v' => "view",
+            b'm' => "materialized view",
+            b'i' | b'I' => "index",
+            b'S' => "sequence",
+            b'f' => "foreign table",
+            b'c' => "type",
+            _ => "relation",
+        };
+        format!("{kind} {schema}.{rel} (dropped)")
+    };
+    with(|s| {
+        if let Some(o) = s.open.last_mut() {
+            if o.names.len() < 100 && !o.names.contains(&d) {
+                o.names.push(d);
+            }
+        }
+    });
 }
 
 fn describe_created(o: &mut Open) {
@@ -506,7 +570,10 @@ unsafe fn describe(class: Oid, obj: Oid, sub: i32) -> Option<String> {
             || c == u32::from(pg_sys::TriggerRelationId)
             || c == POLICY_RELATION_ID
             || c == u32::from(pg_sys::ExtensionRelationId)
-            || c == REWRITE_RELATION_ID => true,
+            || c == REWRITE_RELATION_ID =>
+        {
+            true
+        }
         _ => false,
     };
     if !keep {
@@ -528,13 +595,20 @@ unsafe fn describe(class: Oid, obj: Oid, sub: i32) -> Option<String> {
         pg_sys::getObjectTypeDescription(&addr, true),
         pg_sys::getObjectIdentity(&addr, true),
     );
-    Some(format!("{} {}", cstr(kind)?, cstr(ident)?))
+    let kind = cstr(kind)?;
+    let kind = kind
+        .strip_prefix("table ")
+        .filter(|k| *k == "column")
+        .unwrap_or(&kind);
+    Some(format!("{} {}", kind, cstr(ident)?))
 }
 
 // ------------------------------------------------------------ lock safety
 
 /// The table a statement locks ACCESS EXCLUSIVE or SHARE ROW EXCLUSIVE, and that mode.
-unsafe fn heavy_target(stmt: *mut pg_sys::Node) -> Option<(*mut pg_sys::RangeVar, pg_sys::LOCKMODE)> {
+unsafe fn heavy_target(
+    stmt: *mut pg_sys::Node,
+) -> Option<(*mut pg_sys::RangeVar, pg_sys::LOCKMODE)> {
     let ae = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
     let sre = pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE;
     let first_rv = |l: *mut pg_sys::List| -> Option<*mut pg_sys::RangeVar> {
@@ -554,7 +628,9 @@ unsafe fn heavy_target(stmt: *mut pg_sys::Node) -> Option<(*mut pg_sys::RangeVar
             let mode = pg_sys::AlterTableGetLockLevel((*a).cmds);
             (mode >= sre).then_some(((*a).relation, mode))
         }
-        NodeTag::T_TruncateStmt => first_rv((*(stmt as *mut pg_sys::TruncateStmt)).relations).map(|r| (r, ae)),
+        NodeTag::T_TruncateStmt => {
+            first_rv((*(stmt as *mut pg_sys::TruncateStmt)).relations).map(|r| (r, ae))
+        }
         NodeTag::T_DropStmt => {
             let d = stmt as *mut pg_sys::DropStmt;
             use pg_sys::ObjectType::*;
@@ -594,7 +670,9 @@ unsafe fn heavy_target(stmt: *mut pg_sys::Node) -> Option<(*mut pg_sys::RangeVar
 /// Returns true when the hook must call `lock_safety_end` after the statement.
 #[pg_guard]
 pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
-    let Some((rv, mode)) = heavy_target(stmt) else { return false };
+    let Some((rv, mode)) = heavy_target(stmt) else {
+        return false;
+    };
     if rv.is_null() {
         return false;
     }
@@ -609,13 +687,14 @@ pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
         return false;
     }
     let configured = guc::LOCK_TIMEOUT.get();
-    let applied = if pg_sys::LockTimeout == 0 && configured > 0 && SAVED_LOCK_TIMEOUT.get().is_none() {
-        SAVED_LOCK_TIMEOUT.set(Some(pg_sys::LockTimeout));
-        pg_sys::LockTimeout = configured;
-        Some(configured)
-    } else {
-        None
-    };
+    let applied =
+        if pg_sys::LockTimeout == 0 && configured > 0 && SAVED_LOCK_TIMEOUT.get().is_none() {
+            SAVED_LOCK_TIMEOUT.set(Some(pg_sys::LockTimeout));
+            pg_sys::LockTimeout = configured;
+            Some(configured)
+        } else {
+            None
+        };
     with(|s| {
         if let Some(o) = s.open.last_mut() {
             o.applied_lock_timeout = applied;
@@ -698,25 +777,31 @@ fn blockers_of(relid: Oid, mode: usize) -> Vec<Blocker> {
         u32::from(unsafe { pg_sys::MyDatabaseId }),
         u32::from(relid)
     );
-    crate::phase::as_superuser(|| {
-        Spi::connect(|c| {
-            let mut out = Vec::new();
-            if let Ok(t) = c.select(&sql, None, &[]) {
-                for row in t {
-                    let pid = row.get::<i32>(1).ok().flatten().unwrap_or(0);
-                    let m = row.get::<String>(2).ok().flatten().unwrap_or_default();
-                    if !lock_mode(&m).is_some_and(|held| lock_conflicts(mode, held)) {
-                        continue;
+    with_snapshot(|| {
+        crate::phase::as_superuser(|| {
+            Spi::connect(|c| {
+                let mut out = Vec::new();
+                if let Ok(t) = c.select(&sql, None, &[]) {
+                    for row in t {
+                        let pid = row.get::<i32>(1).ok().flatten().unwrap_or(0);
+                        let m = row.get::<String>(2).ok().flatten().unwrap_or_default();
+                        if !lock_mode(&m).is_some_and(|held| lock_conflicts(mode, held)) {
+                            continue;
+                        }
+                        out.push(Blocker {
+                            pid,
+                            mode: m,
+                            state: row.get::<String>(3).ok().flatten(),
+                            query: row
+                                .get::<String>(4)
+                                .ok()
+                                .flatten()
+                                .map(|q| cut_statement(&q, 1000).0),
+                        });
                     }
-                    out.push(Blocker {
-                        pid,
-                        mode: m,
-                        state: row.get::<String>(3).ok().flatten(),
-                        query: row.get::<String>(4).ok().flatten().map(|q| cut_statement(&q, 1000).0),
-                    });
                 }
-            }
-            out
+                out
+            })
         })
     })
 }
@@ -728,7 +813,8 @@ unsafe fn release_databases(stmt: *mut pg_sys::Node) {
         NodeTag::T_DropdbStmt => Some((*(stmt as *mut pg_sys::DropdbStmt)).dbname),
         NodeTag::T_RenameStmt => {
             let r = stmt as *mut pg_sys::RenameStmt;
-            ((*r).renameType == pg_sys::ObjectType::OBJECT_DATABASE).then(|| (*r).subname as *const c_char)
+            ((*r).renameType == pg_sys::ObjectType::OBJECT_DATABASE)
+                .then(|| (*r).subname as *const c_char)
         }
         NodeTag::T_AlterDatabaseStmt => Some((*(stmt as *mut pg_sys::AlterDatabaseStmt)).dbname),
         NodeTag::T_CreatedbStmt => {
@@ -738,7 +824,9 @@ unsafe fn release_databases(stmt: *mut pg_sys::Node) {
             if !opts.is_null() {
                 for i in 0..(*opts).length {
                     let d = (*(*opts).elements.add(i as usize)).ptr_value as *mut pg_sys::DefElem;
-                    if !(*d).defname.is_null() && CStr::from_ptr((*d).defname).to_bytes() == b"template" {
+                    if !(*d).defname.is_null()
+                        && CStr::from_ptr((*d).defname).to_bytes() == b"template"
+                    {
                         t = pg_sys::defGetString(d);
                     }
                 }
@@ -817,7 +905,8 @@ fn fail_open(s: &mut State, from_subxact: Option<pg_sys::SubTransactionId>) -> V
                 m.failed += 1;
             }
             let (code, msg) = e;
-            let err = Some((code, msg)).map(|(c, m)| (if c.is_empty() { "XX000".into() } else { c }, m));
+            let err =
+                Some((code, msg)).map(|(c, m)| (if c.is_empty() { "XX000".into() } else { c }, m));
             out.push(statement_record(m, o, now, StatementOutcome::Error, err));
         }
     }
@@ -844,7 +933,10 @@ unsafe extern "C-unwind" fn subxact_callback(
     }
 }
 
-unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+unsafe extern "C-unwind" fn xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => pre_commit(),
@@ -878,9 +970,13 @@ unsafe extern "C-unwind" fn pre_commit() {
 }
 
 unsafe fn drizzle_hashes() -> Vec<String> {
-    let Some(t) = guc::DRIZZLE_TABLE.get() else { return vec![] };
+    let Some(t) = guc::DRIZZLE_TABLE.get() else {
+        return vec![];
+    };
     let t = t.to_string_lossy().into_owned();
-    let Some((nsp, rel)) = t.split_once('.') else { return vec![] };
+    let Some((nsp, rel)) = t.split_once('.') else {
+        return vec![];
+    };
     let (Ok(nsp_c), Ok(rel_c)) = (CString::new(nsp), CString::new(rel)) else {
         return vec![];
     };
@@ -902,11 +998,16 @@ unsafe fn drizzle_hashes() -> Vec<String> {
         quote_ident(rel),
         u32::from(xid)
     );
-    crate::phase::as_superuser(|| {
-        Spi::connect(|c| {
-            c.select(&sql, None, &[])
-                .map(|t| t.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
-                .unwrap_or_default()
+    with_snapshot(|| {
+        crate::phase::as_superuser(|| {
+            Spi::connect(|c| {
+                c.select(&sql, None, &[])
+                    .map(|t| {
+                        t.filter_map(|r| r.get::<String>(1).ok().flatten())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
         })
     })
 }
@@ -918,8 +1019,8 @@ fn quote_ident(s: &str) -> String {
 /// Commit, prepare or abort: close what is open and end the migration. No catalog
 /// access, no error.
 fn finish(outcome: MigrationOutcome) {
-    let Some((recs, end, events, spool_key)) = with(|s| {
-        let mut recs = if s.open.is_empty() {
+    let Some((recs, end, events, spool_key, running)) = with(|s| {
+        let recs = if s.open.is_empty() {
             vec![]
         } else {
             fail_open(s, None)
@@ -929,15 +1030,15 @@ fn finish(outcome: MigrationOutcome) {
         let events = std::mem::take(&mut s.pending_events);
         let mut end = None;
         let mut spool_key = None;
+        let mut running = None;
         if let Some(m) = s.mig.take() {
             let now = worker::now_us();
             let duration = now - m.started_us;
             let warn = guc::WARN_DURATION.get() as i64;
-            if let Some(i) = m.running {
-                queue::running_remove(i);
-            }
+            running = m.running;
             if let Some(h) = queue::header() {
-                h.last_migration_end_us.store(now, std::sync::atomic::Ordering::Relaxed);
+                h.last_migration_end_us
+                    .store(now, std::sync::atomic::Ordering::Relaxed);
                 h.last_migration_duration_us
                     .store(duration, std::sync::atomic::Ordering::Relaxed);
             }
@@ -956,7 +1057,11 @@ fn finish(outcome: MigrationOutcome) {
                     failed: m.failed,
                     outcome,
                     xid: m.xid,
-                    drizzle_hashes: if outcome == MigrationOutcome::Committed { m.drizzle } else { vec![] },
+                    drizzle_hashes: if outcome == MigrationOutcome::Committed {
+                        m.drizzle
+                    } else {
+                        vec![]
+                    },
                     name: m.name,
                     phases: m.phases,
                     over_budget: warn > 0 && duration > warn * 1000,
@@ -965,8 +1070,7 @@ fn finish(outcome: MigrationOutcome) {
                 }),
             ));
         }
-        recs.retain(|_| true);
-        (recs, end, events, spool_key)
+        (recs, end, events, spool_key, running)
     }) else {
         return;
     };
@@ -981,6 +1085,11 @@ fn finish(outcome: MigrationOutcome) {
             }
         }
     }
+    // Only once the end is queued: a writer never takes a queued migration for a
+    // crashed one.
+    if let Some(i) = running {
+        queue::running_remove(i);
+    }
     if !events.is_empty() {
         if outcome == MigrationOutcome::Committed {
             let db = unsafe { pg_sys::MyDatabaseId };
@@ -989,7 +1098,8 @@ fn finish(outcome: MigrationOutcome) {
             }
         }
         if let Some(h) = queue::header() {
-            h.phase_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            h.phase_generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
     }
 }

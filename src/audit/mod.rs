@@ -110,13 +110,7 @@ fn set_migration_name(name: &str) {
 }
 
 #[pg_extern(name = "_queue_phase_event", volatile)]
-fn queue_phase_event(
-    phase_id: i64,
-    event: &str,
-    by_role: &str,
-    at: &str,
-    detail: Option<&str>,
-) {
+fn queue_phase_event(phase_id: i64, event: &str, by_role: &str, at: &str, detail: Option<&str>) {
     backend::phase_event(PhaseEvent {
         phase_id,
         event: event.to_string(),
@@ -159,7 +153,10 @@ fn queue_stats() -> TableIterator<
         name!(queue_records, i64),
         name!(queue_bytes, i64),
         name!(writers, i32),
-        name!(last_migration_end, Option<pgrx::datum::TimestampWithTimeZone>),
+        name!(
+            last_migration_end,
+            Option<pgrx::datum::TimestampWithTimeZone>
+        ),
         name!(last_migration_duration_us, Option<i64>),
     ),
 > {
@@ -172,7 +169,11 @@ fn queue_stats() -> TableIterator<
         let (r, b) = queue::depth(i);
         recs += r as i64;
         bytes += b as i64;
-        if queue::slot(i).state.load(std::sync::atomic::Ordering::Acquire) == queue::RUNNING {
+        if queue::slot(i)
+            .state
+            .load(std::sync::atomic::Ordering::Acquire)
+            == queue::RUNNING
+        {
             writers += 1;
         }
     }

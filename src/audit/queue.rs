@@ -38,6 +38,9 @@ pub struct Header {
     /// Unix µs of the last migration end and its duration, for the metrics view.
     pub last_migration_end_us: AtomicI64,
     pub last_migration_duration_us: AtomicI64,
+    /// Unix µs when this shared memory was set up (server start or crash restart):
+    /// spool files of migrations started before it were left by a crash.
+    pub initialized_us: i64,
 }
 
 #[repr(C)]
@@ -126,6 +129,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         (*h).nslots = nslots() as u32;
         (*h).ring_size = ring_size() as u32;
         (*h).lock = &raw mut (*locks).lock;
+        (*h).initialized_us = crate::audit::worker::now_us();
         for i in 0..nslots() {
             let s = (base.add(slots_off) as *mut Slot).add(i);
             (*s).lock = &raw mut (*locks.add(i + 1)).lock;
@@ -270,7 +274,12 @@ pub fn enqueue(dboid: pg_sys::Oid, record: &[u8]) -> Result<(), NotQueued> {
             let free = h.ring_size as u64 - (s.head - s.tail);
             if free >= need {
                 let ring = ring_ptr(i);
-                write_ring(ring, h.ring_size as u64, s.head, &(record.len() as u32).to_le_bytes());
+                write_ring(
+                    ring,
+                    h.ring_size as u64,
+                    s.head,
+                    &(record.len() as u32).to_le_bytes(),
+                );
                 write_ring(ring, h.ring_size as u64, s.head + 4, record);
                 s.head += need;
                 s.pending += 1;
@@ -368,7 +377,8 @@ impl Batch {
             s.tail += self.bytes;
             s.pending -= self.records.len() as u64;
         }
-        h.written.fetch_add(self.records.len() as u64, Ordering::Relaxed);
+        h.written
+            .fetch_add(self.records.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -532,14 +542,12 @@ pub fn running_list(dboid: Option<pg_sys::Oid>) -> Vec<RunningInfo> {
         (0..MAX_RUNNING)
             .filter_map(|i| {
                 let r = &*running_ptr(i);
-                (r.pid != 0 && dboid.is_none_or(|d| r.dboid == u32::from(d))).then(|| {
-                    RunningInfo {
-                        index: i,
-                        pid: r.pid,
-                        started_us: r.started_us,
-                        alerted: r.alerted,
-                        key: String::from_utf8_lossy(&r.key[..r.key_len as usize]).into_owned(),
-                    }
+                (r.pid != 0 && dboid.is_none_or(|d| r.dboid == u32::from(d))).then(|| RunningInfo {
+                    index: i,
+                    pid: r.pid,
+                    started_us: r.started_us,
+                    alerted: r.alerted,
+                    key: String::from_utf8_lossy(&r.key[..r.key_len as usize]).into_owned(),
                 })
             })
             .collect()

@@ -47,7 +47,10 @@ pub fn list(dboid: u32) -> Vec<(String, Option<MigrationStart>)> {
     rd.filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let key = name.strip_prefix(&prefix)?.strip_suffix(".json")?.to_string();
+            let key = name
+                .strip_prefix(&prefix)?
+                .strip_suffix(".json")?
+                .to_string();
             let start = std::fs::read_to_string(e.path())
                 .ok()
                 .and_then(|t| serde_json::from_str::<Record>(&t).ok())
@@ -60,8 +63,14 @@ pub fn list(dboid: u32) -> Vec<(String, Option<MigrationStart>)> {
         .collect()
 }
 
-pub fn has_files(dboid: u32) -> bool {
-    !list(dboid).is_empty()
+/// Does the database have spool files left from before `since_us` (a crash)?
+pub fn has_files(dboid: u32, since_us: i64) -> bool {
+    list(dboid).iter().any(|(k, _)| {
+        k.split('-')
+            .next()
+            .and_then(|s| s.parse::<i64>().ok())
+            .is_some_and(|t| t < since_us)
+    })
 }
 
 pub fn remove_all(dboid: u32) {

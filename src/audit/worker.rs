@@ -44,15 +44,18 @@ pub fn start_writer(slot: usize, dboid: pg_sys::Oid) {
     if !queue::claim_start(slot, now_us()) {
         return;
     }
-    let started = BackgroundWorkerBuilder::new(&format!("pg_migsafe audit writer for database {}", u32::from(dboid)))
-        .set_type("pg_migsafe audit writer")
-        .set_function(WRITER_FUNCTION)
-        .set_library("pg_migsafe")
-        .enable_spi_access()
-        .set_argument(Some(pg_sys::Datum::from(slot)))
-        .set_extra(&u32::from(dboid).to_string())
-        .set_restart_time(None)
-        .load_dynamic();
+    let started = BackgroundWorkerBuilder::new(&format!(
+        "pg_migsafe audit writer for database {}",
+        u32::from(dboid)
+    ))
+    .set_type("pg_migsafe audit writer")
+    .set_function(WRITER_FUNCTION)
+    .set_library("pg_migsafe")
+    .enable_spi_access()
+    .set_argument(Some(pg_sys::Datum::from(slot)))
+    .set_extra(&u32::from(dboid).to_string())
+    .set_restart_time(None)
+    .load_dynamic();
     if started.is_err() {
         queue::start_failed(slot);
     }
@@ -82,7 +85,8 @@ pub extern "C-unwind" fn migsafe_audit_launcher(_arg: pg_sys::Datum) {
             }
             let (pending, _) = queue::depth(i);
             let running = !queue::running_list(Some(pg_sys::Oid::from(dboid))).is_empty();
-            if pending > 0 || running || spool::has_files(dboid) {
+            let since = queue::header().map(|h| h.initialized_us).unwrap_or(0);
+            if pending > 0 || running || spool::has_files(dboid, since) {
                 start_writer(i, pg_sys::Oid::from(dboid));
             }
         }
@@ -113,6 +117,8 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
 
     let installed = BackgroundWorker::transaction(|| {
+        // What the writer stores is flushed when it commits, whatever the server's default.
+        Spi::run("SET synchronous_commit = on").expect("set synchronous_commit");
         Spi::get_one::<bool>("SELECT to_regclass('migsafe.audit_log') IS NOT NULL")
             .ok()
             .flatten()
@@ -135,6 +141,8 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
         }
         return;
     }
+    // Queued records first: they end (and un-spool) the migrations that did finish.
+    while w.write_batch() {}
     w.recover_spool();
     w.record_config();
     loop {
@@ -149,7 +157,7 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
             w.last_alert_check = now;
             w.alerts();
         }
-        if now - w.last_phase_check >= 10_000_000 {
+        if now - w.last_phase_check >= 2_000_000 {
             w.last_phase_check = now;
             w.expire_phases();
         }
@@ -182,7 +190,8 @@ impl Writer {
             .iter()
             .map(|r| String::from_utf8_lossy(r).into_owned())
             .collect();
-        let parsed: Vec<Option<Record>> = texts.iter().map(|t| serde_json::from_str(t).ok()).collect();
+        let parsed: Vec<Option<Record>> =
+            texts.iter().map(|t| serde_json::from_str(t).ok()).collect();
         self.store(&texts);
         batch.commit();
         for r in parsed.iter().flatten() {
@@ -202,7 +211,8 @@ impl Writer {
         let (seqs, hashes, events) = BackgroundWorker::transaction(|| {
             // One writer per database at a time; this lock makes it so even if two ever
             // raced, and it is what an auditor's LOCK TABLE makes the writer wait for.
-            Spi::run("LOCK TABLE migsafe.audit_log IN SHARE ROW EXCLUSIVE MODE").expect("lock audit_log");
+            Spi::run("LOCK TABLE migsafe.audit_log IN SHARE ROW EXCLUSIVE MODE")
+                .expect("lock audit_log");
             let (mut seq, mut prev) = Spi::get_two::<i64, String>(
                 "SELECT seq, hash FROM migsafe.audit_log ORDER BY seq DESC LIMIT 1",
             )
@@ -273,8 +283,10 @@ impl Writer {
                 ));
             }
             if let Some(h) = queue::header() {
-                h.fallback
-                    .fetch_add(batch.records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                h.fallback.fetch_add(
+                    batch.records.len() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             batch.commit();
         }
@@ -288,8 +300,16 @@ impl Writer {
             .map(|r| r.key)
             .collect();
         let now = now_us();
+        let since = queue::header().map(|h| h.initialized_us).unwrap_or(0);
         for (key, start) in spool::list(u32::from(self.dboid)) {
-            if running.contains(&key) {
+            // Only migrations started before this server (re)start: the others belong to
+            // live backends, whose end may still be on its way through the queue.
+            let started: i64 = key
+                .split('-')
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            if running.contains(&key) || started >= since {
                 continue;
             }
             let Some(start) = start else {

@@ -267,8 +267,15 @@ pub fn chain_hash(prev_hash: &str, seq: i64, record: &str) -> String {
 /// What `verify_chain` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Ok { rows: i64, last_seq: i64 },
-    Broken { rows_ok: i64, seq: i64, reason: String },
+    Ok {
+        rows: i64,
+        last_seq: i64,
+    },
+    Broken {
+        rows_ok: i64,
+        seq: i64,
+        reason: String,
+    },
 }
 
 /// Walks rows (seq, record text, stored hash) in `seq` order, from the first row of
@@ -496,14 +503,14 @@ pub fn lock_conflicts(a: usize, b: usize) -> bool {
     // conflict masks indexed by mode: bit m set = conflicts with mode m
     const CONFLICTS: [u16; 9] = [
         0,
-        1 << 8,                                                             // AccessShare
-        (1 << 7) | (1 << 8),                                                // RowShare
-        (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8),                          // RowExclusive
-        (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8),               // ShareUpdateExclusive
-        (1 << 3) | (1 << 4) | (1 << 6) | (1 << 7) | (1 << 8),               // Share
-        (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8),    // ShareRowExclusive
+        1 << 8,                                                          // AccessShare
+        (1 << 7) | (1 << 8),                                             // RowShare
+        (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8),                       // RowExclusive
+        (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8),            // ShareUpdateExclusive
+        (1 << 3) | (1 << 4) | (1 << 6) | (1 << 7) | (1 << 8),            // Share
+        (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8), // ShareRowExclusive
         (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8), // Exclusive
-        0b1_1111_1110,                                                      // AccessExclusive
+        0b1_1111_1110,                                                   // AccessExclusive
     ];
     a <= 8 && b <= 8 && CONFLICTS[a] & (1 << b) != 0
 }
@@ -638,7 +645,9 @@ mod tests {
     fn chain_hash_is_sha256_hex_and_depends_on_everything() {
         let h = chain_hash(GENESIS, 1, "{}");
         assert_eq!(h.len(), 64);
-        assert!(h.chars().all(|c| c.is_ascii_hexdigit() && !c.is_uppercase()));
+        assert!(h
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_uppercase()));
         assert_ne!(h, chain_hash(GENESIS, 2, "{}"));
         assert_ne!(h, chain_hash(GENESIS, 1, "{ }"));
         assert_ne!(h, chain_hash(&h, 1, "{}"));
@@ -675,7 +684,11 @@ mod tests {
         let mut rows = chain(&["a", "b", "c", "d"]);
         rows[2].1 = "C".into();
         match verify_chain(rows) {
-            Verdict::Broken { rows_ok, seq, reason } => {
+            Verdict::Broken {
+                rows_ok,
+                seq,
+                reason,
+            } => {
                 assert_eq!((rows_ok, seq), (2, 3));
                 assert!(reason.contains("changed"), "{reason}");
             }
@@ -741,7 +754,10 @@ mod tests {
         );
         // 0 disables a level.
         assert_eq!(alert_due(99 * s, 0, 0, None), None);
-        assert_eq!(alert_due(99 * s, 0, 30_000, None), Some(AlertLevel::Critical));
+        assert_eq!(
+            alert_due(99 * s, 0, 30_000, None),
+            Some(AlertLevel::Critical)
+        );
     }
 
     #[test]
@@ -819,7 +835,12 @@ mod tests {
                 query: Some("UPDATE t SET a = 1".into()),
             }],
         );
-        assert!(d.contains("pid 77 (RowExclusiveLock, idle in transaction) running: UPDATE t SET a = 1"), "{d}");
+        assert!(
+            d.contains(
+                "pid 77 (RowExclusiveLock, idle in transaction) running: UPDATE t SET a = 1"
+            ),
+            "{d}"
+        );
         assert!(d.contains("migsafe.lock_timeout = 5000ms"), "{d}");
     }
 }

@@ -74,7 +74,11 @@ class Cluster:
             "fsync = off",
             "synchronous_commit = off",
             "max_connections = 60",
+            # One audit writer per database with recent DDL: the suites use many.
+            "max_worker_processes = 40",
         ]
+        if self.preload:
+            lines += ["migsafe.audit_databases = 32", "migsafe.audit_worker_idle = 2"]
         if self.preload:
             lines.append(f"shared_preload_libraries = '{self.preload}'")
         for k, v in self.settings.items():
