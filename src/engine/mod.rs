@@ -7,4 +7,5 @@ pub mod docs;
 pub mod phase;
 pub mod policy;
 pub mod rules;
+pub mod schema;
 pub mod typechange;
