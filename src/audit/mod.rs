@@ -104,7 +104,11 @@ fn is_audit_writer() -> bool {
 #[pg_extern(volatile)]
 fn set_migration_name(name: &str) {
     if name.trim().is_empty() {
-        error!("pg_migsafe: a migration name must not be empty");
+        ereport!(
+            PgLogLevel::ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "pg_migsafe: a migration name must not be empty"
+        );
     }
     backend::set_migration_name(name.to_string());
 }
