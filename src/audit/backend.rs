@@ -203,7 +203,15 @@ pub fn begin(
     );
     let text = text.trim();
     let (cut, truncated) = cut_statement(text, max);
-    let session = session_info();
+    // The migration's session facts; only the current user can change in between.
+    let cached = with(|s| s.mig.as_ref().map(|m| m.session.clone())).flatten();
+    let session = match cached {
+        Some(mut s) => {
+            s.current_user = role_name(unsafe { pg_sys::GetUserId() });
+            s
+        }
+        None => session_info(),
+    };
     let frs = findings
         .iter()
         .map(|f| FindingRecord {

@@ -32,6 +32,7 @@ pub fn init() {
 
 /// Walks the hash chain of `migsafe.audit_log` from its first row and reports the
 /// first broken link, or OK with the number of rows.
+#[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn verify_log() -> TableIterator<
     'static,
@@ -147,6 +148,7 @@ fn to_ts(unix_us: i64) -> Option<pgrx::datum::TimestampWithTimeZone> {
 }
 
 /// The queue's counters and depth (for migsafe.metrics).
+#[allow(clippy::type_complexity)]
 #[pg_extern(name = "_queue_stats", volatile)]
 fn queue_stats() -> TableIterator<
     'static,

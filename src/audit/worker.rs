@@ -151,6 +151,12 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             w.record_config();
         }
+        // A few records only: let more arrive (5 ms) so that a busy database costs the
+        // writer one transaction per batch, not one per record.
+        let (pending, _) = queue::depth(slot);
+        if pending > 0 && pending < 500 {
+            unsafe { pg_sys::pg_usleep(5_000) };
+        }
         while w.write_batch() {}
         let now = now_us();
         if now - w.last_alert_check >= 1_000_000 {

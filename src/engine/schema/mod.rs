@@ -10,3 +10,4 @@
 pub mod diff;
 pub mod model;
 pub mod quote;
+pub mod rollback;
