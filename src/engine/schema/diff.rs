@@ -470,7 +470,7 @@ pub fn diff(before: &Schema, after: &Schema) -> Vec<Change> {
         }
     }
     // Keep each table's column changes right after the table's own change.
-    d.out[tables_start..].sort_by(|x, y| table_of(x).cmp(&table_of(y)));
+    d.out[tables_start..].sort_by_key(table_of);
     d.objects(
         &before.constraints,
         &after.constraints,

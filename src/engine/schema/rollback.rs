@@ -55,7 +55,9 @@
 //! `USAGE` for PUBLIC on types). Grants are made by the role running the rollback,
 //! so grantors are not restored.
 
-use super::diff::{core, type_change_is_lossy, ObjectKind, COLUMN_STRIP, SEQUENCE_STRIP, VIEW_STRIP};
+use super::diff::{
+    core, type_change_is_lossy, ObjectKind, COLUMN_STRIP, SEQUENCE_STRIP, VIEW_STRIP,
+};
 use super::model::*;
 use super::quote::{ddl_name, parse_identity, qualified, quote_ident, quote_literal};
 use serde::{Deserialize, Serialize};
@@ -207,7 +209,13 @@ fn con_plan(l_def: &str, l_valid: bool, t_def: &str, t_valid: bool, rest_equal: 
 
 fn constraint_plan(l: &Constraint, t: &Constraint) -> ConPlan {
     let strip = ["definition", "validated"];
-    con_plan(&l.definition, l.validated, &t.definition, t.validated, core(l, &strip) == core(t, &strip))
+    con_plan(
+        &l.definition,
+        l.validated,
+        &t.definition,
+        t.validated,
+        core(l, &strip) == core(t, &strip),
+    )
 }
 
 fn index_changed(l: &Index, t: &Index) -> bool {
@@ -248,7 +256,10 @@ pub struct AclItem {
 /// Parses `aclitemout` text: `grantee=privs/grantor`, names double-quoted when
 /// needed, an empty grantee for PUBLIC, `*` after a letter for the grant option.
 pub fn parse_acl_item(s: &str) -> Option<AclItem> {
-    fn name(chars: &mut std::iter::Peekable<std::str::Chars>, stop: Option<char>) -> Option<String> {
+    fn name(
+        chars: &mut std::iter::Peekable<std::str::Chars>,
+        stop: Option<char>,
+    ) -> Option<String> {
         let mut out = String::new();
         if chars.peek() == Some(&'"') {
             chars.next();
@@ -289,11 +300,15 @@ pub fn parse_acl_item(s: &str) -> Option<AclItem> {
             }
         }
     }
-    let grantor = name(&mut chars, None)?;
+    let grantor = name(&mut chars, Some('/'))?;
     if chars.next().is_some() {
         return None;
     }
-    Some(AclItem { grantee, privileges, grantor })
+    Some(AclItem {
+        grantee,
+        privileges,
+        grantor,
+    })
 }
 
 /// Grantee → privilege letter → with grant option, owners' self-grants left out.
@@ -351,29 +366,42 @@ fn family(kind: ObjectKind) -> ObjectKind {
 
 impl<'a> Planner<'a> {
     fn new(live: &'a Schema, target: &'a Schema) -> Self {
-        let tables_dropped: BTreeSet<String> =
-            live.tables.keys().filter(|k| !target.tables.contains_key(*k)).cloned().collect();
-        let tables_created: BTreeSet<String> =
-            target.tables.keys().filter(|k| !live.tables.contains_key(*k)).cloned().collect();
-        // Tables whose columns lose, change type or change generation.
+        let tables_dropped: BTreeSet<String> = live
+            .tables
+            .keys()
+            .filter(|k| !target.tables.contains_key(*k))
+            .cloned()
+            .collect();
+        let tables_created: BTreeSet<String> = target
+            .tables
+            .keys()
+            .filter(|k| !live.tables.contains_key(*k))
+            .cloned()
+            .collect();
+        // Tables whose columns change type or collation: views reading
+        // them are rebuilt, foreign keys to them re-added. (A dropped column needs
+        // neither: an unchanged view or key of the snapshot cannot use it.)
         let mut structural = BTreeSet::new();
         for (k, l) in &live.tables {
             if let Some(t) = target.tables.get(k) {
-                let changed = l.columns.iter().any(|(n, lc)| match t.columns.get(n) {
-                    None => true,
-                    Some(tc) => {
-                        lc.type_name != tc.type_name || lc.collation != tc.collation || lc.generated != tc.generated
-                    }
+                let changed = l.columns.iter().any(|(n, lc)| {
+                    t.columns.get(n).is_some_and(|tc| {
+                        lc.type_name != tc.type_name || lc.collation != tc.collation
+                    })
                 });
                 if changed {
                     structural.insert(k.clone());
                 }
             }
         }
-        let mut key_changed: BTreeSet<String> = tables_dropped.union(&structural).cloned().collect();
+        let mut key_changed: BTreeSet<String> =
+            tables_dropped.union(&structural).cloned().collect();
         for (k, l) in &live.constraints {
             if l.kind != ConstraintKind::ForeignKey
-                && target.constraints.get(k).is_none_or(|t| constraint_plan(l, t) == ConPlan::Recreate)
+                && target
+                    .constraints
+                    .get(k)
+                    .is_none_or(|t| constraint_plan(l, t) == ConPlan::Recreate)
             {
                 key_changed.insert(l.table.clone());
             }
@@ -384,13 +412,16 @@ impl<'a> Planner<'a> {
             }
         }
         let mut functions_recreated = BTreeSet::new();
-        let mut disturbed: BTreeSet<String> = key_changed.clone();
+        let mut disturbed: BTreeSet<String> = tables_dropped.union(&structural).cloned().collect();
         for (k, l) in &live.functions {
             match target.functions.get(k) {
                 None => {
                     disturbed.insert(k.clone());
                 }
-                Some(t) if core(l, &[]) != core(t, &[]) && (l.kind != t.kind || l.result != t.result) => {
+                Some(t)
+                    if core(l, &[]) != core(t, &[])
+                        && (l.kind != t.kind || l.result != t.result) =>
+                {
                     disturbed.insert(k.clone());
                     functions_recreated.insert(k.clone());
                 }
@@ -400,7 +431,12 @@ impl<'a> Planner<'a> {
         let mut views_dropped: BTreeSet<String> = live
             .views
             .iter()
-            .filter(|(k, l)| target.views.get(*k).is_none_or(|t| core(*l, VIEW_STRIP) != core(t, VIEW_STRIP)))
+            .filter(|(k, l)| {
+                target
+                    .views
+                    .get(*k)
+                    .is_none_or(|t| core(*l, VIEW_STRIP) != core(t, VIEW_STRIP))
+            })
             .map(|(k, _)| k.clone())
             .collect();
         loop {
@@ -408,7 +444,10 @@ impl<'a> Planner<'a> {
             let more: Vec<String> = live
                 .views
                 .iter()
-                .filter(|(k, v)| !views_dropped.contains(*k) && v.depends_on.iter().any(|d| disturbed.contains(d)))
+                .filter(|(k, v)| {
+                    !views_dropped.contains(*k)
+                        && v.depends_on.iter().any(|d| disturbed.contains(d))
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             if more.is_empty() {
@@ -449,7 +488,13 @@ impl<'a> Planner<'a> {
         self.created.contains(&(family(kind), key.to_string()))
     }
 
-    fn push(&mut self, op: Operation, kind: ObjectKind, identity: &str, sql: String) -> &mut Statement {
+    fn push(
+        &mut self,
+        op: Operation,
+        kind: ObjectKind,
+        identity: &str,
+        sql: String,
+    ) -> &mut Statement {
         match op {
             Operation::Create => {
                 self.created.insert((family(kind), identity.to_string()));
@@ -473,7 +518,11 @@ impl<'a> Planner<'a> {
     }
 
     fn comment_line(op: Operation, text: &str) -> String {
-        let prefix = if op == Operation::CannotRevert { "cannot revert: " } else { "" };
+        let prefix = if op == Operation::CannotRevert {
+            "cannot revert: "
+        } else {
+            ""
+        };
         format!("-- {prefix}{}", text.replace(['\n', '\r'], " "))
     }
 
@@ -487,17 +536,33 @@ impl<'a> Planner<'a> {
     fn drop_dependents(&mut self) {
         let (live, target) = (self.live, self.target);
         for (k, l) in &live.policies {
-            if !self.rel_dropped(&l.table) && target.policies.get(k).is_none_or(|t| core(l, &[]) != core(t, &[])) {
-                let sql = format!("DROP POLICY {} ON {}", quote_ident(&l.name), ddl_name(&l.table));
+            if !self.rel_dropped(&l.table)
+                && target
+                    .policies
+                    .get(k)
+                    .is_none_or(|t| core(l, &[]) != core(t, &[]))
+            {
+                let sql = format!(
+                    "DROP POLICY {} ON {}",
+                    quote_ident(&l.name),
+                    ddl_name(&l.table)
+                );
                 self.push(Operation::Drop, ObjectKind::Policy, k, sql);
             }
         }
         for (k, l) in &live.triggers {
             if !l.inherited
                 && !self.rel_dropped(&l.table)
-                && target.triggers.get(k).is_none_or(|t| core(l, &["enabled"]) != core(t, &["enabled"]))
+                && target
+                    .triggers
+                    .get(k)
+                    .is_none_or(|t| core(l, &["enabled"]) != core(t, &["enabled"]))
             {
-                let sql = format!("DROP TRIGGER {} ON {}", quote_ident(&l.name), ddl_name(&l.table));
+                let sql = format!(
+                    "DROP TRIGGER {} ON {}",
+                    quote_ident(&l.name),
+                    ddl_name(&l.table)
+                );
                 self.push(Operation::Drop, ObjectKind::Trigger, k, sql);
             }
         }
@@ -505,7 +570,11 @@ impl<'a> Planner<'a> {
         for k in order.iter().rev() {
             let v = &live.views[k];
             let kind = ObjectKind::of_view(v);
-            let what = if v.materialized { "MATERIALIZED VIEW" } else { "VIEW" };
+            let what = if v.materialized {
+                "MATERIALIZED VIEW"
+            } else {
+                "VIEW"
+            };
             let sql = format!("DROP {what} {}", qualified(&[&v.schema, &v.name]));
             let back = target.views.contains_key(k);
             let st = self.push(Operation::Drop, kind, k, sql);
@@ -523,14 +592,25 @@ impl<'a> Planner<'a> {
                 let t = target.constraints.get(k);
                 let changed = t.is_none_or(|t| constraint_plan(l, t) == ConPlan::Recreate);
                 let drop = if fk_pass {
-                    let refs_dropped = l.references.as_ref().is_some_and(|r| self.tables_dropped.contains(r));
-                    let refs_changed = t.is_some_and(|t| t.references.as_ref().is_some_and(|r| self.key_changed.contains(r)));
+                    let refs_dropped = l
+                        .references
+                        .as_ref()
+                        .is_some_and(|r| self.tables_dropped.contains(r));
+                    let refs_changed = t.is_some_and(|t| {
+                        t.references
+                            .as_ref()
+                            .is_some_and(|r| self.key_changed.contains(r))
+                    });
                     refs_dropped || (!self.rel_dropped(&l.table) && (changed || refs_changed))
                 } else {
                     !self.rel_dropped(&l.table) && changed
                 };
                 if drop {
-                    let sql = format!("ALTER TABLE {} DROP CONSTRAINT {}", ddl_name(&l.table), quote_ident(&l.name));
+                    let sql = format!(
+                        "ALTER TABLE {} DROP CONSTRAINT {}",
+                        ddl_name(&l.table),
+                        quote_ident(&l.name)
+                    );
                     self.push(Operation::Drop, ObjectKind::Constraint, k, sql);
                 }
             }
@@ -547,9 +627,14 @@ impl<'a> Planner<'a> {
         }
         for k in self.functions_recreated.clone() {
             let f = &live.functions[&k];
-            let sql = format!("DROP {} {}({})", f.sql_kind(), qualified(&[&f.schema, &f.name]), f.arguments);
-            self.push(Operation::Drop, ObjectKind::of_function(f), &k, sql).note =
-                Some("its result type or kind changes: dropped and re-created".into());
+            let sql = format!(
+                "DROP {} {}({})",
+                f.sql_kind(),
+                qualified(&[&f.schema, &f.name]),
+                f.arguments
+            );
+            self.push(Operation::Drop, ObjectKind::of_function(f), &k, sql)
+                .note = Some("its result type or kind changes: dropped and re-created".into());
         }
     }
 
@@ -559,7 +644,12 @@ impl<'a> Planner<'a> {
         let (live, target) = (self.live, self.target);
         for (k, t) in &target.schemas {
             if !live.schemas.contains_key(k) {
-                self.push(Operation::Create, ObjectKind::Schema, k, format!("CREATE SCHEMA {}", quote_ident(&t.name)));
+                self.push(
+                    Operation::Create,
+                    ObjectKind::Schema,
+                    k,
+                    format!("CREATE SCHEMA {}", quote_ident(&t.name)),
+                );
             }
         }
         for (k, t) in &target.enums {
@@ -593,12 +683,22 @@ impl<'a> Planner<'a> {
             let name = qualified(&[&t.schema, &t.name]);
             match live.sequences.get(k) {
                 None => {
-                    self.push(Operation::Create, ObjectKind::Sequence, k, format!("CREATE SEQUENCE {name} {opts}"));
+                    self.push(
+                        Operation::Create,
+                        ObjectKind::Sequence,
+                        k,
+                        format!("CREATE SEQUENCE {name} {opts}"),
+                    );
                 }
                 Some(l) => {
                     let strip = [SEQUENCE_STRIP, &["owned_by"]].concat();
                     if core(l, &strip) != core(t, &strip) {
-                        self.push(Operation::Alter, ObjectKind::Sequence, k, format!("ALTER SEQUENCE {name} {opts}"));
+                        self.push(
+                            Operation::Alter,
+                            ObjectKind::Sequence,
+                            k,
+                            format!("ALTER SEQUENCE {name} {opts}"),
+                        );
                     }
                 }
             }
@@ -607,7 +707,11 @@ impl<'a> Planner<'a> {
             .functions
             .iter()
             .filter(|(k, t)| {
-                self.functions_recreated.contains(*k) || live.functions.get(*k).is_none_or(|l| core(l, &[]) != core(*t, &[]))
+                self.functions_recreated.contains(*k)
+                    || live
+                        .functions
+                        .get(*k)
+                        .is_none_or(|l| core(l, &[]) != core(*t, &[]))
             })
             .collect();
         if !functions.is_empty() {
@@ -659,19 +763,35 @@ impl<'a> Planner<'a> {
             let before = t.labels[i + 1..].iter().find(|x| current.contains(x));
             let after = t.labels[..i].iter().rev().find(|x| current.contains(x));
             let (clause, pos) = match (before, after) {
-                (Some(b), _) => (format!(" BEFORE {}", quote_literal(b)), current.iter().position(|x| x == b).unwrap_or(0)),
-                (None, Some(a)) => (format!(" AFTER {}", quote_literal(a)), current.iter().position(|x| x == a).map_or(current.len(), |p| p + 1)),
+                (Some(b), _) => (
+                    format!(" BEFORE {}", quote_literal(b)),
+                    current.iter().position(|x| x == b).unwrap_or(0),
+                ),
+                (None, Some(a)) => (
+                    format!(" AFTER {}", quote_literal(a)),
+                    current
+                        .iter()
+                        .position(|x| x == a)
+                        .map_or(current.len(), |p| p + 1),
+                ),
                 (None, None) => (String::new(), current.len()),
             };
             current.insert(pos, label.clone());
-            let sql = format!("ALTER TYPE {name} ADD VALUE {}{clause}", quote_literal(label));
+            let sql = format!(
+                "ALTER TYPE {name} ADD VALUE {}{clause}",
+                quote_literal(label)
+            );
             self.push(Operation::Alter, ObjectKind::Enum, key, sql).note =
                 Some("a label added back cannot be used before the transaction commits".into());
         }
     }
 
     fn domain_check_sql(name: &str, c: &DomainCheck) -> String {
-        format!("ALTER DOMAIN {name} ADD CONSTRAINT {} {}", quote_ident(&c.name), c.definition)
+        format!(
+            "ALTER DOMAIN {name} ADD CONSTRAINT {} {}",
+            quote_ident(&c.name),
+            c.definition
+        )
     }
 
     fn create_domain(&mut self, key: &str, t: &Domain) {
@@ -688,7 +808,12 @@ impl<'a> Planner<'a> {
         }
         self.push(Operation::Create, ObjectKind::Domain, key, sql);
         for c in t.checks.values() {
-            self.push(Operation::Alter, ObjectKind::Domain, key, Self::domain_check_sql(&name, c));
+            self.push(
+                Operation::Alter,
+                ObjectKind::Domain,
+                key,
+                Self::domain_check_sql(&name, c),
+            );
         }
     }
 
@@ -711,11 +836,24 @@ impl<'a> Planner<'a> {
         }
         if l.not_null != t.not_null {
             let what = if t.not_null { "SET" } else { "DROP" };
-            self.push(Operation::Alter, ObjectKind::Domain, key, format!("ALTER DOMAIN {name} {what} NOT NULL"));
+            self.push(
+                Operation::Alter,
+                ObjectKind::Domain,
+                key,
+                format!("ALTER DOMAIN {name} {what} NOT NULL"),
+            );
         }
         let mut add = Vec::new();
         for (n, lc) in &l.checks {
-            let plan = t.checks.get(n).map(|tc| con_plan(&lc.definition, lc.validated, &tc.definition, tc.validated, true));
+            let plan = t.checks.get(n).map(|tc| {
+                con_plan(
+                    &lc.definition,
+                    lc.validated,
+                    &tc.definition,
+                    tc.validated,
+                    true,
+                )
+            });
             match plan {
                 None | Some(ConPlan::Recreate) => {
                     let sql = format!("ALTER DOMAIN {name} DROP CONSTRAINT {}", quote_ident(n));
@@ -737,9 +875,19 @@ impl<'a> Planner<'a> {
                 Some(ConPlan::Same) => {}
             }
         }
-        add.extend(t.checks.iter().filter(|(n, _)| !l.checks.contains_key(*n)).map(|(_, c)| c));
+        add.extend(
+            t.checks
+                .iter()
+                .filter(|(n, _)| !l.checks.contains_key(*n))
+                .map(|(_, c)| c),
+        );
         for c in add {
-            self.push(Operation::Alter, ObjectKind::Domain, key, Self::domain_check_sql(&name, c));
+            self.push(
+                Operation::Alter,
+                ObjectKind::Domain,
+                key,
+                Self::domain_check_sql(&name, c),
+            );
         }
     }
 
@@ -766,10 +914,21 @@ impl<'a> Planner<'a> {
 
     fn create_table_sql(t: &Table) -> String {
         let name = qualified(&[&t.schema, &t.name]);
-        let unlogged = if t.persistence == Persistence::Unlogged { "UNLOGGED " } else { "" };
-        let part_by = t.partition_key.as_ref().map(|k| format!(" PARTITION BY {k}")).unwrap_or_default();
+        let unlogged = if t.persistence == Persistence::Unlogged {
+            "UNLOGGED "
+        } else {
+            ""
+        };
+        let part_by = t
+            .partition_key
+            .as_ref()
+            .map(|k| format!(" PARTITION BY {k}"))
+            .unwrap_or_default();
         if let (Some(bound), Some(parent)) = (&t.partition_bound, t.inherits.first()) {
-            return format!("CREATE {unlogged}TABLE {name} PARTITION OF {} {bound}{part_by}", ddl_name(parent));
+            return format!(
+                "CREATE {unlogged}TABLE {name} PARTITION OF {} {bound}{part_by}",
+                ddl_name(parent)
+            );
         }
         let cols: Vec<String> = t
             .column_order()
@@ -784,50 +943,80 @@ impl<'a> Planner<'a> {
             let parents: Vec<String> = t.inherits.iter().map(|p| ddl_name(p)).collect();
             format!(" INHERITS ({})", parents.join(", "))
         };
-        format!("CREATE {unlogged}TABLE {name} ({}){inherits}{part_by}", cols.join(", "))
+        format!(
+            "CREATE {unlogged}TABLE {name} ({}){inherits}{part_by}",
+            cols.join(", ")
+        )
     }
 
     fn tables(&mut self) {
         let (live, target) = (self.live, self.target);
         // Detach and disinherit first: a parent may be dropped next.
         for (k, l) in &live.tables {
-            let Some(t) = target.tables.get(k) else { continue };
+            let Some(t) = target.tables.get(k) else {
+                continue;
+            };
             let name = qualified(&[&l.schema, &l.name]);
             if l.partition_bound.is_some() {
-                if t.partition_bound != l.partition_bound || t.inherits.first() != l.inherits.first() {
+                if t.partition_bound != l.partition_bound
+                    || t.inherits.first() != l.inherits.first()
+                {
                     if let Some(parent) = l.inherits.first() {
-                        let sql = format!("ALTER TABLE {} DETACH PARTITION {name}", ddl_name(parent));
+                        let sql =
+                            format!("ALTER TABLE {} DETACH PARTITION {name}", ddl_name(parent));
                         self.push(Operation::Alter, ObjectKind::Table, k, sql);
                     }
                 }
             } else {
                 for p in l.inherits.iter().filter(|p| !t.inherits.contains(p)) {
-                    self.push(Operation::Alter, ObjectKind::Table, k, format!("ALTER TABLE {name} NO INHERIT {}", ddl_name(p)));
+                    self.push(
+                        Operation::Alter,
+                        ObjectKind::Table,
+                        k,
+                        format!("ALTER TABLE {name} NO INHERIT {}", ddl_name(p)),
+                    );
                 }
             }
         }
         let order = topo(&self.tables_dropped, &|k| live.tables[k].inherits.clone());
         for k in order.iter().rev() {
             let l = &live.tables[k];
-            let st = self.push(Operation::Drop, ObjectKind::Table, k, format!("DROP TABLE {}", qualified(&[&l.schema, &l.name])));
+            let st = self.push(
+                Operation::Drop,
+                ObjectKind::Table,
+                k,
+                format!("DROP TABLE {}", qualified(&[&l.schema, &l.name])),
+            );
             st.drops_data = l.may_have_data();
             st.drops = Some(DataObject::Table { table: k.clone() });
         }
         let order = topo(&self.tables_created, &|k| target.tables[k].inherits.clone());
         for k in &order {
             let t = &target.tables[k];
-            let st = self.push(Operation::Create, ObjectKind::Table, k, Self::create_table_sql(t));
+            let st = self.push(
+                Operation::Create,
+                ObjectKind::Table,
+                k,
+                Self::create_table_sql(t),
+            );
             st.recreates = Some(DataObject::Table { table: k.clone() });
             if t.rls_enabled {
-                let sql = format!("ALTER TABLE {} ENABLE ROW LEVEL SECURITY", qualified(&[&t.schema, &t.name]));
+                let sql = format!(
+                    "ALTER TABLE {} ENABLE ROW LEVEL SECURITY",
+                    qualified(&[&t.schema, &t.name])
+                );
                 self.push(Operation::Alter, ObjectKind::Table, k, sql);
             }
             if t.rls_forced {
-                let sql = format!("ALTER TABLE {} FORCE ROW LEVEL SECURITY", qualified(&[&t.schema, &t.name]));
+                let sql = format!(
+                    "ALTER TABLE {} FORCE ROW LEVEL SECURITY",
+                    qualified(&[&t.schema, &t.name])
+                );
                 self.push(Operation::Alter, ObjectKind::Table, k, sql);
             }
             for c in t.columns.values() {
-                self.created.insert((ObjectKind::Column, t.column_key(&c.name)));
+                self.created
+                    .insert((ObjectKind::Column, t.column_key(&c.name)));
             }
         }
         for (k, l) in &live.tables {
@@ -841,7 +1030,11 @@ impl<'a> Planner<'a> {
         let name = qualified(&[&t.schema, &t.name]);
         let alter = |rest: String| format!("ALTER TABLE {name} {rest}");
         if l.persistence != t.persistence {
-            let what = if t.persistence == Persistence::Unlogged { "SET UNLOGGED" } else { "SET LOGGED" };
+            let what = if t.persistence == Persistence::Unlogged {
+                "SET UNLOGGED"
+            } else {
+                "SET LOGGED"
+            };
             self.push(Operation::Alter, ObjectKind::Table, key, alter(what.into()));
         }
         if l.partition_key != t.partition_key {
@@ -854,22 +1047,39 @@ impl<'a> Planner<'a> {
         }
         for lc in l.columns.values() {
             if lc.local && !t.columns.contains_key(&lc.name) {
-                let st = self.push(Operation::Drop, ObjectKind::Column, &t.column_key(&lc.name), alter(format!("DROP COLUMN {}", quote_ident(&lc.name))));
+                let st = self.push(
+                    Operation::Drop,
+                    ObjectKind::Column,
+                    &t.column_key(&lc.name),
+                    alter(format!("DROP COLUMN {}", quote_ident(&lc.name))),
+                );
                 st.drops_data = l.may_have_data();
-                st.drops = Some(DataObject::Column { table: key.to_string(), column: lc.name.clone() });
+                st.drops = Some(DataObject::Column {
+                    table: key.to_string(),
+                    column: lc.name.clone(),
+                });
             }
         }
         for n in t.column_order() {
             let tc = &t.columns[&n];
             if tc.local && !l.columns.contains_key(&n) {
                 let ck = t.column_key(&n);
-                let st = self.push(Operation::Create, ObjectKind::Column, &ck, alter(format!("ADD COLUMN {}", Self::column_sql(tc))));
-                st.recreates = Some(DataObject::Column { table: key.to_string(), column: n.clone() });
+                let st = self.push(
+                    Operation::Create,
+                    ObjectKind::Column,
+                    &ck,
+                    alter(format!("ADD COLUMN {}", Self::column_sql(tc))),
+                );
+                st.recreates = Some(DataObject::Column {
+                    table: key.to_string(),
+                    column: n.clone(),
+                });
                 st.note = Some("the column comes back at the end of the table".into());
             }
         }
-        for lc in l.columns.values() {
-            if let Some(tc) = t.columns.get(&lc.name) {
+        for n in l.column_order() {
+            let lc = &l.columns[&n];
+            if let Some(tc) = t.columns.get(&n) {
                 if core(lc, COLUMN_STRIP) != core(tc, COLUMN_STRIP) {
                     self.alter_column(&name, l, lc, tc);
                 }
@@ -877,30 +1087,61 @@ impl<'a> Planner<'a> {
         }
         if l.rls_enabled != t.rls_enabled {
             let what = if t.rls_enabled { "ENABLE" } else { "DISABLE" };
-            self.push(Operation::Alter, ObjectKind::Table, key, alter(format!("{what} ROW LEVEL SECURITY")));
+            self.push(
+                Operation::Alter,
+                ObjectKind::Table,
+                key,
+                alter(format!("{what} ROW LEVEL SECURITY")),
+            );
         }
         if l.rls_forced != t.rls_forced {
             let what = if t.rls_forced { "FORCE" } else { "NO FORCE" };
-            self.push(Operation::Alter, ObjectKind::Table, key, alter(format!("{what} ROW LEVEL SECURITY")));
+            self.push(
+                Operation::Alter,
+                ObjectKind::Table,
+                key,
+                alter(format!("{what} ROW LEVEL SECURITY")),
+            );
         }
         if t.partition_bound.is_some() {
             if t.partition_bound != l.partition_bound || t.inherits.first() != l.inherits.first() {
                 if let (Some(parent), Some(bound)) = (t.inherits.first(), &t.partition_bound) {
-                    let sql = format!("ALTER TABLE {} ATTACH PARTITION {name} {bound}", ddl_name(parent));
+                    let sql = format!(
+                        "ALTER TABLE {} ATTACH PARTITION {name} {bound}",
+                        ddl_name(parent)
+                    );
                     self.push(Operation::Alter, ObjectKind::Table, key, sql);
                 }
             }
         } else {
             for p in t.inherits.iter().filter(|p| !l.inherits.contains(p)) {
-                self.push(Operation::Alter, ObjectKind::Table, key, alter(format!("INHERIT {}", ddl_name(p))));
+                self.push(
+                    Operation::Alter,
+                    ObjectKind::Table,
+                    key,
+                    alter(format!("INHERIT {}", ddl_name(p))),
+                );
             }
         }
         // The order the table will have: kept columns as they are, re-added ones last.
-        let mut will: Vec<String> = l.column_order().into_iter().filter(|c| t.columns.contains_key(c)).collect();
-        will.extend(t.column_order().into_iter().filter(|c| !l.columns.contains_key(c)));
+        let mut will: Vec<String> = l
+            .column_order()
+            .into_iter()
+            .filter(|c| t.columns.contains_key(c))
+            .collect();
+        will.extend(
+            t.column_order()
+                .into_iter()
+                .filter(|c| !l.columns.contains_key(c)),
+        );
         let want = t.column_order();
         if will != want {
-            let list = |v: &[String]| v.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+            let list = |v: &[String]| {
+                v.iter()
+                    .map(|c| quote_ident(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             self.note(
                 Operation::Note,
                 ObjectKind::ColumnOrder,
@@ -915,14 +1156,29 @@ impl<'a> Planner<'a> {
         let col = quote_ident(&lc.name);
         let alter = |rest: String| format!("ALTER TABLE {table} ALTER COLUMN {col} {rest}");
         if lc.identity.is_some() && tc.identity.is_none() {
-            self.push(Operation::Alter, ObjectKind::Column, &ck, alter("DROP IDENTITY".into()));
+            self.push(
+                Operation::Alter,
+                ObjectKind::Column,
+                &ck,
+                alter("DROP IDENTITY".into()),
+            );
         }
         if lc.default != tc.default && tc.default.is_none() && lc.generated.is_none() {
-            self.push(Operation::Alter, ObjectKind::Column, &ck, alter("DROP DEFAULT".into()));
+            self.push(
+                Operation::Alter,
+                ObjectKind::Column,
+                &ck,
+                alter("DROP DEFAULT".into()),
+            );
         }
         if lc.generated != tc.generated {
             if tc.generated.is_none() {
-                self.push(Operation::Alter, ObjectKind::Column, &ck, alter("DROP EXPRESSION".into()));
+                self.push(
+                    Operation::Alter,
+                    ObjectKind::Column,
+                    &ck,
+                    alter("DROP EXPRESSION".into()),
+                );
             } else {
                 self.note(
                     Operation::CannotRevert,
@@ -938,8 +1194,17 @@ impl<'a> Planner<'a> {
                 (_, Some(c)) => format!(" COLLATE {c}"),
                 (_, None) => " COLLATE \"default\"".into(),
             };
-            let using = if lc.type_name != tc.type_name { format!(" USING {col}::{}", tc.type_name) } else { String::new() };
-            let st = self.push(Operation::Alter, ObjectKind::Column, &ck, alter(format!("TYPE {}{collate}{using}", tc.type_name)));
+            let using = if lc.type_name != tc.type_name {
+                format!(" USING {col}::{}", tc.type_name)
+            } else {
+                String::new()
+            };
+            let st = self.push(
+                Operation::Alter,
+                ObjectKind::Column,
+                &ck,
+                alter(format!("TYPE {}{collate}{using}", tc.type_name)),
+            );
             st.drops_data = l.may_have_data() && type_change_is_lossy(lc, tc);
         } else if lc.type_name != tc.type_name {
             self.note(
@@ -951,19 +1216,43 @@ impl<'a> Planner<'a> {
         }
         if lc.default != tc.default {
             if let Some(d) = &tc.default {
-                self.push(Operation::Alter, ObjectKind::Column, &ck, alter(format!("SET DEFAULT {d}")));
+                self.push(
+                    Operation::Alter,
+                    ObjectKind::Column,
+                    &ck,
+                    alter(format!("SET DEFAULT {d}")),
+                );
             }
         }
         if lc.not_null != tc.not_null {
-            let what = if tc.not_null { "SET NOT NULL" } else { "DROP NOT NULL" };
-            self.push(Operation::Alter, ObjectKind::Column, &ck, alter(what.into()));
+            let what = if tc.not_null {
+                "SET NOT NULL"
+            } else {
+                "DROP NOT NULL"
+            };
+            self.push(
+                Operation::Alter,
+                ObjectKind::Column,
+                &ck,
+                alter(what.into()),
+            );
         }
         match (lc.identity, tc.identity) {
             (None, Some(k)) => {
-                self.push(Operation::Alter, ObjectKind::Column, &ck, alter(format!("ADD GENERATED {} AS IDENTITY", k.sql())));
+                self.push(
+                    Operation::Alter,
+                    ObjectKind::Column,
+                    &ck,
+                    alter(format!("ADD GENERATED {} AS IDENTITY", k.sql())),
+                );
             }
             (Some(a), Some(b)) if a != b => {
-                self.push(Operation::Alter, ObjectKind::Column, &ck, alter(format!("SET GENERATED {}", b.sql())));
+                self.push(
+                    Operation::Alter,
+                    ObjectKind::Column,
+                    &ck,
+                    alter(format!("SET GENERATED {}", b.sql())),
+                );
             }
             _ => {}
         }
@@ -973,7 +1262,9 @@ impl<'a> Planner<'a> {
 
     /// The column with this identity key disappears in step 3.
     fn column_dropped(&self, column_key: &str) -> bool {
-        let Ok(parts) = parse_identity(column_key) else { return false };
+        let Ok(parts) = parse_identity(column_key) else {
+            return false;
+        };
         if parts.len() != 3 {
             return false;
         }
@@ -982,7 +1273,9 @@ impl<'a> Planner<'a> {
             return true;
         }
         match (self.live.tables.get(&table), self.target.tables.get(&table)) {
-            (Some(l), Some(t)) => l.columns.contains_key(&parts[2]) && !t.columns.contains_key(&parts[2]),
+            (Some(l), Some(t)) => {
+                l.columns.contains_key(&parts[2]) && !t.columns.contains_key(&parts[2])
+            }
             _ => false,
         }
     }
@@ -990,30 +1283,57 @@ impl<'a> Planner<'a> {
     fn drop_bases(&mut self) {
         let (live, target) = (self.live, self.target);
         for (k, l) in &live.sequences {
-            if !target.sequences.contains_key(k) && !l.owned_by.as_ref().is_some_and(|c| self.column_dropped(c)) {
-                let st = self.push(Operation::Drop, ObjectKind::Sequence, k, format!("DROP SEQUENCE {}", qualified(&[&l.schema, &l.name])));
+            if !target.sequences.contains_key(k)
+                && !l.owned_by.as_ref().is_some_and(|c| self.column_dropped(c))
+            {
+                let st = self.push(
+                    Operation::Drop,
+                    ObjectKind::Sequence,
+                    k,
+                    format!("DROP SEQUENCE {}", qualified(&[&l.schema, &l.name])),
+                );
                 st.drops_data = true;
             }
         }
         for (k, l) in &live.functions {
             if !target.functions.contains_key(k) {
-                let sql = format!("DROP {} {}({})", l.sql_kind(), qualified(&[&l.schema, &l.name]), l.arguments);
+                let sql = format!(
+                    "DROP {} {}({})",
+                    l.sql_kind(),
+                    qualified(&[&l.schema, &l.name]),
+                    l.arguments
+                );
                 self.push(Operation::Drop, ObjectKind::of_function(l), k, sql);
             }
         }
         for (k, l) in &live.domains {
             if !target.domains.contains_key(k) {
-                self.push(Operation::Drop, ObjectKind::Domain, k, format!("DROP DOMAIN {}", qualified(&[&l.schema, &l.name])));
+                self.push(
+                    Operation::Drop,
+                    ObjectKind::Domain,
+                    k,
+                    format!("DROP DOMAIN {}", qualified(&[&l.schema, &l.name])),
+                );
             }
         }
         for (k, l) in &live.enums {
             if !target.enums.contains_key(k) {
-                self.push(Operation::Drop, ObjectKind::Enum, k, format!("DROP TYPE {}", qualified(&[&l.schema, &l.name])));
+                self.push(
+                    Operation::Drop,
+                    ObjectKind::Enum,
+                    k,
+                    format!("DROP TYPE {}", qualified(&[&l.schema, &l.name])),
+                );
             }
         }
         for (k, l) in &live.schemas {
             if !target.schemas.contains_key(k) {
-                self.push(Operation::Drop, ObjectKind::Schema, k, format!("DROP SCHEMA {}", quote_ident(&l.name)));
+                self.push(
+                    Operation::Drop,
+                    ObjectKind::Schema,
+                    k,
+                    format!("DROP SCHEMA {}", quote_ident(&l.name)),
+                );
             }
         }
     }
@@ -1034,9 +1354,22 @@ impl<'a> Planner<'a> {
             }
             let l = live.indexes.get(k);
             if self.needs_create(ObjectKind::Index, k, &t.table, l.is_some()) {
-                self.push(Operation::Create, ObjectKind::Index, k, t.definition.trim_end().trim_end_matches(';').to_string());
+                self.push(
+                    Operation::Create,
+                    ObjectKind::Index,
+                    k,
+                    t.definition.trim_end().trim_end_matches(';').to_string(),
+                );
             } else if l.is_some_and(|l| l.valid && !t.valid) {
-                self.note(Operation::Note, ObjectKind::Index, k, &format!("index {} stays valid (it was invalid in the snapshot)", qualified(&[&t.schema, &t.name])));
+                self.note(
+                    Operation::Note,
+                    ObjectKind::Index,
+                    k,
+                    &format!(
+                        "index {} stays valid (it was invalid in the snapshot)",
+                        qualified(&[&t.schema, &t.name])
+                    ),
+                );
             }
         }
     }
@@ -1054,7 +1387,10 @@ impl<'a> Planner<'a> {
             };
             if t.owned_by != live_owner {
                 let owner = t.owned_by.as_deref().map_or("NONE".to_string(), ddl_name);
-                let sql = format!("ALTER SEQUENCE {} OWNED BY {owner}", qualified(&[&t.schema, &t.name]));
+                let sql = format!(
+                    "ALTER SEQUENCE {} OWNED BY {owner}",
+                    qualified(&[&t.schema, &t.name])
+                );
                 self.push(Operation::Alter, ObjectKind::Sequence, k, sql);
             }
         }
@@ -1067,7 +1403,11 @@ impl<'a> Planner<'a> {
                 let l = live.constraints.get(k);
                 let table = ddl_name(&t.table);
                 if self.needs_create(ObjectKind::Constraint, k, &t.table, l.is_some()) {
-                    let sql = format!("ALTER TABLE {table} ADD CONSTRAINT {} {}", quote_ident(&t.name), t.definition);
+                    let sql = format!(
+                        "ALTER TABLE {table} ADD CONSTRAINT {} {}",
+                        quote_ident(&t.name),
+                        t.definition
+                    );
                     self.push(Operation::Create, ObjectKind::Constraint, k, sql);
                 } else if let Some(l) = l {
                     match constraint_plan(l, t) {
@@ -1091,8 +1431,15 @@ impl<'a> Planner<'a> {
             let v = &target.views[&k];
             let name = qualified(&[&v.schema, &v.name]);
             let sql = if v.materialized {
-                let data = if v.has_data == Some(false) { "WITH NO DATA" } else { "WITH DATA" };
-                format!("CREATE MATERIALIZED VIEW {name} AS {} {data}", view_body(&v.definition))
+                let data = if v.has_data == Some(false) {
+                    "WITH NO DATA"
+                } else {
+                    "WITH DATA"
+                };
+                format!(
+                    "CREATE MATERIALIZED VIEW {name} AS {} {data}",
+                    view_body(&v.definition)
+                )
             } else {
                 format!("CREATE VIEW {name} AS {}", view_body(&v.definition))
             };
@@ -1106,9 +1453,18 @@ impl<'a> Planner<'a> {
             let l = live.triggers.get(k);
             let created = self.needs_create(ObjectKind::Trigger, k, &t.table, l.is_some());
             if created {
-                self.push(Operation::Create, ObjectKind::Trigger, k, t.definition.trim_end().trim_end_matches(';').to_string());
+                self.push(
+                    Operation::Create,
+                    ObjectKind::Trigger,
+                    k,
+                    t.definition.trim_end().trim_end_matches(';').to_string(),
+                );
             }
-            let current = if created { "O" } else { l.map_or("O", |l| l.enabled.as_str()) };
+            let current = if created {
+                "O"
+            } else {
+                l.map_or("O", |l| l.enabled.as_str())
+            };
             if current != t.enabled {
                 let what = match t.enabled.as_str() {
                     "D" => "DISABLE",
@@ -1116,24 +1472,43 @@ impl<'a> Planner<'a> {
                     "A" => "ENABLE ALWAYS",
                     _ => "ENABLE",
                 };
-                let sql = format!("ALTER TABLE {} {what} TRIGGER {}", ddl_name(&t.table), quote_ident(&t.name));
+                let sql = format!(
+                    "ALTER TABLE {} {what} TRIGGER {}",
+                    ddl_name(&t.table),
+                    quote_ident(&t.name)
+                );
                 self.push(Operation::Alter, ObjectKind::Trigger, k, sql);
             }
         }
         for (k, t) in &target.policies {
-            if self.needs_create(ObjectKind::Policy, k, &t.table, live.policies.contains_key(k)) {
+            if self.needs_create(
+                ObjectKind::Policy,
+                k,
+                &t.table,
+                live.policies.contains_key(k),
+            ) {
                 let mut sql = format!(
                     "CREATE POLICY {} ON {} AS {} FOR {}",
                     quote_ident(&t.name),
                     ddl_name(&t.table),
-                    if t.permissive { "PERMISSIVE" } else { "RESTRICTIVE" },
+                    if t.permissive {
+                        "PERMISSIVE"
+                    } else {
+                        "RESTRICTIVE"
+                    },
                     t.command
                 );
                 if !t.roles.is_empty() {
                     let roles: Vec<String> = t
                         .roles
                         .iter()
-                        .map(|r| if r == "public" { "PUBLIC".to_string() } else { quote_ident(r) })
+                        .map(|r| {
+                            if r == "public" {
+                                "PUBLIC".to_string()
+                            } else {
+                                quote_ident(r)
+                            }
+                        })
                         .collect();
                     sql += &format!(" TO {}", roles.join(", "));
                 }
@@ -1148,20 +1523,42 @@ impl<'a> Planner<'a> {
         }
         for (k, t) in &target.sequences {
             if let (true, Some(v)) = (self.was_created(ObjectKind::Sequence, k), t.last_value) {
-                let sql = format!("SELECT pg_catalog.setval({}, {v}, true)", quote_literal(&qualified(&[&t.schema, &t.name])));
-                self.push(Operation::Alter, ObjectKind::Sequence, k, sql).note =
-                    Some("the sequence continues where it stood at the snapshot".into());
+                let sql = format!(
+                    "SELECT pg_catalog.setval({}, {v}, true)",
+                    quote_literal(&qualified(&[&t.schema, &t.name]))
+                );
+                self.push(Operation::Alter, ObjectKind::Sequence, k, sql)
+                    .note = Some("the sequence continues where it stood at the snapshot".into());
             }
         }
     }
 
     // ---- comments and privileges ---------------------------------------------
 
-    fn comment(&mut self, kind: ObjectKind, key: &str, object: String, live: Option<&str>, target: Option<&str>) {
-        let live = if self.was_created(kind, key) { None } else { live };
+    fn comment(
+        &mut self,
+        kind: ObjectKind,
+        key: &str,
+        object: String,
+        live: Option<&str>,
+        target: Option<&str>,
+    ) {
+        let live = if self.was_created(kind, key) {
+            None
+        } else {
+            live
+        };
         if live != target {
-            let sql = format!("COMMENT ON {object} IS {}", target.map_or("NULL".to_string(), quote_literal));
-            self.push(Operation::Comment, ObjectKind::Comment, &format!("{kind} {key}"), sql);
+            let sql = format!(
+                "COMMENT ON {object} IS {}",
+                target.map_or("NULL".to_string(), quote_literal)
+            );
+            self.push(
+                Operation::Comment,
+                ObjectKind::Comment,
+                &format!("{kind} {key}"),
+                sql,
+            );
         }
     }
 
@@ -1169,52 +1566,123 @@ impl<'a> Planner<'a> {
         let (live, target) = (self.live, self.target);
         for (k, t) in &target.schemas {
             let l = live.schemas.get(k).and_then(|l| l.comment.as_deref());
-            self.comment(ObjectKind::Schema, k, format!("SCHEMA {}", quote_ident(&t.name)), l, t.comment.as_deref());
+            self.comment(
+                ObjectKind::Schema,
+                k,
+                format!("SCHEMA {}", quote_ident(&t.name)),
+                l,
+                t.comment.as_deref(),
+            );
         }
         for (k, t) in &target.enums {
             let l = live.enums.get(k).and_then(|l| l.comment.as_deref());
-            self.comment(ObjectKind::Enum, k, format!("TYPE {}", qualified(&[&t.schema, &t.name])), l, t.comment.as_deref());
+            self.comment(
+                ObjectKind::Enum,
+                k,
+                format!("TYPE {}", qualified(&[&t.schema, &t.name])),
+                l,
+                t.comment.as_deref(),
+            );
         }
         for (k, t) in &target.domains {
             let l = live.domains.get(k).and_then(|l| l.comment.as_deref());
-            self.comment(ObjectKind::Domain, k, format!("DOMAIN {}", qualified(&[&t.schema, &t.name])), l, t.comment.as_deref());
+            self.comment(
+                ObjectKind::Domain,
+                k,
+                format!("DOMAIN {}", qualified(&[&t.schema, &t.name])),
+                l,
+                t.comment.as_deref(),
+            );
         }
         for (k, t) in &target.sequences {
             let l = live.sequences.get(k).and_then(|l| l.comment.as_deref());
-            self.comment(ObjectKind::Sequence, k, format!("SEQUENCE {}", qualified(&[&t.schema, &t.name])), l, t.comment.as_deref());
+            self.comment(
+                ObjectKind::Sequence,
+                k,
+                format!("SEQUENCE {}", qualified(&[&t.schema, &t.name])),
+                l,
+                t.comment.as_deref(),
+            );
         }
         for (k, t) in &target.functions {
             let l = live.functions.get(k).and_then(|l| l.comment.as_deref());
-            let obj = format!("{} {}({})", t.sql_kind(), qualified(&[&t.schema, &t.name]), t.arguments);
+            let obj = format!(
+                "{} {}({})",
+                t.sql_kind(),
+                qualified(&[&t.schema, &t.name]),
+                t.arguments
+            );
             self.comment(ObjectKind::of_function(t), k, obj, l, t.comment.as_deref());
         }
         for (k, t) in &target.tables {
             let lt = live.tables.get(k);
             let name = qualified(&[&t.schema, &t.name]);
-            self.comment(ObjectKind::Table, k, format!("TABLE {name}"), lt.and_then(|l| l.comment.as_deref()), t.comment.as_deref());
+            self.comment(
+                ObjectKind::Table,
+                k,
+                format!("TABLE {name}"),
+                lt.and_then(|l| l.comment.as_deref()),
+                t.comment.as_deref(),
+            );
             for n in t.column_order() {
                 let c = &t.columns[&n];
-                let l = if self.was_created(ObjectKind::Table, k) { None } else { lt.and_then(|l| l.columns.get(&n)).and_then(|l| l.comment.as_deref()) };
+                let l = if self.was_created(ObjectKind::Table, k) {
+                    None
+                } else {
+                    lt.and_then(|l| l.columns.get(&n))
+                        .and_then(|l| l.comment.as_deref())
+                };
                 let obj = format!("COLUMN {name}.{}", quote_ident(&n));
-                self.comment(ObjectKind::Column, &t.column_key(&n), obj, l, c.comment.as_deref());
+                self.comment(
+                    ObjectKind::Column,
+                    &t.column_key(&n),
+                    obj,
+                    l,
+                    c.comment.as_deref(),
+                );
             }
         }
         for (k, t) in &target.constraints {
             let l = live.constraints.get(k).and_then(|l| l.comment.as_deref());
-            let obj = format!("CONSTRAINT {} ON {}", quote_ident(&t.name), ddl_name(&t.table));
+            let obj = format!(
+                "CONSTRAINT {} ON {}",
+                quote_ident(&t.name),
+                ddl_name(&t.table)
+            );
             self.comment(ObjectKind::Constraint, k, obj, l, t.comment.as_deref());
         }
         for (k, t) in &target.indexes {
             // A constraint's index is re-created with its constraint or relation.
             let owner = format!("{} on {}", super::quote::identity(&[&t.name]), t.table);
-            let recreated = t.constraint && (self.rel_created(&t.table) || self.was_created(ObjectKind::Constraint, &owner));
-            let l = if recreated { None } else { live.indexes.get(k).and_then(|l| l.comment.as_deref()) };
-            self.comment(ObjectKind::Index, k, format!("INDEX {}", qualified(&[&t.schema, &t.name])), l, t.comment.as_deref());
+            let recreated = t.constraint
+                && (self.rel_created(&t.table) || self.was_created(ObjectKind::Constraint, &owner));
+            let l = if recreated {
+                None
+            } else {
+                live.indexes.get(k).and_then(|l| l.comment.as_deref())
+            };
+            self.comment(
+                ObjectKind::Index,
+                k,
+                format!("INDEX {}", qualified(&[&t.schema, &t.name])),
+                l,
+                t.comment.as_deref(),
+            );
         }
         for (k, t) in &target.views {
             let l = live.views.get(k).and_then(|l| l.comment.as_deref());
-            let what = if t.materialized { "MATERIALIZED VIEW" } else { "VIEW" };
-            self.comment(ObjectKind::of_view(t), k, format!("{what} {}", qualified(&[&t.schema, &t.name])), l, t.comment.as_deref());
+            let what = if t.materialized {
+                "MATERIALIZED VIEW"
+            } else {
+                "VIEW"
+            };
+            self.comment(
+                ObjectKind::of_view(t),
+                k,
+                format!("{what} {}", qualified(&[&t.schema, &t.name])),
+                l,
+                t.comment.as_deref(),
+            );
         }
         for (k, t) in &target.triggers {
             let l = live.triggers.get(k).and_then(|l| l.comment.as_deref());
@@ -1232,11 +1700,22 @@ impl<'a> Planner<'a> {
     /// `column` restricts table privileges to one column; `default_public` is the
     /// privilege PUBLIC holds on a freshly created object of this kind.
     #[allow(clippy::too_many_arguments)]
-    fn acl(&mut self, kind: ObjectKind, key: &str, on: &str, column: Option<&str>, live: Option<&[String]>, target: &[String], default_public: Option<char>) {
+    fn acl(
+        &mut self,
+        kind: ObjectKind,
+        key: &str,
+        on: &str,
+        column: Option<&str>,
+        live: Option<&[String]>,
+        target: &[String],
+        default_public: Option<char>,
+    ) {
         let id = format!("{kind} {key}");
         let created = self.was_created(kind, key) || live.is_none();
         let live_map = if created {
-            Ok(default_public.map(|p| AclMap::from([(String::new(), BTreeMap::from([(p, false)]))])).unwrap_or_default())
+            Ok(default_public
+                .map(|p| AclMap::from([(String::new(), BTreeMap::from([(p, false)]))]))
+                .unwrap_or_default())
         } else {
             acl_map(live.unwrap_or_default())
         };
@@ -1269,20 +1748,55 @@ impl<'a> Planner<'a> {
             };
             let who = grantee_sql(g);
             let revoke = names(l.keys().filter(|c| !t.contains_key(c)).copied().collect());
-            let revoke_go = names(l.iter().filter(|(c, go)| **go && t.get(c) == Some(&false)).map(|(c, _)| *c).collect());
-            let grant = names(t.iter().filter(|(c, go)| !**go && !l.contains_key(c)).map(|(c, _)| *c).collect());
-            let grant_go = names(t.iter().filter(|(c, go)| **go && l.get(c) != Some(&true)).map(|(c, _)| *c).collect());
+            let revoke_go = names(
+                l.iter()
+                    .filter(|(c, go)| **go && t.get(c) == Some(&false))
+                    .map(|(c, _)| *c)
+                    .collect(),
+            );
+            let grant = names(
+                t.iter()
+                    .filter(|(c, go)| !**go && !l.contains_key(c))
+                    .map(|(c, _)| *c)
+                    .collect(),
+            );
+            let grant_go = names(
+                t.iter()
+                    .filter(|(c, go)| **go && l.get(c) != Some(&true))
+                    .map(|(c, _)| *c)
+                    .collect(),
+            );
             if let Some(p) = revoke {
-                self.push(Operation::Revoke, ObjectKind::Privileges, &id, format!("REVOKE {p} ON {on} FROM {who}"));
+                self.push(
+                    Operation::Revoke,
+                    ObjectKind::Privileges,
+                    &id,
+                    format!("REVOKE {p} ON {on} FROM {who}"),
+                );
             }
             if let Some(p) = revoke_go {
-                self.push(Operation::Revoke, ObjectKind::Privileges, &id, format!("REVOKE GRANT OPTION FOR {p} ON {on} FROM {who}"));
+                self.push(
+                    Operation::Revoke,
+                    ObjectKind::Privileges,
+                    &id,
+                    format!("REVOKE GRANT OPTION FOR {p} ON {on} FROM {who}"),
+                );
             }
             if let Some(p) = grant {
-                self.push(Operation::Grant, ObjectKind::Privileges, &id, format!("GRANT {p} ON {on} TO {who}"));
+                self.push(
+                    Operation::Grant,
+                    ObjectKind::Privileges,
+                    &id,
+                    format!("GRANT {p} ON {on} TO {who}"),
+                );
             }
             if let Some(p) = grant_go {
-                self.push(Operation::Grant, ObjectKind::Privileges, &id, format!("GRANT {p} ON {on} TO {who} WITH GRANT OPTION"));
+                self.push(
+                    Operation::Grant,
+                    ObjectKind::Privileges,
+                    &id,
+                    format!("GRANT {p} ON {on} TO {who} WITH GRANT OPTION"),
+                );
             }
         }
     }
@@ -1290,35 +1804,1053 @@ impl<'a> Planner<'a> {
     fn privileges(&mut self) {
         let (live, target) = (self.live, self.target);
         for (k, t) in &target.schemas {
-            self.acl(ObjectKind::Schema, k, &format!("SCHEMA {}", quote_ident(&t.name)), None, live.schemas.get(k).map(|l| l.acl.as_slice()), &t.acl, None);
+            self.acl(
+                ObjectKind::Schema,
+                k,
+                &format!("SCHEMA {}", quote_ident(&t.name)),
+                None,
+                live.schemas.get(k).map(|l| l.acl.as_slice()),
+                &t.acl,
+                None,
+            );
         }
         for (k, t) in &target.enums {
-            self.acl(ObjectKind::Enum, k, &format!("TYPE {}", qualified(&[&t.schema, &t.name])), None, live.enums.get(k).map(|l| l.acl.as_slice()), &t.acl, Some('U'));
+            self.acl(
+                ObjectKind::Enum,
+                k,
+                &format!("TYPE {}", qualified(&[&t.schema, &t.name])),
+                None,
+                live.enums.get(k).map(|l| l.acl.as_slice()),
+                &t.acl,
+                Some('U'),
+            );
         }
         for (k, t) in &target.domains {
-            self.acl(ObjectKind::Domain, k, &format!("DOMAIN {}", qualified(&[&t.schema, &t.name])), None, live.domains.get(k).map(|l| l.acl.as_slice()), &t.acl, Some('U'));
+            self.acl(
+                ObjectKind::Domain,
+                k,
+                &format!("DOMAIN {}", qualified(&[&t.schema, &t.name])),
+                None,
+                live.domains.get(k).map(|l| l.acl.as_slice()),
+                &t.acl,
+                Some('U'),
+            );
         }
         for (k, t) in &target.sequences {
-            self.acl(ObjectKind::Sequence, k, &format!("SEQUENCE {}", qualified(&[&t.schema, &t.name])), None, live.sequences.get(k).map(|l| l.acl.as_slice()), &t.acl, None);
+            self.acl(
+                ObjectKind::Sequence,
+                k,
+                &format!("SEQUENCE {}", qualified(&[&t.schema, &t.name])),
+                None,
+                live.sequences.get(k).map(|l| l.acl.as_slice()),
+                &t.acl,
+                None,
+            );
         }
         for (k, t) in &target.functions {
-            let on = format!("{} {}({})", t.sql_kind(), qualified(&[&t.schema, &t.name]), t.arguments);
-            self.acl(ObjectKind::of_function(t), k, &on, None, live.functions.get(k).map(|l| l.acl.as_slice()), &t.acl, Some('X'));
+            let on = format!(
+                "{} {}({})",
+                t.sql_kind(),
+                qualified(&[&t.schema, &t.name]),
+                t.arguments
+            );
+            self.acl(
+                ObjectKind::of_function(t),
+                k,
+                &on,
+                None,
+                live.functions.get(k).map(|l| l.acl.as_slice()),
+                &t.acl,
+                Some('X'),
+            );
         }
         for (k, t) in &target.tables {
             let on = format!("TABLE {}", qualified(&[&t.schema, &t.name]));
             let lt = live.tables.get(k);
-            self.acl(ObjectKind::Table, k, &on, None, lt.map(|l| l.acl.as_slice()), &t.acl, None);
+            self.acl(
+                ObjectKind::Table,
+                k,
+                &on,
+                None,
+                lt.map(|l| l.acl.as_slice()),
+                &t.acl,
+                None,
+            );
             for n in t.column_order() {
                 let ck = t.column_key(&n);
-                let l = if self.was_created(ObjectKind::Table, k) { None } else { lt.and_then(|l| l.columns.get(&n)).map(|c| c.acl.as_slice()) };
-                let l = if self.was_created(ObjectKind::Column, &ck) { None } else { l };
-                self.acl(ObjectKind::Column, &ck, &on, Some(&n), Some(l.unwrap_or_default()), &t.columns[&n].acl, None);
+                let l = if self.was_created(ObjectKind::Table, k) {
+                    None
+                } else {
+                    lt.and_then(|l| l.columns.get(&n)).map(|c| c.acl.as_slice())
+                };
+                let l = if self.was_created(ObjectKind::Column, &ck) {
+                    None
+                } else {
+                    l
+                };
+                self.acl(
+                    ObjectKind::Column,
+                    &ck,
+                    &on,
+                    Some(&n),
+                    Some(l.unwrap_or_default()),
+                    &t.columns[&n].acl,
+                    None,
+                );
             }
         }
         for (k, t) in &target.views {
             let on = format!("TABLE {}", qualified(&[&t.schema, &t.name]));
-            self.acl(ObjectKind::of_view(t), k, &on, None, live.views.get(k).map(|l| l.acl.as_slice()), &t.acl, None);
+            self.acl(
+                ObjectKind::of_view(t),
+                k,
+                &on,
+                None,
+                live.views.get(k).map(|l| l.acl.as_slice()),
+                &t.acl,
+                None,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::schema::diff::tests::{sample, table};
+    use crate::engine::schema::diff::{diff, Action};
+    use crate::engine::schema::quote::identity;
+
+    const USERS: &str = "\"public\".\"users\"";
+    const ORDERS: &str = "\"public\".\"orders\"";
+
+    fn sqls(st: &[Statement]) -> Vec<&str> {
+        st.iter().map(|s| s.sql.as_str()).collect()
+    }
+
+    fn pos(st: &[Statement], needle: &str) -> usize {
+        st.iter()
+            .position(|s| s.sql.contains(needle))
+            .unwrap_or_else(|| panic!("no statement containing {needle:?} in {:#?}", sqls(st)))
+    }
+
+    /// Removes a table and everything on it or using it.
+    fn without_table(s: &Schema, key: &str) -> Schema {
+        let mut s = s.clone();
+        s.tables.remove(key);
+        s.constraints
+            .retain(|_, c| c.table != key && c.references.as_deref() != Some(key));
+        s.indexes.retain(|_, i| i.table != key);
+        s.triggers.retain(|_, t| t.table != key);
+        s.policies.retain(|_, p| p.table != key);
+        s.views
+            .retain(|_, v| !v.depends_on.iter().any(|d| d == key));
+        s
+    }
+
+    #[test]
+    fn nothing_to_do_for_identical_schemas() {
+        let s = sample();
+        assert!(rollback_sql(&s, &s).is_empty());
+        assert!(rollback_sql(&Schema::default(), &Schema::default()).is_empty());
+        assert_eq!(to_script(&[]), "");
+    }
+
+    #[test]
+    fn an_added_table_is_dropped_and_a_dropped_table_is_created() {
+        let target = sample();
+        let mut live = target.clone();
+        live.insert(table("public", "New T", &[("id", "integer")]));
+        let st = rollback_sql(&live, &target);
+        assert_eq!(sqls(&st), ["DROP TABLE public.\"New T\""]);
+        assert_eq!(st[0].operation, Operation::Drop);
+        assert!(st[0].drops_data);
+        assert_eq!(
+            st[0].drops,
+            Some(DataObject::Table {
+                table: "\"public\".\"New T\"".into()
+            })
+        );
+
+        let st = rollback_sql(&target, &live);
+        assert_eq!(sqls(&st), ["CREATE TABLE public.\"New T\" (id integer)"]);
+        assert_eq!(
+            st[0].recreates,
+            Some(DataObject::Table {
+                table: "\"public\".\"New T\"".into()
+            })
+        );
+        assert!(!st[0].drops_data);
+
+        live.tables
+            .get_mut("\"public\".\"New T\"")
+            .unwrap()
+            .has_data = Some(false);
+        assert!(!rollback_sql(&live, &target)[0].drops_data);
+    }
+
+    #[test]
+    fn an_added_column_is_dropped_and_a_dropped_column_is_added_at_the_end() {
+        let target = sample();
+        let mut live = target.clone();
+        live.tables
+            .get_mut(USERS)
+            .unwrap()
+            .columns
+            .insert("extra".into(), Column::new("extra", 9, "jsonb"));
+        let st = rollback_sql(&live, &target);
+        assert_eq!(sqls(&st), ["ALTER TABLE public.users DROP COLUMN extra"]);
+        assert!(st[0].drops_data);
+        assert_eq!(st[0].identity, "\"public\".\"users\".\"extra\"");
+        assert_eq!(
+            st[0].drops,
+            Some(DataObject::Column {
+                table: USERS.into(),
+                column: "extra".into()
+            })
+        );
+        let st = rollback_sql(&target, &live);
+        assert_eq!(
+            sqls(&st),
+            ["ALTER TABLE public.users ADD COLUMN extra jsonb"]
+        );
+        assert_eq!(
+            st[0].recreates,
+            Some(DataObject::Column {
+                table: USERS.into(),
+                column: "extra".into()
+            })
+        );
+
+        // A column from the middle comes back last, and the plan says so.
+        let mut live = target.clone();
+        live.tables.get_mut(USERS).unwrap().columns.remove("email");
+        live.views.clear(); // the view used it
+        let mut tgt = target.clone();
+        tgt.views.clear();
+        let st = rollback_sql(&live, &tgt);
+        assert_eq!(st.len(), 2, "{:#?}", sqls(&st));
+        assert_eq!(st[0].sql, "ALTER TABLE public.users ADD COLUMN email text");
+        assert_eq!(st[1].operation, Operation::Note);
+        assert_eq!(st[1].kind, ObjectKind::ColumnOrder);
+        assert!(
+            st[1].sql.starts_with(
+                "-- the columns of public.users will be in the order (id, \"Full Name\", email)"
+            ),
+            "{}",
+            st[1].sql
+        );
+        assert!(!st[1].is_executable());
+    }
+
+    #[test]
+    fn dependents_are_dropped_before_the_table_they_use() {
+        let live = sample();
+        let target = without_table(&live, USERS);
+        let st = rollback_sql(&live, &target);
+        let drop_table = pos(&st, "DROP TABLE public.users");
+        for dep in [
+            "DROP VIEW public.user_emails",
+            "DROP CONSTRAINT orders_user_fk",
+        ] {
+            assert!(
+                pos(&st, dep) < drop_table,
+                "{dep} after DROP TABLE: {:#?}",
+                sqls(&st)
+            );
+        }
+        // Indexes, keys, triggers and policies on the dropped table go with it.
+        assert_eq!(st.len(), 3, "{:#?}", sqls(&st));
+    }
+
+    #[test]
+    fn tables_are_created_before_their_keys_views_triggers_and_policies() {
+        let target = sample();
+        let live = without_table(&target, USERS);
+        let st = rollback_sql(&live, &target);
+        let create = pos(&st, "CREATE TABLE public.users");
+        let pk = pos(&st, "ADD CONSTRAINT users_pkey PRIMARY KEY (id)");
+        let fk = pos(
+            &st,
+            "ALTER TABLE public.orders ADD CONSTRAINT orders_user_fk FOREIGN KEY",
+        );
+        let idx = pos(&st, "CREATE INDEX users_email_idx");
+        let view = pos(
+            &st,
+            "CREATE VIEW public.user_emails AS SELECT users.email FROM users",
+        );
+        let trg = pos(&st, "CREATE TRIGGER users_touch");
+        let pol = pos(&st, "CREATE POLICY own ON public.users AS PERMISSIVE FOR ALL TO PUBLIC USING ((email = CURRENT_USER))");
+        assert!(
+            create < idx && idx < pk && pk < fk && fk < view && view < trg && trg < pol,
+            "{:#?}",
+            sqls(&st)
+        );
+        assert_eq!(
+            st[create].sql,
+            "CREATE TABLE public.users (id bigint NOT NULL, email text, \"Full Name\" character varying(20))"
+        );
+    }
+
+    #[test]
+    fn a_table_added_and_a_table_removed_together() {
+        let target = sample();
+        let mut live = without_table(&target, ORDERS);
+        live.insert(table("public", "invoices", &[("id", "bigint")]));
+        let st = rollback_sql(&live, &target);
+        assert_eq!(
+            sqls(&st),
+            [
+                "DROP TABLE public.invoices",
+                "CREATE TABLE public.orders (id bigint, user_id bigint)",
+                "ALTER TABLE public.orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES public.users(id)",
+            ]
+        );
+    }
+
+    #[test]
+    fn views_are_rebuilt_around_a_type_change_of_their_table() {
+        let target = sample();
+        let mut live = target.clone();
+        let mut v2 = live.views["\"public\".\"user_emails\""].clone();
+        v2.name = "v2".into();
+        v2.depends_on = vec!["\"public\".\"user_emails\"".into()];
+        v2.definition = " SELECT email FROM user_emails;".into();
+        live.insert(v2);
+        let target_with_v2 = live.clone();
+        live.tables
+            .get_mut(USERS)
+            .unwrap()
+            .columns
+            .get_mut("email")
+            .unwrap()
+            .type_name = "character varying(5)".into();
+        let st = rollback_sql(&live, &target_with_v2);
+        assert_eq!(
+            sqls(&st),
+            [
+                "DROP VIEW public.v2",
+                "DROP VIEW public.user_emails",
+                "ALTER TABLE public.orders DROP CONSTRAINT orders_user_fk",
+                "ALTER TABLE public.users ALTER COLUMN email TYPE text USING email::text",
+                "ALTER TABLE public.orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES public.users(id)",
+                "CREATE VIEW public.user_emails AS SELECT users.email FROM users",
+                "CREATE VIEW public.v2 AS SELECT email FROM user_emails",
+            ]
+        );
+        // No base type facts: any type change counts as lossy.
+        assert!(st[3].drops_data);
+        assert_eq!(
+            st[0].note.as_deref(),
+            Some("dropped to be re-created from the snapshot")
+        );
+    }
+
+    #[test]
+    fn lossy_type_changes_drop_data() {
+        let target = sample();
+        let mut live = target.clone();
+        let c = live
+            .tables
+            .get_mut(USERS)
+            .unwrap()
+            .columns
+            .get_mut("Full Name")
+            .unwrap();
+        c.type_name = "text".into();
+        c.base_type = Some("text".into());
+        c.typmod = -1;
+        let st = rollback_sql(&live, &target);
+        let alter = &st[pos(&st, "ALTER COLUMN \"Full Name\" TYPE character varying(20)")];
+        assert!(alter.drops_data, "text -> varchar(20) can truncate");
+        assert!(rollback_sql(&target, &live).iter().all(|s| !s.drops_data));
+    }
+
+    #[test]
+    fn fk_to_a_changed_primary_key_is_dropped_first_and_added_back_last() {
+        let target = sample();
+        let mut live = target.clone();
+        live.constraints
+            .get_mut("\"users_pkey\" on \"public\".\"users\"")
+            .unwrap()
+            .definition = "PRIMARY KEY (id, email)".into();
+        let st = rollback_sql(&live, &target);
+        assert_eq!(
+            sqls(&st),
+            [
+                "ALTER TABLE public.orders DROP CONSTRAINT orders_user_fk",
+                "ALTER TABLE public.users DROP CONSTRAINT users_pkey",
+                "ALTER TABLE public.users ADD CONSTRAINT users_pkey PRIMARY KEY (id)",
+                "ALTER TABLE public.orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES public.users(id)",
+            ]
+        );
+    }
+
+    #[test]
+    fn constraint_validity() {
+        let target = sample();
+        let mut live = target.clone();
+        let fk = live
+            .constraints
+            .get_mut("\"orders_user_fk\" on \"public\".\"orders\"")
+            .unwrap();
+        fk.validated = false;
+        fk.definition += " NOT VALID";
+        let st = rollback_sql(&live, &target);
+        assert_eq!(
+            sqls(&st),
+            ["ALTER TABLE public.orders VALIDATE CONSTRAINT orders_user_fk"]
+        );
+        let st = rollback_sql(&target, &live);
+        assert_eq!(st.len(), 1);
+        assert_eq!(st[0].operation, Operation::Note);
+    }
+
+    #[test]
+    fn quoting_of_awkward_names() {
+        let mut target = Schema::default();
+        target.insert(Namespace {
+            name: "My Schema".into(),
+            comment: Some("it's".into()),
+            acl: vec![],
+        });
+        let mut t = table(
+            "My Schema",
+            "tab\"le",
+            &[("Größe", "integer"), ("select", "text"), ("a b", "text")],
+        );
+        t.columns.get_mut("a b").unwrap().default = Some("'x'::text".into());
+        t.comment = Some("back\\slash".into());
+        target.insert(t);
+        let st = rollback_sql(&Schema::default(), &target);
+        assert_eq!(
+            sqls(&st),
+            [
+                "CREATE SCHEMA \"My Schema\"",
+                "CREATE TABLE \"My Schema\".\"tab\"\"le\" (\"Größe\" integer, \"select\" text, \"a b\" text DEFAULT 'x'::text)",
+                "COMMENT ON SCHEMA \"My Schema\" IS 'it''s'",
+                "COMMENT ON TABLE \"My Schema\".\"tab\"\"le\" IS E'back\\\\slash'",
+            ]
+        );
+        let st = rollback_sql(&target, &Schema::default());
+        assert_eq!(
+            sqls(&st),
+            [
+                "DROP TABLE \"My Schema\".\"tab\"\"le\"",
+                "DROP SCHEMA \"My Schema\""
+            ]
+        );
+    }
+
+    #[test]
+    fn enums_add_back_labels_and_cannot_remove_them() {
+        let target = sample();
+        let mut live = target.clone();
+        live.enums.get_mut("\"public\".\"mood\"").unwrap().labels =
+            vec!["ok".into(), "meh's".into()];
+        let st = rollback_sql(&live, &target);
+        assert_eq!(
+            sqls(&st),
+            [
+                "-- cannot revert: enum public.mood has labels the snapshot does not ('meh''s'); PostgreSQL cannot remove enum labels",
+                "ALTER TYPE public.mood ADD VALUE 'sad' BEFORE 'ok'",
+            ]
+        );
+        assert_eq!(st[0].operation, Operation::CannotRevert);
+        let mut reordered = target.clone();
+        reordered
+            .enums
+            .get_mut("\"public\".\"mood\"")
+            .unwrap()
+            .labels = vec!["ok".into(), "sad".into()];
+        let st = rollback_sql(&reordered, &target);
+        assert_eq!(st.len(), 1);
+        assert!(st[0].sql.contains("different order"));
+        // Created and dropped enums.
+        let st = rollback_sql(&Schema::default(), &target);
+        assert!(sqls(&st).contains(&"CREATE TYPE public.mood AS ENUM ('sad', 'ok')"));
+        let st = rollback_sql(&target, &Schema::default());
+        assert!(sqls(&st).contains(&"DROP TYPE public.mood"));
+    }
+
+    #[test]
+    fn domains_sequences_functions() {
+        let target = sample();
+        let mut live = target.clone();
+        let d = live.domains.get_mut("\"public\".\"posint\"").unwrap();
+        d.not_null = true;
+        d.default = Some("1".into());
+        d.checks.clear();
+        live.sequences
+            .get_mut("\"public\".\"counter\"")
+            .unwrap()
+            .increment = 5;
+        let f = live.functions.get_mut("\"public\".\"touch\"()").unwrap();
+        f.definition = f.definition.replace("RETURN NEW", "RETURN OLD");
+        let st = rollback_sql(&live, &target);
+        assert_eq!(
+            sqls(&st),
+            [
+                "ALTER DOMAIN public.posint DROP DEFAULT",
+                "ALTER DOMAIN public.posint DROP NOT NULL",
+                "ALTER DOMAIN public.posint ADD CONSTRAINT posint_check CHECK (VALUE > 0)",
+                "ALTER SEQUENCE public.counter AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 NO CYCLE",
+                "SET LOCAL check_function_bodies = off",
+                "CREATE OR REPLACE FUNCTION public.touch()\n RETURNS trigger\n LANGUAGE plpgsql\nAS $function$BEGIN RETURN NEW; END$function$",
+            ]
+        );
+        // A result type change needs DROP + CREATE, after the trigger using it is gone.
+        let mut live2 = target.clone();
+        live2
+            .functions
+            .get_mut("\"public\".\"touch\"()")
+            .unwrap()
+            .result = Some("integer".into());
+        let st = rollback_sql(&live2, &target);
+        assert!(pos(&st, "DROP FUNCTION public.touch()") < pos(&st, "CREATE OR REPLACE FUNCTION"));
+        // Everything from nothing, and back.
+        let create = rollback_sql(&Schema::default(), &target);
+        for s in [
+            "CREATE DOMAIN public.posint AS integer",
+            "CREATE SEQUENCE public.counter AS bigint",
+            "SELECT pg_catalog.setval('public.counter', 5, true)",
+            "CREATE OR REPLACE FUNCTION public.touch()",
+        ] {
+            pos(&create, s);
+        }
+        assert!(pos(&create, "CREATE SEQUENCE") < pos(&create, "CREATE TABLE"));
+        let drop = rollback_sql(&target, &Schema::default());
+        for s in [
+            "DROP DOMAIN public.posint",
+            "DROP SEQUENCE public.counter",
+            "DROP FUNCTION public.touch()",
+        ] {
+            pos(&drop, s);
+        }
+        assert!(pos(&drop, "DROP TABLE public.users") < pos(&drop, "DROP DOMAIN"));
+        assert!(pos(&drop, "DROP TABLE public.users") < pos(&drop, "DROP FUNCTION"));
+        assert!(drop[pos(&drop, "DROP SEQUENCE")].drops_data);
+        assert!(drop.last().unwrap().sql == "DROP SCHEMA public");
+    }
+
+    #[test]
+    fn owned_sequences_go_with_their_column() {
+        let mut target = sample();
+        let seq_key = "\"public\".\"counter\"";
+        target.sequences.get_mut(seq_key).unwrap().owned_by =
+            Some("\"public\".\"orders\".\"id\"".into());
+        let live = without_table(&target, ORDERS);
+        // The live schema without orders also lacks... nothing else: the sequence stays
+        // but loses its owner; rolling back re-creates orders and re-owns it.
+        let mut live = live;
+        live.sequences.get_mut(seq_key).unwrap().owned_by = None;
+        let st = rollback_sql(&live, &target);
+        assert!(
+            pos(&st, "CREATE TABLE public.orders")
+                < pos(
+                    &st,
+                    "ALTER SEQUENCE public.counter OWNED BY public.orders.id"
+                )
+        );
+        // Dropping the owning table takes the sequence along: no DROP SEQUENCE.
+        let mut gone = without_table(&target, ORDERS);
+        gone.sequences.clear();
+        let st = rollback_sql(&target, &gone);
+        assert!(
+            !st.iter().any(|s| s.sql.starts_with("DROP SEQUENCE")),
+            "{:#?}",
+            sqls(&st)
+        );
+    }
+
+    #[test]
+    fn columns_alterations() {
+        let target = sample();
+        let mut live = target.clone();
+        let cols = &mut live.tables.get_mut(USERS).unwrap().columns;
+        let id = cols.get_mut("id").unwrap();
+        id.not_null = false;
+        id.default = Some("0".into());
+        let email = cols.get_mut("email").unwrap();
+        email.identity = None;
+        email.not_null = true;
+        let mut tgt = target.clone();
+        let tid = tgt
+            .tables
+            .get_mut(USERS)
+            .unwrap()
+            .columns
+            .get_mut("id")
+            .unwrap();
+        tid.identity = Some(IdentityKind::Always);
+        let st = rollback_sql(&live, &tgt);
+        assert_eq!(
+            sqls(&st),
+            [
+                "ALTER TABLE public.users ALTER COLUMN id DROP DEFAULT",
+                "ALTER TABLE public.users ALTER COLUMN id SET NOT NULL",
+                "ALTER TABLE public.users ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY",
+                "ALTER TABLE public.users ALTER COLUMN email DROP NOT NULL",
+            ]
+        );
+        // Generated columns: dropping the expression is possible, adding it back is not.
+        let mut gen = target.clone();
+        gen.tables
+            .get_mut(USERS)
+            .unwrap()
+            .columns
+            .get_mut("email")
+            .unwrap()
+            .generated = Some("'x'".into());
+        let st = rollback_sql(&gen, &target);
+        assert_eq!(
+            sqls(&st),
+            ["ALTER TABLE public.users ALTER COLUMN email DROP EXPRESSION"]
+        );
+        let st = rollback_sql(&target, &gen);
+        assert_eq!(
+            st.iter()
+                .filter(|s| s.operation == Operation::CannotRevert)
+                .count(),
+            1,
+            "{:#?}",
+            sqls(&st)
+        );
+    }
+
+    #[test]
+    fn table_flags_inheritance_and_partitions() {
+        let mut target = sample();
+        let mut part = table("public", "m", &[("k", "integer")]);
+        part.partition_key = Some("LIST (k)".into());
+        target.insert(part);
+        let mut p1 = table("public", "m1", &[("k", "integer")]);
+        p1.columns.get_mut("k").unwrap().local = false;
+        p1.inherits = vec!["\"public\".\"m\"".into()];
+        p1.partition_bound = Some("FOR VALUES IN (1)".into());
+        target.insert(p1);
+        let t = target.tables.get_mut(USERS).unwrap();
+        t.rls_enabled = true;
+        t.rls_forced = true;
+        t.persistence = Persistence::Unlogged;
+        let st = rollback_sql(&Schema::default(), &target);
+        let parent = pos(
+            &st,
+            "CREATE TABLE public.m (k integer) PARTITION BY LIST (k)",
+        );
+        let child = pos(
+            &st,
+            "CREATE TABLE public.m1 PARTITION OF public.m FOR VALUES IN (1)",
+        );
+        assert!(parent < child);
+        pos(&st, "CREATE UNLOGGED TABLE public.users");
+        pos(&st, "ALTER TABLE public.users ENABLE ROW LEVEL SECURITY");
+        pos(&st, "ALTER TABLE public.users FORCE ROW LEVEL SECURITY");
+        let st = rollback_sql(&target, &Schema::default());
+        let exact = |sql: &str| st.iter().position(|s| s.sql == sql).unwrap();
+        assert!(exact("DROP TABLE public.m1") < exact("DROP TABLE public.m"));
+        // Kept tables: flags flip back, a detached partition is re-attached.
+        let mut live = target.clone();
+        let u = live.tables.get_mut(USERS).unwrap();
+        u.rls_enabled = false;
+        u.rls_forced = false;
+        u.persistence = Persistence::Permanent;
+        let m1 = live.tables.get_mut("\"public\".\"m1\"").unwrap();
+        m1.inherits.clear();
+        m1.partition_bound = None;
+        let st = rollback_sql(&live, &target);
+        assert_eq!(
+            sqls(&st),
+            [
+                "ALTER TABLE public.m ATTACH PARTITION public.m1 FOR VALUES IN (1)",
+                "ALTER TABLE public.users SET UNLOGGED",
+                "ALTER TABLE public.users ENABLE ROW LEVEL SECURITY",
+                "ALTER TABLE public.users FORCE ROW LEVEL SECURITY",
+            ]
+        );
+        let st = rollback_sql(&target, &live);
+        assert!(sqls(&st).contains(&"ALTER TABLE public.m DETACH PARTITION public.m1"));
+        let mut repart = target.clone();
+        repart
+            .tables
+            .get_mut("\"public\".\"m\"")
+            .unwrap()
+            .partition_key = Some("RANGE (k)".into());
+        assert_eq!(
+            rollback_sql(&repart, &target)[0].operation,
+            Operation::CannotRevert
+        );
+    }
+
+    #[test]
+    fn triggers_policies_indexes_and_matviews() {
+        let target = sample();
+        let mut live = target.clone();
+        live.triggers
+            .get_mut("\"users_touch\" on \"public\".\"users\"")
+            .unwrap()
+            .enabled = "D".into();
+        live.policies
+            .get_mut("\"own\" on \"public\".\"users\"")
+            .unwrap()
+            .roles = vec!["Admin".into()];
+        live.indexes
+            .get_mut("\"public\".\"users_email_idx\"")
+            .unwrap()
+            .valid = false;
+        let st = rollback_sql(&live, &target);
+        assert_eq!(
+            sqls(&st),
+            [
+                "DROP POLICY own ON public.users",
+                "DROP INDEX public.users_email_idx",
+                "CREATE INDEX users_email_idx ON public.users USING btree (email)",
+                "ALTER TABLE public.users ENABLE TRIGGER users_touch",
+                "CREATE POLICY own ON public.users AS PERMISSIVE FOR ALL TO PUBLIC USING ((email = CURRENT_USER))",
+            ]
+        );
+        let st = rollback_sql(&target, &live);
+        pos(&st, "ALTER TABLE public.users DISABLE TRIGGER users_touch");
+        pos(&st, "TO \"Admin\"");
+        // A materialized view with an index: index after the view; dropping it loses data.
+        let mut mv_target = target.clone();
+        let mut mv = target.views["\"public\".\"user_emails\""].clone();
+        mv.name = "mv".into();
+        mv.materialized = true;
+        mv_target.insert(mv);
+        mv_target.insert(Index {
+            schema: "public".into(),
+            name: "mv_idx".into(),
+            table: identity(&["public", "mv"]),
+            definition: "CREATE INDEX mv_idx ON public.mv USING btree (email)".into(),
+            valid: true,
+            unique: false,
+            constraint: false,
+            inherited: false,
+            comment: None,
+        });
+        let st = rollback_sql(&target, &mv_target);
+        assert_eq!(
+            sqls(&st),
+            [
+                "CREATE MATERIALIZED VIEW public.mv AS SELECT users.email FROM users WITH DATA",
+                "CREATE INDEX mv_idx ON public.mv USING btree (email)",
+            ]
+        );
+        let st = rollback_sql(&mv_target, &target);
+        assert_eq!(sqls(&st), ["DROP MATERIALIZED VIEW public.mv"]);
+        assert!(st[0].drops_data);
+    }
+
+    #[test]
+    fn comments_and_privileges() {
+        let target = {
+            let mut s = sample();
+            let u = s.tables.get_mut(USERS).unwrap();
+            u.acl = vec![
+                "alice=arwdDxt/alice".into(),
+                "bob=r*w/alice".into(),
+                "\"Odd \"\"Role\"\"\"=r/alice".into(),
+            ];
+            u.columns.get_mut("email").unwrap().acl = vec!["carol=r/alice".into()];
+            u.columns.get_mut("email").unwrap().comment = Some("mail".into());
+            s.functions.get_mut("\"public\".\"touch\"()").unwrap().acl =
+                vec!["alice=X/alice".into()];
+            s
+        };
+        let mut live = target.clone();
+        let u = live.tables.get_mut(USERS).unwrap();
+        u.acl = vec![
+            "alice=arwdDxt/alice".into(),
+            "bob=rd/alice".into(),
+            "=r/alice".into(),
+        ];
+        u.columns.get_mut("email").unwrap().acl.clear();
+        u.columns.get_mut("email").unwrap().comment = None;
+        live.functions
+            .get_mut("\"public\".\"touch\"()")
+            .unwrap()
+            .acl = vec!["alice=X/alice".into(), "=X/alice".into()];
+        let st = rollback_sql(&live, &target);
+        assert_eq!(
+            sqls(&st),
+            [
+                "COMMENT ON COLUMN public.users.email IS 'mail'",
+                "REVOKE EXECUTE ON FUNCTION public.touch() FROM PUBLIC",
+                "REVOKE SELECT ON TABLE public.users FROM PUBLIC",
+                "GRANT SELECT ON TABLE public.users TO \"Odd \"\"Role\"\"\"",
+                "REVOKE DELETE ON TABLE public.users FROM bob",
+                "GRANT UPDATE ON TABLE public.users TO bob",
+                "GRANT SELECT ON TABLE public.users TO bob WITH GRANT OPTION",
+                "GRANT SELECT (email) ON TABLE public.users TO carol",
+            ]
+        );
+        assert_eq!(st[0].identity, "column \"public\".\"users\".\"email\"");
+        assert_eq!(st[2].kind, ObjectKind::Privileges);
+        // A re-created function gets PUBLIC's default EXECUTE revoked when the snapshot had none.
+        let st = rollback_sql(&Schema::default(), &target);
+        pos(&st, "REVOKE EXECUTE ON FUNCTION public.touch() FROM PUBLIC");
+        // Unparseable ACL items are reported, not guessed.
+        let mut bad = target.clone();
+        bad.schemas.get_mut("\"public\"").unwrap().acl = vec!["nonsense".into()];
+        let st = rollback_sql(&target, &bad);
+        assert_eq!(st[0].operation, Operation::CannotRevert);
+    }
+
+    #[test]
+    fn acl_items_parse() {
+        assert_eq!(
+            parse_acl_item("\"a \"\"b\"\"\"=r*X/\"G r\"").unwrap(),
+            AclItem {
+                grantee: "a \"b\"".into(),
+                privileges: vec![('r', true), ('X', false)],
+                grantor: "G r".into()
+            }
+        );
+        assert_eq!(parse_acl_item("=U/postgres").unwrap().grantee, "");
+        assert!(parse_acl_item("x=Q/y").is_none());
+        assert!(parse_acl_item("x=r").is_none());
+        assert!(parse_acl_item("x=r/y/z").is_none());
+    }
+
+    #[test]
+    fn statements_serialize_for_the_sql_layer() {
+        let target = sample();
+        let mut live = target.clone();
+        live.tables
+            .get_mut(USERS)
+            .unwrap()
+            .columns
+            .insert("x".into(), Column::new("x", 9, "int"));
+        let v = serde_json::to_value(rollback_sql(&live, &target)).unwrap();
+        assert_eq!(v[0]["operation"], "drop");
+        assert_eq!(v[0]["kind"], "column");
+        assert_eq!(v[0]["drops"]["kind"], "column");
+        assert_eq!(v[0]["drops"]["table"], USERS);
+        assert_eq!(v[0]["drops"]["column"], "x");
+        let script = to_script(&rollback_sql(&live, &target));
+        assert_eq!(script, "ALTER TABLE public.users DROP COLUMN x;\n");
+    }
+
+    /// A tiny deterministic generator (no rand crate): mutations of the sample.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) as usize) % n
+        }
+    }
+
+    fn mutate(s: &mut Schema, rng: &mut Lcg, i: usize) {
+        let names = ["a", "B b", "c\"", "dé"];
+        let name = format!("{}{i}", names[rng.next(names.len())]);
+        match rng.next(12) {
+            0 => s.insert(table("public", &name, &[("id", "integer"), ("v", "text")])),
+            1 => {
+                if let Some(k) = s
+                    .tables
+                    .keys()
+                    .nth(rng.next(s.tables.len().max(1)))
+                    .cloned()
+                {
+                    *s = without_table(s, &k);
+                }
+            }
+            2 | 3 => {
+                if let Some(t) = {
+                    let n = rng.next(s.tables.len().max(1));
+                    s.tables.values_mut().nth(n)
+                } {
+                    let p = t.columns.values().map(|c| c.position).max().unwrap_or(0) + 1;
+                    t.columns
+                        .insert(name.clone(), Column::new(&name, p, "bigint"));
+                }
+            }
+            4 => {
+                let key = s
+                    .tables
+                    .keys()
+                    .nth(rng.next(s.tables.len().max(1)))
+                    .cloned();
+                if let Some(k) = key {
+                    let dependent = s.views.values().any(|v| v.depends_on.contains(&k));
+                    let t = s.tables.get_mut(&k).unwrap();
+                    if let (false, Some(c)) = (dependent, {
+                        let n = rng.next(t.columns.len().max(1));
+                        t.columns.keys().nth(n).cloned()
+                    }) {
+                        if c != "id" {
+                            t.columns.remove(&c);
+                        }
+                    }
+                }
+            }
+            5 => {
+                if let Some(t) = {
+                    let n = rng.next(s.tables.len().max(1));
+                    s.tables.values_mut().nth(n)
+                } {
+                    if let Some(c) = {
+                        let n = rng.next(t.columns.len().max(1));
+                        t.columns.values_mut().nth(n)
+                    } {
+                        c.type_name = if c.type_name == "text" {
+                            "character varying(9)".into()
+                        } else {
+                            "text".into()
+                        };
+                    }
+                }
+            }
+            6 => {
+                if let Some(t) = {
+                    let n = rng.next(s.tables.len().max(1));
+                    s.tables.values_mut().nth(n)
+                } {
+                    t.comment = Some(format!("c{i}"));
+                    t.acl = vec![format!("r{i}=r/owner")];
+                }
+            }
+            7 => {
+                if let Some(k) = s
+                    .tables
+                    .keys()
+                    .nth(rng.next(s.tables.len().max(1)))
+                    .cloned()
+                {
+                    let t = &s.tables[&k];
+                    s.insert(View {
+                        schema: "public".into(),
+                        name: format!("v {name}"),
+                        materialized: rng.next(2) == 0,
+                        definition: format!(" SELECT 1 FROM {};", ddl_name(&k)),
+                        depends_on: vec![t.key()],
+                        has_data: None,
+                        comment: None,
+                        acl: vec![],
+                    });
+                }
+            }
+            8 => {
+                if let Some(k) = s
+                    .tables
+                    .keys()
+                    .nth(rng.next(s.tables.len().max(1)))
+                    .cloned()
+                {
+                    s.insert(Index {
+                        schema: "public".into(),
+                        name: format!("i {name}"),
+                        table: k.clone(),
+                        definition: format!(
+                            "CREATE INDEX \"i {name}\" ON {} USING btree (id)",
+                            ddl_name(&k)
+                        ),
+                        valid: true,
+                        unique: rng.next(2) == 0,
+                        constraint: false,
+                        inherited: false,
+                        comment: None,
+                    });
+                }
+            }
+            9 => s.insert(EnumType {
+                schema: "public".into(),
+                name: format!("e {name}"),
+                labels: vec!["x".into(), name.clone()],
+                comment: None,
+                acl: vec![],
+            }),
+            10 => {
+                if let Some(e) = s.enums.values_mut().next() {
+                    e.labels.insert(0, name);
+                }
+            }
+            _ => {
+                if let Some(k) = s
+                    .tables
+                    .keys()
+                    .nth(rng.next(s.tables.len().max(1)))
+                    .cloned()
+                {
+                    s.insert(Constraint {
+                        table: k.clone(),
+                        name: format!("ck {name}"),
+                        kind: ConstraintKind::Check,
+                        definition: "CHECK (id > 0)".into(),
+                        validated: true,
+                        deferrable: false,
+                        deferred: false,
+                        references: None,
+                        local: true,
+                        comment: None,
+                    });
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn generated_pairs_every_difference_is_addressed() {
+        let mut rng = Lcg(42);
+        for round in 0..300 {
+            let mut target = sample();
+            for i in 0..rng.next(3) {
+                mutate(&mut target, &mut rng, 100 + i);
+            }
+            let mut live = target.clone();
+            for i in 0..1 + rng.next(4) {
+                mutate(&mut live, &mut rng, i);
+            }
+            assert!(diff(&target, &target).is_empty());
+            assert!(rollback_sql(&live, &live).is_empty());
+            assert!(rollback_sql(&target, &target).is_empty());
+            let changes = diff(&target, &live);
+            let st = rollback_sql(&live, &target);
+            assert_eq!(
+                changes.is_empty(),
+                st.is_empty(),
+                "round {round}: {changes:#?} {:#?}",
+                sqls(&st)
+            );
+            for c in &changes {
+                // Addressed by a statement on it, or it was on a relation that is dropped.
+                let covered = st.iter().any(|s| {
+                    s.identity == c.identity
+                        || (s.operation == Operation::Drop
+                            && c.after.get("table").and_then(|t| t.as_str())
+                                == Some(s.identity.as_str()))
+                });
+                assert!(
+                    covered,
+                    "round {round}: {c:#?} not addressed by {:#?}",
+                    sqls(&st)
+                );
+                // The inverse of an addition is a drop, of a removal a creation.
+                let ops: Vec<Operation> = st
+                    .iter()
+                    .filter(|s| s.identity == c.identity && s.kind == c.kind)
+                    .map(|s| s.operation)
+                    .collect();
+                match c.action {
+                    Action::Added if !ops.is_empty() => assert!(
+                        ops.contains(&Operation::Drop),
+                        "round {round}: {c:#?} {ops:?}"
+                    ),
+                    Action::Removed if !ops.is_empty() => assert!(
+                        ops.contains(&Operation::Create),
+                        "round {round}: {c:#?} {ops:?}"
+                    ),
+                    _ => {}
+                }
+            }
+            // Every identifier in the generated SQL is balanced in its quotes.
+            for s in st.iter().filter(|s| s.is_executable()) {
+                assert_eq!(s.sql.matches('"').count() % 2, 0, "{}", s.sql);
+            }
         }
     }
 }
