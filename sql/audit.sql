@@ -1,13 +1,17 @@
 -- The audit log: one append-only, hash-chained table written only by pg_migsafe's
 -- background writer, and the views auditors query. See docs/audit.md.
 
+-- `kind` and `migration` repeat the record's own keys so that they can be indexed
+-- without parsing the JSON; the hash covers them too.
 CREATE TABLE migsafe.audit_log (
-  seq    bigint PRIMARY KEY,
-  record json   NOT NULL,
-  hash   text   NOT NULL
+  seq       bigint PRIMARY KEY,
+  kind      text   NOT NULL,
+  migration text,
+  record    json   NOT NULL,
+  hash      text   NOT NULL
 );
-CREATE INDEX audit_log_migration ON migsafe.audit_log ((record->>'migration'));
-CREATE INDEX audit_log_kind ON migsafe.audit_log ((record->>'kind'), seq);
+CREATE INDEX audit_log_migration ON migsafe.audit_log (migration);
+CREATE INDEX audit_log_kind ON migsafe.audit_log (kind, seq);
 COMMENT ON TABLE migsafe.audit_log IS
   'pg_migsafe audit log: append-only, hash-chained (migsafe.verify_log()); see docs/audit.md';
 
@@ -87,26 +91,26 @@ SELECT l.seq,
        (r->>'statement_truncated')::boolean     AS statement_truncated,
        (r->>'statement_bytes')::int             AS statement_bytes,
        (r->>'nesting')::int                     AS nesting,
-       ARRAY(SELECT json_array_elements_text(coalesce(r->'objects', '[]'))) AS objects,
-       ARRAY(SELECT f->>'rule' FROM json_array_elements(coalesce(r->'findings', '[]')) f) AS rule_ids,
-       coalesce(r->'findings', '[]')::jsonb     AS findings,
+       ARRAY(SELECT jsonb_array_elements_text(coalesce(r->'objects', '[]'))) AS objects,
+       ARRAY(SELECT f->>'rule' FROM jsonb_array_elements(coalesce(r->'findings', '[]')) f) AS rule_ids,
+       coalesce(r->'findings', '[]')            AS findings,
        r->>'decision'                           AS decision,
        (r->>'phase_id')::bigint                 AS phase_id,
        r->>'outcome'                            AS outcome,
        r->>'sqlstate'                           AS sqlstate,
        r->>'error'                              AS error,
        (r->>'lock_timeout_ms')::int             AS lock_timeout_applied_ms,
-       coalesce(r->'blockers', '[]')::jsonb     AS blockers
-  FROM migsafe.audit_log l, LATERAL (SELECT l.record AS r) x
- WHERE l.record->>'kind' = 'statement';
+       coalesce(r->'blockers', '[]')            AS blockers
+  FROM migsafe.audit_log l, LATERAL (SELECT l.record::jsonb AS r) x
+ WHERE l.kind = 'statement';
 
 CREATE VIEW migsafe.migrations AS
 WITH s AS (
-  SELECT l.seq, l.record AS r FROM migsafe.audit_log l
-   WHERE l.record->>'kind' = 'migration_start'
+  SELECT l.seq, l.record::jsonb AS r FROM migsafe.audit_log l
+   WHERE l.kind = 'migration_start'
 ), e AS (
-  SELECT l.record AS r FROM migsafe.audit_log l
-   WHERE l.record->>'kind' = 'migration_end'
+  SELECT l.record::jsonb AS r FROM migsafe.audit_log l
+   WHERE l.kind = 'migration_end'
 ), running AS (
   SELECT migration FROM migsafe._running_migrations()
 )
@@ -117,16 +121,16 @@ SELECT coalesce(s.r->>'migration', e.r->>'migration')                      AS mi
        (e.r->>'duration_us')::bigint                                       AS duration_us,
        coalesce((e.r->>'statements')::int,
                 (SELECT count(*) FROM migsafe.audit_log x
-                  WHERE x.record->>'migration' = s.r->>'migration'
-                    AND x.record->>'kind' = 'statement')::int)             AS statements,
+                  WHERE x.migration = s.r->>'migration'
+                    AND x.kind = 'statement')::int)                        AS statements,
        (e.r->>'refused')::int                                              AS refused,
        (e.r->>'failed')::int                                               AS failed,
        CASE WHEN e.r IS NOT NULL THEN e.r->>'outcome'
             WHEN s.r->>'migration' IN (SELECT migration FROM running) THEN 'running'
             ELSE 'never_finished' END                                      AS outcome,
        (e.r->>'over_budget')::boolean                                      AS over_budget,
-       ARRAY(SELECT json_array_elements_text(coalesce(e.r->'drizzle_hashes', '[]'))) AS drizzle_hashes,
-       coalesce(e.r->'phases', s.r->'phases', '[]')::jsonb                 AS phases,
+       ARRAY(SELECT jsonb_array_elements_text(coalesce(e.r->'drizzle_hashes', '[]'))) AS drizzle_hashes,
+       coalesce(e.r->'phases', s.r->'phases', '[]')                        AS phases,
        (e.r->>'xid')::xid8                                                 AS xid,
        coalesce(s.r, e.r)->'session'->>'database'                          AS database,
        coalesce(s.r, e.r)->'session'->>'session_user'                      AS session_user,
@@ -143,15 +147,15 @@ SELECT seq, migration, started_at, database, "session_user", "current_user", app
  WHERE decision = 'refused';
 
 CREATE VIEW migsafe.events AS
-SELECT l.seq, l.record->>'kind' AS kind,
-       coalesce(l.record->>'at', l.record->>'ended_at')::timestamptz AS at,
-       l.record->>'migration' AS migration,
-       l.record->>'level' AS level,
-       (l.record->>'phase_id')::bigint AS phase_id,
-       l.record->>'event' AS phase_event,
-       l.record::jsonb AS record
-  FROM migsafe.audit_log l
- WHERE l.record->>'kind' IN ('alert', 'phase_event', 'config');
+SELECT l.seq, l.kind,
+       (r->>'at')::timestamptz AS at,
+       l.migration,
+       r->>'level' AS level,
+       (r->>'phase_id')::bigint AS phase_id,
+       r->>'event' AS phase_event,
+       r AS record
+  FROM migsafe.audit_log l, LATERAL (SELECT l.record::jsonb AS r) x
+ WHERE l.kind IN ('alert', 'phase_event', 'config');
 
 CREATE VIEW migsafe.duration_trends AS
 SELECT date_trunc('day', started_at)::date                                          AS day,

@@ -38,3 +38,16 @@ SELECT statement_no, rule_id, severity, decision
     ALTER TABLE users RENAME COLUMN email TO email_address;
     ALTER TABLE orders ALTER COLUMN total TYPE numeric(10,2);
   $$);
+
+-- Every DDL statement above is in the audit log, the refused ones too although their
+-- transactions rolled back. A background writer stores them a moment after they run.
+DO $$BEGIN
+  FOR i IN 1..100 LOOP
+    EXIT WHEN (SELECT count(*) FROM migsafe.migrations WHERE outcome = 'rolled_back') >= 3;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END$$;
+SELECT statement_no AS n, command_tag, decision, outcome, sqlstate, rule_ids
+  FROM migsafe.statements ORDER BY seq;
+SELECT outcome, count(*) FROM migsafe.migrations GROUP BY outcome ORDER BY outcome;
+SELECT ok, reason FROM migsafe.verify_log();

@@ -80,6 +80,8 @@ struct LockNote {
 }
 
 thread_local! {
+    /// The database in which the extension was found (a backend stays in one).
+    static EXTENSION_DB: Cell<Oid> = const { Cell::new(pg_sys::InvalidOid) };
     static LOCK_NOTE: RefCell<Option<LockNote>> = const { RefCell::new(None) };
     /// LockTimeout before pg_migsafe applied migsafe.lock_timeout (restored after the
     /// statement, or when its (sub)transaction aborts).
@@ -170,7 +172,16 @@ fn audit_here() -> bool {
         if pg_sys::IsInParallelMode() || !pg_sys::MyBgworkerEntry.is_null() {
             return false;
         }
-        pg_sys::get_extension_oid(c"pg_migsafe".as_ptr(), true) != pg_sys::InvalidOid
+        // Found once, it stays (dropping the extension is refused; if it happens in
+        // mode off, the writer finds no log table and uses the server log).
+        if EXTENSION_DB.get() == pg_sys::MyDatabaseId {
+            return true;
+        }
+        let found = pg_sys::get_extension_oid(c"pg_migsafe".as_ptr(), true) != pg_sys::InvalidOid;
+        if found {
+            EXTENSION_DB.set(pg_sys::MyDatabaseId);
+        }
+        found
     }
 }
 
@@ -375,7 +386,7 @@ fn start_migration(now: i64, first: &str) {
     let rec = Record::MigrationStart(start);
     let json = rec.to_json();
     // On disk before the statement runs: survives a SIGKILL of this backend.
-    let spooled = spool::write(u32::from(dboid), &key, &json);
+    let spooled = spool::begin(u32::from(dboid), &json);
     let running = queue::running_add(dboid, &key, now);
     queue_record(dboid, &rec);
     with(|s| {
@@ -1027,6 +1038,12 @@ fn quote_ident(s: &str) -> String {
 /// Commit, prepare or abort: close what is open and end the migration. No catalog
 /// access, no error.
 fn finish(outcome: MigrationOutcome) {
+    // A statement that commits internally and goes on in a new transaction (CREATE
+    // INDEX CONCURRENTLY, REINDEX CONCURRENTLY, DETACH PARTITION CONCURRENTLY…): its
+    // migration goes on with it and ends with the transaction that finishes it.
+    if outcome != MigrationOutcome::RolledBack && OPEN.get() > 0 {
+        return;
+    }
     let Some((recs, end, events, spool_key, running)) = with(|s| {
         let recs = if s.open.is_empty() {
             vec![]
@@ -1086,12 +1103,10 @@ fn finish(outcome: MigrationOutcome) {
         queue_record(db, &r);
     }
     if let Some((db, r)) = end {
-        if !queue_record(db, &r) {
-            // The writer will never see this end: the spool file must not outlive it.
-            if let Some((d, k)) = &spool_key {
-                spool::remove(*d, k);
-            }
-        }
+        queue_record(db, &r);
+    }
+    if spool_key.is_some() {
+        spool::end();
     }
     // Only once the end is queued: a writer never takes a queued migration for a
     // crashed one.

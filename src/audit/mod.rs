@@ -8,7 +8,7 @@ pub mod queue;
 pub mod spool;
 pub mod worker;
 
-use crate::engine::audit::{ChainVerifier, PhaseEvent, Verdict};
+use crate::engine::audit::{row_content, ChainVerifier, PhaseEvent, Verdict};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Spi};
 
@@ -46,7 +46,7 @@ fn verify_log() -> TableIterator<
 > {
     let verdict = Spi::connect(|c| {
         let mut cursor = c.open_cursor(
-            "SELECT seq, record::text, hash FROM migsafe.audit_log ORDER BY seq",
+            "SELECT seq, kind, migration, record::text, hash FROM migsafe.audit_log ORDER BY seq",
             &[],
         );
         let mut v = ChainVerifier::new();
@@ -57,9 +57,12 @@ fn verify_log() -> TableIterator<
             }
             for r in t {
                 let seq = r.get::<i64>(1).ok().flatten().unwrap_or(0);
-                let rec = r.get::<String>(2).ok().flatten().unwrap_or_default();
-                let hash = r.get::<String>(3).ok().flatten().unwrap_or_default();
-                if let Some(broken) = v.push(seq, &rec, &hash) {
+                let kind = r.get::<String>(2).ok().flatten().unwrap_or_default();
+                let migration = r.get::<String>(3).ok().flatten();
+                let rec = r.get::<String>(4).ok().flatten().unwrap_or_default();
+                let hash = r.get::<String>(5).ok().flatten().unwrap_or_default();
+                let content = row_content(&kind, migration.as_deref(), &rec);
+                if let Some(broken) = v.push(seq, &content, &hash) {
                     return broken;
                 }
             }

@@ -1,97 +1,146 @@
 //! Spool files: the durable trace of a running migration.
 //!
-//! The start of a migration is written to `pg_migsafe/inflight/<db oid>_<migration>.json`
-//! in the data directory before its first statement runs (a plain write: a killed
-//! backend's data is in the kernel, so it survives SIGKILL and the crash restart that
-//! follows). The writer removes the file once the migration's end is stored. A file left
-//! behind by a crash names a migration that never finished; the writer of its database
-//! records it as such (`never_finished`).
+//! Each backend that records migrations keeps one file,
+//! `pg_migsafe/inflight/<backend start µs>-<pid>.spool` in the data directory. When a
+//! migration starts, its start record is written there (`<db oid>\n<json>`) before its
+//! first statement runs; when it ends, after its end record is queued, the file is
+//! emptied. A plain write is enough: the data of a process killed with SIGKILL is in the
+//! kernel, so it survives the kill and the crash restart that follows. The file is
+//! removed when the backend exits normally.
+//!
+//! After a crash restart every backend is new, so a file stamped before the restart
+//! (shared memory's `initialized_us`) that is not empty names a migration that never
+//! finished; the writer of its database records it as such (`never_finished`).
+//!
+//! One file per backend, rewritten in place, costs two system calls per migration and no
+//! file creation (creating and deleting a file per migration made ext4's inode
+//! allocation the largest cost of small DDL transactions).
 
 use crate::engine::audit::{MigrationStart, Record};
-use std::io::Write;
+use std::cell::RefCell;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 const DIR: &str = "pg_migsafe/inflight";
 
-fn path(dboid: u32, key: &str) -> PathBuf {
-    PathBuf::from(DIR).join(format!("{dboid}_{key}.json"))
+thread_local! {
+    static FILE: RefCell<Option<File>> = const { RefCell::new(None) };
 }
 
 pub fn ensure_dir() {
     let _ = std::fs::create_dir_all(DIR);
 }
 
-/// Writes the start of a migration. False if it could not be written.
-pub fn write(dboid: u32, key: &str, start_json: &str) -> bool {
-    let p = path(dboid, key);
-    let attempt = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&p)?;
-        f.write_all(start_json.as_bytes())
+fn own_path() -> PathBuf {
+    let (start, pid) = unsafe {
+        (
+            pgrx::pg_sys::MyStartTimestamp + 946_684_800_000_000,
+            pgrx::pg_sys::MyProcPid,
+        )
     };
-    attempt().is_ok() || {
-        ensure_dir();
-        attempt().is_ok()
-    }
+    PathBuf::from(DIR).join(format!("{start}-{pid}.spool"))
 }
 
-pub fn remove(dboid: u32, key: &str) {
-    let _ = std::fs::remove_file(path(dboid, key));
+unsafe extern "C-unwind" fn remove_own(_code: i32, _arg: pgrx::pg_sys::Datum) {
+    FILE.with(|f| {
+        if let Ok(mut f) = f.try_borrow_mut() {
+            if f.take().is_some() {
+                let _ = std::fs::remove_file(own_path());
+            }
+        }
+    });
 }
 
-/// The migrations spooled for a database: key and start record (None if unreadable).
-pub fn list(dboid: u32) -> Vec<(String, Option<MigrationStart>)> {
-    let prefix = format!("{dboid}_");
+fn with_file<R>(f: impl FnOnce(&File) -> std::io::Result<R>) -> Option<R> {
+    FILE.with(|cell| {
+        let mut cell = cell.try_borrow_mut().ok()?;
+        if cell.is_none() {
+            let open = || File::create(own_path());
+            let file = open()
+                .or_else(|_| {
+                    ensure_dir();
+                    open()
+                })
+                .ok()?;
+            unsafe { pgrx::pg_sys::on_proc_exit(Some(remove_own), pgrx::pg_sys::Datum::from(0)) };
+            *cell = Some(file);
+        }
+        f(cell.as_ref()?).ok()
+    })
+}
+
+/// The migration started: its start record goes to this backend's spool file.
+pub fn begin(dboid: u32, start_json: &str) -> bool {
+    let body = format!("{dboid}\n{start_json}");
+    with_file(|f| {
+        f.write_all_at(body.as_bytes(), 0)?;
+        f.set_len(body.len() as u64)
+    })
+    .is_some()
+}
+
+/// The migration ended (its end record is queued).
+pub fn end() {
+    let _ = with_file(|f| f.set_len(0));
+}
+
+/// A spool file left by a backend of an earlier server lifetime.
+pub struct Stale {
+    pub path: PathBuf,
+    pub dboid: Option<u32>,
+    pub start: Option<MigrationStart>,
+}
+
+/// Files stamped before `since_us` (the last server start or crash restart).
+pub fn stale(since_us: i64) -> Vec<Stale> {
     let Ok(rd) = std::fs::read_dir(DIR) else {
         return vec![];
     };
     rd.filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let key = name
-                .strip_prefix(&prefix)?
-                .strip_suffix(".json")?
-                .to_string();
-            let start = std::fs::read_to_string(e.path())
+            let stamp: i64 = name
+                .strip_suffix(".spool")?
+                .split('-')
+                .next()?
+                .parse()
+                .ok()?;
+            if stamp >= since_us {
+                return None;
+            }
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let (db, json) = text.split_once('\n').unwrap_or(("", ""));
+            let start = serde_json::from_str::<Record>(json)
                 .ok()
-                .and_then(|t| serde_json::from_str::<Record>(&t).ok())
                 .and_then(|r| match r {
                     Record::MigrationStart(s) => Some(s),
                     _ => None,
                 });
-            Some((key, start))
+            Some(Stale {
+                path: e.path(),
+                dboid: db.parse().ok(),
+                start,
+            })
         })
         .collect()
 }
 
-/// Does the database have spool files left from before `since_us` (a crash)?
-pub fn has_files(dboid: u32, since_us: i64) -> bool {
-    list(dboid).iter().any(|(k, _)| {
-        k.split('-')
-            .next()
-            .and_then(|s| s.parse::<i64>().ok())
-            .is_some_and(|t| t < since_us)
-    })
-}
-
-pub fn remove_all(dboid: u32) {
-    for (key, _) in list(dboid) {
-        remove(dboid, &key);
+/// Databases with unfinished migrations from before `since_us`; empty stale files
+/// (backends that crashed between migrations) are removed on the way.
+pub fn stale_databases(since_us: i64) -> Vec<u32> {
+    let mut v = Vec::new();
+    for s in stale(since_us) {
+        match (s.dboid, &s.start) {
+            (Some(d), Some(_)) => v.push(d),
+            _ => remove(&s.path),
+        }
     }
-}
-
-/// Databases that have spool files.
-pub fn databases() -> Vec<u32> {
-    let Ok(rd) = std::fs::read_dir(DIR) else {
-        return vec![];
-    };
-    let mut v: Vec<u32> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.split_once('_')?.0.parse().ok()
-        })
-        .collect();
     v.sort_unstable();
     v.dedup();
     v
+}
+
+pub fn remove(path: &PathBuf) {
+    let _ = std::fs::remove_file(path);
 }

@@ -11,8 +11,8 @@
 
 use super::{queue, spool};
 use crate::engine::audit::{
-    alert_due, chain_hash, config_changes, event_of, iso_time, log_line, Alert, AlertLevel,
-    ConfigChange, MigrationEnd, MigrationOutcome, Record, GENESIS,
+    alert_due, chain_hash, config_changes, event_of, iso_time, log_line, migration_of, row_content,
+    Alert, AlertLevel, ConfigChange, MigrationEnd, MigrationOutcome, Record, GENESIS,
 };
 use crate::guc;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
@@ -67,7 +67,8 @@ pub extern "C-unwind" fn migsafe_audit_launcher(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     spool::ensure_dir();
     // Databases with migrations a crash left unfinished get a writer, which records them.
-    for dboid in spool::databases() {
+    let since = queue::header().map(|h| h.initialized_us).unwrap_or(0);
+    for dboid in spool::stale_databases(since) {
         if let Some(i) = queue::slot_for(pg_sys::Oid::from(dboid), true) {
             start_writer(i, pg_sys::Oid::from(dboid));
         }
@@ -85,8 +86,7 @@ pub extern "C-unwind" fn migsafe_audit_launcher(_arg: pg_sys::Datum) {
             }
             let (pending, _) = queue::depth(i);
             let running = !queue::running_list(Some(pg_sys::Oid::from(dboid))).is_empty();
-            let since = queue::header().map(|h| h.initialized_us).unwrap_or(0);
-            if pending > 0 || running || spool::has_files(dboid, since) {
+            if pending > 0 || running {
                 start_writer(i, pg_sys::Oid::from(dboid));
             }
         }
@@ -100,7 +100,6 @@ unsafe extern "C-unwind" fn writer_exit(_code: i32, arg: pg_sys::Datum) {
 struct Writer {
     slot: usize,
     dboid: pg_sys::Oid,
-    last_seq: Option<(i64, String)>,
     last_alert_check: i64,
     last_phase_check: i64,
     last_activity: i64,
@@ -127,7 +126,6 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
     let mut w = Writer {
         slot,
         dboid: pg_sys::Oid::from(dboid),
-        last_seq: None,
         last_alert_check: 0,
         last_phase_check: 0,
         last_activity: now_us(),
@@ -135,7 +133,6 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
     if !installed {
         // The extension is not (or no longer) installed here: nothing can be stored.
         w.drain_to_server_log();
-        spool::remove_all(dboid);
         while !queue::writer_try_detach(slot, w.dboid) {
             w.drain_to_server_log();
         }
@@ -151,11 +148,11 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             w.record_config();
         }
-        // A few records only: let more arrive (5 ms) so that a busy database costs the
+        // A few records only: let more arrive (50 ms) so that a busy database costs the
         // writer one transaction per batch, not one per record.
         let (pending, _) = queue::depth(slot);
         if pending > 0 && pending < 500 {
-            unsafe { pg_sys::pg_usleep(5_000) };
+            unsafe { pg_sys::pg_usleep(50_000) };
         }
         while w.write_batch() {}
         let now = now_us();
@@ -191,30 +188,44 @@ impl Writer {
             return false;
         }
         self.last_activity = now_us();
-        let texts: Vec<String> = batch
+        let rows: Vec<(String, Option<Record>)> = batch
             .records
             .iter()
-            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .map(|r| {
+                let t = String::from_utf8_lossy(r).into_owned();
+                let parsed = serde_json::from_str(&t).ok();
+                (t, parsed)
+            })
             .collect();
-        let parsed: Vec<Option<Record>> =
-            texts.iter().map(|t| serde_json::from_str(t).ok()).collect();
-        self.store(&texts);
+        let events = self.store(&rows);
         batch.commit();
-        for r in parsed.iter().flatten() {
-            if let Some(e) = event_of(r) {
-                log(&log_line(&e));
-            }
-            if let Record::MigrationEnd(m) = r {
-                spool::remove(u32::from(self.dboid), &m.migration);
-            }
+        for e in events {
+            log(&log_line(&e));
         }
         true
     }
 
-    /// Appends records to the chain in one transaction, with their NOTIFYs.
-    fn store(&mut self, texts: &[String]) {
-        let mut last = self.last_seq.clone();
-        let (seqs, hashes, events) = BackgroundWorker::transaction(|| {
+    /// Appends records (their JSON text, and the record when it parses) to the chain in
+    /// one transaction, with their NOTIFYs. Returns the events, for the server log.
+    fn store(&mut self, rows: &[(String, Option<Record>)]) -> Vec<serde_json::Value> {
+        let mut kinds = Vec::with_capacity(rows.len());
+        let mut migrations: Vec<Option<String>> = Vec::with_capacity(rows.len());
+        let mut events = Vec::new();
+        for (_, r) in rows {
+            kinds.push(
+                r.as_ref()
+                    .map(|r| r.kind())
+                    .unwrap_or("unknown")
+                    .to_string(),
+            );
+            migrations.push(r.as_ref().and_then(migration_of).map(str::to_string));
+            if let Some(e) = r.as_ref().and_then(event_of) {
+                events.push(e);
+            }
+        }
+        let texts: Vec<String> = rows.iter().map(|(t, _)| t.clone()).collect();
+        let payloads: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+        BackgroundWorker::transaction(|| {
             // One writer per database at a time; this lock makes it so even if two ever
             // raced, and it is what an auditor's LOCK TABLE makes the writer wait for.
             Spi::run("LOCK TABLE migsafe.audit_log IN SHARE ROW EXCLUSIVE MODE")
@@ -227,39 +238,35 @@ impl Writer {
             .unwrap_or((0, GENESIS.to_string()));
             let mut seqs = Vec::with_capacity(texts.len());
             let mut hashes = Vec::with_capacity(texts.len());
-            let mut events = Vec::new();
-            for t in texts {
+            for ((t, k), m) in texts.iter().zip(&kinds).zip(&migrations) {
                 seq += 1;
-                let h = chain_hash(&prev, seq, t);
+                let h = chain_hash(&prev, seq, &row_content(k, m.as_deref(), t));
                 seqs.push(seq);
                 hashes.push(h.clone());
                 prev = h;
-                if let Ok(r) = serde_json::from_str::<Record>(t) {
-                    if let Some(e) = event_of(&r) {
-                        events.push(e.to_string());
-                    }
-                }
             }
             Spi::run_with_args(
-                "INSERT INTO migsafe.audit_log (seq, record, hash) \
-                 SELECT s, r::json, h FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(s, r, h)",
-                &[seqs.clone().into(), texts.to_vec().into(), hashes.clone().into()],
+                "INSERT INTO migsafe.audit_log (seq, kind, migration, record, hash) \
+                 SELECT s, k, m, r::json, h \
+                   FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(s, k, m, r, h)",
+                &[
+                    seqs.into(),
+                    kinds.clone().into(),
+                    migrations.clone().into(),
+                    texts.clone().into(),
+                    hashes.into(),
+                ],
             )
             .expect("insert into audit_log");
-            if !events.is_empty() {
+            if !payloads.is_empty() {
                 Spi::run_with_args(
                     "SELECT pg_catalog.pg_notify('migsafe_events', p) FROM unnest($1::text[]) p",
-                    &[events.clone().into()],
+                    &[payloads.clone().into()],
                 )
                 .expect("notify");
             }
-            (seqs, hashes, events)
         });
-        let _ = events;
-        if let (Some(s), Some(h)) = (seqs.last(), hashes.last()) {
-            last = Some((*s, h.clone()));
-        }
-        self.last_seq = last;
+        events
     }
 
     /// Stores records built here (not queued by a backend).
@@ -267,12 +274,12 @@ impl Writer {
         if records.is_empty() {
             return;
         }
-        let texts: Vec<String> = records.iter().map(|r| r.to_json()).collect();
-        self.store(&texts);
-        for r in records {
-            if let Some(e) = event_of(r) {
-                log(&log_line(&e));
-            }
+        let rows: Vec<(String, Option<Record>)> = records
+            .iter()
+            .map(|r| (r.to_json(), Some(r.clone())))
+            .collect();
+        for e in self.store(&rows) {
+            log(&log_line(&e));
         }
     }
 
@@ -298,33 +305,23 @@ impl Writer {
         }
     }
 
-    /// Migrations whose backend died without ending them (a crash, SIGKILL): their
-    /// spool file is still there and no running backend owns them.
+    /// Migrations whose backend died without ending them (a crash, SIGKILL): the
+    /// backend's spool file, from before the last (re)start, still holds their start.
     fn recover_spool(&mut self) {
-        let running: Vec<String> = queue::running_list(Some(self.dboid))
-            .into_iter()
-            .map(|r| r.key)
-            .collect();
         let now = now_us();
         let since = queue::header().map(|h| h.initialized_us).unwrap_or(0);
-        for (key, start) in spool::list(u32::from(self.dboid)) {
-            // Only migrations started before this server (re)start: the others belong to
-            // live backends, whose end may still be on its way through the queue.
-            let started: i64 = key
-                .split('-')
-                .next()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            if running.contains(&key) || started >= since {
+        for stale in spool::stale(since) {
+            if stale.dboid != Some(u32::from(self.dboid)) {
                 continue;
             }
-            let Some(start) = start else {
-                spool::remove(u32::from(self.dboid), &key);
+            let Some(start) = stale.start else {
+                spool::remove(&stale.path);
                 continue;
             };
+            let key = start.migration.clone();
             let have_start = BackgroundWorker::transaction(|| {
                 Spi::get_one_with_args::<bool>(
-                    "SELECT EXISTS (SELECT 1 FROM migsafe.audit_log WHERE record->>'migration' = $1 AND record->>'kind' = 'migration_start')",
+                    "SELECT EXISTS (SELECT 1 FROM migsafe.audit_log WHERE migration = $1 AND kind = 'migration_start')",
                     &[key.clone().into()],
                 )
                 .ok()
@@ -333,7 +330,7 @@ impl Writer {
             });
             let have_end = BackgroundWorker::transaction(|| {
                 Spi::get_one_with_args::<bool>(
-                    "SELECT EXISTS (SELECT 1 FROM migsafe.audit_log WHERE record->>'migration' = $1 AND record->>'kind' = 'migration_end')",
+                    "SELECT EXISTS (SELECT 1 FROM migsafe.audit_log WHERE migration = $1 AND kind = 'migration_end')",
                     &[key.clone().into()],
                 )
                 .ok()
@@ -367,7 +364,7 @@ impl Writer {
                 }));
             }
             self.store_records(&recs);
-            spool::remove(u32::from(self.dboid), &key);
+            spool::remove(&stale.path);
         }
     }
 
@@ -389,7 +386,7 @@ impl Writer {
                 }
             });
             let last = Spi::get_one::<String>(
-                "SELECT record::text FROM migsafe.audit_log WHERE record->>'kind' = 'config' ORDER BY seq DESC LIMIT 1",
+                "SELECT record::text FROM migsafe.audit_log WHERE kind = 'config' ORDER BY seq DESC LIMIT 1",
             )
             .ok()
             .flatten();

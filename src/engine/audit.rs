@@ -253,7 +253,24 @@ pub fn cut_statement(text: &str, max_bytes: usize) -> (String, bool) {
     (text[..end].to_string(), true)
 }
 
-/// The chain link of a row.
+/// What a row's hash covers besides its seq and its predecessor: the indexed columns
+/// `kind` and `migration` (a copy of the record's own keys) and the record text.
+pub fn row_content(kind: &str, migration: Option<&str>, record: &str) -> String {
+    format!("{kind}\n{}\n{record}", migration.unwrap_or(""))
+}
+
+/// The migration key of a record, if it belongs to one.
+pub fn migration_of(record: &Record) -> Option<&str> {
+    match record {
+        Record::MigrationStart(r) => Some(&r.migration),
+        Record::Statement(r) => Some(&r.migration),
+        Record::MigrationEnd(r) => Some(&r.migration),
+        Record::Alert(r) => Some(&r.migration),
+        Record::PhaseEvent(_) | Record::Config(_) => None,
+    }
+}
+
+/// The chain link of a row (`content` from [`row_content`]).
 pub fn chain_hash(prev_hash: &str, seq: i64, record: &str) -> String {
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
@@ -639,6 +656,25 @@ mod tests {
             prev = h;
         }
         out
+    }
+
+    #[test]
+    fn row_content_covers_the_indexed_columns() {
+        let a = chain_hash(GENESIS, 1, &row_content("statement", Some("m1"), "{}"));
+        assert_ne!(
+            a,
+            chain_hash(GENESIS, 1, &row_content("config", Some("m1"), "{}"))
+        );
+        assert_ne!(
+            a,
+            chain_hash(GENESIS, 1, &row_content("statement", Some("m2"), "{}"))
+        );
+        assert_ne!(
+            a,
+            chain_hash(GENESIS, 1, &row_content("statement", None, "{}"))
+        );
+        let r = Record::Statement(stmt());
+        assert_eq!(migration_of(&r), Some("1-2"));
     }
 
     #[test]

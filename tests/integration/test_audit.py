@@ -579,3 +579,31 @@ def test_sixteen_sessions_next_to_pgbench_lose_and_duplicate_nothing(cluster):
     assert verify(cluster, db)[0] is True
     with cluster.connect(db) as c:
         assert c.execute("SELECT sum(n) FROM acc").fetchone()[0] > 0
+
+
+def test_drop_database_is_not_held_up_by_its_writer(warn_cluster):
+    db = new_db(warn_cluster)
+    with warn_cluster.connect(db, user="app_owner") as c:
+        c.execute("CREATE TABLE soon_gone (id int)")
+    settle(warn_cluster, db, 1)
+    with warn_cluster.connect() as c:
+        writers = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                            "AND backend_type = 'pg_migsafe audit writer'", (db,)).fetchone()[0]
+        assert writers == 1  # the writer is connected to the database
+        t0 = time.time()
+        c.execute(f'DROP DATABASE "{db}"')  # warned, not refused, in warn mode
+        assert time.time() - t0 < 4
+        assert c.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (db,)).fetchone()[0] == 0
+
+
+def test_statement_that_commits_internally_stays_one_statement(cluster):
+    """CREATE INDEX CONCURRENTLY commits and starts transactions of its own."""
+    db = new_db(cluster)
+    with cluster.connect(db, user="app_owner") as c:
+        c.execute("CREATE TABLE cic (id int)")
+        c.execute("CREATE INDEX CONCURRENTLY cic_id ON cic (id)")
+    [s] = settle(cluster, db, 1, "command_tag = 'CREATE INDEX'")
+    assert s["outcome"] == "ok" and "index public.cic_id" in s["objects"]
+    ms = wait_for(lambda: (lambda m: m if len(m) == 2 else None)(migrations(cluster, db, "ended_at IS NOT NULL")))
+    assert [m["outcome"] for m in ms] == ["committed", "committed"]
+    assert ms[1]["migration"] == s["migration"] and ms[1]["statements"] == 1

@@ -57,7 +57,8 @@ def test_doc_examples_run(cluster, page):
                 cur = conn.execute(sql)
                 header, rows = table_rows(expected)
                 assert [d.name for d in cur.description] == header, sql
-                got = [["" if v is None else str(v) for v in row] for row in cur.fetchall()]
+                got = [["" if v is None else {True: "t", False: "f"}.get(v, str(v)) if isinstance(v, bool) else str(v)
+                        for v in row] for row in cur.fetchall()]
                 assert got == rows, (sql, got)
             else:
                 r = run(conn, sql)

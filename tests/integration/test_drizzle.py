@@ -16,6 +16,7 @@ starts from the state the previous one left.
 """
 import hashlib
 import json
+import time
 import os
 import shutil
 import subprocess
@@ -177,6 +178,16 @@ def test_additive_migrations_apply(dz):
     assert "pg_migsafe: alter-column-type-rewrite on column public.users.age" in log
 
 
+def wait_rows(conn, sql, params=(), timeout=15):
+    """Audit rows arrive through the background writer, a moment after the commit."""
+    deadline = time.time() + timeout
+    while True:
+        rows = conn.execute(sql, params).fetchall()
+        if rows or time.time() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
 def test_destructive_migration_is_refused_and_applies_nothing(dz):
     mark = dz.log_mark()
     r = dz.kit_migrate(5)
@@ -202,6 +213,12 @@ def test_destructive_migration_is_refused_and_applies_nothing(dz):
         assert has_table(conn, "sessions")
         assert has_column(conn, "users", "legacy_email")
         assert conn.execute("SELECT count(*) FROM migsafe.phase_use").fetchone()[0] == 0
+        # drizzle-kit printed nothing; the audit log has the refusal, twice (two runs),
+        # in migrations that rolled back.
+        refused = wait_rows(conn, "SELECT r.statement, m.outcome FROM migsafe.refusals r "
+                                  "JOIN migsafe.migrations m USING (migration) WHERE m.outcome IS NOT NULL "
+                                  "AND r.statement = 'DROP TABLE \"sessions\" CASCADE;'")
+        assert len(refused) == 2 and {o for _, o in refused} == {"rolled_back"}, refused
 
 
 def test_approved_ahead_the_same_files_apply(dz):
@@ -240,6 +257,15 @@ def test_statements_are_attributed_to_their_drizzle_migration(dz):
         rows = conn.execute("SELECT hash FROM drizzle.__drizzle_migrations WHERE xmin::text = %s",
                             (xid,)).fetchall()
         assert rows == [(sha,)]
+        # The audit log names the same Drizzle migration, with the approving phase.
+        m = wait_rows(conn, "SELECT outcome, drizzle_hashes, phases, session_user, statements "
+                            "FROM migsafe.migrations WHERE %s = ANY (drizzle_hashes)", (sha,))
+        outcome, hashes, phases, user, n = m[0]
+        assert outcome == "committed" and hashes == [sha] and user == ROLE
+        assert pid in [p["id"] for p in phases]
+        approved = conn.execute("SELECT statement FROM migsafe.statements WHERE decision = 'approved' "
+                                "AND phase_id = %s ORDER BY seq", (pid,)).fetchall()
+        assert [a[0] for a in approved] == STEP5_STATEMENTS
         last = conn.execute("SELECT hash FROM drizzle.__drizzle_migrations ORDER BY id DESC LIMIT 1").fetchone()[0]
         assert last == sha
 
