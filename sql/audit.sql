@@ -109,7 +109,7 @@ WITH s AS (
   SELECT l.seq, l.record::jsonb AS r FROM migsafe.audit_log l
    WHERE l.kind = 'migration_start'
 ), e AS (
-  SELECT l.record::jsonb AS r FROM migsafe.audit_log l
+  SELECT l.seq, l.record::jsonb AS r FROM migsafe.audit_log l
    WHERE l.kind = 'migration_end'
 ), running AS (
   SELECT migration FROM migsafe._running_migrations()
@@ -137,7 +137,7 @@ SELECT coalesce(s.r->>'migration', e.r->>'migration')                      AS mi
        coalesce(s.r, e.r)->'session'->>'application_name'                  AS application_name,
        (coalesce(s.r, e.r)->'session'->>'client_addr')::inet               AS client_addr,
        (coalesce(s.r, e.r)->'session'->>'pid')::int                        AS pid,
-       s.seq                                                               AS first_seq
+       coalesce(s.seq, e.seq)                                              AS first_seq
   FROM s FULL JOIN e ON e.r->>'migration' = s.r->>'migration';
 
 CREATE VIEW migsafe.refusals AS

@@ -387,8 +387,10 @@ fn start_migration(now: i64, first: &str) {
     let json = rec.to_json();
     // On disk before the statement runs: survives a SIGKILL of this backend.
     let spooled = spool::begin(u32::from(dboid), &json);
+    // The start record itself is not queued: a migration that ends soon carries its
+    // start in its end record, and a writer stores the start of one that runs on
+    // (after a second, from the spool file) or never finishes (after a crash).
     let running = queue::running_add(dboid, &key, now);
-    queue_record(dboid, &rec);
     with(|s| {
         s.mig = Some(Mig {
             key,
@@ -535,16 +537,7 @@ unsafe extern "C-unwind" fn describe_dropped(class: Oid, obj: Oid, sub: i32) {
             None => return,
         }
     } else {
-        let kind = match pg_sys::get_rel_relkind(obj) as u8 {
-            b'r' | b'p' => "table",
-            b'v' => "view",
-            b'm' => "materialized view",
-            b'i' | b'I' => "index",
-            b'S' => "sequence",
-            b'f' => "foreign table",
-            b'c' => "type",
-            _ => "relation",
-        };
+        let kind = relkind_word(pg_sys::get_rel_relkind(obj) as u8);
         format!("{kind} {schema}.{rel} (dropped)")
     };
     with(|s| {
@@ -570,30 +563,37 @@ fn describe_created(o: &mut Open) {
 // Catalog oids pgrx does not export (stable since they were created).
 const CONSTRAINT_RELATION_ID: u32 = 2606;
 const POLICY_RELATION_ID: u32 = 3256;
-const REWRITE_RELATION_ID: u32 = 2618;
 
 /// A description of the objects worth listing (not toast tables, row types, array
-/// types, defaults and other implementation parts).
+/// types, defaults, view rules and other implementation parts). Relations and columns
+/// come straight from the syscache; the rest through getObjectIdentity.
 unsafe fn describe(class: Oid, obj: Oid, sub: i32) -> Option<String> {
-    let keep = match u32::from(class) {
-        c if c == u32::from(pg_sys::RelationRelationId) => {
-            u32::from(pg_sys::get_rel_namespace(obj)) != pg_sys::PG_TOAST_NAMESPACE
-                && pg_sys::get_rel_relkind(obj) as u8 != 0
+    let c = u32::from(class);
+    if class == pg_sys::RelationRelationId {
+        let nsp = pg_sys::get_rel_namespace(obj);
+        if nsp == pg_sys::InvalidOid || u32::from(nsp) == pg_sys::PG_TOAST_NAMESPACE {
+            return None;
         }
-        c if c == u32::from(pg_sys::TypeRelationId) => {
-            matches!(pg_sys::get_typtype(obj) as u8, b'e' | b'd' | b'r' | b'm')
+        let schema = cstr(pg_sys::get_namespace_name(nsp))?;
+        let rel = cstr(pg_sys::get_rel_name(obj))?;
+        if sub > 0 {
+            let col = cstr(pg_sys::get_attname(obj, sub as i16, true))?;
+            return Some(format!("column {schema}.{rel}.{col}"));
         }
-        c if c == u32::from(pg_sys::NamespaceRelationId)
+        return Some(format!(
+            "{} {schema}.{rel}",
+            relkind_word(pg_sys::get_rel_relkind(obj) as u8)
+        ));
+    }
+    let keep = if c == u32::from(pg_sys::TypeRelationId) {
+        matches!(pg_sys::get_typtype(obj) as u8, b'e' | b'd' | b'r' | b'm')
+    } else {
+        c == u32::from(pg_sys::NamespaceRelationId)
             || c == u32::from(pg_sys::ProcedureRelationId)
             || c == CONSTRAINT_RELATION_ID
             || c == u32::from(pg_sys::TriggerRelationId)
             || c == POLICY_RELATION_ID
             || c == u32::from(pg_sys::ExtensionRelationId)
-            || c == REWRITE_RELATION_ID =>
-        {
-            true
-        }
-        _ => false,
     };
     if !keep {
         return None;
@@ -603,7 +603,6 @@ unsafe fn describe(class: Oid, obj: Oid, sub: i32) -> Option<String> {
         objectId: obj,
         objectSubId: sub,
     };
-    // "table public.t", "column public.t.b", "index public.t_pkey", …
     #[cfg(feature = "pg13")]
     let (kind, ident) = (
         pg_sys::getObjectTypeDescription(&addr),
@@ -614,12 +613,20 @@ unsafe fn describe(class: Oid, obj: Oid, sub: i32) -> Option<String> {
         pg_sys::getObjectTypeDescription(&addr, true),
         pg_sys::getObjectIdentity(&addr, true),
     );
-    let kind = cstr(kind)?;
-    let kind = kind
-        .strip_prefix("table ")
-        .filter(|k| *k == "column")
-        .unwrap_or(&kind);
-    Some(format!("{} {}", kind, cstr(ident)?))
+    Some(format!("{} {}", cstr(kind)?, cstr(ident)?))
+}
+
+fn relkind_word(k: u8) -> &'static str {
+    match k {
+        b'r' | b'p' => "table",
+        b'v' => "view",
+        b'm' => "materialized view",
+        b'i' | b'I' => "index",
+        b'S' => "sequence",
+        b'f' => "foreign table",
+        b'c' => "type",
+        _ => "relation",
+    }
 }
 
 // ------------------------------------------------------------ lock safety

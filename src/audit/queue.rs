@@ -60,9 +60,16 @@ pub struct Slot {
 
 #[repr(C)]
 pub struct Running {
+    /// The backend that owns the entry (0: free).
     pub pid: i32,
     pub dboid: u32,
+    /// A migration is running now.
+    pub active: u32,
+    /// Its start record is taken care of (stored by a writer, or carried by the end).
+    pub start_claimed: u32,
     pub started_us: i64,
+    /// Names the backend's spool file (with the pid).
+    pub backend_start_us: i64,
     /// 0 none, 1 warning sent, 2 critical sent.
     pub alerted: u32,
     pub key_len: u32,
@@ -486,42 +493,82 @@ pub fn start_failed(i: usize) {
 }
 
 // ------------------------------------------------------------ running migrations
+//
+// A backend claims one entry the first time it records a migration and keeps it until
+// it exits (no search per migration); `active` says whether a migration runs now.
+
+thread_local! {
+    static OWN_ENTRY: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
 
 unsafe fn running_in(dboid: pg_sys::Oid) -> bool {
     (0..MAX_RUNNING).any(|i| {
         let r = &*running_ptr(i);
-        r.pid != 0 && r.dboid == u32::from(dboid)
+        r.pid != 0 && r.active != 0 && r.dboid == u32::from(dboid)
     })
 }
 
-/// Registers a running migration; None if the table is full (no alerts for it then).
+unsafe extern "C-unwind" fn release_entry(_code: i32, _arg: pg_sys::Datum) {
+    if let (Some(h), Some(i)) = (header(), OWN_ENTRY.get()) {
+        let _g = Guard::exclusive(h.lock);
+        let r = &mut *running_ptr(i);
+        if r.pid == pg_sys::MyProcPid {
+            r.pid = 0;
+            r.active = 0;
+        }
+    }
+}
+
+/// Registers the running migration of this backend; None if the table is full (no
+/// alerts for it then).
 pub fn running_add(dboid: pg_sys::Oid, key: &str, started_us: i64) -> Option<usize> {
     let h = header()?;
     unsafe {
         let _g = Guard::exclusive(h.lock);
-        let i = (0..MAX_RUNNING).find(|&i| (*running_ptr(i)).pid == 0)?;
+        let own = OWN_ENTRY
+            .get()
+            .filter(|&i| (*running_ptr(i)).pid == pg_sys::MyProcPid);
+        let i = match own {
+            Some(i) => i,
+            None => {
+                let i = (0..MAX_RUNNING).find(|&i| (*running_ptr(i)).pid == 0)?;
+                if OWN_ENTRY.get().is_none() {
+                    // Before shared memory is detached: LWLocks need the PGPROC.
+                    pg_sys::before_shmem_exit(Some(release_entry), pg_sys::Datum::from(0));
+                }
+                OWN_ENTRY.set(Some(i));
+                i
+            }
+        };
         let r = &mut *running_ptr(i);
         r.pid = pg_sys::MyProcPid;
         r.dboid = u32::from(dboid);
         r.started_us = started_us;
+        r.backend_start_us = pg_sys::MyStartTimestamp + 946_684_800_000_000;
         r.alerted = 0;
+        r.start_claimed = 0;
         let k = key.as_bytes();
         let n = k.len().min(KEY_LEN);
         r.key[..n].copy_from_slice(&k[..n]);
         r.key_len = n as u32;
+        r.active = 1;
         Some(i)
     }
 }
 
-pub fn running_remove(i: usize) {
-    if let Some(h) = header() {
-        unsafe {
-            let _g = Guard::exclusive(h.lock);
-            let r = &mut *running_ptr(i);
-            if r.pid == pg_sys::MyProcPid {
-                r.pid = 0;
-            }
+/// The migration ended. Returns whether a writer stored its start record meanwhile.
+pub fn running_remove(i: usize) -> bool {
+    let Some(h) = header() else { return false };
+    unsafe {
+        let _g = Guard::exclusive(h.lock);
+        let r = &mut *running_ptr(i);
+        if r.pid != pg_sys::MyProcPid {
+            return false;
         }
+        r.active = 0;
+        let claimed = r.start_claimed != 0;
+        r.start_claimed = 1;
+        claimed
     }
 }
 
@@ -531,7 +578,9 @@ pub struct RunningInfo {
     pub index: usize,
     pub pid: i32,
     pub started_us: i64,
+    pub backend_start_us: i64,
     pub alerted: u32,
+    pub start_claimed: bool,
     pub key: String,
 }
 
@@ -542,16 +591,25 @@ pub fn running_list(dboid: Option<pg_sys::Oid>) -> Vec<RunningInfo> {
         (0..MAX_RUNNING)
             .filter_map(|i| {
                 let r = &*running_ptr(i);
-                (r.pid != 0 && dboid.is_none_or(|d| r.dboid == u32::from(d))).then(|| RunningInfo {
-                    index: i,
-                    pid: r.pid,
-                    started_us: r.started_us,
-                    alerted: r.alerted,
-                    key: String::from_utf8_lossy(&r.key[..r.key_len as usize]).into_owned(),
-                })
+                (r.pid != 0 && r.active != 0 && dboid.is_none_or(|d| r.dboid == u32::from(d))).then(
+                    || RunningInfo {
+                        index: i,
+                        pid: r.pid,
+                        started_us: r.started_us,
+                        backend_start_us: r.backend_start_us,
+                        alerted: r.alerted,
+                        start_claimed: r.start_claimed != 0,
+                        key: String::from_utf8_lossy(&r.key[..r.key_len as usize]).into_owned(),
+                    },
+                )
             })
             .collect()
     }
+}
+
+/// The entry still describes the same running migration?
+unsafe fn same(r: &Running, info: &RunningInfo) -> bool {
+    r.pid == info.pid && r.active != 0 && r.started_us == info.started_us
 }
 
 /// Records that an alert level was sent, unless the entry changed hands meanwhile.
@@ -560,15 +618,31 @@ pub fn running_mark_alerted(info: &RunningInfo, level: u32) {
         unsafe {
             let _g = Guard::exclusive(h.lock);
             let r = &mut *running_ptr(info.index);
-            if r.pid == info.pid && r.started_us == info.started_us {
+            if same(r, info) {
                 r.alerted = r.alerted.max(level);
             }
         }
     }
 }
 
-/// Are entries of dead backends left (a backend that exited without its callbacks)?
-/// Clears them so that writers can give their slots up.
+/// A writer takes on storing the start record of a long-running migration: true once,
+/// and only while the migration still runs (a migration that ended carries its start
+/// in its end record).
+pub fn running_claim_start(info: &RunningInfo) -> bool {
+    let Some(h) = header() else { return false };
+    unsafe {
+        let _g = Guard::exclusive(h.lock);
+        let r = &mut *running_ptr(info.index);
+        if same(r, info) && r.start_claimed == 0 {
+            r.start_claimed = 1;
+            return true;
+        }
+        false
+    }
+}
+
+/// Entries of backends that are gone (they exit through release_entry, so this only
+/// matters if one did not): cleared so that writers can give their slots up.
 pub fn running_clear_dead() {
     let Some(h) = header() else { return };
     unsafe {
@@ -577,6 +651,7 @@ pub fn running_clear_dead() {
             let r = &mut *running_ptr(i);
             if r.pid != 0 && libc_kill0(r.pid) {
                 r.pid = 0;
+                r.active = 0;
             }
         }
     }

@@ -2,9 +2,10 @@
 //!
 //! Each backend that records migrations keeps one file,
 //! `pg_migsafe/inflight/<backend start µs>-<pid>.spool` in the data directory. When a
-//! migration starts, its start record is written there (`<db oid>\n<json>`) before its
-//! first statement runs; when it ends, after its end record is queued, the file is
-//! emptied. A plain write is enough: the data of a process killed with SIGKILL is in the
+//! migration starts, its start record is written at the start of the file
+//! (`<db oid>\n<json>\n`; whatever follows the second line is left over from a longer
+//! record and ignored) before its first statement runs; when it ends, after its end
+//! record is queued, the first byte is overwritten with `-` (no migration running). A plain write is enough: the data of a process killed with SIGKILL is in the
 //! kernel, so it survives the kill and the crash restart that follows. The file is
 //! removed when the backend exits normally.
 //!
@@ -70,19 +71,28 @@ fn with_file<R>(f: impl FnOnce(&File) -> std::io::Result<R>) -> Option<R> {
     })
 }
 
-/// The migration started: its start record goes to this backend's spool file.
+/// The migration started: its start record goes to this backend's spool file. One
+/// write, no truncation (freeing and reallocating the block costs more than the write).
 pub fn begin(dboid: u32, start_json: &str) -> bool {
-    let body = format!("{dboid}\n{start_json}");
-    with_file(|f| {
-        f.write_all_at(body.as_bytes(), 0)?;
-        f.set_len(body.len() as u64)
-    })
-    .is_some()
+    let body = format!("{dboid}\n{start_json}\n");
+    with_file(|f| f.write_all_at(body.as_bytes(), 0)).is_some()
 }
 
-/// The migration ended (its end record is queued).
+/// The migration ended (its end record is queued): one byte marks the file idle.
 pub fn end() {
-    let _ = with_file(|f| f.set_len(0));
+    let _ = with_file(|f| f.write_all_at(b"-", 0));
+}
+
+/// The start record of the migration running in backend (start µs, pid), if any.
+pub fn read_start(backend_start_us: i64, pid: i32) -> Option<MigrationStart> {
+    let path = PathBuf::from(DIR).join(format!("{backend_start_us}-{pid}.spool"));
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.splitn(3, '\n');
+    lines.next()?.parse::<u32>().ok()?;
+    match serde_json::from_str::<Record>(lines.next()?).ok()? {
+        Record::MigrationStart(s) => Some(s),
+        _ => None,
+    }
 }
 
 /// A spool file left by a backend of an earlier server lifetime.
@@ -110,7 +120,8 @@ pub fn stale(since_us: i64) -> Vec<Stale> {
                 return None;
             }
             let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-            let (db, json) = text.split_once('\n').unwrap_or(("", ""));
+            let mut lines = text.splitn(3, '\n');
+            let (db, json) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
             let start = serde_json::from_str::<Record>(json)
                 .ok()
                 .and_then(|r| match r {

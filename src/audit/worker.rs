@@ -416,6 +416,16 @@ impl Writer {
         let now = now_us();
         let mut recs = Vec::new();
         for r in queue::running_list(Some(self.dboid)) {
+            // Running for a second: its start goes into the log now (from the spool
+            // file), so the migration shows while it runs.
+            if !r.start_claimed && now - r.started_us >= 1_000_000 && queue::running_claim_start(&r)
+            {
+                if let Some(s) =
+                    spool::read_start(r.backend_start_us, r.pid).filter(|s| s.migration == r.key)
+                {
+                    recs.push(Record::MigrationStart(s));
+                }
+            }
             let already = match r.alerted {
                 1 => Some(AlertLevel::Warning),
                 2 => Some(AlertLevel::Critical),

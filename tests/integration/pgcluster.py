@@ -107,6 +107,9 @@ class Cluster:
 
     def destroy(self):
         self.stop()
+        if os.environ.get("MIGSAFE_KEEP_CLUSTERS"):  # debugging: keep data dirs and logs
+            print(f"kept {self.dir}")
+            return
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_text(self):

@@ -178,12 +178,12 @@ def test_additive_migrations_apply(dz):
     assert "pg_migsafe: alter-column-type-rewrite on column public.users.age" in log
 
 
-def wait_rows(conn, sql, params=(), timeout=15):
+def wait_rows(conn, sql, params=(), n=1, timeout=15):
     """Audit rows arrive through the background writer, a moment after the commit."""
     deadline = time.time() + timeout
     while True:
         rows = conn.execute(sql, params).fetchall()
-        if rows or time.time() > deadline:
+        if len(rows) >= n or time.time() > deadline:
             return rows
         time.sleep(0.1)
 
@@ -217,8 +217,10 @@ def test_destructive_migration_is_refused_and_applies_nothing(dz):
         # in migrations that rolled back.
         refused = wait_rows(conn, "SELECT r.statement, m.outcome FROM migsafe.refusals r "
                                   "JOIN migsafe.migrations m USING (migration) WHERE m.outcome IS NOT NULL "
-                                  "AND r.statement = 'DROP TABLE \"sessions\" CASCADE;'")
-        assert len(refused) == 2 and {o for _, o in refused} == {"rolled_back"}, refused
+                                  "AND r.statement = 'DROP TABLE \"sessions\" CASCADE'", n=2)
+        assert len(refused) == 2 and {o for _, o in refused} == {"rolled_back"}, (
+            refused, conn.execute("SELECT statement, migration FROM migsafe.refusals").fetchall(),
+            conn.execute("SELECT migration, outcome FROM migsafe.migrations").fetchall())
 
 
 def test_approved_ahead_the_same_files_apply(dz):
@@ -258,7 +260,7 @@ def test_statements_are_attributed_to_their_drizzle_migration(dz):
                             (xid,)).fetchall()
         assert rows == [(sha,)]
         # The audit log names the same Drizzle migration, with the approving phase.
-        m = wait_rows(conn, "SELECT outcome, drizzle_hashes, phases, session_user, statements "
+        m = wait_rows(conn, "SELECT outcome, drizzle_hashes, phases, \"session_user\", statements "
                             "FROM migsafe.migrations WHERE %s = ANY (drizzle_hashes)", (sha,))
         outcome, hashes, phases, user, n = m[0]
         assert outcome == "committed" and hashes == [sha] and user == ROLE
