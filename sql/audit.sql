@@ -47,7 +47,7 @@ END
 $$;
 
 CREATE TRIGGER audit_log_no_update_delete BEFORE UPDATE OR DELETE ON migsafe.audit_log
-  FOR EACH ROW EXECUTE FUNCTION migsafe._audit_log_append_only();
+  FOR EACH STATEMENT EXECUTE FUNCTION migsafe._audit_log_append_only();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON migsafe.audit_log
   FOR EACH STATEMENT EXECUTE FUNCTION migsafe._audit_log_append_only();
 CREATE TRIGGER audit_log_writer_only BEFORE INSERT ON migsafe.audit_log

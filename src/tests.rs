@@ -85,4 +85,35 @@ mod tests {
     fn set_migsafe_mode_is_refused() {
         Spi::run("SET migsafe.mode = 'off'").unwrap();
     }
+
+    #[pg_test]
+    fn verify_log_of_this_database() {
+        // The log of the test database: whatever the writer stored so far must chain.
+        let (ok, reason) =
+            Spi::get_two::<bool, String>("SELECT ok, reason FROM migsafe.verify_log()").unwrap();
+        assert_eq!(ok, Some(true), "{reason:?}");
+        assert!(reason.unwrap().starts_with("OK: "));
+    }
+
+    #[pg_test(error = "pg_migsafe: a migration name must not be empty")]
+    fn empty_migration_name_is_an_error() {
+        Spi::run("SELECT migsafe.set_migration_name('   ')").unwrap();
+    }
+
+    #[pg_test]
+    fn a_backend_is_not_the_audit_writer_and_cannot_append() {
+        assert_eq!(
+            Spi::get_one::<bool>("SELECT migsafe._is_audit_writer()").unwrap(),
+            Some(false)
+        );
+        let queued = Spi::get_one::<i64>("SELECT queued FROM migsafe._queue_stats()").unwrap();
+        assert!(queued.unwrap() >= 0);
+    }
+
+    #[pg_test(
+        error = "pg_migsafe: UPDATE on migsafe.audit_log refused: the audit log is append-only"
+    )]
+    fn audit_log_refuses_update() {
+        Spi::run("UPDATE migsafe.audit_log SET hash = hash").unwrap();
+    }
 }

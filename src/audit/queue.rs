@@ -56,6 +56,9 @@ pub struct Slot {
     pub tail: u64,
     pub pending: u64,
     pub start_requested_us: i64,
+    /// Writers started since one last connected (a database that cannot be connected
+    /// to, say dropped, would otherwise be retried forever).
+    pub attempts: u32,
 }
 
 #[repr(C)]
@@ -466,6 +469,46 @@ pub fn request_exit(dboid: pg_sys::Oid) {
     }
 }
 
+/// The writer is connected to its database and can store records.
+pub fn writer_connected(i: usize) {
+    let s = slot(i);
+    unsafe {
+        let _g = Guard::exclusive(s.lock);
+        s.attempts = 0;
+    }
+}
+
+/// Writes everything queued in slot `i` to the server log, counts it as fallen back,
+/// and frees the slot (for a database no writer can connect to).
+pub fn abandon(i: usize, why: &str) {
+    let Some(h) = header() else { return };
+    loop {
+        let batch = peek(i, 2000);
+        if batch.records.is_empty() {
+            break;
+        }
+        for r in &batch.records {
+            pgrx::log!(
+                "pg_migsafe_audit_fallback reason={why} {}",
+                String::from_utf8_lossy(r)
+            );
+        }
+        h.fallback
+            .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+        h.written
+            .fetch_sub(batch.records.len() as u64, Ordering::Relaxed);
+        batch.commit();
+    }
+    let s = slot(i);
+    unsafe {
+        let _g = Guard::exclusive(s.lock);
+        if s.head == s.tail && s.state.load(Ordering::Acquire) == IDLE {
+            s.dboid.store(0, Ordering::Release);
+            s.attempts = 0;
+        }
+    }
+}
+
 /// Marks a slot as having a writer starting; false if one is already there.
 pub fn claim_start(i: usize, now_us: i64) -> bool {
     let s = slot(i);
@@ -478,6 +521,7 @@ pub fn claim_start(i: usize, now_us: i64) -> bool {
         }
         s.state.store(STARTING, Ordering::Release);
         s.start_requested_us = now_us;
+        s.attempts += 1;
         true
     }
 }

@@ -86,6 +86,10 @@ pub extern "C-unwind" fn migsafe_audit_launcher(_arg: pg_sys::Datum) {
             }
             let (pending, _) = queue::depth(i);
             let running = !queue::running_list(Some(pg_sys::Oid::from(dboid))).is_empty();
+            if s.attempts >= 5 && !running {
+                queue::abandon(i, "NoWriter");
+                continue;
+            }
             if pending > 0 || running {
                 start_writer(i, pg_sys::Oid::from(dboid));
             }
@@ -140,6 +144,7 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
     }
     // Queued records first: they end (and un-spool) the migrations that did finish.
     while w.write_batch() {}
+    queue::writer_connected(slot);
     w.recover_spool();
     w.record_config();
     loop {
