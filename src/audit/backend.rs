@@ -115,17 +115,29 @@ fn role_name(oid: Oid) -> String {
         .unwrap_or_else(|| u32::from(oid).to_string())
 }
 
+/// application_name and the client address, from the backend's status entry.
+#[cfg(not(feature = "pg13"))]
+unsafe fn app_and_addr() -> (Option<String>, Option<String>) {
+    if pg_sys::MyBEEntry.is_null() {
+        (cstr(pg_sys::application_name), None)
+    } else {
+        let be = &*pg_sys::MyBEEntry;
+        (
+            cstr(be.st_appname).or_else(|| cstr(pg_sys::application_name)),
+            client_addr(&be.st_clientaddr),
+        )
+    }
+}
+
+/// PostgreSQL 13's bindings lack the status entry: the client address is not known.
+#[cfg(feature = "pg13")]
+unsafe fn app_and_addr() -> (Option<String>, Option<String>) {
+    (cstr(pg_sys::application_name), None)
+}
+
 fn session_info() -> Session {
     unsafe {
-        let (app, addr) = if pg_sys::MyBEEntry.is_null() {
-            (cstr(pg_sys::application_name), None)
-        } else {
-            let be = &*pg_sys::MyBEEntry;
-            (
-                cstr(be.st_appname).or_else(|| cstr(pg_sys::application_name)),
-                client_addr(&be.st_clientaddr),
-            )
-        };
+        let (app, addr) = app_and_addr();
         Session {
             database: cstr(pg_sys::get_database_name(pg_sys::MyDatabaseId)).unwrap_or_default(),
             session_user: role_name(pg_sys::GetSessionUserId()),
@@ -138,6 +150,7 @@ fn session_info() -> Session {
 }
 
 /// The client's IP address (None for a Unix-socket or background connection).
+#[cfg(not(feature = "pg13"))]
 fn client_addr(a: &pg_sys::SockAddr) -> Option<String> {
     let p = &a.addr as *const _ as *const u8;
     let family = unsafe { *(p as *const u16) } as i32;

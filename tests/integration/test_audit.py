@@ -607,3 +607,40 @@ def test_statement_that_commits_internally_stays_one_statement(cluster):
     ms = wait_for(lambda: (lambda m: m if len(m) == 2 else None)(migrations(cluster, db, "ended_at IS NOT NULL")))
     assert [m["outcome"] for m in ms] == ["committed", "committed"]
     assert ms[1]["migration"] == s["migration"] and ms[1]["statements"] == 1
+
+
+def test_database_without_the_extension_is_protected_but_not_logged(cluster):
+    db = new_db(cluster, extension=False)
+    mark = len(cluster.log_text())
+    with cluster.connect(db, user="app_owner") as c:
+        c.execute("CREATE TABLE plain (id int)")
+    with cluster.connect(db, user="app_owner") as c:
+        assert run(c, "DROP TABLE plain").sqlstate == REFUSED
+        assert c.execute("SELECT to_regclass('migsafe.audit_log')").fetchone()[0] is None
+    time.sleep(0.5)
+    with cluster.connect() as c:
+        assert c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                         "AND backend_type = 'pg_migsafe audit writer'", (db,)).fetchone()[0] == 0
+    assert "pg_migsafe_audit_fallback" not in cluster.log_text()[mark:]
+
+
+def test_audit_off_records_nothing_and_the_change_is_recorded(cluster):
+    db = new_db(cluster)
+    with cluster.connect(db, user="app_owner") as c:
+        c.execute("CREATE TABLE before_off (id int)")
+    settle(cluster, db, 1)
+    cluster.configure(migsafe__audit="off")
+    try:
+        with cluster.connect(db, user="app_owner") as c:
+            c.execute("CREATE TABLE while_off (id int)")
+            assert run(c, "DROP TABLE before_off").sqlstate == REFUSED  # enforcement goes on
+    finally:
+        cluster.configure(migsafe__audit=None)
+    with cluster.connect(db, user="app_owner") as c:
+        c.execute("CREATE TABLE after_on (id int)")
+    rows = settle(cluster, db, 2)
+    assert [r["statement"] for r in rows] == ["CREATE TABLE before_off (id int)", "CREATE TABLE after_on (id int)"]
+    cfg = wait_for(lambda: (lambda r: r if any("migsafe.audit" in x["changed"] for x in r) else None)(
+        log_rows(cluster, db, "config")), 20, "config record of migsafe.audit")
+    assert any(x["changed"].get("migsafe.audit") == ["off", "on"] for x in cfg) or \
+        any(x["changed"].get("migsafe.audit") == ["on", "off"] for x in cfg)

@@ -17,7 +17,11 @@ for v in 13 14 15 16 17; do
     fi
   done
   # ...the second type-checks against the shipped bindings.
-  if DOCS_RS=1 cargo "${args[@]}" 2>&1 | grep -E "^(error|warning)" -A8; then
+  # (Output captured first: with pipefail, `cargo | grep` in an `if` would read a
+  # failing cargo as "no match".)
+  out_text=$(DOCS_RS=1 cargo "${args[@]}" 2>&1) && rc=0 || rc=$?
+  if [ "$rc" != 0 ] || grep -qE "^(error|warning)" <<<"$out_text"; then
+    grep -E "^(error|warning)" -A8 <<<"$out_text" || tail -20 <<<"$out_text"
     echo "pg$v: FAILED"; status=1
   else
     echo "pg$v: ok"
