@@ -324,23 +324,17 @@ impl Writer {
                 continue;
             };
             let key = start.migration.clone();
-            let have_start = BackgroundWorker::transaction(|| {
-                Spi::get_one_with_args::<bool>(
-                    "SELECT EXISTS (SELECT 1 FROM migsafe.audit_log WHERE migration = $1 AND kind = 'migration_start')",
+            // What the log already has of it (its start may have been stored while it
+            // ran; its end only if the crash came after the end was written).
+            let (have_start, have_end) = BackgroundWorker::transaction(|| {
+                Spi::get_two_with_args::<bool, bool>(
+                    "SELECT bool_or(kind = 'migration_start'), bool_or(kind = 'migration_end') \
+                       FROM migsafe.audit_log WHERE migration = $1",
                     &[key.clone().into()],
                 )
                 .ok()
-                .flatten()
-                .unwrap_or(false)
-            });
-            let have_end = BackgroundWorker::transaction(|| {
-                Spi::get_one_with_args::<bool>(
-                    "SELECT EXISTS (SELECT 1 FROM migsafe.audit_log WHERE migration = $1 AND kind = 'migration_end')",
-                    &[key.clone().into()],
-                )
-                .ok()
-                .flatten()
-                .unwrap_or(false)
+                .map(|(a, b)| (a.unwrap_or(false), b.unwrap_or(false)))
+                .unwrap_or((false, false))
             });
             let mut recs = Vec::new();
             if !have_start {
