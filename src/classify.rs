@@ -13,11 +13,12 @@
 use crate::engine::policy::Finding;
 use crate::engine::rules::known;
 use crate::engine::typechange::{self, ColType, TypeChange};
+use crate::pgutil::{cstr, qualified, quote, relid_of, relkind_word};
 use crate::track;
 use pgrx::pg_sys::{self, Node, NodeTag, Oid};
 use pgrx::prelude::*;
 use pgrx::PgList;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CString};
 
 pub struct Classifier {
     check_mode: bool,
@@ -39,14 +40,6 @@ struct Obj {
 }
 
 // ------------------------------------------------------------------ small helpers
-
-unsafe fn cstr(p: *const c_char) -> Option<String> {
-    if p.is_null() {
-        None
-    } else {
-        Some(CStr::from_ptr(p).to_string_lossy().into_owned())
-    }
-}
 
 unsafe fn tag(n: *mut Node) -> NodeTag {
     (*n).type_
@@ -79,29 +72,6 @@ unsafe fn rv_name(rv: *mut pg_sys::RangeVar) -> String {
     match cstr((*rv).schemaname) {
         Some(s) => format!("{}.{}", s, cstr((*rv).relname).unwrap_or_default()),
         None => cstr((*rv).relname).unwrap_or_default(),
-    }
-}
-
-fn quote(s: &str) -> String {
-    let c = CString::new(s).unwrap_or_default();
-    unsafe { cstr(pg_sys::quote_identifier(c.as_ptr())).unwrap_or_default() }
-}
-
-unsafe fn qualified(nsp: Oid, name: &str) -> String {
-    let n = cstr(pg_sys::get_namespace_name(nsp)).unwrap_or_default();
-    format!("{}.{}", quote(&n), quote(name))
-}
-
-fn relkind_word(k: c_char) -> &'static str {
-    match k as u8 {
-        b'r' | b'p' => "table",
-        b'v' => "view",
-        b'm' => "materialized view",
-        b'S' => "sequence",
-        b'f' => "foreign table",
-        b'i' | b'I' => "index",
-        b'c' => "type",
-        _ => "relation",
     }
 }
 
@@ -232,13 +202,7 @@ impl Classifier {
         if rv.is_null() {
             return None;
         }
-        let oid = pg_sys::RangeVarGetRelidExtended(
-            rv,
-            pg_sys::NoLock as _,
-            pg_sys::RVROption::RVR_MISSING_OK,
-            None,
-            std::ptr::null_mut(),
-        );
+        let oid = relid_of(rv);
         (oid != pg_sys::InvalidOid).then(|| self.rel_obj(oid))
     }
 

@@ -203,7 +203,7 @@ fn refuse_or_approve(
         );
     }
     let targets: Vec<Option<Target>> = fs.iter().map(|f| target_of(&f.object)).collect();
-    let active: Vec<_> = audit::with_snapshot(phase::session_phases)
+    let active: Vec<_> = phase::session_phases()
         .into_iter()
         .map(|(p, _)| p)
         .collect();

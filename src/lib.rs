@@ -12,6 +12,7 @@ mod audit;
 mod classify;
 mod guc;
 mod hook;
+mod pgutil;
 mod phase;
 mod report;
 mod sql;

@@ -3,9 +3,9 @@
 //! is `engine::phase`; the tables and SQL functions are in sql/phases.sql.
 
 use crate::engine::phase::{parse_pattern, ActivePhase, ObjectPattern, PhaseKind, Target};
+use crate::pgutil::role_name;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use std::ffi::CStr;
 
 pgrx::extension_sql_file!(
     "../sql/phases.sql",
@@ -99,12 +99,18 @@ fn check_objects(objects: Vec<Option<String>>) -> Vec<String> {
     out
 }
 
-/// Runs `f` as the bootstrap superuser (the phase tables are not readable by the roles
-/// that run migrations), restoring the user on return. An ERROR inside aborts the
-/// transaction, which restores the user id too.
+/// Runs SPI work `f` as the bootstrap superuser (the phase and audit tables, and other
+/// sessions' queries, are not readable by the roles that run migrations) and with an
+/// active snapshot (utility statements of the extended protocol and commit callbacks
+/// run without one), restoring both on return. An ERROR inside aborts the transaction,
+/// which restores them too.
 pub fn as_superuser<R>(f: impl FnOnce() -> R) -> R {
     let (mut uid, mut ctx) = (pg_sys::InvalidOid, 0);
+    let pushed = unsafe { !pg_sys::ActiveSnapshotSet() };
     unsafe {
+        if pushed {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        }
         pg_sys::GetUserIdAndSecContext(&mut uid, &mut ctx);
         pg_sys::SetUserIdAndSecContext(
             pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
@@ -112,19 +118,13 @@ pub fn as_superuser<R>(f: impl FnOnce() -> R) -> R {
         );
     }
     let r = f();
-    unsafe { pg_sys::SetUserIdAndSecContext(uid, ctx) };
-    r
-}
-
-fn role_name(oid: pg_sys::Oid) -> String {
     unsafe {
-        let p = pg_sys::GetUserNameFromId(oid, true);
-        if p.is_null() {
-            String::new()
-        } else {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
+        pg_sys::SetUserIdAndSecContext(uid, ctx);
+        if pushed {
+            pg_sys::PopActiveSnapshot();
         }
     }
+    r
 }
 
 /// Is two-phase approval installed in this database?

@@ -25,6 +25,13 @@ pub const fn make_sqlstate(code: &str) -> c_int {
     out
 }
 
+/// The five characters of an encoded SQLSTATE (`ErrorData.sqlerrcode`).
+pub fn unpack_sqlstate(code: c_int) -> String {
+    (0..5)
+        .map(|i| (((code >> (6 * i)) & 0x3F) as u8 + b'0') as char)
+        .collect()
+}
+
 unsafe extern "C-unwind" {
     fn errstart(elevel: c_int, domain: *const c_char) -> bool;
     fn errcode(sqlerrcode: c_int) -> c_int;
@@ -112,5 +119,8 @@ mod tests {
         // MAKE_SQLSTATE('4','2','5','0','1') == 42501 encoded
         let expect = 4 + (2 << 6) + (5 << 12) + (1 << 24);
         assert_eq!(super::make_sqlstate("42501"), expect);
+        for code in ["42501", "MS001", "55P03", "XX000", "22023"] {
+            assert_eq!(super::unpack_sqlstate(super::make_sqlstate(code)), code);
+        }
     }
 }

@@ -10,7 +10,7 @@
 //! nothing here waits for the writer, and nothing in the commit and abort callbacks
 //! touches the catalog or can raise an error.
 
-use super::{queue, spool, worker};
+use super::{queue, spool};
 use crate::engine::audit::{
     blockers_detail, cut_statement, iso_time, Blocker, DecisionKind, FindingRecord, MigrationEnd,
     MigrationOutcome, MigrationStart, PhaseEvent, PhaseRef, Record, Session, Statement,
@@ -20,6 +20,7 @@ use crate::engine::audit::{lock_conflicts, lock_mode, LOCK_MODES};
 use crate::engine::phase::PhaseKind;
 use crate::engine::policy::Finding;
 use crate::guc;
+use crate::pgutil::{cstr, now_unix_us, qualified, quote, relid_of, relkind_word, role_name};
 use pgrx::pg_sys::{self, NodeTag, Oid};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -106,15 +107,6 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> Option<R> {
     STATE.with(|s| s.try_borrow_mut().ok().map(|mut s| f(&mut s)))
 }
 
-fn cstr(p: *const c_char) -> Option<String> {
-    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
-}
-
-fn role_name(oid: Oid) -> String {
-    cstr(unsafe { pg_sys::GetUserNameFromId(oid, true) })
-        .unwrap_or_else(|| u32::from(oid).to_string())
-}
-
 /// application_name and the client address, from the backend's status entry.
 #[cfg(not(feature = "pg13"))]
 unsafe fn app_and_addr() -> (Option<String>, Option<String>) {
@@ -170,12 +162,6 @@ fn client_addr(a: &pg_sys::SockAddr) -> Option<String> {
     }
 }
 
-fn sqlstate(code: i32) -> String {
-    (0..5)
-        .map(|i| (((code >> (6 * i)) & 0x3F) as u8 + b'0') as char)
-        .collect()
-}
-
 /// Is the audit log on for this session's database?
 fn audit_here() -> bool {
     if !guc::AUDIT.get() || queue::header().is_none() {
@@ -214,7 +200,7 @@ pub fn begin(
     if !has_mig && !audit_here() {
         return 0;
     }
-    let now = worker::now_us();
+    let now = now_unix_us();
     if !has_mig {
         start_migration(now, text);
     }
@@ -301,7 +287,7 @@ pub fn end_ok(token: usize) {
     }) else {
         return;
     };
-    let now = worker::now_us();
+    let now = now_unix_us();
     describe_created(&mut o);
     let xid = unsafe { pg_sys::GetTopFullTransactionIdIfAny().value };
     let rec = with(|s| {
@@ -423,22 +409,6 @@ fn start_migration(now: i64, first: &str) {
     });
 }
 
-/// Runs SPI work with an active snapshot (utility statements of the extended protocol
-/// and commit callbacks run without one).
-pub fn with_snapshot<R>(f: impl FnOnce() -> R) -> R {
-    unsafe {
-        let pushed = !pg_sys::ActiveSnapshotSet();
-        if pushed {
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        }
-        let r = f();
-        if pushed {
-            pg_sys::PopActiveSnapshot();
-        }
-        r
-    }
-}
-
 /// The phases open for this session (an expand phase tags the migrations that follow),
 /// cached until a phase changes anywhere (a counter in shared memory) or 5 s pass.
 fn session_phase_refs() -> Vec<PhaseRef> {
@@ -449,7 +419,7 @@ fn session_phase_refs() -> Vec<PhaseRef> {
         })
         .unwrap_or(0);
     let (su, cu) = unsafe { (pg_sys::GetSessionUserId(), pg_sys::GetUserId()) };
-    let now = worker::now_us();
+    let now = now_unix_us();
     if let Some(Some(v)) = with(|s| {
         s.phase_cache
             .as_ref()
@@ -461,7 +431,7 @@ fn session_phase_refs() -> Vec<PhaseRef> {
     if !crate::phase::available() {
         return vec![];
     }
-    let v: Vec<PhaseRef> = with_snapshot(crate::phase::session_phases)
+    let v: Vec<PhaseRef> = crate::phase::session_phases()
         .into_iter()
         .map(|(p, _)| PhaseRef {
             id: p.id,
@@ -534,24 +504,8 @@ unsafe extern "C-unwind" fn describe_dropped(class: Oid, obj: Oid, sub: i32) {
     if class != pg_sys::RelationRelationId {
         return;
     }
-    let nsp = pg_sys::get_rel_namespace(obj);
-    if nsp == pg_sys::InvalidOid || u32::from(nsp) == pg_sys::PG_TOAST_NAMESPACE {
+    let Some(d) = describe_relation(obj, sub).map(|d| format!("{d} (dropped)")) else {
         return;
-    }
-    let (Some(schema), Some(rel)) = (
-        cstr(pg_sys::get_namespace_name(nsp)),
-        cstr(pg_sys::get_rel_name(obj)),
-    ) else {
-        return;
-    };
-    let d = if sub > 0 {
-        match cstr(pg_sys::get_attname(obj, sub as i16, true)) {
-            Some(col) => format!("column {schema}.{rel}.{col} (dropped)"),
-            None => return,
-        }
-    } else {
-        let kind = relkind_word(pg_sys::get_rel_relkind(obj) as u8);
-        format!("{kind} {schema}.{rel} (dropped)")
     };
     with(|s| {
         if let Some(o) = s.open.last_mut() {
@@ -573,6 +527,24 @@ fn describe_created(o: &mut Open) {
     }
 }
 
+/// `table public.t`, `column public.t.c`, … named like the classifier names them
+/// (syscache lookups only); None for toast relations and what no longer resolves.
+unsafe fn describe_relation(obj: Oid, sub: i32) -> Option<String> {
+    let nsp = pg_sys::get_rel_namespace(obj);
+    if nsp == pg_sys::InvalidOid || u32::from(nsp) == pg_sys::PG_TOAST_NAMESPACE {
+        return None;
+    }
+    let rel = qualified(nsp, &cstr(pg_sys::get_rel_name(obj))?);
+    if sub > 0 {
+        let col = cstr(pg_sys::get_attname(obj, sub as i16, true))?;
+        return Some(format!("column {rel}.{}", quote(&col)));
+    }
+    Some(format!(
+        "{} {rel}",
+        relkind_word(pg_sys::get_rel_relkind(obj))
+    ))
+}
+
 // Catalog oids pgrx does not export (stable since they were created).
 const CONSTRAINT_RELATION_ID: u32 = 2606;
 const POLICY_RELATION_ID: u32 = 3256;
@@ -583,20 +555,7 @@ const POLICY_RELATION_ID: u32 = 3256;
 unsafe fn describe(class: Oid, obj: Oid, sub: i32) -> Option<String> {
     let c = u32::from(class);
     if class == pg_sys::RelationRelationId {
-        let nsp = pg_sys::get_rel_namespace(obj);
-        if nsp == pg_sys::InvalidOid || u32::from(nsp) == pg_sys::PG_TOAST_NAMESPACE {
-            return None;
-        }
-        let schema = cstr(pg_sys::get_namespace_name(nsp))?;
-        let rel = cstr(pg_sys::get_rel_name(obj))?;
-        if sub > 0 {
-            let col = cstr(pg_sys::get_attname(obj, sub as i16, true))?;
-            return Some(format!("column {schema}.{rel}.{col}"));
-        }
-        return Some(format!(
-            "{} {schema}.{rel}",
-            relkind_word(pg_sys::get_rel_relkind(obj) as u8)
-        ));
+        return describe_relation(obj, sub);
     }
     let keep = if c == u32::from(pg_sys::TypeRelationId) {
         matches!(pg_sys::get_typtype(obj) as u8, b'e' | b'd' | b'r' | b'm')
@@ -627,19 +586,6 @@ unsafe fn describe(class: Oid, obj: Oid, sub: i32) -> Option<String> {
         pg_sys::getObjectIdentity(&addr, true),
     );
     Some(format!("{} {}", cstr(kind)?, cstr(ident)?))
-}
-
-fn relkind_word(k: u8) -> &'static str {
-    match k {
-        b'r' | b'p' => "table",
-        b'v' => "view",
-        b'm' => "materialized view",
-        b'i' | b'I' => "index",
-        b'S' => "sequence",
-        b'f' => "foreign table",
-        b'c' => "type",
-        _ => "relation",
-    }
 }
 
 // ------------------------------------------------------------ lock safety
@@ -715,13 +661,7 @@ pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
     if rv.is_null() {
         return false;
     }
-    let relid = pg_sys::RangeVarGetRelidExtended(
-        rv,
-        pg_sys::NoLock as _,
-        pg_sys::RVROption::RVR_MISSING_OK,
-        None,
-        std::ptr::null_mut(),
-    );
+    let relid = relid_of(rv);
     if relid == pg_sys::InvalidOid || crate::track::is_new(pg_sys::RelationRelationId, relid, 0) {
         return false;
     }
@@ -741,9 +681,8 @@ pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
     });
     let nsp = pg_sys::get_rel_namespace(relid);
     let object = format!(
-        "table {}.{}",
-        cstr(pg_sys::get_namespace_name(nsp)).unwrap_or_default(),
-        cstr(pg_sys::get_rel_name(relid)).unwrap_or_default()
+        "table {}",
+        qualified(nsp, &cstr(pg_sys::get_rel_name(relid)).unwrap_or_default())
     );
     let mode_name = LOCK_MODES[mode as usize - 1].to_string();
     if pg_sys::ConditionalLockRelationOid(relid, mode) {
@@ -772,9 +711,9 @@ pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
     if owns(relid) {
         // Wait here (under the statement's lock_timeout) so that the wait is timed;
         // the statement then finds the lock already held by its transaction.
-        let t0 = worker::now_us();
+        let t0 = now_unix_us();
         pg_sys::LockRelationOid(relid, mode);
-        let waited = worker::now_us() - t0;
+        let waited = now_unix_us() - t0;
         with(|s| {
             if let Some(o) = s.open.last_mut() {
                 o.lock_wait_us = Some(waited);
@@ -816,31 +755,29 @@ fn blockers_of(relid: Oid, mode: usize) -> Vec<Blocker> {
         u32::from(unsafe { pg_sys::MyDatabaseId }),
         u32::from(relid)
     );
-    with_snapshot(|| {
-        crate::phase::as_superuser(|| {
-            Spi::connect(|c| {
-                let mut out = Vec::new();
-                if let Ok(t) = c.select(&sql, None, &[]) {
-                    for row in t {
-                        let pid = row.get::<i32>(1).ok().flatten().unwrap_or(0);
-                        let m = row.get::<String>(2).ok().flatten().unwrap_or_default();
-                        if !lock_mode(&m).is_some_and(|held| lock_conflicts(mode, held)) {
-                            continue;
-                        }
-                        out.push(Blocker {
-                            pid,
-                            mode: m,
-                            state: row.get::<String>(3).ok().flatten(),
-                            query: row
-                                .get::<String>(4)
-                                .ok()
-                                .flatten()
-                                .map(|q| cut_statement(&q, 1000).0),
-                        });
+    crate::phase::as_superuser(|| {
+        Spi::connect(|c| {
+            let mut out = Vec::new();
+            if let Ok(t) = c.select(&sql, None, &[]) {
+                for row in t {
+                    let pid = row.get::<i32>(1).ok().flatten().unwrap_or(0);
+                    let m = row.get::<String>(2).ok().flatten().unwrap_or_default();
+                    if !lock_mode(&m).is_some_and(|held| lock_conflicts(mode, held)) {
+                        continue;
                     }
+                    out.push(Blocker {
+                        pid,
+                        mode: m,
+                        state: row.get::<String>(3).ok().flatten(),
+                        query: row
+                            .get::<String>(4)
+                            .ok()
+                            .flatten()
+                            .map(|q| cut_statement(&q, 1000).0),
+                    });
                 }
-                out
-            })
+            }
+            out
         })
     })
 }
@@ -900,14 +837,15 @@ unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
 }
 
 unsafe fn note_error(edata: *mut pg_sys::ErrorData) {
-    let code = sqlstate((*edata).sqlerrcode);
+    let code = crate::report::unpack_sqlstate((*edata).sqlerrcode);
     let msg = cstr((*edata).message).unwrap_or_default();
     with(|s| s.last_error = Some((code, msg)));
 }
 
 /// A lock timeout of a statement pg_migsafe watched: DETAIL names the blockers.
 unsafe fn lock_detail(edata: *mut pg_sys::ErrorData) {
-    if sqlstate((*edata).sqlerrcode) != "55P03" || !(*edata).detail.is_null() {
+    if crate::report::unpack_sqlstate((*edata).sqlerrcode) != "55P03" || !(*edata).detail.is_null()
+    {
         return;
     }
     let d = LOCK_NOTE.with(|n| {
@@ -924,7 +862,7 @@ unsafe fn lock_detail(edata: *mut pg_sys::ErrorData) {
 
 /// Closes the open statements from index `from` on as failed.
 fn fail_open(s: &mut State, from_subxact: Option<pg_sys::SubTransactionId>) -> Vec<(Oid, Record)> {
-    let now = worker::now_us();
+    let now = now_unix_us();
     let err = s.last_error.take();
     let mut out = Vec::new();
     while let Some(o) = s.open.last() {
@@ -932,21 +870,24 @@ fn fail_open(s: &mut State, from_subxact: Option<pg_sys::SubTransactionId>) -> V
             break;
         }
         let o = s.open.pop().unwrap();
+        // No error report reached emit_log_hook: an exception handler caught it.
         let e = err.clone().unwrap_or_else(|| {
             (
-                String::new(),
+                "XX000".into(),
                 "the statement's (sub)transaction was rolled back (an exception handler caught its error)".into(),
             )
         });
-        let e = (e.0, e.1);
         if let Some(m) = s.mig.as_mut() {
             if o.decision != DecisionKind::Refused {
                 m.failed += 1;
             }
-            let (code, msg) = e;
-            let err =
-                Some((code, msg)).map(|(c, m)| (if c.is_empty() { "XX000".into() } else { c }, m));
-            out.push(statement_record(m, o, now, StatementOutcome::Error, err));
+            out.push(statement_record(
+                m,
+                o,
+                now,
+                StatementOutcome::Error,
+                Some(e),
+            ));
         }
     }
     OPEN.set(s.open.len());
@@ -978,7 +919,13 @@ unsafe extern "C-unwind" fn xact_callback(
 ) {
     use pg_sys::XactEvent::*;
     match event {
-        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => pre_commit(),
+        // Every transaction commits through here: the guarded call only when a
+        // migration is open.
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE
+            if with(|s| s.mig.is_some()).unwrap_or(false) =>
+        {
+            pre_commit()
+        }
         XACT_EVENT_COMMIT => finish(MigrationOutcome::Committed),
         XACT_EVENT_PREPARE => finish(MigrationOutcome::Prepared),
         XACT_EVENT_ABORT => {
@@ -992,10 +939,6 @@ unsafe extern "C-unwind" fn xact_callback(
 /// Still inside the transaction: the Drizzle hashes it inserted.
 #[pg_guard]
 unsafe extern "C-unwind" fn pre_commit() {
-    let has_mig = with(|s| s.mig.is_some()).unwrap_or(false);
-    if !has_mig {
-        return;
-    }
     let hashes = drizzle_hashes();
     let xid = pg_sys::GetTopFullTransactionIdIfAny().value;
     with(|s| {
@@ -1033,26 +976,20 @@ unsafe fn drizzle_hashes() -> Vec<String> {
     }
     let sql = format!(
         "SELECT hash::text FROM {}.{} WHERE xmin = '{}'::xid ORDER BY 1",
-        quote_ident(nsp),
-        quote_ident(rel),
+        quote(nsp),
+        quote(rel),
         u32::from(xid)
     );
-    with_snapshot(|| {
-        crate::phase::as_superuser(|| {
-            Spi::connect(|c| {
-                c.select(&sql, None, &[])
-                    .map(|t| {
-                        t.filter_map(|r| r.get::<String>(1).ok().flatten())
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            })
+    crate::phase::as_superuser(|| {
+        Spi::connect(|c| {
+            c.select(&sql, None, &[])
+                .map(|t| {
+                    t.filter_map(|r| r.get::<String>(1).ok().flatten())
+                        .collect()
+                })
+                .unwrap_or_default()
         })
     })
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// Commit, prepare or abort: close what is open and end the migration. No catalog
@@ -1077,7 +1014,7 @@ fn finish(outcome: MigrationOutcome) {
         let mut spool_key = None;
         let mut running = None;
         if let Some(m) = s.mig.take() {
-            let now = worker::now_us();
+            let now = now_unix_us();
             let duration = now - m.started_us;
             let warn = guc::WARN_DURATION.get() as i64;
             running = m.running;

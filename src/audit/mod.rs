@@ -146,8 +146,7 @@ fn running_migrations() -> TableIterator<
 }
 
 fn to_ts(unix_us: i64) -> Option<pgrx::datum::TimestampWithTimeZone> {
-    // PostgreSQL timestamps count from 2000-01-01.
-    pgrx::datum::TimestampWithTimeZone::try_from(unix_us - 946_684_800_000_000).ok()
+    pgrx::datum::TimestampWithTimeZone::try_from(unix_us - crate::pgutil::PG_EPOCH_UNIX_US).ok()
 }
 
 /// The queue's counters and depth (for migsafe.metrics).

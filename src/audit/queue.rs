@@ -139,7 +139,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         (*h).nslots = nslots() as u32;
         (*h).ring_size = ring_size() as u32;
         (*h).lock = &raw mut (*locks).lock;
-        (*h).initialized_us = crate::audit::worker::now_us();
+        (*h).initialized_us = crate::pgutil::now_unix_us();
         for i in 0..nslots() {
             let s = (base.add(slots_off) as *mut Slot).add(i);
             (*s).lock = &raw mut (*locks.add(i + 1)).lock;
@@ -279,7 +279,7 @@ pub fn enqueue(dboid: pg_sys::Oid, record: &[u8]) -> Result<(), NotQueued> {
             if s.dboid.load(Ordering::Acquire) != u32::from(dboid) {
                 // The slot was given up meanwhile: claim again.
                 drop(_g);
-                return enqueue_again(dboid, record);
+                return enqueue(dboid, record);
             }
             let free = h.ring_size as u64 - (s.head - s.tail);
             if free >= need {
@@ -318,10 +318,6 @@ pub fn enqueue(dboid: pg_sys::Oid, record: &[u8]) -> Result<(), NotQueued> {
         unsafe { pg_sys::pg_usleep(1000) };
         waited_us += 1000;
     }
-}
-
-fn enqueue_again(dboid: pg_sys::Oid, record: &[u8]) -> Result<(), NotQueued> {
-    enqueue(dboid, record)
 }
 
 unsafe fn write_ring(ring: *mut u8, size: u64, pos: u64, bytes: &[u8]) {
@@ -379,16 +375,47 @@ pub fn peek(i: usize, max: usize) -> Batch {
 }
 
 impl Batch {
+    /// The records are stored: remove them from the ring.
     pub fn commit(self) {
         let h = header().expect("shared memory");
+        self.remove();
+        h.written
+            .fetch_add(self.records.len() as u64, Ordering::Relaxed);
+    }
+
+    /// The records cannot be stored: they go to the server log, counted as fallen back,
+    /// and leave the ring.
+    pub fn send_to_server_log(self, why: &str) {
+        let h = header().expect("shared memory");
+        for r in &self.records {
+            pgrx::log!(
+                "pg_migsafe_audit_fallback reason={why} {}",
+                String::from_utf8_lossy(r)
+            );
+        }
+        self.remove();
+        h.fallback
+            .fetch_add(self.records.len() as u64, Ordering::Relaxed);
+    }
+
+    fn remove(&self) {
         let s = slot(self.slot);
         unsafe {
             let _g = Guard::exclusive(s.lock);
             s.tail += self.bytes;
             s.pending -= self.records.len() as u64;
         }
-        h.written
-            .fetch_add(self.records.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Everything queued in slot `i` goes to the server log (see `Batch::send_to_server_log`).
+pub fn drain_to_server_log(i: usize, why: &str) {
+    loop {
+        let batch = peek(i, 2000);
+        if batch.records.is_empty() {
+            return;
+        }
+        batch.send_to_server_log(why);
     }
 }
 
@@ -478,27 +505,10 @@ pub fn writer_connected(i: usize) {
     }
 }
 
-/// Writes everything queued in slot `i` to the server log, counts it as fallen back,
-/// and frees the slot (for a database no writer can connect to).
+/// Writes everything queued in slot `i` to the server log and frees the slot (for a
+/// database no writer can connect to).
 pub fn abandon(i: usize, why: &str) {
-    let Some(h) = header() else { return };
-    loop {
-        let batch = peek(i, 2000);
-        if batch.records.is_empty() {
-            break;
-        }
-        for r in &batch.records {
-            pgrx::log!(
-                "pg_migsafe_audit_fallback reason={why} {}",
-                String::from_utf8_lossy(r)
-            );
-        }
-        h.fallback
-            .fetch_add(batch.records.len() as u64, Ordering::Relaxed);
-        h.written
-            .fetch_sub(batch.records.len() as u64, Ordering::Relaxed);
-        batch.commit();
-    }
+    drain_to_server_log(i, why);
     let s = slot(i);
     unsafe {
         let _g = Guard::exclusive(s.lock);
@@ -588,7 +598,7 @@ pub fn running_add(dboid: pg_sys::Oid, key: &str, started_us: i64) -> Option<usi
         r.pid = pg_sys::MyProcPid;
         r.dboid = u32::from(dboid);
         r.started_us = started_us;
-        r.backend_start_us = pg_sys::MyStartTimestamp + 946_684_800_000_000;
+        r.backend_start_us = crate::pgutil::backend_start_unix_us();
         r.alerted = 0;
         r.start_claimed = 0;
         let k = key.as_bytes();

@@ -34,12 +34,9 @@ pub fn ensure_dir() {
 }
 
 fn own_path() -> PathBuf {
-    let (start, pid) = unsafe {
-        (
-            pgrx::pg_sys::MyStartTimestamp + 946_684_800_000_000,
-            pgrx::pg_sys::MyProcPid,
-        )
-    };
+    let (start, pid) = (crate::pgutil::backend_start_unix_us(), unsafe {
+        pgrx::pg_sys::MyProcPid
+    });
     PathBuf::from(DIR).join(format!("{start}-{pid}.spool"))
 }
 

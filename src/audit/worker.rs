@@ -15,6 +15,7 @@ use crate::engine::audit::{
     Alert, AlertLevel, ConfigChange, MigrationEnd, MigrationOutcome, Record, GENESIS,
 };
 use crate::guc;
+use crate::pgutil::now_unix_us;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, Spi};
@@ -22,11 +23,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const WRITER_FUNCTION: &str = "migsafe_audit_writer";
-
-pub fn now_us() -> i64 {
-    // PostgreSQL timestamps count from 2000-01-01.
-    unsafe { pg_sys::GetCurrentTimestamp() + 946_684_800_000_000 }
-}
 
 pub fn register_launcher() {
     BackgroundWorkerBuilder::new("pg_migsafe audit launcher")
@@ -41,7 +37,7 @@ pub fn register_launcher() {
 
 /// Starts the writer of a slot unless one is running or starting. Never raises.
 pub fn start_writer(slot: usize, dboid: pg_sys::Oid) {
-    if !queue::claim_start(slot, now_us()) {
+    if !queue::claim_start(slot, now_unix_us()) {
         return;
     }
     let started = BackgroundWorkerBuilder::new(&format!(
@@ -132,13 +128,13 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
         dboid: pg_sys::Oid::from(dboid),
         last_alert_check: 0,
         last_phase_check: 0,
-        last_activity: now_us(),
+        last_activity: now_unix_us(),
     };
     if !installed {
         // The extension is not (or no longer) installed here: nothing can be stored.
-        w.drain_to_server_log();
+        queue::drain_to_server_log(slot, "NotInstalled");
         while !queue::writer_try_detach(slot, w.dboid) {
-            w.drain_to_server_log();
+            queue::drain_to_server_log(slot, "NotInstalled");
         }
         return;
     }
@@ -160,7 +156,7 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
             unsafe { pg_sys::pg_usleep(50_000) };
         }
         while w.write_batch() {}
-        let now = now_us();
+        let now = now_unix_us();
         if now - w.last_alert_check >= 1_000_000 {
             w.last_alert_check = now;
             w.alerts();
@@ -192,7 +188,7 @@ impl Writer {
         if batch.records.is_empty() {
             return false;
         }
-        self.last_activity = now_us();
+        self.last_activity = now_unix_us();
         let rows: Vec<(String, Option<Record>)> = batch
             .records
             .iter()
@@ -288,32 +284,10 @@ impl Writer {
         }
     }
 
-    fn drain_to_server_log(&mut self) {
-        loop {
-            let batch = queue::peek(self.slot, 2000);
-            if batch.records.is_empty() {
-                return;
-            }
-            for r in &batch.records {
-                log(&format!(
-                    "pg_migsafe_audit_fallback {}",
-                    String::from_utf8_lossy(r)
-                ));
-            }
-            if let Some(h) = queue::header() {
-                h.fallback.fetch_add(
-                    batch.records.len() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-            }
-            batch.commit();
-        }
-    }
-
     /// Migrations whose backend died without ending them (a crash, SIGKILL): the
     /// backend's spool file, from before the last (re)start, still holds their start.
     fn recover_spool(&mut self) {
-        let now = now_us();
+        let now = now_unix_us();
         let since = queue::header().map(|h| h.initialized_us).unwrap_or(0);
         for stale in spool::stale(since) {
             if stale.dboid != Some(u32::from(self.dboid)) {
@@ -405,14 +379,14 @@ impl Writer {
             return;
         }
         self.store_records(&[Record::Config(ConfigChange {
-            at: iso_time(now_us()),
+            at: iso_time(now_unix_us()),
             settings: now_settings,
             changed,
         })]);
     }
 
     fn alerts(&mut self) {
-        let now = now_us();
+        let now = now_unix_us();
         let mut recs = Vec::new();
         for r in queue::running_list(Some(self.dboid)) {
             // Running for a second: its start goes into the log now (from the spool

@@ -1,0 +1,77 @@
+//! Small helpers over pg_sys shared by the hook, the classifier, two-phase approval and
+//! the audit log: C strings, identifier quoting the way the server does it, object
+//! words, role names, and time in Unix microseconds.
+
+use pgrx::pg_sys::{self, Oid};
+use std::ffi::{c_char, CStr, CString};
+
+/// PostgreSQL timestamps count microseconds from 2000-01-01; Unix time from 1970-01-01.
+pub const PG_EPOCH_UNIX_US: i64 = 946_684_800_000_000;
+
+/// A C string as an owned String (lossy UTF-8); None for a null pointer.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string.
+pub unsafe fn cstr(p: *const c_char) -> Option<String> {
+    (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+}
+
+/// An identifier quoted as the server quotes it (`quote_identifier`).
+pub fn quote(s: &str) -> String {
+    let c = CString::new(s).unwrap_or_default();
+    unsafe { cstr(pg_sys::quote_identifier(c.as_ptr())).unwrap_or_default() }
+}
+
+/// `schema.name`, both quoted as needed.
+///
+/// # Safety
+/// Catalog access: call inside a transaction.
+pub unsafe fn qualified(nsp: Oid, name: &str) -> String {
+    let n = cstr(pg_sys::get_namespace_name(nsp)).unwrap_or_default();
+    format!("{}.{}", quote(&n), quote(name))
+}
+
+/// The word for a relkind, as used in messages and the audit log.
+pub fn relkind_word(k: c_char) -> &'static str {
+    match k as u8 {
+        b'r' | b'p' => "table",
+        b'v' => "view",
+        b'm' => "materialized view",
+        b'S' => "sequence",
+        b'f' => "foreign table",
+        b'i' | b'I' => "index",
+        b'c' => "type",
+        _ => "relation",
+    }
+}
+
+/// A role's name (its oid as text if it has none).
+pub fn role_name(oid: Oid) -> String {
+    unsafe { cstr(pg_sys::GetUserNameFromId(oid, true)) }
+        .unwrap_or_else(|| u32::from(oid).to_string())
+}
+
+/// The relation a RangeVar names, resolved through search_path like the server does,
+/// without a lock; InvalidOid if there is none.
+///
+/// # Safety
+/// `rv` is a valid RangeVar; call inside a transaction.
+pub unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> Oid {
+    pg_sys::RangeVarGetRelidExtended(
+        rv,
+        pg_sys::NoLock as _,
+        pg_sys::RVROption::RVR_MISSING_OK,
+        None,
+        std::ptr::null_mut(),
+    )
+}
+
+/// Now, in Unix microseconds.
+pub fn now_unix_us() -> i64 {
+    unsafe { pg_sys::GetCurrentTimestamp() + PG_EPOCH_UNIX_US }
+}
+
+/// This backend's start, in Unix microseconds.
+pub fn backend_start_unix_us() -> i64 {
+    unsafe { pg_sys::MyStartTimestamp + PG_EPOCH_UNIX_US }
+}
