@@ -15,6 +15,7 @@ mod hook;
 mod pgutil;
 mod phase;
 mod report;
+mod snapshot;
 mod sql;
 mod track;
 

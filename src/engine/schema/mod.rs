@@ -11,3 +11,4 @@ pub mod diff;
 pub mod model;
 pub mod quote;
 pub mod rollback;
+pub mod scope;

@@ -56,7 +56,7 @@
 //! so grantors are not restored.
 
 use super::diff::{
-    core, type_change_is_lossy, ObjectKind, COLUMN_STRIP, SEQUENCE_STRIP, VIEW_STRIP,
+    same_core, type_change_is_lossy, ObjectKind, COLUMN_STRIP, SEQUENCE_STRIP, VIEW_STRIP,
 };
 use super::model::*;
 use super::quote::{ddl_name, parse_identity, qualified, quote_ident, quote_literal};
@@ -214,12 +214,12 @@ fn constraint_plan(l: &Constraint, t: &Constraint) -> ConPlan {
         l.validated,
         &t.definition,
         t.validated,
-        core(l, &strip) == core(t, &strip),
+        same_core(l, t, &strip),
     )
 }
 
 fn index_changed(l: &Index, t: &Index) -> bool {
-    core(l, &["valid"]) != core(t, &["valid"]) || (!l.valid && t.valid)
+    !same_core(l, t, &["valid"]) || (!l.valid && t.valid)
 }
 
 /// The SQL privilege keyword of an ACL letter.
@@ -418,10 +418,7 @@ impl<'a> Planner<'a> {
                 None => {
                     disturbed.insert(k.clone());
                 }
-                Some(t)
-                    if core(l, &[]) != core(t, &[])
-                        && (l.kind != t.kind || l.result != t.result) =>
-                {
+                Some(t) if !same_core(l, t, &[]) && (l.kind != t.kind || l.result != t.result) => {
                     disturbed.insert(k.clone());
                     functions_recreated.insert(k.clone());
                 }
@@ -435,7 +432,7 @@ impl<'a> Planner<'a> {
                 target
                     .views
                     .get(*k)
-                    .is_none_or(|t| core(*l, VIEW_STRIP) != core(t, VIEW_STRIP))
+                    .is_none_or(|t| !same_core(*l, t, VIEW_STRIP))
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -537,10 +534,7 @@ impl<'a> Planner<'a> {
         let (live, target) = (self.live, self.target);
         for (k, l) in &live.policies {
             if !self.rel_dropped(&l.table)
-                && target
-                    .policies
-                    .get(k)
-                    .is_none_or(|t| core(l, &[]) != core(t, &[]))
+                && target.policies.get(k).is_none_or(|t| !same_core(l, t, &[]))
             {
                 let sql = format!(
                     "DROP POLICY {} ON {}",
@@ -556,7 +550,7 @@ impl<'a> Planner<'a> {
                 && target
                     .triggers
                     .get(k)
-                    .is_none_or(|t| core(l, &["enabled"]) != core(t, &["enabled"]))
+                    .is_none_or(|t| !same_core(l, t, &["enabled"]))
             {
                 let sql = format!(
                     "DROP TRIGGER {} ON {}",
@@ -692,7 +686,7 @@ impl<'a> Planner<'a> {
                 }
                 Some(l) => {
                     let strip = [SEQUENCE_STRIP, &["owned_by"]].concat();
-                    if core(l, &strip) != core(t, &strip) {
+                    if !same_core(l, t, &strip) {
                         self.push(
                             Operation::Alter,
                             ObjectKind::Sequence,
@@ -711,7 +705,7 @@ impl<'a> Planner<'a> {
                     || live
                         .functions
                         .get(*k)
-                        .is_none_or(|l| core(l, &[]) != core(*t, &[]))
+                        .is_none_or(|l| !same_core(l, *t, &[]))
             })
             .collect();
         if !functions.is_empty() {
@@ -1020,7 +1014,7 @@ impl<'a> Planner<'a> {
             }
         }
         for (k, l) in &live.tables {
-            if let Some(t) = target.tables.get(k) {
+            if let Some(t) = target.tables.get(k).filter(|t| *t != l) {
                 self.alter_table(k, l, t);
             }
         }
@@ -1080,7 +1074,7 @@ impl<'a> Planner<'a> {
         for n in l.column_order() {
             let lc = &l.columns[&n];
             if let Some(tc) = t.columns.get(&n) {
-                if core(lc, COLUMN_STRIP) != core(tc, COLUMN_STRIP) {
+                if !same_core(lc, tc, COLUMN_STRIP) {
                     self.alter_column(&name, l, lc, tc);
                 }
             }

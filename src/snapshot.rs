@@ -1,0 +1,289 @@
+//! Snapshots, the pgrx side: reading the catalog (`migsafe._catalog()` in
+//! sql/snapshots.sql), loading stored snapshots, and the SQL functions diff,
+//! rollback_sql, verify and the helpers that migsafe.rollback() and
+//! migsafe.dry_run() (sql/rollback.sql) are built from. The model, diff, merge and
+//! rollback planning are plain Rust in `crate::engine::schema`.
+
+use crate::engine::schema::diff::{diff as schema_diff, Change};
+use crate::engine::schema::model::Schema;
+use crate::engine::schema::rollback::{rollback_sql as plan, to_script, DataObject, Statement};
+use crate::engine::schema::scope::{merge, restrict, Part, Scope};
+use crate::phase::as_superuser;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+pgrx::extension_sql_file!(
+    "../sql/snapshots.sql",
+    name = "snapshots",
+    requires = ["audit"]
+);
+
+fn bad(code: PgSqlErrorCode, msg: String) -> ! {
+    pgrx::ereport!(ERROR, code, msg);
+}
+
+fn parse(json: &str, what: &str) -> Schema {
+    Schema::from_json(json).unwrap_or_else(|e| {
+        bad(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            format!("pg_migsafe: {what} is not a valid schema document: {e}"),
+        )
+    })
+}
+
+/// The live schema, or the part of it a scope names (read as the superuser, so
+/// that every reader sees the same document).
+pub fn live(scope: Option<&Scope>) -> Schema {
+    let json = as_superuser(|| {
+        let arg: Option<JsonB> =
+            scope.map(|s| JsonB(serde_json::from_str(&s.to_json()).expect("a scope is JSON")));
+        Spi::get_one_with_args::<String>("SELECT migsafe._catalog($1)::text", &[arg.into()])
+    })
+    .unwrap_or_else(|e| bad(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))
+    .unwrap_or_default();
+    restrict(&parse(&json, "the live catalog"), scope)
+}
+
+/// A stored snapshot: the merged model and the union of its scopes.
+pub struct Loaded {
+    pub schema: Schema,
+    pub scope: Option<Scope>,
+}
+
+pub fn load(id: Option<i64>, arg: &str) -> Loaded {
+    let Some(id) = id else {
+        bad(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("pg_migsafe: {arg} must not be NULL"),
+        )
+    };
+    let parts = as_superuser(|| {
+        Spi::connect(|c| {
+            let exists = c
+                .select(
+                    "SELECT 1 FROM migsafe.snapshot WHERE id = $1",
+                    None,
+                    &[id.into()],
+                )?
+                .len();
+            if exists == 0 {
+                return Ok(None);
+            }
+            let mut parts = Vec::new();
+            for row in c.select(
+                "SELECT scope::text, doc::text FROM migsafe.snapshot_part WHERE snapshot_id = $1 ORDER BY part",
+                None,
+                &[id.into()],
+            )? {
+                let scope: Option<String> = row.get(1)?;
+                let doc: Option<String> = row.get(2)?;
+                parts.push((scope, doc.unwrap_or_default()));
+            }
+            Ok::<_, pgrx::spi::Error>(Some(parts))
+        })
+    })
+    .unwrap_or_else(|e| bad(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()));
+    let Some(parts) = parts else {
+        bad(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("pg_migsafe: snapshot {id} does not exist (see migsafe.snapshots)"),
+        )
+    };
+    let parts: Vec<Part> = parts
+        .into_iter()
+        .map(|(scope, doc)| Part {
+            scope: scope.map(|s| {
+                serde_json::from_str(&s).unwrap_or_else(|e| {
+                    bad(
+                        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                        format!("pg_migsafe: snapshot {id} has an invalid scope: {e}"),
+                    )
+                })
+            }),
+            schema: parse(&doc, &format!("snapshot {id}")),
+        })
+        .collect();
+    let (schema, scope) = if parts.is_empty() {
+        // An automatic snapshot whose migration reached nothing it models.
+        (Schema::default(), Some(Scope::default()))
+    } else {
+        merge(&parts)
+    };
+    Loaded { schema, scope }
+}
+
+type DiffRow = (String, String, String, Option<JsonB>, Option<JsonB>, bool);
+
+fn rows(changes: Vec<Change>) -> Vec<DiffRow> {
+    changes
+        .into_iter()
+        .map(|c| {
+            let j = |v: serde_json::Value| (!v.is_null()).then_some(JsonB(v));
+            (
+                c.kind.as_str().to_string(),
+                c.identity,
+                c.action.as_str().to_string(),
+                j(c.before),
+                j(c.after),
+                c.loses_data,
+            )
+        })
+        .collect()
+}
+
+/// Snapshot `from` against snapshot `to`, or against the live schema when `to` is
+/// NULL. Partial (automatic) snapshots are compared within what they cover.
+#[allow(clippy::type_complexity)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn diff(
+    from_snapshot: Option<i64>,
+    to_snapshot: default!(Option<i64>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(kind, String),
+        name!(identity, String),
+        name!(action, String),
+        name!(before, Option<JsonB>),
+        name!(after, Option<JsonB>),
+        name!(loses_data, bool),
+    ),
+> {
+    let from = load(from_snapshot, "from_snapshot");
+    let (before, after) = match to_snapshot {
+        None => {
+            let now = live(from.scope.as_ref());
+            (from.schema, now)
+        }
+        Some(_) => {
+            let to = load(to_snapshot, "to_snapshot");
+            restrict_pair(from, to)
+        }
+    };
+    TableIterator::new(rows(schema_diff(&before, &after)))
+}
+
+/// Two stored snapshots compared within what both cover.
+fn restrict_pair(a: Loaded, b: Loaded) -> (Schema, Schema) {
+    let both = Scope::intersect(a.scope.as_ref(), b.scope.as_ref());
+    (
+        restrict(&a.schema, both.as_ref()),
+        restrict(&b.schema, both.as_ref()),
+    )
+}
+
+/// The DDL that takes the live schema back to the snapshot, as one script.
+#[pg_extern(volatile, parallel_unsafe)]
+fn rollback_sql(snapshot: Option<i64>) -> String {
+    let target = load(snapshot, "snapshot");
+    let now = live(target.scope.as_ref());
+    to_script(&plan(&now, &target.schema))
+}
+
+type PlanRow = (
+    i32,
+    String,
+    String,
+    String,
+    String,
+    bool,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    bool,
+);
+
+fn data_parts(d: &Option<DataObject>) -> (Option<String>, Option<String>) {
+    match d {
+        None => (None, None),
+        Some(DataObject::Table { table }) => (Some(table.clone()), None),
+        Some(DataObject::Column { table, column }) => (Some(table.clone()), Some(column.clone())),
+    }
+}
+
+fn plan_rows(statements: Vec<Statement>) -> Vec<PlanRow> {
+    statements
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (dt, dc) = data_parts(&s.drops);
+            let (rt, rc) = data_parts(&s.recreates);
+            let exec = s.is_executable();
+            (
+                (i + 1) as i32,
+                s.sql,
+                s.kind.as_str().to_string(),
+                s.identity,
+                serde_json::to_value(s.operation)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                s.drops_data,
+                dt,
+                dc,
+                rt,
+                rc,
+                s.note,
+                exec,
+            )
+        })
+        .collect()
+}
+
+/// The rollback plan as rows (used by migsafe.rollback()).
+#[allow(clippy::type_complexity)]
+#[pg_extern(name = "_rollback_plan", volatile, parallel_unsafe)]
+fn rollback_plan(
+    snapshot: Option<i64>,
+) -> TableIterator<
+    'static,
+    (
+        name!(step, i32),
+        name!(sql, String),
+        name!(kind, String),
+        name!(identity, String),
+        name!(operation, String),
+        name!(drops_data, bool),
+        name!(drops_table, Option<String>),
+        name!(drops_column, Option<String>),
+        name!(recreates_table, Option<String>),
+        name!(recreates_column, Option<String>),
+        name!(note, Option<String>),
+        name!(executable, bool),
+    ),
+> {
+    let target = load(snapshot, "snapshot");
+    let now = live(target.scope.as_ref());
+    TableIterator::new(plan_rows(plan(&now, &target.schema)))
+}
+
+/// The diff between two schema documents (used by migsafe.dry_run()).
+#[allow(clippy::type_complexity)]
+#[pg_extern(name = "_diff_docs", volatile, parallel_unsafe)]
+fn diff_docs(
+    before: Option<pgrx::Json>,
+    after: Option<pgrx::Json>,
+) -> TableIterator<
+    'static,
+    (
+        name!(kind, String),
+        name!(identity, String),
+        name!(action, String),
+        name!(before, Option<JsonB>),
+        name!(after, Option<JsonB>),
+        name!(loses_data, bool),
+    ),
+> {
+    let doc = |j: Option<pgrx::Json>| match j {
+        None => Schema::default(),
+        Some(pgrx::Json(v)) => serde_json::from_value(v).unwrap_or_else(|e| {
+            bad(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("pg_migsafe: not a schema document: {e}"),
+            )
+        }),
+    };
+    TableIterator::new(rows(schema_diff(&doc(before), &doc(after))))
+}
