@@ -18,7 +18,7 @@ $roles$;
 
 CREATE TABLE migsafe.phase (
   id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  kind          text        NOT NULL CHECK (kind IN ('expand', 'contract')),
+  kind          text        NOT NULL CHECK (kind IN ('expand', 'contract', 'rollback')),
   name          text        NOT NULL CHECK (name <> ''),
   reason        text,
   objects       text[]      NOT NULL DEFAULT '{}',
@@ -29,6 +29,7 @@ CREATE TABLE migsafe.phase (
   requested_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
   valid_until   timestamptz NOT NULL,
   skip_expand   boolean     NOT NULL DEFAULT false,
+  keep_data     boolean     NOT NULL DEFAULT true,
   state         text        NOT NULL CHECK (state IN ('pending', 'active', 'ended', 'rejected', 'used')),
   approved_by   name,
   approved_at   timestamptz,
@@ -80,7 +81,7 @@ $$;
 CREATE VIEW migsafe.phases AS
 SELECT p.id, p.kind, p.name, migsafe._state(p) AS state, p.reason, p.objects,
        coalesce(p.for_role::text, 'own session (pid ' || p.session_pid || ')') AS scope,
-       p.requested_by, p.requested_at, p.valid_until, p.skip_expand,
+       p.requested_by, p.requested_at, p.valid_until, p.skip_expand, p.keep_data,
        p.approved_by, p.approved_at, p.rejected_by, p.reject_reason, p.ended_at,
        (SELECT count(*) FROM migsafe.phase_use u WHERE u.phase_id = p.id) AS statements_approved,
        (SELECT array_agg(u.statement ORDER BY u.used_at) FROM migsafe.phase_use u WHERE u.phase_id = p.id) AS statements
@@ -122,7 +123,8 @@ CREATE FUNCTION migsafe.begin_phase(
   objects text[] DEFAULT '{}',
   for_role name DEFAULT NULL,
   valid_for interval DEFAULT '1 hour',
-  skip_expand boolean DEFAULT false
+  skip_expand boolean DEFAULT false,
+  keep_data boolean DEFAULT true
 ) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -185,11 +187,11 @@ BEGIN
   END IF;
 
   INSERT INTO migsafe.phase (kind, name, reason, objects, for_role, session_pid, session_start,
-                             requested_by, valid_until, skip_expand, state)
+                             requested_by, valid_until, skip_expand, keep_data, state)
   SELECT kind, name, reason, norm, for_role,
          CASE WHEN for_role IS NULL THEN pg_backend_pid() END,
          CASE WHEN for_role IS NULL THEN (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) END,
-         caller, clock_timestamp() + valid_for, skip_expand, initial_state
+         caller, clock_timestamp() + valid_for, skip_expand, coalesce(keep_data, true), initial_state
   RETURNING id INTO p_id;
   INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail)
   VALUES (p_id, 'requested', caller, reason);

@@ -23,6 +23,12 @@ pub static DISABLED_RULES: GucSetting<Option<CString>> = GucSetting::<Option<CSt
 pub static MIN_EXPAND_AGE: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static REQUIRE_APPROVAL: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static REQUIRE_BACKUP_WITHIN: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static AUTO_SNAPSHOT: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static RECYCLE: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// In kB (GUC_UNIT_KB): 1 GB.
+pub static RECYCLE_MAX_BYTES: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
+/// In seconds: 7 days.
+pub static RECYCLE_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(7 * 24 * 3600);
 pub static AUDIT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static AUDIT_MAX_STATEMENT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(65536);
 pub static AUDIT_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(8192);
@@ -108,6 +114,7 @@ pub fn init() {
         GucFlags::UNIT_S,
     );
     define_audit_gucs();
+    define_snapshot_gucs();
     unsafe {
         GucRegistry::define_string_guc_with_hooks(
             c"migsafe.disabled_rules",
@@ -125,6 +132,45 @@ pub fn init() {
         #[cfg(any(feature = "pg13", feature = "pg14"))]
         pg_sys::EmitWarningsOnPlaceholders(c"migsafe".as_ptr());
     }
+}
+
+fn define_snapshot_gucs() {
+    GucRegistry::define_bool_guc(
+        c"migsafe.auto_snapshot",
+        c"Snapshot what each migration's DDL touches before it runs; the audit log's migration row points to it.",
+        c"Only the server configuration file can set it (reload to apply).",
+        &AUTO_SNAPSHOT,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"migsafe.recycle",
+        c"Approved DROP TABLE moves the table into schema migsafe_recycle; approved DROP COLUMN and TRUNCATE keep a copy.",
+        c"Only the server configuration file can set it (reload to apply).",
+        &RECYCLE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"migsafe.recycle_max_bytes",
+        c"Largest copy an approved DROP COLUMN or TRUNCATE may keep in the recycle bin.",
+        c"Beyond it the statement is refused unless its contract phase says keep_data => false.",
+        &RECYCLE_MAX_BYTES,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_int_guc(
+        c"migsafe.recycle_retention",
+        c"How long the recycle bin keeps what approved statements dropped before the audit worker purges it.",
+        c"0 keeps everything until migsafe.purge() is called.",
+        &RECYCLE_RETENTION,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
 }
 
 /// Mode without allocating: the hook's fast path reads it on every statement.

@@ -18,6 +18,7 @@ use crate::engine::policy::{
 use crate::engine::rules::Severity;
 use crate::guc;
 use crate::phase;
+use crate::recycle;
 use crate::report::{self, PgReport, SQLSTATE_APPROVED, SQLSTATE_REFUSED, SQLSTATE_WARNING};
 use pgrx::pg_sys::{self, NodeTag};
 use pgrx::prelude::*;
@@ -203,6 +204,25 @@ fn refuse_or_approve(
         );
     }
     let targets: Vec<Option<Target>> = fs.iter().map(|f| target_of(&f.object)).collect();
+    if let Some(id) = recycle::rollback_phase() {
+        let rules: Vec<&str> = fs.iter().map(|f| f.rule.id).collect();
+        phase::record_use(id, &rules, &targets, text);
+        let objects: Vec<&str> = fs.iter().map(|f| f.object.as_str()).collect();
+        let notice = Report {
+            message: format!(
+                "pg_migsafe: {} on {} approved by rollback phase {id}",
+                rules.join(", "),
+                objects.join(", ")
+            ),
+            detail: String::new(),
+            hint: String::new(),
+        };
+        recycle::note_approval(id);
+        return (
+            vec![PgReport::new(pg_sys::NOTICE, SQLSTATE_APPROVED, &notice)],
+            Some((id, "rollback".into())),
+        );
+    }
     let active: Vec<_> = phase::session_phases()
         .into_iter()
         .map(|(p, _)| p)
@@ -214,6 +234,7 @@ fn refuse_or_approve(
             .collect();
         let rules: Vec<&str> = approved.iter().map(|f| f.rule.id).collect();
         phase::record_use(p.id, &rules, &targets, text);
+        recycle::note_approval(p.id);
         let objects: Vec<&str> = approved.iter().map(|f| f.object.as_str()).collect();
         let notice = Report {
             message: format!(
@@ -256,6 +277,8 @@ unsafe fn should_inspect(
     !stmt.is_null()
         && !is_fast_path(stmt)
         && guc::mode() != Mode::Off
+        // The recycle bin's own DDL (migsafe._internal()).
+        && !recycle::internal()
         // Another extension's install/update script (and our own) runs unchecked; the
         // CREATE/ALTER EXTENSION statement itself was classified before it started.
         && !pg_sys::creating_extension
@@ -295,31 +318,40 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     // Plain values only in this frame: errors longjmp through it.
     let mut token: usize = 0;
     let mut lock_watch = false;
+    let mut carried_out = false;
     if should_inspect((*pstmt).utilityStmt, context) {
         check_statement(pstmt, query_string, &mut token);
         lock_watch = audit::lock_safety((*pstmt).utilityStmt);
+        let approved = recycle::take_approval();
+        if approved != 0 && guc::RECYCLE.get() {
+            carried_out = recycle_before(pstmt, query_string, approved);
+        }
     }
-    match PREV_PROCESS_UTILITY {
-        Some(prev) => prev(
-            pstmt,
-            query_string,
-            read_only_tree,
-            context,
-            params,
-            query_env,
-            dest,
-            qc,
-        ),
-        None => raw_standard_process_utility(
-            pstmt,
-            query_string,
-            read_only_tree,
-            context,
-            params,
-            query_env,
-            dest,
-            qc,
-        ),
+    if carried_out {
+        // Nothing to run: the approved DROP TABLE moved the table to the recycle bin.
+    } else {
+        match PREV_PROCESS_UTILITY {
+            Some(prev) => prev(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+            None => raw_standard_process_utility(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        }
     }
     if token != 0 {
         audit_end(token);
@@ -342,14 +374,29 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     // Plain values only in this frame: errors longjmp through it.
     let mut token: usize = 0;
     let mut lock_watch = false;
+    let mut carried_out = false;
     if should_inspect((*pstmt).utilityStmt, context) {
         check_statement(pstmt, query_string, &mut token);
         lock_watch = audit::lock_safety((*pstmt).utilityStmt);
+        let approved = recycle::take_approval();
+        if approved != 0 && guc::RECYCLE.get() {
+            carried_out = recycle_before(pstmt, query_string, approved);
+        }
     }
-    match PREV_PROCESS_UTILITY {
-        Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),
-        None => {
-            raw_standard_process_utility(pstmt, query_string, context, params, query_env, dest, qc)
+    if carried_out {
+        // Nothing to run: the approved DROP TABLE moved the table to the recycle bin.
+    } else {
+        match PREV_PROCESS_UTILITY {
+            Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),
+            None => raw_standard_process_utility(
+                pstmt,
+                query_string,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
         }
     }
     if token != 0 {
@@ -358,6 +405,18 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     if lock_watch {
         audit::lock_safety_end();
     }
+}
+
+/// Keeps what an approved statement would destroy (see `recycle`); true when the
+/// statement has been carried out.
+#[pg_guard]
+unsafe extern "C-unwind" fn recycle_before(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const c_char,
+    phase: i64,
+) -> bool {
+    let text = statement_text(pstmt, query);
+    recycle::before((*pstmt).utilityStmt, text.trim(), phase)
 }
 
 #[pg_guard]

@@ -14,6 +14,7 @@ mod guc;
 mod hook;
 mod pgutil;
 mod phase;
+mod recycle;
 mod report;
 mod snapshot;
 mod sql;
@@ -39,6 +40,7 @@ pub extern "C-unwind" fn _PG_init() {
     track::init();
     hook::init();
     audit::init();
+    recycle::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -18,6 +18,21 @@ pgrx::extension_sql_file!(
     requires = ["audit"]
 );
 
+pgrx::extension_sql_file!(
+    "../sql/rollback.sql",
+    name = "rollback",
+    requires = [
+        "recycle",
+        diff,
+        rollback_sql,
+        rollback_plan,
+        diff_docs,
+        live_doc,
+        split,
+        set_rollback_phase
+    ]
+);
+
 fn bad(code: PgSqlErrorCode, msg: String) -> ! {
     pgrx::ereport!(ERROR, code, msg);
 }
@@ -286,4 +301,75 @@ fn diff_docs(
         }),
     };
     TableIterator::new(rows(schema_diff(&doc(before), &doc(after))))
+}
+
+/// The live schema document as text (used by migsafe.dry_run()).
+#[pg_extern(name = "_live_doc", volatile, parallel_unsafe)]
+fn live_doc() -> String {
+    as_superuser(|| Spi::get_one::<String>("SELECT migsafe._catalog(NULL)::text"))
+        .unwrap_or_else(|e| bad(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))
+        .unwrap_or_default()
+}
+
+/// Why a statement cannot run inside the dry run's transaction (None: it can).
+unsafe fn not_in_transaction(stmt: *mut pg_sys::Node) -> Option<&'static str> {
+    use pg_sys::NodeTag::*;
+    let has_option = |l: *mut pg_sys::List, name: &[u8]| {
+        pgrx::PgList::<pg_sys::DefElem>::from_pg(l)
+            .iter_ptr()
+            .any(|d| {
+                !(*d).defname.is_null() && std::ffi::CStr::from_ptr((*d).defname).to_bytes() == name
+            })
+    };
+    Some(match (*stmt).type_ {
+        T_TransactionStmt => "transaction control: the dry run is one transaction already",
+        T_IndexStmt if (*(stmt as *mut pg_sys::IndexStmt)).concurrent => {
+            "CREATE INDEX CONCURRENTLY cannot run inside a transaction block; run it on its own and check the index is valid"
+        }
+        T_DropStmt if (*(stmt as *mut pg_sys::DropStmt)).concurrent => {
+            "DROP INDEX CONCURRENTLY cannot run inside a transaction block"
+        }
+        T_ReindexStmt if has_option((*(stmt as *mut pg_sys::ReindexStmt)).params, b"concurrently") => {
+            "REINDEX CONCURRENTLY cannot run inside a transaction block"
+        }
+        T_VacuumStmt if (*(stmt as *mut pg_sys::VacuumStmt)).is_vacuumcmd => {
+            "VACUUM cannot run inside a transaction block"
+        }
+        T_CreatedbStmt | T_DropdbStmt => "CREATE/DROP DATABASE cannot run inside a transaction block",
+        T_CreateTableSpaceStmt | T_DropTableSpaceStmt => {
+            "CREATE/DROP TABLESPACE cannot run inside a transaction block"
+        }
+        T_AlterSystemStmt => "ALTER SYSTEM cannot run inside a transaction block",
+        T_CreateSubscriptionStmt | T_DropSubscriptionStmt | T_AlterSubscriptionStmt => {
+            "subscription commands may not run inside a transaction block"
+        }
+        _ => return None,
+    })
+}
+
+/// The statements of a migration as the server splits them (Drizzle's
+/// `--> statement-breakpoint` lines are comments), and whether each can run inside
+/// a transaction.
+#[allow(clippy::type_complexity)]
+#[pg_extern(name = "_split", volatile, parallel_unsafe)]
+fn split(
+    sql: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(n, i32),
+        name!(statement, String),
+        name!(runnable, bool),
+        name!(why, Option<String>),
+    ),
+> {
+    let rows: Vec<_> = crate::sql::statements(sql)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (text, node))| {
+            let why = unsafe { not_in_transaction(node) };
+            ((i + 1) as i32, text, why.is_none(), why.map(str::to_string))
+        })
+        .collect();
+    TableIterator::new(rows)
 }

@@ -81,6 +81,51 @@ type CheckRow = (
     String,
 );
 
+/// Parses `sql` with the server's raw parser (a syntax error is reported with the
+/// line and column of the input); returns the RawStmt list.
+pub fn parse(sql: &str) -> *mut pg_sys::List {
+    let input = sql.to_string();
+    let c_sql = CString::new(sql.replace('\0', " ")).unwrap_or_default();
+    unsafe {
+        let mut cb = pg_sys::ErrorContextCallback {
+            previous: pg_sys::error_context_stack,
+            callback: Some(parse_error_context),
+            arg: &input as *const String as *mut c_void,
+        };
+        let _guard = ContextGuard(pg_sys::error_context_stack);
+        pg_sys::error_context_stack = &mut cb;
+        #[cfg(feature = "pg13")]
+        let parsed = pg_sys::raw_parser(c_sql.as_ptr());
+        #[cfg(not(feature = "pg13"))]
+        let parsed = pg_sys::raw_parser(c_sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        parsed
+    }
+}
+
+/// The statements of `sql` as the server splits them: text and parse tree.
+pub fn statements(sql: &str) -> Vec<(String, *mut pg_sys::Node)> {
+    let parsed = parse(sql);
+    let bytes = sql.as_bytes();
+    let stmts = unsafe { PgList::<pg_sys::RawStmt>::from_pg(parsed) };
+    stmts
+        .iter_ptr()
+        .map(|raw| unsafe {
+            let loc = (*raw).stmt_location.max(0) as usize;
+            let len = (*raw).stmt_len.max(0) as usize;
+            let start = loc.min(bytes.len());
+            let end = if len == 0 {
+                bytes.len()
+            } else {
+                (start + len).min(bytes.len())
+            };
+            let text = String::from_utf8_lossy(&bytes[start..end])
+                .trim()
+                .to_string();
+            (text, (*raw).stmt)
+        })
+        .collect()
+}
+
 #[allow(clippy::type_complexity)]
 /// Classifies `sql` without running it: one row per finding, one `safe` row for a
 /// statement without findings.
@@ -103,22 +148,7 @@ fn check(
         name!(decision, String),
     ),
 > {
-    let input = sql.to_string();
-    let c_sql = CString::new(sql.replace('\0', " ")).unwrap_or_default();
-    let parsed = unsafe {
-        let mut cb = pg_sys::ErrorContextCallback {
-            previous: pg_sys::error_context_stack,
-            callback: Some(parse_error_context),
-            arg: &input as *const String as *mut c_void,
-        };
-        let _guard = ContextGuard(pg_sys::error_context_stack);
-        pg_sys::error_context_stack = &mut cb;
-        #[cfg(feature = "pg13")]
-        let parsed = pg_sys::raw_parser(c_sql.as_ptr());
-        #[cfg(not(feature = "pg13"))]
-        let parsed = pg_sys::raw_parser(c_sql.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        parsed
-    };
+    let parsed = parse(sql);
     let settings = guc::settings();
     let bytes = sql.as_bytes();
     let mut rows: Vec<CheckRow> = Vec::new();

@@ -1,0 +1,424 @@
+-- The recycle bin: what approved DROP TABLE, DROP COLUMN and TRUNCATE statements
+-- took away, kept in schema migsafe_recycle until migsafe.purge() or the retention
+-- (migsafe.recycle_retention, purged by the audit worker) ends it.
+-- The hook calls the _recycle_* functions; their own DDL runs through
+-- migsafe._internal(), which the hook does not inspect.
+
+CREATE SCHEMA migsafe_recycle;
+REVOKE ALL ON SCHEMA migsafe_recycle FROM PUBLIC;
+
+CREATE TABLE migsafe.recycle (
+  id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  kind         text        NOT NULL CHECK (kind IN ('table', 'column', 'truncate')),
+  schema_name  name        NOT NULL,
+  table_name   name        NOT NULL,
+  column_name  name,
+  column_type  text,
+  stored_as    name        NOT NULL,
+  key_columns  name[]      NOT NULL DEFAULT '{}',
+  renamed      jsonb       NOT NULL DEFAULT '{}',   -- stored name -> original name (indexes, sequences)
+  dependents   jsonb       NOT NULL DEFAULT '[]',   -- [{kind, name, sql}] re-created by undrop
+  row_count    bigint,
+  bytes        bigint,
+  phase_id     bigint,
+  statement    text,
+  dropped_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  dropped_by   name        NOT NULL DEFAULT session_user,
+  restored_at  timestamptz,
+  restored_by  name,
+  purged_at    timestamptz
+);
+REVOKE ALL ON migsafe.recycle FROM PUBLIC;
+
+CREATE VIEW migsafe.recycle_bin AS
+SELECT r.id, r.kind,
+       migsafe._key(r.schema_name, r.table_name) || coalesce('."' || pg_catalog.replace(r.column_name, '"', '""') || '"', '') AS object,
+       r.column_type, 'migsafe_recycle.' || pg_catalog.quote_ident(r.stored_as) AS stored_as,
+       r.row_count, r.bytes, r.dependents, r.phase_id, r.statement, r.dropped_at, r.dropped_by,
+       CASE WHEN r.purged_at IS NOT NULL THEN 'purged'
+            WHEN r.restored_at IS NOT NULL THEN 'restored'
+            ELSE 'kept' END AS state,
+       r.restored_at, r.restored_by, r.purged_at,
+       CASE WHEN r.restored_at IS NULL AND r.purged_at IS NULL
+                 AND pg_catalog.current_setting('migsafe.recycle_retention')::interval > interval '0'
+            THEN r.dropped_at + pg_catalog.current_setting('migsafe.recycle_retention')::interval END AS purge_after
+  FROM migsafe.recycle r;
+REVOKE ALL ON migsafe.recycle_bin FROM PUBLIC;
+GRANT SELECT ON migsafe.recycle_bin, migsafe.recycle TO migsafe_admin, migsafe_approver, migsafe_auditor;
+
+-- Objects outside the table that depend on it: views (recursively), foreign keys of
+-- other tables, and anything else (reported as 'other': the table is then not
+-- recycled and the real DROP decides).
+CREATE FUNCTION migsafe._dependents(rel oid) RETURNS TABLE (kind text, oid oid, name text, sql text, level int)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH RECURSIVE views(oid, level) AS (
+    SELECT DISTINCT rw.ev_class, 1
+      FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid
+     WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+       AND d.refobjid = rel AND rw.ev_class <> rel
+    UNION
+    SELECT DISTINCT rw.ev_class, v.level + 1
+      FROM views v
+      JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = v.oid AND d.classid = 'pg_rewrite'::regclass
+      JOIN pg_rewrite rw ON rw.oid = d.objid
+     WHERE rw.ev_class <> v.oid AND v.level < 100
+  )
+  SELECT CASE c.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, c.oid,
+         c.oid::regclass::text,
+         format('CREATE %s %s AS %s', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+                c.oid::regclass::text, rtrim(pg_get_viewdef(c.oid), ';')),
+         max(v.level)
+    FROM views v JOIN pg_class c ON c.oid = v.oid
+   GROUP BY c.oid, c.relkind
+  UNION ALL
+  SELECT 'foreign key', k.oid, format('%I on %s', k.conname, k.conrelid::regclass::text),
+         format('ALTER TABLE %s ADD CONSTRAINT %I %s', k.conrelid::regclass::text, k.conname, pg_get_constraintdef(k.oid)),
+         0
+    FROM pg_constraint k
+   WHERE k.contype = 'f' AND k.confrelid = rel AND k.conrelid <> rel
+  UNION ALL
+  SELECT 'other', d.objid, pg_describe_object(d.classid, d.objid, d.objsubid), NULL, 0
+    FROM pg_depend d
+   WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = rel AND d.deptype = 'n'
+     AND d.classid NOT IN ('pg_rewrite'::regclass, 'pg_constraint'::regclass, 'pg_attrdef'::regclass,
+                           'pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_type'::regclass,
+                           'pg_statistic_ext'::regclass)
+     AND NOT (d.classid = 'pg_class'::regclass AND EXISTS (
+               SELECT 1 FROM pg_index i WHERE i.indexrelid = d.objid AND i.indrelid = rel))
+     AND NOT (d.classid = 'pg_class'::regclass AND EXISTS (
+               SELECT 1 FROM pg_depend o WHERE o.objid = d.objid AND o.refobjid = rel AND o.deptype IN ('a', 'i')))
+$$;
+
+-- Why a table cannot be moved to the recycle bin (NULL: it can).
+CREATE FUNCTION migsafe._not_recyclable(rel oid, cascade boolean) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c pg_class;
+  other text;
+BEGIN
+  SELECT * INTO c FROM pg_class WHERE oid = rel;
+  IF NOT FOUND THEN
+    RETURN 'it does not exist';
+  ELSIF c.relkind <> 'r' THEN
+    RETURN 'it is not an ordinary table';
+  ELSIF c.relpersistence = 't' THEN
+    RETURN 'it is a temporary table';
+  ELSIF c.relispartition OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = rel OR inhparent = rel) THEN
+    RETURN 'it takes part in inheritance or partitioning';
+  ELSIF EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass AND objid = rel AND deptype = 'e') THEN
+    RETURN 'it belongs to an extension';
+  END IF;
+  SELECT string_agg(d.name, ', ') INTO other FROM migsafe._dependents(rel) d
+   WHERE d.kind = 'other' OR NOT cascade;
+  IF other IS NOT NULL THEN
+    RETURN CASE WHEN cascade THEN 'other objects depend on it: ' ELSE 'objects depend on it: ' END || other;
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+-- Moves a table into the recycle bin (the hook calls it for an approved DROP TABLE);
+-- returns the recycle bin id.
+CREATE FUNCTION migsafe._recycle_table(rel oid, cascade boolean, phase_id bigint, statement text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c record;
+  new_id bigint;
+  stored name;
+  deps jsonb := '[]';
+  ren jsonb := '{}';
+  d record;
+  o record;
+  n int := 0;
+  why text := migsafe._not_recyclable(rel, cascade);
+BEGIN
+  IF why IS NOT NULL THEN
+    RAISE EXCEPTION 'pg_migsafe: % cannot go to the recycle bin: %', rel::regclass, why USING ERRCODE = '55000';
+  END IF;
+  SELECT n_.nspname, cl.relname INTO c FROM pg_class cl JOIN pg_namespace n_ ON n_.oid = cl.relnamespace WHERE cl.oid = rel;
+  INSERT INTO migsafe.recycle (kind, schema_name, table_name, stored_as, phase_id, statement, row_count, bytes)
+  VALUES ('table', c.nspname, c.relname, '-', phase_id, statement,
+          (SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint END FROM pg_class WHERE oid = rel), pg_total_relation_size(rel))
+  RETURNING id INTO new_id;
+  stored := 'r' || new_id || '_' || left(c.relname, 40);
+  -- Dependents first (CASCADE only): remember them, then drop them.
+  FOR d IN SELECT * FROM migsafe._dependents(rel) ORDER BY level DESC, name LOOP
+    deps := deps || jsonb_build_object('kind', d.kind, 'name', d.name, 'sql', d.sql, 'level', d.level);
+    IF d.kind = 'foreign key' THEN
+      PERFORM migsafe._internal(format('ALTER TABLE %s DROP CONSTRAINT %I',
+        (SELECT conrelid::regclass::text FROM pg_constraint WHERE oid = d.oid),
+        (SELECT conname FROM pg_constraint WHERE oid = d.oid)));
+    ELSE
+      PERFORM migsafe._internal(format('DROP %s IF EXISTS %s CASCADE', upper(d.kind), d.name));
+    END IF;
+  END LOOP;
+  -- Its own foreign keys would keep constraining other tables: they go, and come back.
+  FOR o IN SELECT k.conname, pg_get_constraintdef(k.oid) AS def FROM pg_constraint k
+            WHERE k.conrelid = rel AND k.contype = 'f' LOOP
+    deps := deps || jsonb_build_object('kind', 'own foreign key', 'name', o.conname, 'sql', o.def, 'level', 0);
+    PERFORM migsafe._internal(format('ALTER TABLE %s DROP CONSTRAINT %I', rel::regclass, o.conname));
+  END LOOP;
+  -- Indexes and owned sequences travel with the table: give them unique names.
+  FOR o IN SELECT cl.oid, cl.relname, cl.relkind FROM pg_class cl
+            WHERE cl.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = rel
+                             UNION SELECT objid FROM pg_depend WHERE refobjid = rel AND classid = 'pg_class'::regclass
+                                      AND refclassid = 'pg_class'::regclass AND deptype IN ('a', 'i') AND refobjsubid > 0)
+              AND cl.relkind IN ('i', 'S')
+            ORDER BY cl.relname LOOP
+    n := n + 1;
+    ren := ren || jsonb_build_object('r' || new_id || '_' || n, o.relname);
+    PERFORM migsafe._internal(format('ALTER %s %I.%I RENAME TO %I',
+      CASE o.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'INDEX' END, c.nspname, o.relname, 'r' || new_id || '_' || n));
+  END LOOP;
+  PERFORM migsafe._internal(format('ALTER TABLE %I.%I RENAME TO %I', c.nspname, c.relname, stored));
+  PERFORM migsafe._internal(format('ALTER TABLE %I.%I SET SCHEMA migsafe_recycle', c.nspname, stored));
+  UPDATE migsafe.recycle SET stored_as = stored, renamed = ren, dependents = deps WHERE id = new_id;
+  RETURN new_id;
+END
+$$;
+
+-- The row key of a table: primary key, else a unique index on NOT NULL columns,
+-- else every column (the whole row is the key).
+CREATE FUNCTION migsafe._row_key(rel oid, except_column name) RETURNS name[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(
+    (SELECT array_agg(a.attname ORDER BY k.ord)
+       FROM (SELECT i.indkey, i.indisprimary FROM pg_index i
+              WHERE i.indrelid = rel AND i.indisunique AND i.indisvalid AND i.indexprs IS NULL AND i.indpred IS NULL
+                AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) x
+                                 JOIN pg_attribute a2 ON a2.attrelid = rel AND a2.attnum = x
+                                WHERE NOT a2.attnotnull OR a2.attname = except_column)
+              ORDER BY i.indisprimary DESC, i.indexrelid LIMIT 1) ix,
+            unnest(ix.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+       JOIN pg_attribute a ON a.attrelid = rel AND a.attnum = k.attnum),
+    (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+      WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> except_column))
+$$;
+
+CREATE FUNCTION migsafe._keep_or_refuse(what text, bytes bigint, phase_id bigint) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  max_bytes bigint := pg_size_bytes(current_setting('migsafe.recycle_max_bytes'));
+BEGIN
+  IF bytes <= max_bytes THEN
+    RETURN true;
+  END IF;
+  IF EXISTS (SELECT 1 FROM migsafe.phase p WHERE p.id = phase_id AND NOT p.keep_data) THEN
+    RETURN false;
+  END IF;
+  RAISE EXCEPTION 'pg_migsafe refused %: the copy for the recycle bin would take % (migsafe.recycle_max_bytes is %), and the contract phase does not allow losing it',
+    what, pg_size_pretty(bytes), pg_size_pretty(max_bytes)
+    USING ERRCODE = 'MS001',
+          DETAIL = 'Approved drops keep the data they remove, up to migsafe.recycle_max_bytes.',
+          HINT = 'Raise migsafe.recycle_max_bytes in postgresql.conf, or open the contract phase with keep_data => false to drop without a copy.';
+END
+$$;
+
+-- Keeps a column's values with the row key before an approved DROP COLUMN.
+CREATE FUNCTION migsafe._recycle_column(rel oid, col name, phase_id bigint, statement text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c record;
+  keycols name[] := migsafe._row_key(rel, col);
+  new_id bigint;
+  stored name;
+  est bigint;
+  cnt bigint;
+BEGIN
+  SELECT n_.nspname, cl.relname, format_type(a.atttypid, a.atttypmod) AS typ INTO c
+    FROM pg_class cl JOIN pg_namespace n_ ON n_.oid = cl.relnamespace
+    JOIN pg_attribute a ON a.attrelid = cl.oid AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
+   WHERE cl.oid = rel AND cl.relkind IN ('r', 'p');
+  IF NOT FOUND THEN
+    RETURN NULL;   -- the DROP itself reports what is wrong
+  END IF;
+  keycols := coalesce(keycols, '{}');
+  EXECUTE format('SELECT count(*), coalesce(sum(pg_column_size(t.%I)), 0) + coalesce(sum(pg_column_size((%s))), 0) FROM %s t',
+                 col, coalesce((SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keycols) k), 'NULL'), rel::regclass)
+    INTO cnt, est;
+  IF NOT migsafe._keep_or_refuse(format('DROP COLUMN %s.%I', rel::regclass, col), est, phase_id) THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO migsafe.recycle (kind, schema_name, table_name, column_name, column_type, stored_as, key_columns,
+                               phase_id, statement, row_count)
+  VALUES ('column', c.nspname, c.relname, col, c.typ, '-', keycols, phase_id, statement, cnt)
+  RETURNING id INTO new_id;
+  stored := 'r' || new_id || '_' || left(c.relname, 30) || '_' || left(col, 20);
+  PERFORM migsafe._internal(format('CREATE TABLE migsafe_recycle.%I AS SELECT %s %I FROM %s',
+          stored, (SELECT string_agg(quote_ident(k) || ',', ' ') FROM unnest(keycols) k), col, rel::regclass));
+  UPDATE migsafe.recycle SET stored_as = stored,
+         bytes = pg_total_relation_size(format('migsafe_recycle.%I', stored)::regclass)
+   WHERE id = new_id;
+  RETURN new_id;
+END
+$$;
+
+-- Keeps a table's rows before an approved TRUNCATE.
+CREATE FUNCTION migsafe._recycle_truncate(rel oid, phase_id bigint, statement text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c record;
+  new_id bigint;
+  stored name;
+  cnt bigint;
+BEGIN
+  SELECT n_.nspname, cl.relname INTO c FROM pg_class cl JOIN pg_namespace n_ ON n_.oid = cl.relnamespace
+   WHERE cl.oid = rel AND cl.relkind IN ('r', 'p');
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  IF NOT migsafe._keep_or_refuse(format('TRUNCATE %s', rel::regclass), pg_total_relation_size(rel), phase_id) THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO migsafe.recycle (kind, schema_name, table_name, stored_as, phase_id, statement)
+  VALUES ('truncate', c.nspname, c.relname, '-', phase_id, statement)
+  RETURNING id INTO new_id;
+  stored := 'r' || new_id || '_' || left(c.relname, 40);
+  PERFORM migsafe._internal(format('CREATE TABLE migsafe_recycle.%I AS SELECT * FROM %s', stored, rel::regclass));
+  EXECUTE format('SELECT count(*) FROM migsafe_recycle.%I', stored) INTO cnt;
+  UPDATE migsafe.recycle SET stored_as = stored, row_count = cnt,
+         bytes = pg_total_relation_size(format('migsafe_recycle.%I', stored)::regclass)
+   WHERE id = new_id;
+  RETURN new_id;
+END
+$$;
+
+-- Puts back what the recycle bin holds under `id`: a dropped table (name, data,
+-- indexes, and with dependents => true the views and foreign keys that went with
+-- it), a dropped column's values, or truncated rows. Returns what it did.
+CREATE FUNCTION migsafe.undrop(id bigint, dependents boolean DEFAULT true) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r migsafe.recycle;
+  target regclass;
+  k text;
+  d jsonb;
+  done text[] := '{}';
+  failed text[] := '{}';
+  cols text;
+  n bigint;
+BEGIN
+  IF id IS NULL THEN
+    RAISE EXCEPTION 'id must not be NULL' USING ERRCODE = '22004';
+  END IF;
+  IF NOT migsafe._can_approve(session_user) THEN
+    RAISE EXCEPTION 'role "%" may not restore from the recycle bin', session_user
+      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_approver or migsafe_admin restores.';
+  END IF;
+  SELECT * INTO r FROM migsafe.recycle x WHERE x.id = undrop.id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'recycle bin entry % does not exist (see migsafe.recycle_bin)', id USING ERRCODE = '42704';
+  ELSIF r.purged_at IS NOT NULL THEN
+    RAISE EXCEPTION 'recycle bin entry % was purged at %: its data is gone', id, r.purged_at USING ERRCODE = '55000';
+  ELSIF r.restored_at IS NOT NULL THEN
+    RAISE EXCEPTION 'recycle bin entry % was already restored at % by %', id, r.restored_at, r.restored_by USING ERRCODE = '55000';
+  END IF;
+  IF r.kind = 'table' THEN
+    IF to_regclass(format('%I.%I', r.schema_name, r.table_name)) IS NOT NULL THEN
+      RAISE EXCEPTION 'cannot restore table %.%: a relation of that name exists', quote_ident(r.schema_name), quote_ident(r.table_name)
+        USING ERRCODE = '42P07', HINT = 'Rename or drop the new relation first.';
+    END IF;
+    FOR k IN SELECT v FROM jsonb_each_text(r.renamed) e(kk, v) LOOP
+      IF to_regclass(format('%I.%I', r.schema_name, k)) IS NOT NULL THEN
+        RAISE EXCEPTION 'cannot restore table %.%: its index or sequence % would clash with an existing relation',
+          quote_ident(r.schema_name), quote_ident(r.table_name), quote_ident(k)
+          USING ERRCODE = '42P07', HINT = 'Rename or drop the new relation first.';
+      END IF;
+    END LOOP;
+    PERFORM migsafe._internal(format('ALTER TABLE migsafe_recycle.%I SET SCHEMA %I', r.stored_as, r.schema_name));
+    PERFORM migsafe._internal(format('ALTER TABLE %I.%I RENAME TO %I', r.schema_name, r.stored_as, r.table_name));
+    FOR k, d IN SELECT kk, to_jsonb(v) FROM jsonb_each_text(r.renamed) e(kk, v) LOOP
+      PERFORM migsafe._internal(format('ALTER %s %I.%I RENAME TO %I',
+        CASE (SELECT relkind FROM pg_class WHERE oid = format('%I.%I', r.schema_name, k)::regclass) WHEN 'S' THEN 'SEQUENCE' ELSE 'INDEX' END,
+        r.schema_name, k, d #>> '{}'));
+    END LOOP;
+    target := format('%I.%I', r.schema_name, r.table_name)::regclass;
+    IF dependents THEN
+      FOR d IN SELECT e FROM jsonb_array_elements(r.dependents) e ORDER BY (e->>'kind') LIKE '%foreign key', (e->>'level')::int LOOP
+        BEGIN
+          IF d->>'kind' = 'own foreign key' THEN
+            PERFORM migsafe._internal(format('ALTER TABLE %s ADD CONSTRAINT %I %s', target, d->>'name', d->>'sql'));
+          ELSE
+            PERFORM migsafe._internal(d->>'sql');
+          END IF;
+          done := done || (d->>'kind' || ' ' || (d->>'name'));
+        EXCEPTION WHEN OTHERS THEN
+          failed := failed || (d->>'kind' || ' ' || (d->>'name') || ': ' || SQLERRM);
+        END;
+      END LOOP;
+    END IF;
+  ELSE
+    target := to_regclass(format('%I.%I', r.schema_name, r.table_name));
+    IF target IS NULL THEN
+      RAISE EXCEPTION 'cannot restore into %.%: the table does not exist', quote_ident(r.schema_name), quote_ident(r.table_name)
+        USING ERRCODE = '42P01';
+    END IF;
+    IF r.kind = 'column' THEN
+      IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = target AND attname = r.column_name AND attnum > 0 AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'cannot restore column %: the table has a column of that name', r.column_name
+          USING ERRCODE = '42701', HINT = 'Drop or rename that column first.';
+      END IF;
+      IF cardinality(r.key_columns) = 0 THEN
+        RAISE EXCEPTION 'cannot restore column %: the table had no other column to match its rows by', r.column_name
+          USING ERRCODE = '55000', HINT = format('The values are in migsafe_recycle.%I.', r.stored_as);
+      END IF;
+      PERFORM migsafe._internal(format('ALTER TABLE %s ADD COLUMN %I %s', target, r.column_name, r.column_type));
+      EXECUTE format('UPDATE %s t SET %I = s.%I FROM migsafe_recycle.%I s WHERE %s',
+        target, r.column_name, r.column_name, r.stored_as,
+        (SELECT string_agg(format('t.%I IS NOT DISTINCT FROM s.%I', kc, kc), ' AND ') FROM unnest(r.key_columns) kc));
+      GET DIAGNOSTICS n = ROW_COUNT;
+      done := done || format('%s of %s rows matched by %s', n, r.row_count, array_to_string(r.key_columns, ', '));
+    ELSE
+      SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+        FROM pg_attribute a
+       WHERE a.attrelid = format('migsafe_recycle.%I', r.stored_as)::regclass AND a.attnum > 0 AND NOT a.attisdropped
+         AND EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = target AND b.attname = a.attname
+                       AND b.attnum > 0 AND NOT b.attisdropped AND b.attgenerated = '');
+      EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM migsafe_recycle.%I', target, cols, cols, r.stored_as);
+      GET DIAGNOSTICS n = ROW_COUNT;
+      done := done || format('%s rows', n);
+    END IF;
+    PERFORM migsafe._internal(format('DROP TABLE migsafe_recycle.%I', r.stored_as));
+  END IF;
+  UPDATE migsafe.recycle x SET restored_at = clock_timestamp(), restored_by = session_user WHERE x.id = r.id;
+  RETURN format('restored %s %s', CASE r.kind WHEN 'truncate' THEN 'the rows of' ELSE r.kind END,
+                migsafe._key(r.schema_name, r.table_name) || coalesce('."' || replace(r.column_name, '"', '""') || '"', ''))
+    || CASE WHEN cardinality(done) > 0 THEN '; ' || array_to_string(done, '; ') ELSE '' END
+    || CASE WHEN cardinality(failed) > 0 THEN '; NOT restored: ' || array_to_string(failed, '; ') ELSE '' END;
+END
+$$;
+
+-- Drops what the recycle bin kept longer than `older_than` (default: the
+-- migsafe.recycle_retention setting); returns how many entries were purged.
+CREATE FUNCTION migsafe.purge(older_than interval DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  age interval := coalesce(older_than, current_setting('migsafe.recycle_retention')::interval);
+  r record;
+  n bigint := 0;
+BEGIN
+  IF age < interval '0' THEN
+    RAISE EXCEPTION 'older_than must not be negative, not %', age USING ERRCODE = '22023';
+  END IF;
+  IF NOT migsafe._is_audit_writer() AND NOT pg_has_role(session_user, 'migsafe_admin', 'MEMBER')
+     AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
+    RAISE EXCEPTION 'role "%" may not purge the recycle bin', session_user
+      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin purges.';
+  END IF;
+  FOR r IN SELECT * FROM migsafe.recycle x
+            WHERE x.purged_at IS NULL AND x.restored_at IS NULL AND x.dropped_at <= clock_timestamp() - age
+            ORDER BY x.id FOR UPDATE LOOP
+    PERFORM migsafe._internal(format('DROP TABLE IF EXISTS migsafe_recycle.%I CASCADE', r.stored_as));
+    UPDATE migsafe.recycle x SET purged_at = clock_timestamp() WHERE x.id = r.id;
+    n := n + 1;
+  END LOOP;
+  RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION migsafe._dependents(oid), migsafe._not_recyclable(oid, boolean),
+  migsafe._recycle_table(oid, boolean, bigint, text), migsafe._row_key(oid, name),
+  migsafe._keep_or_refuse(text, bigint, bigint), migsafe._recycle_column(oid, name, bigint, text),
+  migsafe._recycle_truncate(oid, bigint, text), migsafe.undrop(bigint, boolean), migsafe.purge(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION migsafe.undrop(bigint, boolean) TO migsafe_admin, migsafe_approver;
+GRANT EXECUTE ON FUNCTION migsafe.purge(interval) TO migsafe_admin;
