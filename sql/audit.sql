@@ -130,6 +130,7 @@ SELECT coalesce(s.r->>'migration', e.r->>'migration')                      AS mi
             ELSE 'never_finished' END                                      AS outcome,
        (e.r->>'over_budget')::boolean                                      AS over_budget,
        ARRAY(SELECT jsonb_array_elements_text(coalesce(e.r->'drizzle_hashes', '[]'))) AS drizzle_hashes,
+       (e.r->>'snapshot')::bigint                                          AS snapshot,
        coalesce(e.r->'phases', s.r->'phases', '[]')                        AS phases,
        (e.r->>'xid')::xid8                                                 AS xid,
        coalesce(s.r, e.r)->'session'->>'database'                          AS database,

@@ -279,8 +279,9 @@ END
 $$;
 
 -- Runs a migration in a transaction that is always rolled back; see docs/rollback.md.
+-- No SET search_path: the statements run with the caller's, as in a real run.
 CREATE FUNCTION migsafe.dry_run(sql text) RETURNS SETOF migsafe.dry_run_step
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql AS $$
 DECLARE
   st record;
   res migsafe.dry_run_step[] := '{}';
@@ -333,9 +334,13 @@ BEGIN
           r.detail := err;
         ELSE
           r.outcome := 'ok';
-          r.locks := ARRAY(SELECT DISTINCT coalesce(to_regclass(l.relation::text)::text, l.relation::text) || ': ' || l.mode
+          r.locks := ARRAY(SELECT DISTINCT c.oid::regclass::text || ': ' || l.mode
                              FROM pg_locks l
+                             JOIN pg_class c ON c.oid = l.relation
+                             JOIN pg_namespace n ON n.oid = c.relnamespace
                             WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.relation >= 16384
+                              AND c.relkind IN ('r', 'p', 'm', 'v', 'S', 'i', 'I', 'f')
+                              AND n.nspname NOT IN ('migsafe', 'migsafe_recycle', 'pg_toast')
                               AND l.relation::text || '/' || l.mode <> ALL (locks_before)
                             ORDER BY 1);
           r.rewritten := ARRAY(SELECT c.oid::regclass::text FROM pg_class c

@@ -322,6 +322,7 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     if should_inspect((*pstmt).utilityStmt, context) {
         check_statement(pstmt, query_string, &mut token);
         lock_watch = audit::lock_safety((*pstmt).utilityStmt);
+        auto_snapshot((*pstmt).utilityStmt);
         let approved = recycle::take_approval();
         if approved != 0 && guc::RECYCLE.get() {
             carried_out = recycle_before(pstmt, query_string, approved);
@@ -378,6 +379,7 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     if should_inspect((*pstmt).utilityStmt, context) {
         check_statement(pstmt, query_string, &mut token);
         lock_watch = audit::lock_safety((*pstmt).utilityStmt);
+        auto_snapshot((*pstmt).utilityStmt);
         let approved = recycle::take_approval();
         if approved != 0 && guc::RECYCLE.get() {
             carried_out = recycle_before(pstmt, query_string, approved);
@@ -405,6 +407,12 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     if lock_watch {
         audit::lock_safety_end();
     }
+}
+
+/// Snapshots what the statement reaches, once per migration (see `autosnap`).
+#[pg_guard]
+unsafe extern "C-unwind" fn auto_snapshot(stmt: *mut pg_sys::Node) {
+    crate::autosnap::before(stmt);
 }
 
 /// Keeps what an approved statement would destroy (see `recycle`); true when the

@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 pub mod engine;
 
 mod audit;
+mod autosnap;
 mod classify;
 mod guc;
 mod hook;
@@ -41,6 +42,7 @@ pub extern "C-unwind" fn _PG_init() {
     hook::init();
     audit::init();
     recycle::init();
+    autosnap::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -102,6 +102,19 @@ pub fn parse(sql: &str) -> *mut pg_sys::List {
     }
 }
 
+/// The text without the comment lines and blank space before the statement (the
+/// server's statement location starts right after the previous `;`, so Drizzle's
+/// `--> statement-breakpoint` comes first).
+fn strip_leading_comments(mut s: &str) -> &str {
+    loop {
+        s = s.trim_start();
+        match s.strip_prefix("--") {
+            Some(rest) => s = rest.split_once('\n').map_or("", |(_, r)| r),
+            None => return s.trim_end(),
+        }
+    }
+}
+
 /// The statements of `sql` as the server splits them: text and parse tree.
 pub fn statements(sql: &str) -> Vec<(String, *mut pg_sys::Node)> {
     let parsed = parse(sql);
@@ -118,10 +131,8 @@ pub fn statements(sql: &str) -> Vec<(String, *mut pg_sys::Node)> {
             } else {
                 (start + len).min(bytes.len())
             };
-            let text = String::from_utf8_lossy(&bytes[start..end])
-                .trim()
-                .to_string();
-            (text, (*raw).stmt)
+            let text = String::from_utf8_lossy(&bytes[start..end]);
+            (strip_leading_comments(&text).to_string(), (*raw).stmt)
         })
         .collect()
 }
@@ -267,6 +278,16 @@ fn rules() -> TableIterator<
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn leading_comments_are_not_part_of_the_statement() {
+        assert_eq!(
+            super::strip_leading_comments("\n--> statement-breakpoint\n-- x\n  ALTER TABLE t ADD c int \n"),
+            "ALTER TABLE t ADD c int"
+        );
+        assert_eq!(super::strip_leading_comments("-- only"), "");
+        assert_eq!(super::strip_leading_comments("SELECT 1 -- tail"), "SELECT 1 -- tail");
+    }
+
     #[test]
     fn line_col_counts_characters() {
         assert_eq!(

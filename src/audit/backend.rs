@@ -40,6 +40,7 @@ struct Mig {
     spooled: bool,
     drizzle: Vec<String>,
     xid: Option<u64>,
+    snapshot: Option<i64>,
 }
 
 struct Open {
@@ -405,6 +406,7 @@ fn start_migration(now: i64, first: &str) {
             spooled,
             drizzle: vec![],
             xid: None,
+            snapshot: None,
         })
     });
 }
@@ -944,6 +946,7 @@ unsafe extern "C-unwind" fn pre_commit() {
     with(|s| {
         if let Some(m) = s.mig.as_mut() {
             m.drizzle = hashes;
+            m.snapshot = crate::autosnap::current();
             if xid != 0 {
                 m.xid = Some(xid);
             }
@@ -1044,6 +1047,7 @@ fn finish(outcome: MigrationOutcome) {
                     } else {
                         vec![]
                     },
+                    snapshot: m.snapshot.filter(|_| outcome == MigrationOutcome::Committed),
                     name: m.name,
                     phases: m.phases,
                     over_budget: warn > 0 && duration > warn * 1000,

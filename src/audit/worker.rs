@@ -102,6 +102,7 @@ struct Writer {
     dboid: pg_sys::Oid,
     last_alert_check: i64,
     last_phase_check: i64,
+    last_purge: i64,
     last_activity: i64,
 }
 
@@ -128,6 +129,7 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
         dboid: pg_sys::Oid::from(dboid),
         last_alert_check: 0,
         last_phase_check: 0,
+        last_purge: 0,
         last_activity: now_unix_us(),
     };
     if !installed {
@@ -164,6 +166,10 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
         if now - w.last_phase_check >= 2_000_000 {
             w.last_phase_check = now;
             w.expire_phases();
+        }
+        if now - w.last_purge >= 60_000_000 {
+            w.last_purge = now;
+            w.purge_recycle_bin();
         }
         let exit_requested = queue::slot(slot)
             .exit_requested
@@ -329,6 +335,7 @@ impl Writer {
                     outcome: MigrationOutcome::NeverFinished,
                     xid: None,
                     drizzle_hashes: vec![],
+                    snapshot: None,
                     name: start.name.clone(),
                     phases: start.phases.clone(),
                     over_budget: false,
@@ -435,6 +442,31 @@ impl Writer {
             self.last_activity = now;
         }
         self.store_records(&recs);
+    }
+
+    /// What the recycle bin and the automatic snapshots kept longer than
+    /// `migsafe.recycle_retention` goes (checked once a minute while the writer runs,
+    /// which it does whenever the database runs DDL).
+    fn purge_recycle_bin(&mut self) {
+        if guc::RECYCLE_RETENTION.get() <= 0 {
+            return;
+        }
+        BackgroundWorker::transaction(|| {
+            let installed = Spi::get_one::<bool>(
+                "SELECT to_regclass('migsafe.recycle') IS NOT NULL AND to_regclass('migsafe.snapshot') IS NOT NULL",
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+            if installed {
+                Spi::run(
+                    "SELECT migsafe.purge(); \
+                     DELETE FROM migsafe.snapshot s WHERE s.kind = 'auto' \
+                        AND s.taken_at < clock_timestamp() - current_setting('migsafe.recycle_retention')::interval",
+                )
+                .expect("recycle bin purge");
+            }
+        });
     }
 
     /// Phases whose validity ended get their 'expired' event (the phase_event trigger

@@ -159,6 +159,10 @@ pub struct MigrationEnd {
     pub xid: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drizzle_hashes: Vec<String>,
+    /// The automatic snapshot taken before its DDL (`migsafe.snapshots`), when it
+    /// committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
