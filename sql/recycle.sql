@@ -95,6 +95,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   c pg_class;
   other text;
+  empty boolean;
 BEGIN
   SELECT * INTO c FROM pg_class WHERE oid = rel;
   IF NOT FOUND THEN
@@ -107,6 +108,10 @@ BEGIN
     RETURN 'it takes part in inheritance or partitioning';
   ELSIF EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass AND objid = rel AND deptype = 'e') THEN
     RETURN 'it belongs to an extension';
+  END IF;
+  EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', rel::regclass) INTO empty;
+  IF empty THEN
+    RETURN 'it is empty: there is nothing to keep';
   END IF;
   SELECT string_agg(d.name, ', ') INTO other FROM migsafe._dependents(rel) d
    WHERE d.kind = 'other' OR NOT cascade;
@@ -195,23 +200,14 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> except_column))
 $$;
 
-CREATE FUNCTION migsafe._keep_or_refuse(what text, bytes bigint, phase_id bigint) RETURNS boolean
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  max_bytes bigint := pg_size_bytes(current_setting('migsafe.recycle_max_bytes'));
-BEGIN
-  IF bytes <= max_bytes THEN
-    RETURN true;
-  END IF;
-  IF EXISTS (SELECT 1 FROM migsafe.phase p WHERE p.id = phase_id AND NOT p.keep_data) THEN
-    RETURN false;
-  END IF;
-  RAISE EXCEPTION 'pg_migsafe refused %: the copy for the recycle bin would take % (migsafe.recycle_max_bytes is %), and the contract phase does not allow losing it',
-    what, pg_size_pretty(bytes), pg_size_pretty(max_bytes)
-    USING ERRCODE = 'MS001',
-          DETAIL = 'Approved drops keep the data they remove, up to migsafe.recycle_max_bytes.',
-          HINT = 'Raise migsafe.recycle_max_bytes in postgresql.conf, or open the contract phase with keep_data => false to drop without a copy.';
-END
+-- May a copy of `bytes` go to the recycle bin? 1: yes; 0: no, and the contract phase
+-- allows losing it (keep_data => false); -1: no, refuse the statement (the hook raises
+-- MS001 with the limit in the message).
+CREATE FUNCTION migsafe._keep_or_refuse(bytes bigint, phase_id bigint) RETURNS int
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT CASE WHEN bytes <= pg_size_bytes(current_setting('migsafe.recycle_max_bytes')) THEN 1
+              WHEN EXISTS (SELECT 1 FROM migsafe.phase p WHERE p.id = phase_id AND NOT p.keep_data) THEN 0
+              ELSE -1 END
 $$;
 
 -- Keeps a column's values with the row key before an approved DROP COLUMN.
@@ -233,19 +229,24 @@ BEGIN
     RETURN NULL;   -- the DROP itself reports what is wrong
   END IF;
   keycols := coalesce(keycols, '{}');
-  EXECUTE format('SELECT count(*), coalesce(sum(pg_column_size(t.%I)), 0) + coalesce(sum(pg_column_size((%s))), 0) FROM %s t',
-                 col, coalesce((SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keycols) k), 'NULL'), rel::regclass)
+  EXECUTE format('SELECT count(t.%I), coalesce(sum(pg_column_size(t.%I)), 0) + coalesce(sum(pg_column_size((%s))), 0) FROM %s t WHERE t.%I IS NOT NULL',
+                 col, col, coalesce((SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keycols) k), 'NULL'), rel::regclass, col)
     INTO cnt, est;
-  IF NOT migsafe._keep_or_refuse(format('DROP COLUMN %s.%I', rel::regclass, col), est, phase_id) THEN
-    RETURN NULL;
+  IF cnt = 0 THEN
+    RETURN NULL;   -- only NULLs: nothing to keep
   END IF;
+  CASE migsafe._keep_or_refuse(est, phase_id)
+    WHEN -1 THEN RETURN -1;
+    WHEN 0 THEN RETURN NULL;
+    ELSE NULL;
+  END CASE;
   INSERT INTO migsafe.recycle (kind, schema_name, table_name, column_name, column_type, stored_as, key_columns,
                                phase_id, statement, row_count)
   VALUES ('column', c.nspname, c.relname, col, c.typ, '-', keycols, phase_id, statement, cnt)
   RETURNING id INTO new_id;
   stored := 'r' || new_id || '_' || left(c.relname, 30) || '_' || left(col, 20);
-  PERFORM migsafe._internal(format('CREATE TABLE migsafe_recycle.%I AS SELECT %s %I FROM %s',
-          stored, (SELECT string_agg(quote_ident(k) || ',', ' ') FROM unnest(keycols) k), col, rel::regclass));
+  PERFORM migsafe._internal(format('CREATE TABLE migsafe_recycle.%I AS SELECT %s %I FROM %s WHERE %I IS NOT NULL',
+          stored, (SELECT string_agg(quote_ident(k) || ',', ' ') FROM unnest(keycols) k), col, rel::regclass, col));
   UPDATE migsafe.recycle SET stored_as = stored,
          bytes = pg_total_relation_size(format('migsafe_recycle.%I', stored)::regclass)
    WHERE id = new_id;
@@ -261,15 +262,22 @@ DECLARE
   new_id bigint;
   stored name;
   cnt bigint;
+  empty boolean;
 BEGIN
   SELECT n_.nspname, cl.relname INTO c FROM pg_class cl JOIN pg_namespace n_ ON n_.oid = cl.relnamespace
    WHERE cl.oid = rel AND cl.relkind IN ('r', 'p');
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
-  IF NOT migsafe._keep_or_refuse(format('TRUNCATE %s', rel::regclass), pg_total_relation_size(rel), phase_id) THEN
+  EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', rel::regclass) INTO empty;
+  IF empty THEN
     RETURN NULL;
   END IF;
+  CASE migsafe._keep_or_refuse(pg_total_relation_size(rel), phase_id)
+    WHEN -1 THEN RETURN -1;
+    WHEN 0 THEN RETURN NULL;
+    ELSE NULL;
+  END CASE;
   INSERT INTO migsafe.recycle (kind, schema_name, table_name, stored_as, phase_id, statement)
   VALUES ('truncate', c.nspname, c.relname, '-', phase_id, statement)
   RETURNING id INTO new_id;
@@ -418,7 +426,7 @@ $$;
 
 REVOKE ALL ON FUNCTION migsafe._dependents(oid), migsafe._not_recyclable(oid, boolean),
   migsafe._recycle_table(oid, boolean, bigint, text), migsafe._row_key(oid, name),
-  migsafe._keep_or_refuse(text, bigint, bigint), migsafe._recycle_column(oid, name, bigint, text),
+  migsafe._keep_or_refuse(bigint, bigint), migsafe._recycle_column(oid, name, bigint, text),
   migsafe._recycle_truncate(oid, bigint, text), migsafe.undrop(bigint, boolean), migsafe.purge(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION migsafe.undrop(bigint, boolean) TO migsafe_admin, migsafe_approver;
 GRANT EXECUTE ON FUNCTION migsafe.purge(interval) TO migsafe_admin;

@@ -49,7 +49,10 @@ unsafe extern "C-unwind" fn xact_callback(
     _arg: *mut std::ffi::c_void,
 ) {
     use pg_sys::XactEvent::*;
-    if matches!(event, XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE) {
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE
+    ) {
         let _ = STATE.try_with(|s| *s.borrow_mut() = State::default());
     }
 }
@@ -94,7 +97,12 @@ fn snapshots_installed() -> bool {
 /// # Safety
 /// `stmt` is the statement's utility node; call inside a transaction.
 pub unsafe fn before(stmt: *mut pg_sys::Node) {
-    if !guc::AUTO_SNAPSHOT.get() || !pg_sys::IsTransactionState() {
+    // Statements that cannot run in a transaction block (CONCURRENTLY) must be their
+    // transaction's first action: nothing may be written before them.
+    if !guc::AUTO_SNAPSHOT.get()
+        || !pg_sys::IsTransactionState()
+        || crate::snapshot::not_in_transaction(stmt).is_some()
+    {
         return;
     }
     let reach = reach(stmt);
@@ -305,20 +313,32 @@ pub unsafe fn reach(stmt: *mut pg_sys::Node) -> Reach {
             }
         }
         NodeTag::T_ViewStmt => {
-            if !add(&mut sc, rv_key((*(stmt as *mut pg_sys::ViewStmt)).view, true)) {
+            if !add(
+                &mut sc,
+                rv_key((*(stmt as *mut pg_sys::ViewStmt)).view, true),
+            ) {
                 return Reach::Nothing;
             }
         }
         NodeTag::T_CreateSeqStmt => {
-            if !add(&mut sc, rv_key((*(stmt as *mut pg_sys::CreateSeqStmt)).sequence, true)) {
+            if !add(
+                &mut sc,
+                rv_key((*(stmt as *mut pg_sys::CreateSeqStmt)).sequence, true),
+            ) {
                 return Reach::Nothing;
             }
         }
         NodeTag::T_AlterSeqStmt => {
-            add(&mut sc, rv_key((*(stmt as *mut pg_sys::AlterSeqStmt)).sequence, false));
+            add(
+                &mut sc,
+                rv_key((*(stmt as *mut pg_sys::AlterSeqStmt)).sequence, false),
+            );
         }
         NodeTag::T_IndexStmt => {
-            add(&mut sc, rv_key((*(stmt as *mut pg_sys::IndexStmt)).relation, false));
+            add(
+                &mut sc,
+                rv_key((*(stmt as *mut pg_sys::IndexStmt)).relation, false),
+            );
         }
         NodeTag::T_AlterTableStmt => {
             let s = stmt as *mut pg_sys::AlterTableStmt;
@@ -419,12 +439,24 @@ pub unsafe fn reach(stmt: *mut pg_sys::Node) -> Reach {
                     let rv = match l.as_slice() {
                         [n] => pg_sys::makeRangeVar(
                             std::ptr::null_mut(),
-                            pg_sys::pstrdup(std::ffi::CString::new(n.as_str()).unwrap_or_default().as_ptr()),
+                            pg_sys::pstrdup(
+                                std::ffi::CString::new(n.as_str())
+                                    .unwrap_or_default()
+                                    .as_ptr(),
+                            ),
                             -1,
                         ),
                         [s_, n] => pg_sys::makeRangeVar(
-                            pg_sys::pstrdup(std::ffi::CString::new(s_.as_str()).unwrap_or_default().as_ptr()),
-                            pg_sys::pstrdup(std::ffi::CString::new(n.as_str()).unwrap_or_default().as_ptr()),
+                            pg_sys::pstrdup(
+                                std::ffi::CString::new(s_.as_str())
+                                    .unwrap_or_default()
+                                    .as_ptr(),
+                            ),
+                            pg_sys::pstrdup(
+                                std::ffi::CString::new(n.as_str())
+                                    .unwrap_or_default()
+                                    .as_ptr(),
+                            ),
                             -1,
                         ),
                         _ => return Reach::Everything,
@@ -442,7 +474,9 @@ pub unsafe fn reach(stmt: *mut pg_sys::Node) -> Reach {
                     sc.contents.extend(strval(obj));
                 } else if matches!(
                     t,
-                    ObjectType::OBJECT_FUNCTION | ObjectType::OBJECT_PROCEDURE | ObjectType::OBJECT_ROUTINE
+                    ObjectType::OBJECT_FUNCTION
+                        | ObjectType::OBJECT_PROCEDURE
+                        | ObjectType::OBJECT_ROUTINE
                 ) {
                     let owa = obj as *mut pg_sys::ObjectWithArgs;
                     match names((*owa).objname).as_slice() {
@@ -469,16 +503,28 @@ pub unsafe fn reach(stmt: *mut pg_sys::Node) -> Reach {
             }
         }
         NodeTag::T_CreateTrigStmt => {
-            add(&mut sc, rv_key((*(stmt as *mut pg_sys::CreateTrigStmt)).relation, false));
+            add(
+                &mut sc,
+                rv_key((*(stmt as *mut pg_sys::CreateTrigStmt)).relation, false),
+            );
         }
         NodeTag::T_CreatePolicyStmt => {
-            add(&mut sc, rv_key((*(stmt as *mut pg_sys::CreatePolicyStmt)).table, false));
+            add(
+                &mut sc,
+                rv_key((*(stmt as *mut pg_sys::CreatePolicyStmt)).table, false),
+            );
         }
         NodeTag::T_AlterPolicyStmt => {
-            add(&mut sc, rv_key((*(stmt as *mut pg_sys::AlterPolicyStmt)).table, false));
+            add(
+                &mut sc,
+                rv_key((*(stmt as *mut pg_sys::AlterPolicyStmt)).table, false),
+            );
         }
         NodeTag::T_RuleStmt => {
-            add(&mut sc, rv_key((*(stmt as *mut pg_sys::RuleStmt)).relation, false));
+            add(
+                &mut sc,
+                rv_key((*(stmt as *mut pg_sys::RuleStmt)).relation, false),
+            );
         }
         NodeTag::T_CommentStmt => {
             let s = stmt as *mut pg_sys::CommentStmt;

@@ -325,7 +325,11 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
         auto_snapshot((*pstmt).utilityStmt);
         let approved = recycle::take_approval();
         if approved != 0 && guc::RECYCLE.get() {
-            carried_out = recycle_before(pstmt, query_string, approved);
+            let mut refusal: *mut PgReport = std::ptr::null_mut();
+            carried_out = recycle_before(pstmt, query_string, approved, &mut refusal);
+            if !refusal.is_null() {
+                report::raise(&*refusal);
+            }
         }
     }
     if carried_out {
@@ -382,7 +386,11 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
         auto_snapshot((*pstmt).utilityStmt);
         let approved = recycle::take_approval();
         if approved != 0 && guc::RECYCLE.get() {
-            carried_out = recycle_before(pstmt, query_string, approved);
+            let mut refusal: *mut PgReport = std::ptr::null_mut();
+            carried_out = recycle_before(pstmt, query_string, approved, &mut refusal);
+            if !refusal.is_null() {
+                report::raise(&*refusal);
+            }
         }
     }
     if carried_out {
@@ -422,9 +430,20 @@ unsafe extern "C-unwind" fn recycle_before(
     pstmt: *mut pg_sys::PlannedStmt,
     query: *const c_char,
     phase: i64,
+    refusal: *mut *mut PgReport,
 ) -> bool {
     let text = statement_text(pstmt, query);
-    recycle::before((*pstmt).utilityStmt, text.trim(), phase)
+    match recycle::before((*pstmt).utilityStmt, text.trim(), phase) {
+        recycle::Outcome::Run => false,
+        recycle::Outcome::CarriedOut => true,
+        recycle::Outcome::Refuse(r) => {
+            // Raised by the caller, from a frame without destructors.
+            let out = pg_sys::palloc0(std::mem::size_of::<PgReport>()) as *mut PgReport;
+            out.write(PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &r));
+            *refusal = out;
+            false
+        }
+    }
 }
 
 #[pg_guard]

@@ -11,6 +11,8 @@
 //! * While `migsafe.rollback()` runs, a rollback phase approves what the rollback
 //!   drops; it lives until the (sub)transaction that opened it ends.
 
+use crate::engine::policy::Report;
+use crate::guc;
 use crate::pgutil::{cstr, relid_of};
 use crate::phase::as_superuser;
 use pgrx::pg_sys::{self, NodeTag};
@@ -130,23 +132,41 @@ unsafe fn rel_name(rel: pg_sys::Oid) -> String {
     crate::pgutil::qualified(pg_sys::get_rel_namespace(rel), &name)
 }
 
-/// Runs before an approved statement. Returns true when the statement has been
-/// carried out here (an approved DROP TABLE moved to the recycle bin).
+/// What the hook does after `before`.
+pub enum Outcome {
+    /// Run the statement.
+    Run,
+    /// It has been carried out here (an approved DROP TABLE moved the table).
+    CarriedOut,
+    /// Refuse it: the copy would exceed `migsafe.recycle_max_bytes`.
+    Refuse(Report),
+}
+
+/// Runs before an approved statement (see the module documentation).
 ///
 /// # Safety
 /// `stmt` is the statement's utility node.
-pub unsafe fn before(stmt: *mut pg_sys::Node, text: &str, phase: i64) -> bool {
+pub unsafe fn before(stmt: *mut pg_sys::Node, text: &str, phase: i64) -> Outcome {
     match (*stmt).type_ {
-        NodeTag::T_DropStmt => drop_tables(stmt as *mut pg_sys::DropStmt, text, phase),
-        NodeTag::T_AlterTableStmt => {
-            drop_columns(stmt as *mut pg_sys::AlterTableStmt, text, phase);
-            false
+        NodeTag::T_DropStmt if drop_tables(stmt as *mut pg_sys::DropStmt, text, phase) => {
+            Outcome::CarriedOut
         }
-        NodeTag::T_TruncateStmt => {
-            truncate(stmt as *mut pg_sys::TruncateStmt, text, phase);
-            false
-        }
-        _ => false,
+        NodeTag::T_AlterTableStmt => drop_columns(stmt as *mut pg_sys::AlterTableStmt, text, phase)
+            .map_or(Outcome::Run, Outcome::Refuse),
+        NodeTag::T_TruncateStmt => truncate(stmt as *mut pg_sys::TruncateStmt, text, phase)
+            .map_or(Outcome::Run, Outcome::Refuse),
+        _ => Outcome::Run,
+    }
+}
+
+fn too_big(what: String) -> Report {
+    let max = guc::RECYCLE_MAX_BYTES.get();
+    Report {
+        message: format!(
+            "pg_migsafe refused {what}: its copy for the recycle bin would exceed migsafe.recycle_max_bytes ({max} kB), and the contract phase does not allow losing the data"
+        ),
+        detail: "Approved drops keep the data they remove in schema migsafe_recycle, up to migsafe.recycle_max_bytes.".into(),
+        hint: "Raise migsafe.recycle_max_bytes in postgresql.conf, or open the contract phase with keep_data => false to drop without a copy.".into(),
     }
 }
 
@@ -190,6 +210,9 @@ unsafe fn drop_tables(d: *mut pg_sys::DropStmt, text: &str, phase: i64) -> bool 
             vec![rel.into(), cascade.into(), phase.into(), text.into()],
         );
         if let Some(id) = id {
+            crate::audit::backend::note_object(format!(
+                "table {name} (moved to the recycle bin, id {id})"
+            ));
             pgrx::notice!(
                 "pg_migsafe: table {name} moved to the recycle bin (id {id}); SELECT migsafe.undrop({id}) brings it back"
             );
@@ -198,10 +221,10 @@ unsafe fn drop_tables(d: *mut pg_sys::DropStmt, text: &str, phase: i64) -> bool 
     true
 }
 
-unsafe fn drop_columns(a: *mut pg_sys::AlterTableStmt, text: &str, phase: i64) {
+unsafe fn drop_columns(a: *mut pg_sys::AlterTableStmt, text: &str, phase: i64) -> Option<Report> {
     let rel = relid_of((*a).relation);
     if rel == pg_sys::InvalidOid {
-        return;
+        return None;
     }
     for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg((*a).cmds).iter_ptr() {
         if (*cmd).subtype != pg_sys::AlterTableType::AT_DropColumn {
@@ -214,15 +237,23 @@ unsafe fn drop_columns(a: *mut pg_sys::AlterTableStmt, text: &str, phase: i64) {
             "SELECT migsafe._recycle_column($1, $2, $3, $4)",
             vec![rel.into(), col.as_str().into(), phase.into(), text.into()],
         );
+        if id == Some(-1) {
+            return Some(too_big(format!(
+                "DROP COLUMN {}.{}",
+                rel_name(rel),
+                crate::pgutil::quote(&col)
+            )));
+        }
         if let Some(id) = id {
             pgrx::notice!(
                 "pg_migsafe: the values of column \"{col}\" are kept in the recycle bin (id {id}); SELECT migsafe.undrop({id}) brings them back"
             );
         }
     }
+    None
 }
 
-unsafe fn truncate(t: *mut pg_sys::TruncateStmt, text: &str, phase: i64) {
+unsafe fn truncate(t: *mut pg_sys::TruncateStmt, text: &str, phase: i64) -> Option<Report> {
     for rv in PgList::<pg_sys::RangeVar>::from_pg((*t).relations).iter_ptr() {
         let rel = relid_of(rv);
         if rel == pg_sys::InvalidOid {
@@ -232,6 +263,9 @@ unsafe fn truncate(t: *mut pg_sys::TruncateStmt, text: &str, phase: i64) {
             "SELECT migsafe._recycle_truncate($1, $2, $3)",
             vec![rel.into(), phase.into(), text.into()],
         );
+        if id == Some(-1) {
+            return Some(too_big(format!("TRUNCATE {}", rel_name(rel))));
+        }
         if let Some(id) = id {
             pgrx::notice!(
                 "pg_migsafe: the rows of {} are kept in the recycle bin (id {id}); SELECT migsafe.undrop({id}) brings them back",
@@ -239,4 +273,5 @@ unsafe fn truncate(t: *mut pg_sys::TruncateStmt, text: &str, phase: i64) {
             );
         }
     }
+    None
 }

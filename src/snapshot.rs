@@ -312,7 +312,7 @@ fn live_doc() -> String {
 }
 
 /// Why a statement cannot run inside the dry run's transaction (None: it can).
-unsafe fn not_in_transaction(stmt: *mut pg_sys::Node) -> Option<&'static str> {
+pub unsafe fn not_in_transaction(stmt: *mut pg_sys::Node) -> Option<&'static str> {
     use pg_sys::NodeTag::*;
     let has_option = |l: *mut pg_sys::List, name: &[u8]| {
         pgrx::PgList::<pg_sys::DefElem>::from_pg(l)

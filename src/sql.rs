@@ -281,11 +281,16 @@ mod tests {
     #[test]
     fn leading_comments_are_not_part_of_the_statement() {
         assert_eq!(
-            super::strip_leading_comments("\n--> statement-breakpoint\n-- x\n  ALTER TABLE t ADD c int \n"),
+            super::strip_leading_comments(
+                "\n--> statement-breakpoint\n-- x\n  ALTER TABLE t ADD c int \n"
+            ),
             "ALTER TABLE t ADD c int"
         );
         assert_eq!(super::strip_leading_comments("-- only"), "");
-        assert_eq!(super::strip_leading_comments("SELECT 1 -- tail"), "SELECT 1 -- tail");
+        assert_eq!(
+            super::strip_leading_comments("SELECT 1 -- tail"),
+            "SELECT 1 -- tail"
+        );
     }
 
     #[test]

@@ -479,7 +479,8 @@ pub unsafe fn object_access(
     obj: Oid,
     sub: i32,
 ) {
-    if OPEN.get() == 0 {
+    // The recycle bin's own DDL is not the user's: the statement notes the move itself.
+    if OPEN.get() == 0 || crate::recycle::internal() {
         return;
     }
     use pg_sys::ObjectAccessType::*;
@@ -509,6 +510,18 @@ unsafe extern "C-unwind" fn describe_dropped(class: Oid, obj: Oid, sub: i32) {
     let Some(d) = describe_relation(obj, sub).map(|d| format!("{d} (dropped)")) else {
         return;
     };
+    with(|s| {
+        if let Some(o) = s.open.last_mut() {
+            if o.names.len() < 100 && !o.names.contains(&d) {
+                o.names.push(d);
+            }
+        }
+    });
+}
+
+/// Notes an object the open statement affected in a way the object access hook does
+/// not show (a table moved to the recycle bin instead of dropped).
+pub fn note_object(d: String) {
     with(|s| {
         if let Some(o) = s.open.last_mut() {
             if o.names.len() < 100 && !o.names.contains(&d) {
@@ -1047,7 +1060,9 @@ fn finish(outcome: MigrationOutcome) {
                     } else {
                         vec![]
                     },
-                    snapshot: m.snapshot.filter(|_| outcome == MigrationOutcome::Committed),
+                    snapshot: m
+                        .snapshot
+                        .filter(|_| outcome == MigrationOutcome::Committed),
                     name: m.name,
                     phases: m.phases,
                     over_budget: warn > 0 && duration > warn * 1000,

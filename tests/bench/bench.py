@@ -156,6 +156,77 @@ def pgbench_tps(cluster, db):
     return tps
 
 
+def timed(conn, sql, params=None):
+    t = time.perf_counter()
+    conn.execute(sql, params).fetchall()
+    return time.perf_counter() - t
+
+
+def snapshot_bench(cluster, tables=10_000, reps=3):
+    """Snapshots on a database of `tables` tables x 10 columns: a full snapshot vs.
+    pg_dump --schema-only, diff and rollback_sql, the automatic snapshot's cost per
+    migration, and the recycle bin's DROP TABLE on a big and a small table."""
+    cluster.configure(migsafe__auto_snapshot="off")
+    with cluster.connect() as c:
+        c.execute("CREATE DATABASE snap")
+    with cluster.connect("snap") as c:
+        c.execute("CREATE EXTENSION pg_migsafe")
+        for start in range(1, tables + 1, 500):
+            c.execute(f"""DO $$ BEGIN FOR i IN {start}..{min(start + 499, tables)} LOOP
+                EXECUTE format('CREATE TABLE t%s (id bigint PRIMARY KEY, a int, b text, c timestamptz DEFAULT now(),
+                  d numeric(10,2), e boolean NOT NULL DEFAULT false, f varchar(50), g jsonb, h int, i text)', i);
+                END LOOP; END $$""")
+        c.execute("VACUUM ANALYZE")
+        snap, dump = [], []
+        for _ in range(reps):
+            snap.append(timed(c, "SELECT migsafe.snapshot('bench')"))
+            t = time.perf_counter()
+            subprocess.run([f"{PGBIN}/pg_dump", "--schema-only", "-d", cluster.dsn("snap"), "-f", os.devnull], check=True)
+            dump.append(time.perf_counter() - t)
+        a = c.execute("SELECT max(id) FROM migsafe.snapshot").fetchone()[0]
+        c.execute("ALTER TABLE t1 ADD COLUMN extra int; CREATE TABLE t_new (id int); CREATE INDEX ON t2 (a)")
+        b = c.execute("SELECT migsafe.snapshot('bench b')").fetchone()[0]
+        diff_t = [timed(c, "SELECT * FROM migsafe.diff(%s, %s)", (a, b)) for _ in range(reps)]
+        rb_t = [timed(c, "SELECT migsafe.rollback_sql(%s)", (a,)) for _ in range(reps)]
+        size = c.execute("SELECT bytes FROM migsafe.snapshots WHERE id = %s", (a,)).fetchone()[0]
+    # Automatic snapshots: 100 one-statement migrations (ALTER TABLE ... ADD COLUMN on
+    # different tables), alternating off/on in chunks of 20.
+    auto = {"off": [], "on": []}
+    for chunk in range(10):
+        for setting in (("off", "on") if chunk % 2 == 0 else ("on", "off")):
+            cluster.configure(migsafe__auto_snapshot=setting)
+            with cluster.connect("snap") as c:
+                t = time.perf_counter()
+                for i in range(20):
+                    n = 100 + chunk * 40 + (0 if setting == "off" else 20) + i
+                    c.execute(f"ALTER TABLE t{n} ADD COLUMN x{setting} int")
+                auto[setting].append((time.perf_counter() - t) / 20)
+    cluster.configure(migsafe__auto_snapshot=None)
+    # Recycle bin: an approved DROP TABLE of a 10M-row and of a 10k-row table.
+    drop = {"big": [], "small": []}
+    with cluster.connect("snap") as c:
+        for rep in range(2):
+            c.execute(f"CREATE TABLE big{rep} AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 10000000) g")
+            c.execute(f"CREATE TABLE small{rep} AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 10000) g")
+            c.execute(f"ALTER TABLE big{rep} ADD PRIMARY KEY (id); ALTER TABLE small{rep} ADD PRIMARY KEY (id)")
+            c.execute("CHECKPOINT")
+            c.execute("SELECT migsafe.begin_phase('contract', %s, objects => %s, skip_expand => true)",
+                      (f"drop{rep}", [f"public.big{rep}", f"public.small{rep}"]))
+            for kind in ("big", "small") if rep == 0 else ("small", "big"):
+                t = time.perf_counter()
+                c.execute(f"DROP TABLE {kind}{rep}")
+                drop[kind].append(time.perf_counter() - t)
+            c.execute("SELECT migsafe.end_phase()")
+        kept = c.execute("SELECT count(*) FROM migsafe.recycle_bin WHERE kind = 'table' AND state = 'kept'").fetchone()[0]
+    med = statistics.median
+    return {
+        "tables": tables, "snapshot_s": med(snap), "dump_s": med(dump), "doc_mb": size / 1e6,
+        "diff_s": med(diff_t), "rollback_sql_s": med(rb_t),
+        "auto_on_ms": med(auto["on"]) * 1000, "auto_off_ms": med(auto["off"]) * 1000,
+        "drop_big_s": med(drop["big"]), "drop_small_s": med(drop["small"]), "kept": kept,
+    }
+
+
 def main():
     with_ext = Cluster("bench-with", preload="pg_migsafe", settings={**SETTINGS, **AUDIT_SETTINGS})
     without = Cluster("bench-without", preload="", settings=SETTINGS)
@@ -202,6 +273,8 @@ def main():
                 print(f"round {rnd + 1}/{ROUNDS} {name:8s} fast={results[name]['fast'][-1]:.2f}s "
                       f"ddl={results[name]['ddl'][-1]:.2f}s tps={results[name]['tps'][-1]:.0f}", flush=True)
         q = queue_throughput(with_ext, tmp)
+        sn = snapshot_bench(with_ext, tables=int(os.environ.get("BENCH_SNAPSHOT_TABLES", "10000")))
+        print(sn, flush=True)
         med = {k: {m: statistics.median(v) for m, v in r.items()} for k, r in results.items()}
         # Each round pairs the two clusters at the same moment; the machine's speed
         # differs between rounds (up to ±40 % here), so the statistic is the median of
@@ -254,6 +327,25 @@ producers share the machine's cores with the writer.
 | records that fell back to the server log (`migsafe_dropped_total`) | {q['fallback']} | 0 |
 | statement rows stored / expected | {q['stored']:,} / {q['expected']:,} | equal |
 | `migsafe.verify_log()` | {q['verify']} | ok |
+
+Snapshots (same run, cluster with pg_migsafe), on a database of {sn['tables']:,} tables
+× 10 columns (a primary key each), medians of 3:
+
+| measure | value | target |
+|---|---|---|
+| `SELECT migsafe.snapshot()` (full snapshot, stored) | **{sn['snapshot_s']:.2f} s** | ≤ 1 s |
+| `pg_dump --schema-only` of the same database | {sn['dump_s']:.2f} s | — |
+| snapshot speed-up over `pg_dump -s` | **{sn['dump_s'] / sn['snapshot_s']:.1f}×** | ≥ 10× |
+| stored document | {sn['doc_mb']:.1f} MB | — |
+| `migsafe.diff(a, b)` between two stored 10k-table snapshots (load, parse, compare) | **{sn['diff_s'] * 1000:.0f} ms** | diff + rollback_sql ≤ 300 ms |
+| `migsafe.rollback_sql(a)` (reads the live catalog, then plans) | **{sn['rollback_sql_s'] * 1000:.0f} ms** | |
+| one-statement migration (`ALTER TABLE … ADD COLUMN`), `migsafe.auto_snapshot = on` | {sn['auto_on_ms']:.1f} ms | |
+| … with `auto_snapshot = off` | {sn['auto_off_ms']:.1f} ms | |
+| cost of the automatic snapshot per migration | **{sn['auto_on_ms'] - sn['auto_off_ms']:.1f} ms** | a few ms |
+| approved `DROP TABLE` into the recycle bin, 10,000,000 rows | {sn['drop_big_s'] * 1000:.0f} ms | |
+| approved `DROP TABLE` into the recycle bin, 10,000 rows | {sn['drop_small_s'] * 1000:.0f} ms | |
+| ratio 10M rows / 10k rows | **{sn['drop_big_s'] / sn['drop_small_s']:.2f}** | ≤ 2 |
+| tables kept in the recycle bin | {sn['kept']} / 4 | 4 |
 
 Every round (with / without):
 

@@ -49,7 +49,8 @@ def test_story1_dba_in_psql(cluster, pdb):
         pid = begin(conn, "contract", "drop-legacy-email", reason="JIRA-42",
                     objects=["public.users.legacy_email"], skip_expand=True)
         r = run(conn, "ALTER TABLE users DROP COLUMN legacy_email")
-        assert r.ok and [n.sqlstate for n in r.notices] == [APPROVED], r
+        assert r.ok and r.notices[0].sqlstate == APPROVED, r
+        assert "kept in the recycle bin" in r.notices[1].message_primary, r
         assert f"approved by contract phase {pid} (drop-legacy-email)" in r.notices[0].message_primary
         r = run(conn, "DROP TABLE orders")
         assert r.refused_rule() == "drop-table", r

@@ -1039,6 +1039,35 @@ impl<'a> Planner<'a> {
                 &format!("the partitioning of {name} differs from the snapshot ({:?} vs {:?}); it can only be changed by re-creating the table", l.partition_key, t.partition_key),
             );
         }
+        // A column the target knows under another name at the same attribute number
+        // (and of the same type) was renamed: rename it back, keeping its values.
+        let mut renamed = l.clone();
+        for lc in l.columns.values() {
+            if !lc.local || t.columns.contains_key(&lc.name) {
+                continue;
+            }
+            let Some(tc) = t.columns.values().find(|tc| {
+                tc.position == lc.position
+                    && tc.type_name == lc.type_name
+                    && !l.columns.contains_key(&tc.name)
+            }) else {
+                continue;
+            };
+            self.push(
+                Operation::Alter,
+                ObjectKind::Column,
+                &t.column_key(&tc.name),
+                alter(format!(
+                    "RENAME COLUMN {} TO {}",
+                    quote_ident(&lc.name),
+                    quote_ident(&tc.name)
+                )),
+            );
+            let mut c = renamed.columns.remove(&lc.name).expect("a live column");
+            c.name = tc.name.clone();
+            renamed.columns.insert(tc.name.clone(), c);
+        }
+        let l = &renamed;
         for lc in l.columns.values() {
             if lc.local && !t.columns.contains_key(&lc.name) {
                 let st = self.push(
@@ -1905,6 +1934,46 @@ impl<'a> Planner<'a> {
                 None,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod rename_tests {
+    use super::*;
+    use crate::engine::schema::diff::tests::table;
+
+    #[test]
+    fn a_renamed_column_is_renamed_back() {
+        let mut target = Schema::default();
+        target.insert(table("public", "users", &[("id", "int"), ("name", "text")]));
+        let mut live = Schema::default();
+        live.insert(table(
+            "public",
+            "users",
+            &[("id", "int"), ("full name", "text")],
+        ));
+        let st = rollback_sql(&live, &target);
+        let sql: Vec<&str> = st.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(
+            sql,
+            ["ALTER TABLE public.users RENAME COLUMN \"full name\" TO name"],
+            "{sql:?}"
+        );
+        // A different type at that position is not a rename.
+        let mut live2 = Schema::default();
+        live2.insert(table(
+            "public",
+            "users",
+            &[("id", "int"), ("full_name", "bigint")],
+        ));
+        let sql: Vec<String> = rollback_sql(&live2, &target)
+            .into_iter()
+            .map(|s| s.sql)
+            .collect();
+        assert!(
+            sql.iter().any(|s| s.contains("DROP COLUMN full_name")),
+            "{sql:?}"
+        );
     }
 }
 
@@ -2812,12 +2881,35 @@ mod tests {
             );
             for c in &changes {
                 // Addressed by a statement on it, or it was on a relation that is dropped.
-                let covered = st.iter().any(|s| {
-                    s.identity == c.identity
-                        || (s.operation == Operation::Drop
-                            && c.after.get("table").and_then(|t| t.as_str())
-                                == Some(s.identity.as_str()))
-                });
+                // A column added at the attribute number of a removed one of the same
+                // type is renamed back (the RENAME's identity is the target's name).
+                let renamed_back = c.kind == ObjectKind::Column
+                    && c.action == Action::Removed
+                    && st
+                        .iter()
+                        .any(|s| s.identity == c.identity && s.sql.contains(" RENAME COLUMN "));
+                let renamed = renamed_back
+                    || c.kind == ObjectKind::Column
+                        && c.action == Action::Added
+                        && st.iter().any(|s| {
+                            s.sql.contains(" RENAME COLUMN ")
+                                && c.after
+                                    .get("name")
+                                    .and_then(|n| n.as_str())
+                                    .is_some_and(|n| {
+                                        s.sql.contains(&format!(
+                                            "RENAME COLUMN {} TO",
+                                            quote_ident(n)
+                                        ))
+                                    })
+                        });
+                let covered = renamed
+                    || st.iter().any(|s| {
+                        s.identity == c.identity
+                            || (s.operation == Operation::Drop
+                                && c.after.get("table").and_then(|t| t.as_str())
+                                    == Some(s.identity.as_str()))
+                    });
                 assert!(
                     covered,
                     "round {round}: {c:#?} not addressed by {:#?}",
@@ -2830,6 +2922,7 @@ mod tests {
                     .map(|s| s.operation)
                     .collect();
                 match c.action {
+                    _ if renamed => {}
                     Action::Added if !ops.is_empty() => assert!(
                         ops.contains(&Operation::Drop),
                         "round {round}: {c:#?} {ops:?}"
