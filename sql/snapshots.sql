@@ -14,6 +14,24 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
          || '"."' || pg_catalog.replace(c, '"', '""') || '"'
 $$;
 
+-- One column of the document (see model.rs); a type so that json_agg names the fields.
+CREATE TYPE migsafe._column AS (
+  "name"          name,
+  "position"      int2,
+  "type"          text,
+  "base_type"     name,
+  "type_category" "char",
+  "typmod"        int4,
+  "collation"     text,
+  "not_null"      boolean,
+  "default"       text,
+  "identity"      "char",
+  "generated"     text,
+  "local"         boolean,
+  "comment"       text,
+  "acl"           text[]
+);
+
 -- The schema as one JSON document, or the part of it a scope names:
 --   {"relations": [["s","t"], ...],   tables, views, sequences and what belongs to
 --                                      them (columns, constraints, indexes, triggers,
@@ -86,24 +104,25 @@ fn AS (
      AND (n.whole OR n.nspname || '.' || p.proname = ANY (sc.funcs))
 ),
 cols AS (
+  -- json_agg over a composite type: names come from the type, no per-row key lookup.
   SELECT a.attrelid,
-         json_agg(json_build_object(
-           'name', a.attname,
-           'position', a.attnum,
-           'type', format_type(a.atttypid, a.atttypmod),
-           'base_type', coalesce(bt.typname, t.typname),
-           'type_category', coalesce(bt.typcategory, t.typcategory),
-           'typmod', a.atttypmod,
-           'collation', CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 THEN
-                          CASE WHEN co.collnamespace = 'pg_catalog'::regnamespace THEN quote_ident(co.collname)
-                               ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END END,
-           'not_null', a.attnotnull,
-           'default', CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
-           'identity', nullif(a.attidentity, ''),
-           'generated', CASE WHEN a.attgenerated = 's' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
-           'local', a.attislocal,
-           'comment', d.description,
-           'acl', coalesce(a.attacl, '{}')::text[]) ORDER BY a.attnum) AS columns
+         json_agg((
+           a.attname,
+           a.attnum,
+           format_type(a.atttypid, a.atttypmod),
+           coalesce(bt.typname, t.typname),
+           coalesce(bt.typcategory, t.typcategory),
+           a.atttypmod,
+           CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 THEN
+             CASE WHEN co.collnamespace = 'pg_catalog'::regnamespace THEN quote_ident(co.collname)
+                  ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END END,
+           a.attnotnull,
+           CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+           nullif(a.attidentity, ''),
+           CASE WHEN a.attgenerated = 's' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+           a.attislocal,
+           d.description,
+           coalesce(a.attacl, '{}')::text[])::migsafe._column ORDER BY a.attnum) AS columns
     FROM pg_attribute a
     JOIN rel r ON r.oid = a.attrelid AND r.relkind IN ('r', 'p')
     JOIN pg_type t ON t.oid = a.atttypid

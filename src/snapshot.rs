@@ -56,7 +56,7 @@ pub fn live(scope: Option<&Scope>) -> Schema {
     })
     .unwrap_or_else(|e| bad(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))
     .unwrap_or_default();
-    restrict(&parse(&json, "the live catalog"), scope)
+    restrict(parse(&json, "the live catalog"), scope)
 }
 
 /// A stored snapshot: the merged model and the union of its scopes.
@@ -118,11 +118,14 @@ pub fn load(id: Option<i64>, arg: &str) -> Loaded {
             schema: parse(&doc, &format!("snapshot {id}")),
         })
         .collect();
-    let (schema, scope) = if parts.is_empty() {
+    let (schema, scope) = match parts.len() {
         // An automatic snapshot whose migration reached nothing it models.
-        (Schema::default(), Some(Scope::default()))
-    } else {
-        merge(&parts)
+        0 => (Schema::default(), Some(Scope::default())),
+        1 => {
+            let p = parts.into_iter().next().expect("one part");
+            (p.schema, p.scope)
+        }
+        _ => merge(&parts),
     };
     Loaded { schema, scope }
 }
@@ -182,8 +185,8 @@ fn diff(
 fn restrict_pair(a: Loaded, b: Loaded) -> (Schema, Schema) {
     let both = Scope::intersect(a.scope.as_ref(), b.scope.as_ref());
     (
-        restrict(&a.schema, both.as_ref()),
-        restrict(&b.schema, both.as_ref()),
+        restrict(a.schema, both.as_ref()),
+        restrict(b.schema, both.as_ref()),
     )
 }
 

@@ -217,6 +217,9 @@ pub struct Part {
 /// Merges the parts of a snapshot, first capture first. Returns the model and the
 /// union of the scopes (`None` when some part is the whole schema).
 pub fn merge(parts: &[Part]) -> (Schema, Option<Scope>) {
+    if let [only] = parts {
+        return (only.schema.clone(), only.scope.clone());
+    }
     let mut out = Schema::default();
     let mut earlier: Vec<Option<&Scope>> = Vec::new();
     for p in parts {
@@ -251,22 +254,17 @@ pub fn merge(parts: &[Part]) -> (Schema, Option<Scope>) {
 }
 
 /// The objects of `s` that `scope` covers (everything for `None`).
-pub fn restrict(s: &Schema, scope: Option<&Scope>) -> Schema {
+pub fn restrict(mut s: Schema, scope: Option<&Scope>) -> Schema {
     let Some(sc) = scope else {
-        return s.clone();
+        return s;
     };
-    let mut out = Schema::default();
     macro_rules! keep {
         ($f:ident) => {
-            for (k, v) in &s.$f {
-                if v.covered_by(sc) {
-                    out.$f.insert(k.clone(), v.clone());
-                }
-            }
+            s.$f.retain(|_, v| v.covered_by(sc));
         };
     }
     each_map!(keep);
-    out
+    s
 }
 
 #[cfg(test)]
@@ -376,10 +374,10 @@ mod tests {
         b.contents.insert("public".into());
         let both = Scope::intersect(Some(&a), Some(&b)).unwrap();
         assert_eq!(both.relations, a.relations);
-        let r = restrict(&s, Some(&both));
+        let r = restrict(s.clone(), Some(&both));
         assert_eq!(r.tables.len(), 1);
         assert!(r.tables.contains_key("\"public\".\"t\""));
-        assert_eq!(restrict(&s, None), s);
+        assert_eq!(restrict(s.clone(), None), s);
         assert!(Scope::intersect(None, None).is_none());
     }
 
