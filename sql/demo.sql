@@ -51,3 +51,21 @@ SELECT statement_no AS n, command_tag, decision, outcome, sqlstate, rule_ids
   FROM migsafe.statements ORDER BY seq;
 SELECT outcome, count(*) FROM migsafe.migrations GROUP BY outcome ORDER BY outcome;
 SELECT ok, reason FROM migsafe.verify_log();
+
+-- Release 3, approved: a contract phase lets the drop run, and the recycle bin keeps
+-- the values. A snapshot first, so that the release can be rolled back.
+SELECT migsafe.snapshot('before release 3') AS before_release_3 \gset
+SELECT migsafe.begin_phase('contract', 'release 3', objects => ARRAY['public.users.legacy_email'],
+                           skip_expand => true) > 0 AS approved;
+ALTER TABLE users DROP COLUMN legacy_email;
+SELECT migsafe.end_phase() > 0 AS ended;
+SELECT kind, object, row_count, state FROM migsafe.recycle_bin;
+
+-- What changed since the snapshot, and the generated down migration.
+SELECT kind, identity, action, loses_data FROM migsafe.diff(:before_release_3);
+SELECT migsafe.rollback_sql(:before_release_3) AS down_migration;
+
+-- Roll back: the column comes back with its values, and the schema matches again.
+SELECT action, object, status FROM migsafe.rollback(:before_release_3, dry_run => false);
+SELECT id, email, legacy_email FROM users ORDER BY id;
+SELECT status, detail FROM migsafe.verify(:before_release_3) WHERE check_name = 'summary';

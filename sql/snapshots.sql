@@ -42,268 +42,318 @@ CREATE TYPE migsafe._column AS (
 --    "contents":  ["s", ...]}         the schema and everything in it
 -- NULL reads everything. Names are matched exactly (already resolved).
 CREATE FUNCTION migsafe._catalog(scope jsonb DEFAULT NULL) RETURNS json
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET jit = off SET work_mem = '64MB' AS $$
-WITH
-sc AS (
-  SELECT scope IS NULL AS everything,
-         ARRAY(SELECT e->>0 || '.' || (e->>1) FROM jsonb_array_elements(coalesce(scope->'relations', '[]')) e) AS rels,
-         ARRAY(SELECT e->>0 || '.' || (e->>1) FROM jsonb_array_elements(coalesce(scope->'types', '[]')) e) AS types,
-         ARRAY(SELECT e->>0 || '.' || (e->>1) FROM jsonb_array_elements(coalesce(scope->'functions', '[]')) e) AS funcs,
-         ARRAY(SELECT jsonb_array_elements_text(coalesce(scope->'schemas', '[]'))) AS schemas,
-         ARRAY(SELECT jsonb_array_elements_text(coalesce(scope->'contents', '[]'))) AS contents
-),
-ext AS (
-  SELECT classid, objid FROM pg_depend WHERE deptype = 'e'
-),
-nsp AS (
-  SELECT n.oid, n.nspname, n.nspowner, n.nspacl,
-         (sc.everything OR n.nspname = ANY (sc.contents)) AS whole
-    FROM pg_namespace n, sc
-   WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'migsafe', 'migsafe_recycle')
-     AND n.nspname !~ '^pg_(toast_)?temp_'
-     AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_namespace'::regclass AND ext.objid = n.oid)
-),
-cand AS (
-  SELECT c.oid, c.relname, c.relkind, c.relnamespace, n.nspname, c.relpersistence, c.relacl,
-         c.relowner, c.relrowsecurity, c.relforcerowsecurity, c.relispartition, c.relispopulated,
-         n.whole
-    FROM pg_class c JOIN nsp n ON n.oid = c.relnamespace
-   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S') AND c.relpersistence <> 't'
-     AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_class'::regclass AND ext.objid = c.oid)
-),
-owned AS (   -- sequence -> owning column (serial: 'a'; identity: 'i')
-  SELECT d.objid AS seq, d.refobjid AS rel, d.refobjsubid AS col, d.deptype
-    FROM pg_depend d
-   WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-     AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
-),
-rel AS (
-  SELECT cand.*
-    FROM cand
-    CROSS JOIN sc
-    LEFT JOIN owned o ON o.seq = cand.oid
-    LEFT JOIN cand t ON t.oid = o.rel
-   -- identity columns' sequences are part of their column
-   WHERE o.deptype IS DISTINCT FROM 'i'
-     AND (cand.whole OR cand.nspname || '.' || cand.relname = ANY (sc.rels)
-          OR (t.oid IS NOT NULL AND (t.whole OR t.nspname || '.' || t.relname = ANY (sc.rels))))
-),
-typ AS (
-  SELECT t.oid, t.typname, t.typtype, t.typnamespace, n.nspname, t.typowner, t.typacl,
-         t.typbasetype, t.typtypmod, t.typcollation, t.typnotnull, t.typdefaultbin, t.typdefault
-    FROM pg_type t JOIN nsp n ON n.oid = t.typnamespace, sc
-   WHERE t.typtype IN ('e', 'd')
-     AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_type'::regclass AND ext.objid = t.oid)
-     AND (n.whole OR n.nspname || '.' || t.typname = ANY (sc.types))
-),
-fn AS (
-  SELECT p.oid, p.proname, p.prokind, n.nspname, p.proowner, p.proacl, p.prosrc
-    FROM pg_proc p JOIN nsp n ON n.oid = p.pronamespace, sc
-   WHERE p.prokind IN ('f', 'p', 'w')
-     AND NOT EXISTS (SELECT 1 FROM ext WHERE ext.classid = 'pg_proc'::regclass AND ext.objid = p.oid)
-     AND (n.whole OR n.nspname || '.' || p.proname = ANY (sc.funcs))
-),
-cols AS (
-  -- json_agg over a composite type: names come from the type, no per-row key lookup.
-  SELECT a.attrelid,
-         json_agg((
-           a.attname,
-           a.attnum,
-           format_type(a.atttypid, a.atttypmod),
-           coalesce(bt.typname, t.typname),
-           coalesce(bt.typcategory, t.typcategory),
-           a.atttypmod,
-           CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 THEN
-             CASE WHEN co.collnamespace = 'pg_catalog'::regnamespace THEN quote_ident(co.collname)
-                  ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END END,
-           a.attnotnull,
-           CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
-           nullif(a.attidentity, ''),
-           CASE WHEN a.attgenerated = 's' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
-           a.attislocal,
-           d.description,
-           coalesce(a.attacl, '{}')::text[])::migsafe._column ORDER BY a.attnum) AS columns
-    FROM pg_attribute a
-    JOIN rel r ON r.oid = a.attrelid AND r.relkind IN ('r', 'p')
-    JOIN pg_type t ON t.oid = a.atttypid
-    LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
-    LEFT JOIN pg_collation co ON co.oid = a.attcollation
-    LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
-    LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-    LEFT JOIN pg_description d ON d.objoid = a.attrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum
-   WHERE a.attnum > 0 AND NOT a.attisdropped
-   GROUP BY a.attrelid
-)
-SELECT json_build_object(
-  'schemas', (
-    SELECT json_agg(json_build_object(
-             'name', n.nspname, 'comment', d.description,
-             'acl', coalesce(n.nspacl, acldefault('n', n.nspowner))::text[]))
-      FROM nsp n LEFT JOIN pg_description d ON d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass, sc
-     WHERE n.whole OR n.nspname = ANY (sc.schemas)),
-  'tables', (
-    SELECT json_agg(json_build_object(
-             'schema', r.nspname, 'name', r.relname,
-             'persistence', r.relpersistence,
-             'partition_key', CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
-             'partition_bound', CASE WHEN r.relispartition THEN pg_get_expr(pc.relpartbound, r.oid) END,
-             'inherits', (SELECT json_agg(migsafe._key(pn.nspname, p.relname) ORDER BY i.inhseqno)
-                            FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
-                            JOIN pg_namespace pn ON pn.oid = p.relnamespace
-                           WHERE i.inhrelid = r.oid),
-             'rls_enabled', r.relrowsecurity, 'rls_forced', r.relforcerowsecurity,
-             'comment', d.description,
-             'acl', coalesce(r.relacl, acldefault('r', r.relowner))::text[],
-             'columns', coalesce(cols.columns, '[]')))
-      FROM rel r
-      JOIN pg_class pc ON pc.oid = r.oid
-      LEFT JOIN cols ON cols.attrelid = r.oid
-      LEFT JOIN pg_description d ON d.objoid = r.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-     WHERE r.relkind IN ('r', 'p')),
-  'constraints', (
-    SELECT json_agg(json_build_object(
-             'table', migsafe._key(r.nspname, r.relname), 'name', k.conname,
-             'kind', k.contype,
-             'definition', pg_get_constraintdef(k.oid),
-             'validated', k.convalidated, 'deferrable', k.condeferrable, 'deferred', k.condeferred,
-             'references', CASE WHEN k.contype = 'f' THEN
-                             (SELECT migsafe._key(fn_.nspname, f.relname) FROM pg_class f
-                                JOIN pg_namespace fn_ ON fn_.oid = f.relnamespace WHERE f.oid = k.confrelid) END,
-             'local', k.conislocal,
-             'comment', d.description))
-      FROM pg_constraint k
-      JOIN rel r ON r.oid = k.conrelid AND r.relkind IN ('r', 'p')
-      LEFT JOIN pg_description d ON d.objoid = k.oid AND d.classoid = 'pg_constraint'::regclass
-     WHERE k.contype IN ('p', 'u', 'c', 'f', 'x')),
-  'indexes', (
-    SELECT json_agg(json_build_object(
-             'schema', r.nspname, 'name', ic.relname, 'table', migsafe._key(r.nspname, r.relname),
-             -- An index that belongs to a constraint is described by the constraint
-             -- (and created with it): deparsing it would only cost time.
-             'definition', CASE WHEN ck.conindid IS NULL THEN pg_get_indexdef(i.indexrelid) ELSE '' END,
-             'valid', i.indisvalid, 'unique', i.indisunique,
-             'constraint', ck.conindid IS NOT NULL,
-             'inherited', i.indexrelid IN (SELECT h.inhrelid FROM pg_inherits h),
-             'comment', d.description))
-      FROM pg_index i
-      JOIN rel r ON r.oid = i.indrelid AND r.relkind IN ('r', 'p', 'm')
-      JOIN pg_class ic ON ic.oid = i.indexrelid
-      LEFT JOIN (SELECT DISTINCT k.conindid, k.conrelid FROM pg_constraint k WHERE k.contype IN ('p', 'u', 'x')) ck
-             ON ck.conindid = i.indexrelid AND ck.conrelid = i.indrelid
-      LEFT JOIN pg_description d ON d.objoid = i.indexrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0),
-  'sequences', (
-    SELECT json_agg(json_build_object(
-             'schema', r.nspname, 'name', r.relname,
-             'data_type', format_type(s.seqtypid, NULL),
-             'start', s.seqstart, 'increment', s.seqincrement, 'min', s.seqmin, 'max', s.seqmax,
-             'cache', s.seqcache, 'cycle', s.seqcycle,
-             'owned_by', (SELECT migsafe._key(tn.nspname, t.relname, a.attname)
-                            FROM owned o JOIN pg_class t ON t.oid = o.rel
-                            JOIN pg_namespace tn ON tn.oid = t.relnamespace
-                            JOIN pg_attribute a ON a.attrelid = o.rel AND a.attnum = o.col
-                           WHERE o.seq = r.oid LIMIT 1),
-             'last_value', CASE WHEN has_sequence_privilege(r.oid, 'SELECT,USAGE')
-                                THEN pg_sequence_last_value(r.oid) END,
-             'comment', d.description,
-             'acl', coalesce(r.relacl, acldefault('s', r.relowner))::text[]))
-      FROM rel r
-      JOIN pg_sequence s ON s.seqrelid = r.oid
-      LEFT JOIN pg_description d ON d.objoid = r.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-     WHERE r.relkind = 'S'),
-  'views', (
-    SELECT json_agg(json_build_object(
-             'schema', r.nspname, 'name', r.relname, 'materialized', r.relkind = 'm',
-             'definition', pg_get_viewdef(r.oid),
-             'depends_on', (SELECT json_agg(DISTINCT x.key) FROM (
-                 SELECT migsafe._key(dn.nspname, dc.relname) AS key
-                   FROM pg_rewrite rw
-                   JOIN pg_depend dp ON dp.classid = 'pg_rewrite'::regclass AND dp.objid = rw.oid
-                                    AND dp.refclassid = 'pg_class'::regclass AND dp.refobjid <> r.oid
-                   JOIN pg_class dc ON dc.oid = dp.refobjid
-                   JOIN pg_namespace dn ON dn.oid = dc.relnamespace
-                  WHERE rw.ev_class = r.oid
-                 UNION
-                 SELECT migsafe._key(pn.nspname, p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')'
-                   FROM pg_rewrite rw
-                   JOIN pg_depend dp ON dp.classid = 'pg_rewrite'::regclass AND dp.objid = rw.oid
-                                    AND dp.refclassid = 'pg_proc'::regclass
-                   JOIN pg_proc p ON p.oid = dp.refobjid
-                   JOIN pg_namespace pn ON pn.oid = p.pronamespace
-                  WHERE rw.ev_class = r.oid
-                    AND pn.nspname NOT IN ('pg_catalog', 'information_schema')) x),
-             'has_data', CASE WHEN r.relkind = 'm' THEN r.relispopulated END,
-             'comment', d.description,
-             'acl', coalesce(r.relacl, acldefault('r', r.relowner))::text[]))
-      FROM rel r
-      LEFT JOIN pg_description d ON d.objoid = r.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
-     WHERE r.relkind IN ('v', 'm')),
-  'enums', (
-    SELECT json_agg(json_build_object(
-             'schema', t.nspname, 'name', t.typname,
-             'labels', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
-             'comment', d.description,
-             'acl', coalesce(t.typacl, acldefault('T', t.typowner))::text[]))
-      FROM typ t
-      LEFT JOIN pg_description d ON d.objoid = t.oid AND d.classoid = 'pg_type'::regclass
-     WHERE t.typtype = 'e'),
-  'domains', (
-    SELECT json_agg(json_build_object(
-             'schema', t.nspname, 'name', t.typname,
-             'base_type', format_type(t.typbasetype, t.typtypmod),
-             'collation', CASE WHEN t.typcollation <> bt.typcollation AND t.typcollation <> 0 THEN
-                            (SELECT CASE WHEN co.collnamespace = 'pg_catalog'::regnamespace THEN quote_ident(co.collname)
-                                         ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END
-                               FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
-                              WHERE co.oid = t.typcollation) END,
-             'not_null', t.typnotnull,
-             'default', CASE WHEN t.typdefaultbin IS NOT NULL THEN pg_get_expr(t.typdefaultbin, 0) ELSE t.typdefault END,
-             'checks', (SELECT json_agg(json_build_object('name', k.conname, 'definition', pg_get_constraintdef(k.oid),
-                                                          'validated', k.convalidated) ORDER BY k.conname)
-                          FROM pg_constraint k WHERE k.contypid = t.oid AND k.contype = 'c'),
-             'comment', d.description,
-             'acl', coalesce(t.typacl, acldefault('T', t.typowner))::text[]))
-      FROM typ t
-      JOIN pg_type bt ON bt.oid = t.typbasetype
-      LEFT JOIN pg_description d ON d.objoid = t.oid AND d.classoid = 'pg_type'::regclass
-     WHERE t.typtype = 'd'),
-  'functions', (
-    SELECT json_agg(json_build_object(
-             'schema', f.nspname, 'name', f.proname, 'kind', f.prokind,
-             'arguments', pg_get_function_identity_arguments(f.oid),
-             'result', pg_get_function_result(f.oid),
-             'definition', pg_get_functiondef(f.oid),
-             'body_hash', md5(coalesce(f.prosrc, '')),
-             'comment', d.description,
-             'acl', coalesce(f.proacl, acldefault('f', f.proowner))::text[]))
-      FROM fn f
-      LEFT JOIN pg_description d ON d.objoid = f.oid AND d.classoid = 'pg_proc'::regclass),
-  'triggers', (
-    SELECT json_agg(json_build_object(
-             'table', migsafe._key(r.nspname, r.relname), 'name', tg.tgname,
-             'definition', pg_get_triggerdef(tg.oid),
-             'enabled', tg.tgenabled,
-             'inherited', tg.tgparentid <> 0,
-             'comment', d.description))
-      FROM pg_trigger tg
-      JOIN rel r ON r.oid = tg.tgrelid
-      LEFT JOIN pg_description d ON d.objoid = tg.oid AND d.classoid = 'pg_trigger'::regclass
-     WHERE NOT tg.tgisinternal),
-  'policies', (
-    SELECT json_agg(json_build_object(
-             'table', migsafe._key(r.nspname, r.relname), 'name', p.polname,
-             'permissive', p.polpermissive,
-             'command', CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
-                                      WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
-             'roles', ARRAY(SELECT CASE WHEN ro = 0 THEN 'public' ELSE pg_get_userbyid(ro)::text END
-                              FROM unnest(p.polroles) ro ORDER BY 1),
-             'using', pg_get_expr(p.polqual, p.polrelid),
-             'with_check', pg_get_expr(p.polwithcheck, p.polrelid),
-             'comment', d.description))
-      FROM pg_policy p
-      JOIN rel r ON r.oid = p.polrelid
-      LEFT JOIN pg_description d ON d.objoid = p.oid AND d.classoid = 'pg_policy'::regclass)
-)
-$$;
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp SET jit = off SET work_mem = '64MB'
+-- PL/pgSQL keeps the plans for the session; generic ones, so that the big query below
+-- is planned once per session, not per automatic snapshot.
+SET plan_cache_mode = force_generic_plan AS $fn$
+DECLARE
+  everything boolean := scope IS NULL;
+  model_nsps oid[];    -- every schema of the model
+  whole oid[];         -- schemas read with everything in them
+  nsp_ids oid[];       -- schemas whose own row is read
+  rel_ids oid[];       -- tables, views, materialized views, sequences
+  typ_ids oid[];       -- enums and domains
+  fn_ids oid[];        -- functions and procedures
+  doc json;
+BEGIN
+  model_nsps := ARRAY(
+    SELECT n.oid FROM pg_namespace n
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'migsafe', 'migsafe_recycle')
+       AND n.nspname !~ '^pg_(toast_)?temp_'
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                         AND d.objid = n.oid AND d.objsubid = 0 AND d.deptype = 'e'));
+  IF everything THEN
+    whole := model_nsps;
+    nsp_ids := model_nsps;
+  ELSE
+    whole := ARRAY(SELECT n.oid FROM pg_namespace n
+                    WHERE n.oid = ANY (model_nsps)
+                      AND n.nspname IN (SELECT jsonb_array_elements_text(coalesce(scope->'contents', '[]'))));
+    nsp_ids := whole || ARRAY(SELECT n.oid FROM pg_namespace n
+                    WHERE n.oid = ANY (model_nsps)
+                      AND n.nspname IN (SELECT jsonb_array_elements_text(coalesce(scope->'schemas', '[]'))));
+  END IF;
+  -- Relations: whole schemas, and the named ones (an index lookup each).
+  IF cardinality(whole) > 0 THEN
+    rel_ids := ARRAY(SELECT c.oid FROM pg_class c
+                      WHERE c.relnamespace = ANY (whole) AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+                        AND c.relpersistence <> 't');
+  ELSE
+    rel_ids := '{}';
+  END IF;
+  IF NOT everything THEN
+    rel_ids := rel_ids || ARRAY(
+      SELECT c.oid FROM jsonb_array_elements(coalesce(scope->'relations', '[]')) e
+        JOIN pg_namespace n ON n.nspname = e->>0
+        JOIN pg_class c ON c.relname = e->>1 AND c.relnamespace = n.oid
+       WHERE n.oid = ANY (model_nsps) AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND c.relpersistence <> 't');
+    -- with the sequences they own
+    rel_ids := rel_ids || ARRAY(
+      SELECT d.objid FROM pg_depend d
+       WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (rel_ids) AND d.refobjsubid > 0
+         AND d.classid = 'pg_class'::regclass AND d.deptype = 'a');
+  END IF;
+  -- Not extension members, not identity columns' sequences (part of their column).
+  rel_ids := ARRAY(SELECT DISTINCT x FROM unnest(rel_ids) x
+                    WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                        AND d.objid = x AND d.deptype IN ('e', 'i')));
+  IF everything OR cardinality(whole) > 0 OR jsonb_array_length(coalesce(scope->'types', '[]')) > 0 THEN
+  typ_ids := ARRAY(
+    SELECT t.oid FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE t.typtype IN ('e', 'd') AND n.oid = ANY (model_nsps)
+       AND (n.oid = ANY (whole)
+            OR (NOT everything AND (n.nspname, t.typname) IN (
+                  SELECT e->>0, e->>1 FROM jsonb_array_elements(coalesce(scope->'types', '[]')) e)))
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
+                         AND d.objid = t.oid AND d.deptype = 'e'));
+  ELSE
+    typ_ids := '{}';
+  END IF;
+  IF everything OR cardinality(whole) > 0 OR jsonb_array_length(coalesce(scope->'functions', '[]')) > 0 THEN
+  fn_ids := ARRAY(
+    SELECT p.oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.prokind IN ('f', 'p', 'w') AND n.oid = ANY (model_nsps)
+       AND (n.oid = ANY (whole)
+            OR (NOT everything AND (n.nspname, p.proname) IN (
+                  SELECT e->>0, e->>1 FROM jsonb_array_elements(coalesce(scope->'functions', '[]')) e)))
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                         AND d.objid = p.oid AND d.deptype = 'e'));
+  ELSE
+    fn_ids := '{}';
+  END IF;
+  IF everything THEN
+    -- A full read is planned for its thousands of objects (hash joins), every time;
+    -- the function's SET clause restores the setting when it returns.
+    PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+  END IF;
+  WITH
+  nsp AS (
+    SELECT n.oid, n.nspname, n.nspowner, n.nspacl FROM pg_namespace n WHERE n.oid = ANY (nsp_ids)
+  ),
+  rel AS (
+    SELECT c.oid, c.relname, c.relkind, c.relnamespace, n.nspname, c.relpersistence, c.relacl,
+           c.relowner, c.relrowsecurity, c.relforcerowsecurity, c.relispartition, c.relispopulated
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = ANY (rel_ids)
+  ),
+  typ AS (
+    SELECT t.oid, t.typname, t.typtype, t.typnamespace, n.nspname, t.typowner, t.typacl,
+           t.typbasetype, t.typtypmod, t.typcollation, t.typnotnull, t.typdefaultbin, t.typdefault
+      FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE t.oid = ANY (typ_ids)
+  ),
+  fn AS (
+    SELECT p.oid, p.proname, p.prokind, n.nspname, p.proowner, p.proacl, p.prosrc
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE p.oid = ANY (fn_ids)
+  ),
+  cols AS (
+    -- json_agg over a composite type: names come from the type, no per-row key lookup.
+    SELECT a.attrelid,
+           json_agg((
+             a.attname,
+             a.attnum,
+             format_type(a.atttypid, a.atttypmod),
+             coalesce(bt.typname, t.typname),
+             coalesce(bt.typcategory, t.typcategory),
+             a.atttypmod,
+             CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0 THEN
+               CASE WHEN co.collnamespace = 'pg_catalog'::regnamespace THEN quote_ident(co.collname)
+                    ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END END,
+             a.attnotnull,
+             CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+             nullif(a.attidentity, ''),
+             CASE WHEN a.attgenerated = 's' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
+             a.attislocal,
+             d.description,
+             coalesce(a.attacl, '{}')::text[])::migsafe._column ORDER BY a.attnum) AS columns
+      FROM pg_attribute a
+      JOIN rel r ON r.oid = a.attrelid AND r.relkind IN ('r', 'p')
+      JOIN pg_type t ON t.oid = a.atttypid
+      LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+      LEFT JOIN pg_collation co ON co.oid = a.attcollation
+      LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+      LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+      LEFT JOIN pg_description d ON d.objoid = a.attrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum
+     WHERE a.attnum > 0 AND NOT a.attisdropped
+     GROUP BY a.attrelid
+  )
+  SELECT json_build_object(
+    'schemas', (
+      SELECT json_agg(json_build_object(
+               'name', n.nspname, 'comment', d.description,
+               'acl', coalesce(n.nspacl, acldefault('n', n.nspowner))::text[]))
+        FROM nsp n LEFT JOIN pg_description d ON d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass),
+    'tables', (
+      SELECT json_agg(json_build_object(
+               'schema', r.nspname, 'name', r.relname,
+               'persistence', r.relpersistence,
+               'partition_key', CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
+               'partition_bound', CASE WHEN r.relispartition THEN pg_get_expr(pc.relpartbound, r.oid) END,
+               'inherits', (SELECT json_agg(migsafe._key(pn.nspname, p.relname) ORDER BY i.inhseqno)
+                              FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+                              JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                             WHERE i.inhrelid = r.oid),
+               'rls_enabled', r.relrowsecurity, 'rls_forced', r.relforcerowsecurity,
+               'comment', d.description,
+               'acl', coalesce(r.relacl, acldefault('r', r.relowner))::text[],
+               'columns', coalesce(cols.columns, '[]')))
+        FROM rel r
+        JOIN pg_class pc ON pc.oid = r.oid
+        LEFT JOIN cols ON cols.attrelid = r.oid
+        LEFT JOIN pg_description d ON d.objoid = r.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+       WHERE r.relkind IN ('r', 'p')),
+    'constraints', (
+      SELECT json_agg(json_build_object(
+               'table', migsafe._key(r.nspname, r.relname), 'name', k.conname,
+               'kind', k.contype,
+               'definition', pg_get_constraintdef(k.oid),
+               'validated', k.convalidated, 'deferrable', k.condeferrable, 'deferred', k.condeferred,
+               'references', CASE WHEN k.contype = 'f' THEN
+                               (SELECT migsafe._key(fn_.nspname, f.relname) FROM pg_class f
+                                  JOIN pg_namespace fn_ ON fn_.oid = f.relnamespace WHERE f.oid = k.confrelid) END,
+               'local', k.conislocal,
+               'comment', d.description))
+        FROM pg_constraint k
+        JOIN rel r ON r.oid = k.conrelid AND r.relkind IN ('r', 'p')
+        LEFT JOIN pg_description d ON d.objoid = k.oid AND d.classoid = 'pg_constraint'::regclass
+       WHERE k.contype IN ('p', 'u', 'c', 'f', 'x')),
+    'indexes', (
+      SELECT json_agg(json_build_object(
+               'schema', r.nspname, 'name', ic.relname, 'table', migsafe._key(r.nspname, r.relname),
+               -- An index that belongs to a constraint is described by the constraint
+               -- (and created with it): deparsing it would only cost time.
+               'definition', CASE WHEN NOT ck.owned THEN pg_get_indexdef(i.indexrelid) ELSE '' END,
+               'valid', i.indisvalid, 'unique', i.indisunique,
+               'constraint', ck.owned,
+               'inherited', i.indexrelid IN (SELECT h.inhrelid FROM pg_inherits h),
+               'comment', d.description))
+        FROM pg_index i
+        JOIN rel r ON r.oid = i.indrelid AND r.relkind IN ('r', 'p', 'm')
+        JOIN pg_class ic ON ic.oid = i.indexrelid
+        CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM pg_constraint k
+                                             WHERE k.conrelid = i.indrelid AND k.conindid = i.indexrelid
+                                               AND k.contype IN ('p', 'u', 'x')) AS owned) ck
+        LEFT JOIN pg_description d ON d.objoid = i.indexrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0),
+    'sequences', (
+      SELECT json_agg(json_build_object(
+               'schema', r.nspname, 'name', r.relname,
+               'data_type', format_type(s.seqtypid, NULL),
+               'start', s.seqstart, 'increment', s.seqincrement, 'min', s.seqmin, 'max', s.seqmax,
+               'cache', s.seqcache, 'cycle', s.seqcycle,
+               'owned_by', (SELECT migsafe._key(tn.nspname, t.relname, a.attname)
+                              FROM pg_depend o JOIN pg_class t ON t.oid = o.refobjid
+                              JOIN pg_namespace tn ON tn.oid = t.relnamespace
+                              JOIN pg_attribute a ON a.attrelid = o.refobjid AND a.attnum = o.refobjsubid
+                             WHERE o.classid = 'pg_class'::regclass AND o.objid = r.oid AND o.objsubid = 0
+                               AND o.refclassid = 'pg_class'::regclass AND o.deptype = 'a' AND o.refobjsubid > 0
+                             LIMIT 1),
+               'last_value', CASE WHEN has_sequence_privilege(r.oid, 'SELECT,USAGE')
+                                  THEN pg_sequence_last_value(r.oid) END,
+               'comment', d.description,
+               'acl', coalesce(r.relacl, acldefault('s', r.relowner))::text[]))
+        FROM rel r
+        JOIN pg_sequence s ON s.seqrelid = r.oid
+        LEFT JOIN pg_description d ON d.objoid = r.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+       WHERE r.relkind = 'S'),
+    'views', (
+      SELECT json_agg(json_build_object(
+               'schema', r.nspname, 'name', r.relname, 'materialized', r.relkind = 'm',
+               'definition', pg_get_viewdef(r.oid),
+               'depends_on', (SELECT json_agg(DISTINCT x.key) FROM (
+                   SELECT migsafe._key(dn.nspname, dc.relname) AS key
+                     FROM pg_rewrite rw
+                     JOIN pg_depend dp ON dp.classid = 'pg_rewrite'::regclass AND dp.objid = rw.oid
+                                      AND dp.refclassid = 'pg_class'::regclass AND dp.refobjid <> r.oid
+                     JOIN pg_class dc ON dc.oid = dp.refobjid
+                     JOIN pg_namespace dn ON dn.oid = dc.relnamespace
+                    WHERE rw.ev_class = r.oid
+                   UNION
+                   SELECT migsafe._key(pn.nspname, p.proname) || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+                     FROM pg_rewrite rw
+                     JOIN pg_depend dp ON dp.classid = 'pg_rewrite'::regclass AND dp.objid = rw.oid
+                                      AND dp.refclassid = 'pg_proc'::regclass
+                     JOIN pg_proc p ON p.oid = dp.refobjid
+                     JOIN pg_namespace pn ON pn.oid = p.pronamespace
+                    WHERE rw.ev_class = r.oid
+                      AND pn.nspname NOT IN ('pg_catalog', 'information_schema')) x),
+               'has_data', CASE WHEN r.relkind = 'm' THEN r.relispopulated END,
+               'comment', d.description,
+               'acl', coalesce(r.relacl, acldefault('r', r.relowner))::text[]))
+        FROM rel r
+        LEFT JOIN pg_description d ON d.objoid = r.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+       WHERE r.relkind IN ('v', 'm')),
+    'enums', (
+      SELECT json_agg(json_build_object(
+               'schema', t.nspname, 'name', t.typname,
+               'labels', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
+               'comment', d.description,
+               'acl', coalesce(t.typacl, acldefault('T', t.typowner))::text[]))
+        FROM typ t
+        LEFT JOIN pg_description d ON d.objoid = t.oid AND d.classoid = 'pg_type'::regclass
+       WHERE t.typtype = 'e'),
+    'domains', (
+      SELECT json_agg(json_build_object(
+               'schema', t.nspname, 'name', t.typname,
+               'base_type', format_type(t.typbasetype, t.typtypmod),
+               'collation', CASE WHEN t.typcollation <> bt.typcollation AND t.typcollation <> 0 THEN
+                              (SELECT CASE WHEN co.collnamespace = 'pg_catalog'::regnamespace THEN quote_ident(co.collname)
+                                           ELSE quote_ident(cn.nspname) || '.' || quote_ident(co.collname) END
+                                 FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+                                WHERE co.oid = t.typcollation) END,
+               'not_null', t.typnotnull,
+               'default', CASE WHEN t.typdefaultbin IS NOT NULL THEN pg_get_expr(t.typdefaultbin, 0) ELSE t.typdefault END,
+               'checks', (SELECT json_agg(json_build_object('name', k.conname, 'definition', pg_get_constraintdef(k.oid),
+                                                            'validated', k.convalidated) ORDER BY k.conname)
+                            FROM pg_constraint k WHERE k.contypid = t.oid AND k.contype = 'c'),
+               'comment', d.description,
+               'acl', coalesce(t.typacl, acldefault('T', t.typowner))::text[]))
+        FROM typ t
+        JOIN pg_type bt ON bt.oid = t.typbasetype
+        LEFT JOIN pg_description d ON d.objoid = t.oid AND d.classoid = 'pg_type'::regclass
+       WHERE t.typtype = 'd'),
+    'functions', (
+      SELECT json_agg(json_build_object(
+               'schema', f.nspname, 'name', f.proname, 'kind', f.prokind,
+               'arguments', pg_get_function_identity_arguments(f.oid),
+               'result', pg_get_function_result(f.oid),
+               'definition', pg_get_functiondef(f.oid),
+               'body_hash', md5(coalesce(f.prosrc, '')),
+               'comment', d.description,
+               'acl', coalesce(f.proacl, acldefault('f', f.proowner))::text[]))
+        FROM fn f
+        LEFT JOIN pg_description d ON d.objoid = f.oid AND d.classoid = 'pg_proc'::regclass),
+    'triggers', (
+      SELECT json_agg(json_build_object(
+               'table', migsafe._key(r.nspname, r.relname), 'name', tg.tgname,
+               'definition', pg_get_triggerdef(tg.oid),
+               'enabled', tg.tgenabled,
+               'inherited', tg.tgparentid <> 0,
+               'comment', d.description))
+        FROM pg_trigger tg
+        JOIN rel r ON r.oid = tg.tgrelid
+        LEFT JOIN pg_description d ON d.objoid = tg.oid AND d.classoid = 'pg_trigger'::regclass
+       WHERE NOT tg.tgisinternal),
+    'policies', (
+      SELECT json_agg(json_build_object(
+               'table', migsafe._key(r.nspname, r.relname), 'name', p.polname,
+               'permissive', p.polpermissive,
+               'command', CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                                        WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+               'roles', ARRAY(SELECT CASE WHEN ro = 0 THEN 'public' ELSE pg_get_userbyid(ro)::text END
+                                FROM unnest(p.polroles) ro ORDER BY 1),
+               'using', pg_get_expr(p.polqual, p.polrelid),
+               'with_check', pg_get_expr(p.polwithcheck, p.polrelid),
+               'comment', d.description))
+        FROM pg_policy p
+        JOIN rel r ON r.oid = p.polrelid
+        LEFT JOIN pg_description d ON d.objoid = p.oid AND d.classoid = 'pg_policy'::regclass)
+  )
+  INTO doc;
+  RETURN doc;
+END
+$fn$;
 
 CREATE TABLE migsafe.snapshot (
   id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
