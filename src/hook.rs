@@ -304,6 +304,36 @@ unsafe fn check_statement(
     pg_sys::pfree(reports.cast());
 }
 
+/// Everything before the statement runs: classification (refusal or approval), the
+/// audit record, lock safety, the automatic snapshot and the recycle bin. Returns true
+/// when the statement has been carried out already (moved to the recycle bin).
+/// Plain values only: a refusal longjmps through this frame.
+#[inline]
+unsafe fn before_statement(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    context: pg_sys::ProcessUtilityContext::Type,
+    token: &mut usize,
+    lock_watch: &mut bool,
+) -> bool {
+    if !should_inspect((*pstmt).utilityStmt, context) {
+        return false;
+    }
+    check_statement(pstmt, query_string, token);
+    *lock_watch = audit::lock_safety((*pstmt).utilityStmt);
+    auto_snapshot((*pstmt).utilityStmt);
+    let approved = recycle::take_approval();
+    if approved == 0 || !guc::RECYCLE.get() {
+        return false;
+    }
+    let mut refusal: *mut PgReport = std::ptr::null_mut();
+    let carried_out = recycle_before(pstmt, query_string, approved, &mut refusal);
+    if !refusal.is_null() {
+        report::raise(&*refusal);
+    }
+    carried_out
+}
+
 #[cfg(not(feature = "pg13"))]
 unsafe extern "C-unwind" fn migsafe_process_utility(
     pstmt: *mut pg_sys::PlannedStmt,
@@ -318,23 +348,9 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     // Plain values only in this frame: errors longjmp through it.
     let mut token: usize = 0;
     let mut lock_watch = false;
-    let mut carried_out = false;
-    if should_inspect((*pstmt).utilityStmt, context) {
-        check_statement(pstmt, query_string, &mut token);
-        lock_watch = audit::lock_safety((*pstmt).utilityStmt);
-        auto_snapshot((*pstmt).utilityStmt);
-        let approved = recycle::take_approval();
-        if approved != 0 && guc::RECYCLE.get() {
-            let mut refusal: *mut PgReport = std::ptr::null_mut();
-            carried_out = recycle_before(pstmt, query_string, approved, &mut refusal);
-            if !refusal.is_null() {
-                report::raise(&*refusal);
-            }
-        }
-    }
-    if carried_out {
-        // Nothing to run: the approved DROP TABLE moved the table to the recycle bin.
-    } else {
+    // Carried out already: an approved DROP TABLE moved the table to the recycle bin.
+    let carried_out = before_statement(pstmt, query_string, context, &mut token, &mut lock_watch);
+    if !carried_out {
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(
                 pstmt,
@@ -379,23 +395,9 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     // Plain values only in this frame: errors longjmp through it.
     let mut token: usize = 0;
     let mut lock_watch = false;
-    let mut carried_out = false;
-    if should_inspect((*pstmt).utilityStmt, context) {
-        check_statement(pstmt, query_string, &mut token);
-        lock_watch = audit::lock_safety((*pstmt).utilityStmt);
-        auto_snapshot((*pstmt).utilityStmt);
-        let approved = recycle::take_approval();
-        if approved != 0 && guc::RECYCLE.get() {
-            let mut refusal: *mut PgReport = std::ptr::null_mut();
-            carried_out = recycle_before(pstmt, query_string, approved, &mut refusal);
-            if !refusal.is_null() {
-                report::raise(&*refusal);
-            }
-        }
-    }
-    if carried_out {
-        // Nothing to run: the approved DROP TABLE moved the table to the recycle bin.
-    } else {
+    // Carried out already: an approved DROP TABLE moved the table to the recycle bin.
+    let carried_out = before_statement(pstmt, query_string, context, &mut token, &mut lock_watch);
+    if !carried_out {
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),
             None => raw_standard_process_utility(

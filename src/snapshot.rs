@@ -317,6 +317,7 @@ fn live_doc() -> String {
 /// Why a statement cannot run inside the dry run's transaction (None: it can).
 pub unsafe fn not_in_transaction(stmt: *mut pg_sys::Node) -> Option<&'static str> {
     use pg_sys::NodeTag::*;
+    #[cfg(not(feature = "pg13"))]
     let has_option = |l: *mut pg_sys::List, name: &[u8]| {
         pgrx::PgList::<pg_sys::DefElem>::from_pg(l)
             .iter_ptr()
@@ -332,6 +333,11 @@ pub unsafe fn not_in_transaction(stmt: *mut pg_sys::Node) -> Option<&'static str
         T_DropStmt if (*(stmt as *mut pg_sys::DropStmt)).concurrent => {
             "DROP INDEX CONCURRENTLY cannot run inside a transaction block"
         }
+        #[cfg(feature = "pg13")]
+        T_ReindexStmt if (*(stmt as *mut pg_sys::ReindexStmt)).concurrent => {
+            "REINDEX CONCURRENTLY cannot run inside a transaction block"
+        }
+        #[cfg(not(feature = "pg13"))]
         T_ReindexStmt if has_option((*(stmt as *mut pg_sys::ReindexStmt)).params, b"concurrently") => {
             "REINDEX CONCURRENTLY cannot run inside a transaction block"
         }

@@ -21,7 +21,10 @@ PGBENCH_SECONDS = int(os.environ.get("BENCH_PGBENCH_SECONDS", "5"))
 SETTINGS = {"shared_buffers": "'256MB'", "max_wal_size": "'2GB'", "checkpoint_timeout": "'30min'"}
 # The cluster with pg_migsafe: room in the queue for the drain measurement (20,000
 # records held back). The other settings are the defaults.
-AUDIT_SETTINGS = {"migsafe.audit_queue_size": "'64MB'", "migsafe.audit_databases": "4"}
+AUDIT_SETTINGS = {"migsafe.audit_queue_size": "'64MB'", "migsafe.audit_databases": "4",
+                  # The rounds measure enforcement + audit log, as issue #3 set the target;
+                  # the automatic snapshot's own cost is measured separately (below).
+                  "migsafe.auto_snapshot": "off"}
 
 
 def psql_file(cluster, db, path):
@@ -166,7 +169,6 @@ def snapshot_bench(cluster, tables=10_000, reps=3):
     """Snapshots on a database of `tables` tables x 10 columns: a full snapshot vs.
     pg_dump --schema-only, diff and rollback_sql, the automatic snapshot's cost per
     migration, and the recycle bin's DROP TABLE on a big and a small table."""
-    cluster.configure(migsafe__auto_snapshot="off")
     with cluster.connect() as c:
         c.execute("CREATE DATABASE snap")
     with cluster.connect("snap") as c:
@@ -201,7 +203,7 @@ def snapshot_bench(cluster, tables=10_000, reps=3):
                     n = 100 + chunk * 40 + (0 if setting == "off" else 20) + i
                     c.execute(f"ALTER TABLE t{n} ADD COLUMN x{setting} int")
                 auto[setting].append((time.perf_counter() - t) / 20)
-    cluster.configure(migsafe__auto_snapshot=None)
+    cluster.configure(migsafe__auto_snapshot="off")
     # Recycle bin: an approved DROP TABLE of a 10M-row and of a 10k-row table.
     drop = {"big": [], "small": []}
     with cluster.connect("snap") as c:
@@ -336,7 +338,7 @@ Snapshots (same run, cluster with pg_migsafe), on a database of {sn['tables']:,}
 | `SELECT migsafe.snapshot()` (full snapshot, stored) | **{sn['snapshot_s']:.2f} s** | ≤ 1 s |
 | `pg_dump --schema-only` of the same database | {sn['dump_s']:.2f} s | — |
 | snapshot speed-up over `pg_dump -s` | **{sn['dump_s'] / sn['snapshot_s']:.1f}×** | ≥ 10× |
-| stored document | {sn['doc_mb']:.1f} MB | — |
+| stored document (as stored, compressed) | {sn['doc_mb']:.1f} MB | — |
 | `migsafe.diff(a, b)` between two stored 10k-table snapshots (load, parse, compare) | **{sn['diff_s'] * 1000:.0f} ms** | diff + rollback_sql ≤ 300 ms |
 | `migsafe.rollback_sql(a)` (reads the live catalog, then plans) | **{sn['rollback_sql_s'] * 1000:.0f} ms** | |
 | one-statement migration (`ALTER TABLE … ADD COLUMN`), `migsafe.auto_snapshot = on` | {sn['auto_on_ms']:.1f} ms | |
@@ -371,6 +373,10 @@ For TPS the ratio is with/without (1.0 = no cost); for times it is with/without
   fully classified (name resolution, catalog lookups, volatility check of the default)
   and recorded in the audit log (each is a migration of its own: a spool file, three
   queued records, the writer's inserts).
+- **Automatic snapshots** are off in the rounds above (`migsafe.auto_snapshot = off`
+  in that cluster's configuration): the rounds keep measuring enforcement plus audit
+  log as before; the snapshot section measures what `auto_snapshot = on` (the default)
+  adds to each migration, on the 10,000-table database.
 - **Audit queue**: see above. The cluster with pg_migsafe runs with
   `migsafe.audit_queue_size = 64MB` so that the drain measurement's 20,000 records fit.
 
