@@ -352,7 +352,7 @@ Snapshots (same run, cluster with pg_migsafe), on a database of {sn['tables']:,}
 Two snapshot targets are not met. A full snapshot is bound by the server's own
 deparsing (`pg_get_indexdef`, `pg_get_constraintdef`, `format_type` for every object)
 and by building a JSON document of about 3 KB per table; `pg_dump -s` does the same
-deparsing, so a full read cannot be ten times faster than it. `diff` and `rollback_sql`
+deparsing, so a full read can hardly be ten times faster than it. `diff` and `rollback_sql`
 spend most of their time loading and parsing two such documents (about 60 ms to read
 and 170 ms to parse each at 10,000 tables). Meeting those targets needs incremental
 snapshots (reusing the unchanged objects of the previous snapshot) or a compact stored
