@@ -122,16 +122,11 @@ unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) 
     if query.is_null() {
         return String::new();
     }
-    let bytes = CStr::from_ptr(query).to_bytes();
-    let loc = (*pstmt).stmt_location.max(0) as usize;
-    let len = (*pstmt).stmt_len.max(0) as usize;
-    let start = loc.min(bytes.len());
-    let end = if len == 0 {
-        bytes.len()
-    } else {
-        (start + len).min(bytes.len())
-    };
-    String::from_utf8_lossy(&bytes[start..end]).into_owned()
+    crate::pgutil::statement_slice(
+        CStr::from_ptr(query).to_bytes(),
+        (*pstmt).stmt_location,
+        (*pstmt).stmt_len,
+    )
 }
 
 /// Classifies the statement and returns the reports to raise (terminated by an entry

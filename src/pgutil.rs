@@ -16,6 +16,17 @@ pub unsafe fn cstr(p: *const c_char) -> Option<String> {
     (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
 }
 
+/// One statement's text inside a query string that may hold several, from the
+/// parser's `stmt_location` / `stmt_len` (a length of 0 means "to the end").
+pub fn statement_slice(query: &[u8], location: i32, len: i32) -> String {
+    let start = (location.max(0) as usize).min(query.len());
+    let end = match len.max(0) as usize {
+        0 => query.len(),
+        n => (start + n).min(query.len()),
+    };
+    String::from_utf8_lossy(&query[start..end]).into_owned()
+}
+
 /// An identifier quoted as the server quotes it (`quote_identifier`).
 pub fn quote(s: &str) -> String {
     let c = CString::new(s).unwrap_or_default();
@@ -74,4 +85,23 @@ pub fn now_unix_us() -> i64 {
 /// This backend's start, in Unix microseconds.
 pub fn backend_start_unix_us() -> i64 {
     unsafe { pg_sys::MyStartTimestamp + PG_EPOCH_UNIX_US }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn statement_slice_stays_in_bounds() {
+        let q = b"SELECT 1; ALTER TABLE t ADD c int";
+        assert_eq!(super::statement_slice(q, 0, 8), "SELECT 1");
+        assert_eq!(super::statement_slice(q, 9, 0), " ALTER TABLE t ADD c int");
+        assert_eq!(
+            super::statement_slice(q, 9, 999),
+            " ALTER TABLE t ADD c int"
+        );
+        assert_eq!(super::statement_slice(q, 999, 5), "");
+        assert_eq!(
+            super::statement_slice(q, -1, 0),
+            "SELECT 1; ALTER TABLE t ADD c int"
+        );
+    }
 }

@@ -123,15 +123,7 @@ pub fn statements(sql: &str) -> Vec<(String, *mut pg_sys::Node)> {
     stmts
         .iter_ptr()
         .map(|raw| unsafe {
-            let loc = (*raw).stmt_location.max(0) as usize;
-            let len = (*raw).stmt_len.max(0) as usize;
-            let start = loc.min(bytes.len());
-            let end = if len == 0 {
-                bytes.len()
-            } else {
-                (start + len).min(bytes.len())
-            };
-            let text = String::from_utf8_lossy(&bytes[start..end]);
+            let text = crate::pgutil::statement_slice(bytes, (*raw).stmt_location, (*raw).stmt_len);
             (strip_leading_comments(&text).to_string(), (*raw).stmt)
         })
         .collect()
@@ -168,15 +160,7 @@ fn check(
     for (i, raw) in stmts.iter_ptr().enumerate() {
         let n = (i + 1) as i32;
         let text = unsafe {
-            let loc = (*raw).stmt_location.max(0) as usize;
-            let len = (*raw).stmt_len.max(0) as usize;
-            let start = loc.min(bytes.len());
-            let end = if len == 0 {
-                bytes.len()
-            } else {
-                (start + len).min(bytes.len())
-            };
-            String::from_utf8_lossy(&bytes[start..end])
+            crate::pgutil::statement_slice(bytes, (*raw).stmt_location, (*raw).stmt_len)
                 .trim()
                 .to_string()
         };
