@@ -329,6 +329,17 @@ unsafe fn before_statement(
     carried_out
 }
 
+/// After the statement ran: closes its audit record and lock-safety watch.
+#[inline]
+unsafe fn after_statement(token: usize, lock_watch: bool) {
+    if token != 0 {
+        audit_end(token);
+    }
+    if lock_watch {
+        audit::lock_safety_end();
+    }
+}
+
 #[cfg(not(feature = "pg13"))]
 unsafe extern "C-unwind" fn migsafe_process_utility(
     pstmt: *mut pg_sys::PlannedStmt,
@@ -369,12 +380,7 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
             ),
         }
     }
-    if token != 0 {
-        audit_end(token);
-    }
-    if lock_watch {
-        audit::lock_safety_end();
-    }
+    after_statement(token, lock_watch);
 }
 
 #[cfg(feature = "pg13")]
@@ -406,12 +412,7 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
             ),
         }
     }
-    if token != 0 {
-        audit_end(token);
-    }
-    if lock_watch {
-        audit::lock_safety_end();
-    }
+    after_statement(token, lock_watch);
 }
 
 /// Snapshots what the statement reaches, once per migration (see `autosnap`).
