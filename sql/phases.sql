@@ -97,6 +97,18 @@ LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
       OR pg_has_role(r, 'migsafe_admin', 'MEMBER')
 $$;
 
+-- Raises 42501 unless the session user may approve (see _can_approve): the one check
+-- behind contract phases, backups, rollbacks and restores from the recycle bin.
+CREATE FUNCTION migsafe._require_approver(action text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $$
+BEGIN
+  IF NOT migsafe._can_approve(session_user) THEN
+    RAISE EXCEPTION 'role "%" may not %', session_user, action
+      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_approver or migsafe_admin may.';
+  END IF;
+END
+$$;
+
 CREATE FUNCTION migsafe._backup_ok(window_ interval) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $$
 DECLARE
@@ -152,10 +164,7 @@ BEGIN
   END IF;
   norm := migsafe._check_objects(coalesce(objects, '{}'));
   IF kind = 'contract' THEN
-    IF NOT migsafe._can_approve(caller) THEN
-      RAISE EXCEPTION 'role "%" may not open a contract phase', caller
-        USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_approver or migsafe_admin opens contract phases.';
-    END IF;
+    PERFORM migsafe._require_approver('open a contract phase');
     IF cardinality(norm) = 0 THEN
       RAISE EXCEPTION 'a contract phase must list the objects it approves (objects => ARRAY[...])'
         USING ERRCODE = '22023';
@@ -302,9 +311,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   b_id bigint;
 BEGIN
-  IF NOT migsafe._can_approve(session_user) THEN
-    RAISE EXCEPTION 'role "%" may not record backups', session_user USING ERRCODE = '42501';
-  END IF;
+  PERFORM migsafe._require_approver('record backups');
   IF label IS NULL OR btrim(label) = '' OR location IS NULL OR btrim(location) = '' THEN
     RAISE EXCEPTION 'a backup needs a label and a location' USING ERRCODE = '22023';
   END IF;

@@ -309,10 +309,7 @@ BEGIN
   IF id IS NULL THEN
     RAISE EXCEPTION 'id must not be NULL' USING ERRCODE = '22004';
   END IF;
-  IF NOT migsafe._can_approve(session_user) THEN
-    RAISE EXCEPTION 'role "%" may not restore from the recycle bin', session_user
-      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_approver or migsafe_admin restores.';
-  END IF;
+  PERFORM migsafe._require_approver('restore from the recycle bin');
   SELECT * INTO r FROM migsafe.recycle x WHERE x.id = undrop.id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'recycle bin entry % does not exist (see migsafe.recycle_bin)', id USING ERRCODE = '42704';

@@ -113,10 +113,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   p_id bigint;
 BEGIN
-  IF NOT migsafe._can_approve(session_user) THEN
-    RAISE EXCEPTION 'role "%" may not roll back the schema', session_user
-      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_approver or migsafe_admin rolls back.';
-  END IF;
+  PERFORM migsafe._require_approver('roll back the schema');
   INSERT INTO migsafe.phase (kind, name, reason, objects, session_pid, session_start, requested_by, valid_until, state, approved_by, approved_at)
   VALUES ('rollback', 'rollback to snapshot ' || snapshot, 'migsafe.rollback()', '{}', pg_backend_pid(),
           (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()),
@@ -236,10 +233,7 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'pg_migsafe: snapshot % does not exist (see migsafe.snapshots)', snapshot USING ERRCODE = '42704';
   END IF;
-  IF NOT migsafe._can_approve(session_user) THEN
-    RAISE EXCEPTION 'role "%" may not roll back the schema', session_user
-      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_approver or migsafe_admin rolls back.';
-  END IF;
+  PERFORM migsafe._require_approver('roll back the schema');
   losses := migsafe._rollback_losses(snapshot);
   IF cardinality(losses) > 0 AND NOT force AND NOT dry_run THEN
     RAISE EXCEPTION 'pg_migsafe: rollback to snapshot % refused: it would drop data added since the snapshot (%)',
