@@ -171,10 +171,16 @@ DECLARE
   n int := 0;
   restored text[] := '{}';
   remaining int;
+  reordered int;
   s migsafe.rollback_step;
 BEGIN
   -- 1. Whatever the recycle bin kept since the snapshot comes back with its data.
-  FOR p IN SELECT * FROM migsafe._rollback_plan(snapshot) WHERE recreates_table IS NOT NULL ORDER BY step LOOP
+  -- (Planning reads the live catalog: only when the bin holds something newer.)
+  FOR p IN SELECT * FROM migsafe._rollback_plan(snapshot)
+            WHERE recreates_table IS NOT NULL
+              AND EXISTS (SELECT 1 FROM migsafe.recycle r WHERE r.restored_at IS NULL
+                             AND r.purged_at IS NULL AND r.dropped_at >= taken_at)
+            ORDER BY step LOOP
     SELECT r.id INTO rid FROM migsafe.recycle r
      WHERE r.restored_at IS NULL AND r.purged_at IS NULL AND r.dropped_at >= taken_at
        AND migsafe._key(r.schema_name, r.table_name) = p.recreates_table
@@ -204,12 +210,13 @@ BEGIN
     RETURN NEXT s;
   END LOOP;
   PERFORM migsafe._close_rollback_phase(ph);
-  SELECT count(*) INTO remaining FROM migsafe.diff(snapshot) d WHERE d.kind <> 'column order';
+  SELECT count(*) FILTER (WHERE d.kind <> 'column order'), count(*) FILTER (WHERE d.kind = 'column order')
+    INTO remaining, reordered FROM migsafe.diff(snapshot) d;
   n := n + 1;
   s := (n, 'check', NULL, format('SELECT * FROM migsafe.diff(%s)', snapshot),
         CASE WHEN remaining = 0 THEN 'ok' ELSE 'differences remain' END,
         CASE WHEN remaining = 0 THEN 'the schema matches the snapshot'
-                                     || CASE WHEN EXISTS (SELECT 1 FROM migsafe.diff(snapshot) d WHERE d.kind = 'column order')
+                                     || CASE WHEN reordered > 0
                                              THEN ' (re-created columns are at the end of their table)' ELSE '' END
              ELSE remaining || ' differences remain: see migsafe.diff(' || snapshot || ')' END);
   RETURN NEXT s;
