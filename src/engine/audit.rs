@@ -477,6 +477,114 @@ pub fn event_of(record: &Record) -> Option<serde_json::Value> {
     }
 }
 
+/// The largest NOTIFY payload and `pg_migsafe_event` log line pg_migsafe sends
+/// (PostgreSQL refuses payloads of 8000 bytes and more).
+pub const EVENT_MAX_BYTES: usize = 7900;
+
+/// Shrinks a JSON value until its text fits in `max_bytes`: the longest string is cut
+/// (at a character boundary, marked with `…`) or the longest array loses its second
+/// half, again and again. Keys and numbers are kept, and the value keeps its shape
+/// (strings stay strings, arrays stay arrays of the same kind), so a record still
+/// parses as a record. Returns false when nothing was changed.
+pub fn fit_json(v: &mut serde_json::Value, max_bytes: usize) -> bool {
+    use serde_json::Value;
+    /// The path to the biggest string or array, and its size.
+    fn biggest(
+        v: &Value,
+        path: &mut Vec<PathStep>,
+        best: &mut Option<(usize, Vec<PathStep>)>,
+        depth: usize,
+    ) {
+        if depth > 16 {
+            return;
+        }
+        let size = match v {
+            Value::String(s) if s.len() > 24 => Some(s.len()),
+            Value::Array(a) if a.len() > 1 => Some(v.to_string().len()),
+            _ => None,
+        };
+        if let Some(n) = size {
+            if best.as_ref().is_none_or(|(b, _)| n > *b) {
+                *best = Some((n, path.clone()));
+            }
+        }
+        match v {
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    path.push(PathStep::Index(i));
+                    biggest(x, path, best, depth + 1);
+                    path.pop();
+                }
+            }
+            Value::Object(o) => {
+                for (k, x) in o {
+                    path.push(PathStep::Key(k.clone()));
+                    biggest(x, path, best, depth + 1);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    #[derive(Clone)]
+    enum PathStep {
+        Key(String),
+        Index(usize),
+    }
+    let mut changed = false;
+    for _ in 0..256 {
+        if v.to_string().len() <= max_bytes {
+            return changed;
+        }
+        let mut best = None;
+        biggest(v, &mut Vec::new(), &mut best, 0);
+        let Some((_, path)) = best else {
+            return changed;
+        };
+        let mut target = &mut *v;
+        for step in &path {
+            target = match step {
+                PathStep::Key(k) => &mut target[k.as_str()],
+                PathStep::Index(i) => &mut target[*i],
+            };
+        }
+        match target {
+            Value::String(s) => {
+                let (cut, _) = cut_statement(s, s.len() / 2);
+                *s = format!("{cut}…");
+            }
+            Value::Array(a) => {
+                let keep = a.len() / 2;
+                a.truncate(keep.max(1));
+            }
+            _ => return changed,
+        }
+        changed = true;
+    }
+    changed
+}
+
+/// An event as it goes out (NOTIFY payload, log line): shrunk to [`EVENT_MAX_BYTES`].
+pub fn fitted_event(mut e: serde_json::Value) -> serde_json::Value {
+    if fit_json(&mut e, EVENT_MAX_BYTES) {
+        e["truncated"] = serde_json::Value::Bool(true);
+    }
+    e
+}
+
+/// A record's JSON text, shrunk (see [`fit_json`]) to at most `max_bytes` and marked
+/// `"truncated": true` when it had to be.
+pub fn record_json(r: &Record, max_bytes: usize) -> String {
+    let json = r.to_json();
+    if json.len() <= max_bytes {
+        return json;
+    }
+    let mut v = serde_json::to_value(r).expect("records always serialize");
+    fit_json(&mut v, max_bytes.saturating_sub(20));
+    v["truncated"] = serde_json::Value::Bool(true);
+    v.to_string()
+}
+
 /// The one-line server-log form of an event: `pg_migsafe_event {json}`.
 pub fn log_line(event: &serde_json::Value) -> String {
     format!("pg_migsafe_event {event}")
@@ -882,5 +990,67 @@ mod tests {
             "{d}"
         );
         assert!(d.contains("migsafe.lock_timeout = 5000ms"), "{d}");
+    }
+
+    #[test]
+    fn oversized_events_and_records_are_shrunk_not_lost() {
+        let long = "x".repeat(9000);
+        let e = serde_json::json!({"event": "phase", "by": long.clone(), "detail": "short",
+                                   "objects": (0..2000).map(|i| format!("table public.t{i}")).collect::<Vec<_>>()});
+        let f = fitted_event(e);
+        assert!(
+            f.to_string().len() <= EVENT_MAX_BYTES,
+            "{}",
+            f.to_string().len()
+        );
+        assert_eq!(f["event"], "phase");
+        assert_eq!(f["detail"], "short");
+        assert_eq!(f["truncated"], true);
+        assert!(f["by"].as_str().unwrap().ends_with('…'));
+        assert!(!f["objects"].as_array().unwrap().is_empty());
+
+        let small = serde_json::json!({"event": "phase", "by": "alice"});
+        assert_eq!(fitted_event(small.clone()), small);
+
+        // A statement record with a long object list still parses as a record.
+        let r = Record::Statement(Statement {
+            migration: "1-2".into(),
+            n: 1,
+            started_at: iso_time(0),
+            duration_us: 1,
+            lock_wait_us: None,
+            session: Session {
+                session_user: long.clone(),
+                ..Default::default()
+            },
+            xid: None,
+            command_tag: "DROP TABLE".into(),
+            statement: long.clone(),
+            statement_truncated: false,
+            statement_bytes: long.len(),
+            nesting: 0,
+            objects: (0..5000).map(|i| format!("table public.t{i}")).collect(),
+            findings: (0..5000)
+                .map(|i| FindingRecord {
+                    rule: "drop-table".into(),
+                    severity: "destructive".into(),
+                    object: format!("table public.t{i}"),
+                })
+                .collect(),
+            decision: DecisionKind::Refused,
+            phase_id: None,
+            outcome: StatementOutcome::Error,
+            sqlstate: Some("MS001".into()),
+            error: Some(long.clone()),
+            lock_timeout_ms: None,
+            blockers: vec![],
+        });
+        let j = record_json(&r, 16_384);
+        assert!(j.len() <= 16_384, "{}", j.len());
+        let back: Record = serde_json::from_str(&j).unwrap();
+        assert_eq!(back.kind(), "statement");
+        assert!(j.contains("\"truncated\":true"));
+        let fits = record_json(&r, 10_000_000);
+        assert_eq!(fits, r.to_json());
     }
 }

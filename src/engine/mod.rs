@@ -6,6 +6,7 @@ pub mod audit;
 pub mod docs;
 pub mod phase;
 pub mod policy;
+pub mod redact;
 pub mod rules;
 pub mod schema;
 pub mod typechange;

@@ -163,6 +163,11 @@ fn glob(pattern: &str, text: &str) -> bool {
 }
 
 impl ObjectPattern {
+    /// How many dotted parts the identity has (`public.users.email`: 3).
+    pub fn identity_parts(&self) -> usize {
+        split_parts(&self.identity).len()
+    }
+
     /// Does this entry cover the target? A relation entry also covers the relation's
     /// columns and constraints; a column entry covers that column only.
     pub fn covers(&self, t: &Target) -> bool {
@@ -255,7 +260,9 @@ impl PhaseKind {
 /// Which contract phase approves every destructive finding of a statement, if one
 /// does. An active expand phase of the session approves nothing: while it is open,
 /// destructive statements stay refused even if a contract phase covers them.
-/// Self-protection findings are never approved.
+/// Self-protection findings are never approved. A finding that names dependents (a
+/// CASCADE) is approved only if the phase also covers every one of them: a phase
+/// approves what it lists.
 pub fn approving_phase<'a>(
     findings: &[Finding],
     targets: &[Option<Target>],
@@ -264,6 +271,21 @@ pub fn approving_phase<'a>(
     if phases.iter().any(|p| p.kind == PhaseKind::Expand) {
         return None;
     }
+    let needing = needing_approval(findings)?;
+    phases
+        .iter()
+        .filter(|p| p.kind == PhaseKind::Contract)
+        .find(|p| {
+            needing.iter().all(|&i| {
+                covers_target(p, targets.get(i).and_then(|t| t.as_ref()))
+                    && uncovered(p, &findings[i].dependents).is_empty()
+            })
+        })
+}
+
+/// The destructive findings (their indexes), or None when there is nothing a phase
+/// could approve.
+fn needing_approval(findings: &[Finding]) -> Option<Vec<usize>> {
     let needing: Vec<usize> = findings
         .iter()
         .enumerate()
@@ -273,16 +295,45 @@ pub fn approving_phase<'a>(
     if needing.is_empty() || needing.iter().any(|&i| findings[i].rule.protects_extension) {
         return None;
     }
+    Some(needing)
+}
+
+fn covers_target(p: &ActivePhase, t: Option<&Target>) -> bool {
+    t.is_some_and(|t| p.objects.iter().any(|o| o.covers(t)))
+}
+
+/// The dependents (as the classifier names them) a phase does not cover.
+fn uncovered<'d>(p: &ActivePhase, dependents: &'d [String]) -> Vec<&'d str> {
+    dependents
+        .iter()
+        .filter(|d| !covers_target(p, target_of(d).as_ref()))
+        .map(|d| d.as_str())
+        .collect()
+}
+
+/// A contract phase that covers a statement's objects but not everything its CASCADE
+/// would also drop, with what it misses: what a refusal should say.
+pub fn cascade_shortfall<'a>(
+    findings: &[Finding],
+    targets: &[Option<Target>],
+    phases: &'a [ActivePhase],
+) -> Option<(&'a ActivePhase, Vec<String>)> {
+    let needing = needing_approval(findings)?;
     phases
         .iter()
         .filter(|p| p.kind == PhaseKind::Contract)
-        .find(|p| {
+        .filter(|p| {
             needing
                 .iter()
-                .all(|&i| match targets.get(i).and_then(|t| t.as_ref()) {
-                    Some(t) => p.objects.iter().any(|o| o.covers(t)),
-                    None => false,
-                })
+                .all(|&i| covers_target(p, targets.get(i).and_then(|t| t.as_ref())))
+        })
+        .find_map(|p| {
+            let missing: Vec<String> = needing
+                .iter()
+                .flat_map(|&i| uncovered(p, &findings[i].dependents))
+                .map(str::to_string)
+                .collect();
+            (!missing.is_empty()).then_some((p, missing))
         })
 }
 
@@ -467,5 +518,51 @@ mod tests {
             c.contains("objects => ARRAY['public.users.legacy_email', 'function public.f()']"),
             "{c}"
         );
+    }
+
+    #[test]
+    fn a_cascade_is_approved_only_with_everything_it_reaches() {
+        let mut drop = Finding::new(known("drop-type"), "type public.mood");
+        drop.dependents = vec![];
+        let mut cascade = Finding::new(known("drop-cascade"), "type public.mood");
+        cascade.dependents = vec!["column public.other.m".into(), "view public.v".into()];
+        let f = vec![drop, cascade];
+        let tg = vec![
+            Some(t("type", "public.mood")),
+            Some(t("type", "public.mood")),
+        ];
+        let phase = |objs: &[&str]| ActivePhase {
+            id: 7,
+            kind: PhaseKind::Contract,
+            name: "m".into(),
+            objects: objs.iter().map(|o| p(o)).collect(),
+        };
+        let only_type = phase(&["type public.mood"]);
+        assert_eq!(
+            approving_phase(&f, &tg, std::slice::from_ref(&only_type)),
+            None
+        );
+        let (ph, missing) = cascade_shortfall(&f, &tg, std::slice::from_ref(&only_type)).unwrap();
+        assert_eq!(ph.id, 7);
+        assert_eq!(missing, vec!["column public.other.m", "view public.v"]);
+
+        let partly = phase(&["type public.mood", "public.other.m"]);
+        assert_eq!(
+            approving_phase(&f, &tg, std::slice::from_ref(&partly)),
+            None
+        );
+        assert_eq!(
+            cascade_shortfall(&f, &tg, std::slice::from_ref(&partly))
+                .unwrap()
+                .1,
+            vec!["view public.v"]
+        );
+
+        let all = phase(&["type public.mood", "public.other", "view public.v"]);
+        assert_eq!(
+            approving_phase(&f, &tg, std::slice::from_ref(&all)).map(|p| p.id),
+            Some(7)
+        );
+        assert_eq!(cascade_shortfall(&f, &tg, std::slice::from_ref(&all)), None);
     }
 }

@@ -104,9 +104,10 @@
 //! and "the default" compare equal.
 
 use super::quote::{identity, parse_identity_with_tail};
+use super::rollback::parse_acl_item;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -205,6 +206,18 @@ impl Schema {
     /// Parses the JSON document described in the module documentation.
     pub fn from_json(json: &str) -> Result<Schema, serde_json::Error> {
         serde_json::from_str(json)
+    }
+
+    /// Forgets the position (`last_value`) of every sequence that a role holding the
+    /// privileges of `roles` could not read (see [`may_read_sequence`]): documents are
+    /// read as the superuser, and nothing shown through pg_migsafe may tell a caller
+    /// more than the caller could read.
+    pub fn hide_sequence_values(&mut self, roles: &BTreeSet<String>) {
+        for s in self.sequences.values_mut() {
+            if s.last_value.is_some() && !may_read_sequence(&s.acl, roles) {
+                s.last_value = None;
+            }
+        }
     }
 
     /// The canonical (deterministic, keyed-object) JSON form.
@@ -755,6 +768,16 @@ pub fn schema_of(key: &str) -> Option<String> {
         .and_then(|(parts, _)| parts.into_iter().next())
 }
 
+/// Could a role holding the privileges of `roles` (role names; `""` stands for
+/// PUBLIC) read a sequence's position, by the sequence's ACL (`aclitem` texts, the
+/// owner's default included)? SELECT (`r`) or USAGE (`U`) is needed, as for
+/// `pg_sequences.last_value`. An item that does not parse grants nothing.
+pub fn may_read_sequence(acl: &[String], roles: &BTreeSet<String>) -> bool {
+    acl.iter().filter_map(|i| parse_acl_item(i)).any(|item| {
+        roles.contains(&item.grantee) && item.privileges.iter().any(|(c, _)| *c == 'r' || *c == 'U')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -885,5 +908,42 @@ mod tests {
         let mut s = Schema::default();
         s.insert(f);
         assert!(s.functions.contains_key("\"S\".\"my \"\"f\"\"\"(integer)"));
+    }
+
+    #[test]
+    fn sequence_values_are_hidden_from_roles_that_cannot_read_them() {
+        let roles = |r: &[&str]| {
+            r.iter()
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<String>>()
+        };
+        let acl = vec![
+            "owner=rwU/owner".to_string(),
+            "reader=r/owner".to_string(),
+            "\"odd=name\"=U/owner".to_string(),
+            "writer=w/owner".to_string(),
+        ];
+        assert!(may_read_sequence(&acl, &roles(&["", "owner"])));
+        assert!(may_read_sequence(&acl, &roles(&["", "reader"])));
+        assert!(may_read_sequence(&acl, &roles(&["", "odd=name"])));
+        assert!(!may_read_sequence(&acl, &roles(&["", "writer"])));
+        assert!(!may_read_sequence(&acl, &roles(&["", "someone"])));
+        assert!(may_read_sequence(&["=r/owner".to_string()], &roles(&[""])));
+        assert!(!may_read_sequence(
+            &["garbage".to_string()],
+            &roles(&["", "garbage"])
+        ));
+
+        let mut s = Schema::from_json(
+            r#"{"sequences": [
+                 {"schema": "public", "name": "open", "data_type": "bigint", "start": 1, "increment": 1,
+                  "min": 1, "max": 100, "cache": 1, "last_value": 7, "acl": ["=r/owner", "owner=rwU/owner"]},
+                 {"schema": "public", "name": "closed", "data_type": "bigint", "start": 1, "increment": 1,
+                  "min": 1, "max": 100, "cache": 1, "last_value": 9, "acl": ["owner=rwU/owner"]}]}"#,
+        )
+        .unwrap();
+        s.hide_sequence_values(&roles(&["", "mallory"]));
+        assert_eq!(s.sequences[r#""public"."open""#].last_value, Some(7));
+        assert_eq!(s.sequences[r#""public"."closed""#].last_value, None);
     }
 }

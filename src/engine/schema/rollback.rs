@@ -151,31 +151,38 @@ fn view_body(def: &str) -> &str {
 }
 
 /// Topological order of `keys` (dependencies first), stable in key order; edges to
-/// keys outside the set are ignored, cycles are broken where found.
+/// keys outside the set are ignored, cycles are broken where found. Iterative (an
+/// explicit stack): a chain of thousands of views is a user's to build, and must not
+/// exhaust the backend's stack.
 fn topo(keys: &BTreeSet<String>, deps: &dyn Fn(&str) -> Vec<String>) -> Vec<String> {
-    fn visit(
-        k: &str,
-        keys: &BTreeSet<String>,
-        deps: &dyn Fn(&str) -> Vec<String>,
-        state: &mut BTreeMap<String, bool>,
-        out: &mut Vec<String>,
-    ) {
-        if state.contains_key(k) {
-            return;
+    // state: false = on the path (visiting), true = done
+    let mut state: BTreeMap<String, bool> = BTreeMap::new();
+    let mut out = Vec::new();
+    for root in keys {
+        if state.contains_key(root) {
+            continue;
         }
-        state.insert(k.to_string(), false);
-        for d in deps(k) {
-            if keys.contains(&d) {
-                visit(&d, keys, deps, state, out);
+        state.insert(root.clone(), false);
+        // (key, its dependencies still to visit, in order)
+        let mut stack: Vec<(String, std::vec::IntoIter<String>)> =
+            vec![(root.clone(), deps(root).into_iter())];
+        while let Some((k, rest)) = stack.last_mut() {
+            match rest.next() {
+                Some(d) => {
+                    if keys.contains(&d) && !state.contains_key(&d) {
+                        state.insert(d.clone(), false);
+                        let next = deps(&d).into_iter();
+                        stack.push((d, next));
+                    }
+                }
+                None => {
+                    let k = k.clone();
+                    state.insert(k.clone(), true);
+                    out.push(k);
+                    stack.pop();
+                }
             }
         }
-        state.insert(k.to_string(), true);
-        out.push(k.to_string());
-    }
-    let mut state = BTreeMap::new();
-    let mut out = Vec::new();
-    for k in keys {
-        visit(k, keys, deps, &mut state, &mut out);
     }
     out
 }
@@ -2939,5 +2946,34 @@ mod tests {
                 assert_eq!(s.sql.matches('"').count() % 2, 0, "{}", s.sql);
             }
         }
+    }
+
+    #[test]
+    fn topo_orders_dependencies_first_and_survives_long_chains() {
+        let keys: BTreeSet<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let deps = |k: &str| -> Vec<String> {
+            match k {
+                "a" => vec!["c".into(), "x".into()],
+                "c" => vec!["d".into()],
+                "d" => vec!["a".into()], // a cycle, broken where found
+                _ => vec![],
+            }
+        };
+        assert_eq!(topo(&keys, &deps), vec!["d", "c", "a", "b"]);
+        // 200,000 views, each on the next: no recursion, no stack overflow.
+        let n = 200_000;
+        let keys: BTreeSet<String> = (0..n).map(|i| format!("v{i:06}")).collect();
+        let chain = |k: &str| -> Vec<String> {
+            let i: usize = k[1..].parse().unwrap();
+            if i + 1 < n {
+                vec![format!("v{:06}", i + 1)]
+            } else {
+                vec![]
+            }
+        };
+        let order = topo(&keys, &chain);
+        assert_eq!(order.len(), n);
+        assert_eq!(order[0], format!("v{:06}", n - 1));
+        assert_eq!(order[n - 1], "v000000");
     }
 }
