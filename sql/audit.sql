@@ -22,7 +22,7 @@ GRANT SELECT ON migsafe.audit_log TO migsafe_auditor;
 -- triggers firing under session_replication_role = replica; disabling them is DDL on
 -- the extension's objects, which the hook refuses.
 CREATE FUNCTION migsafe._audit_log_append_only() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RAISE EXCEPTION USING
     ERRCODE = 'MS004',
@@ -33,7 +33,7 @@ END
 $$;
 
 CREATE FUNCTION migsafe._audit_log_writer_only() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF NOT migsafe._is_audit_writer() THEN
     RAISE EXCEPTION USING
@@ -58,7 +58,7 @@ ALTER TABLE migsafe.audit_log ENABLE ALWAYS TRIGGER audit_log_writer_only;
 
 -- Phase changes reach the audit log when their transaction commits.
 CREATE FUNCTION migsafe._phase_event_to_audit() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   PERFORM migsafe._queue_phase_event(NEW.phase_id, NEW.event, NEW.by_role::text,
                                      to_char(NEW.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
@@ -156,7 +156,7 @@ SELECT l.seq, l.kind,
        r->>'event' AS phase_event,
        r AS record
   FROM migsafe.audit_log l, LATERAL (SELECT l.record::jsonb AS r) x
- WHERE l.kind IN ('alert', 'phase_event', 'config');
+ WHERE l.kind IN ('alert', 'phase_event', 'config', 'unstorable');
 
 CREATE VIEW migsafe.duration_trends AS
 SELECT date_trunc('day', started_at)::date                                          AS day,
@@ -195,4 +195,10 @@ REVOKE ALL ON migsafe.statements, migsafe.migrations, migsafe.refusals, migsafe.
 GRANT SELECT ON migsafe.statements, migsafe.migrations, migsafe.refusals, migsafe.events,
                 migsafe.duration_trends, migsafe.metrics TO migsafe_auditor;
 REVOKE ALL ON FUNCTION migsafe._queue_stats(), migsafe._running_migrations() FROM PUBLIC;
+-- Only the phase_event trigger (running as the extension's owner in the phase
+-- functions, or in the audit writer) queues phase events: nobody writes "approved by
+-- …" into the log by calling it.
+REVOKE ALL ON FUNCTION migsafe._queue_phase_event(bigint, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION migsafe._audit_log_append_only(), migsafe._audit_log_writer_only(),
+  migsafe._phase_event_to_audit() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION migsafe._queue_stats(), migsafe._running_migrations() TO migsafe_auditor;

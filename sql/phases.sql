@@ -66,14 +66,19 @@ CREATE TABLE migsafe.backup (
 
 REVOKE ALL ON migsafe.phase, migsafe.phase_use, migsafe.phase_event, migsafe.backup FROM PUBLIC;
 
+-- Every function of the extension runs with search_path = pg_catalog, pg_temp (pg_temp
+-- last: a temporary table cannot stand in for a catalog, and functions and operators
+-- are never looked up there), so no object of the caller's can replace one of
+-- PostgreSQL's. See docs/security.md.
+
 -- The state as of now: a time-boxed phase past its end is expired, a session phase
 -- whose session is gone has ended.
 CREATE FUNCTION migsafe._state(p migsafe.phase) RETURNS text
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   SELECT CASE
-    WHEN p.state IN ('active', 'pending') AND p.valid_until <= clock_timestamp() THEN 'expired'
+    WHEN p.state IN ('active', 'pending') AND p.valid_until <= pg_catalog.clock_timestamp() THEN 'expired'
     WHEN p.state = 'active' AND p.for_role IS NULL AND NOT EXISTS (
-           SELECT 1 FROM pg_stat_activity a
+           SELECT 1 FROM pg_catalog.pg_stat_activity a
             WHERE a.pid = p.session_pid AND a.backend_start = p.session_start) THEN 'ended'
     ELSE p.state END
 $$;
@@ -90,30 +95,57 @@ SELECT p.id, p.kind, p.name, migsafe._state(p) AS state, p.reason, p.objects,
 GRANT SELECT ON migsafe.phases TO migsafe_admin, migsafe_approver, migsafe_auditor;
 GRANT SELECT ON migsafe.phase, migsafe.phase_use, migsafe.phase_event, migsafe.backup TO migsafe_auditor;
 
+-- Does role `member` hold `role` in a way that counts for approvals? A superuser
+-- holds every role. Otherwise a membership (direct or through other roles) counts;
+-- with migsafe.approvers_granted_by_superuser = on (the default) only through grants
+-- whose grantor is a superuser, so that a holder of CREATEROLE cannot make a second
+-- login of its own an approver (docs/security.md).
+CREATE FUNCTION migsafe._holds_role(who name, target name) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT CASE
+    WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = $1) THEN false
+    WHEN (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = $1) THEN true
+    WHEN NOT pg_catalog.current_setting('migsafe.approvers_granted_by_superuser')::boolean
+      THEN pg_catalog.pg_has_role($1, $2, 'MEMBER')
+    ELSE EXISTS (
+      WITH RECURSIVE held(roleid) AS (
+        SELECT m.roleid FROM pg_catalog.pg_auth_members m
+          JOIN pg_catalog.pg_roles g ON g.oid = m.grantor AND g.rolsuper
+         WHERE m.member = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $1)
+        UNION
+        SELECT m.roleid FROM held h
+          JOIN pg_catalog.pg_auth_members m ON m.member = h.roleid
+          JOIN pg_catalog.pg_roles g ON g.oid = m.grantor AND g.rolsuper
+      )
+      SELECT 1 FROM held h JOIN pg_catalog.pg_roles r ON r.oid = h.roleid WHERE r.rolname = $2)
+  END
+$$;
+
 CREATE FUNCTION migsafe._can_approve(r name) RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
-  SELECT coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = r), false)
-      OR pg_has_role(r, 'migsafe_approver', 'MEMBER')
-      OR pg_has_role(r, 'migsafe_admin', 'MEMBER')
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT migsafe._holds_role(r, 'migsafe_approver') OR migsafe._holds_role(r, 'migsafe_admin')
 $$;
 
 -- Raises 42501 unless the session user may approve (see _can_approve): the one check
 -- behind contract phases, backups, rollbacks and restores from the recycle bin.
 CREATE FUNCTION migsafe._require_approver(action text) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF NOT migsafe._can_approve(session_user) THEN
     RAISE EXCEPTION 'role "%" may not %', session_user, action
-      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_approver or migsafe_admin may.';
+      USING ERRCODE = '42501',
+            HINT = CASE WHEN pg_catalog.current_setting('migsafe.approvers_granted_by_superuser')::boolean
+                        THEN 'A superuser or a member of migsafe_approver or migsafe_admin (granted by a superuser) may.'
+                        ELSE 'A superuser or a member of migsafe_approver or migsafe_admin may.' END;
   END IF;
 END
 $$;
 
 CREATE FUNCTION migsafe._backup_ok(window_ interval) RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   last_backup timestamptz := (SELECT max(recorded_at) FROM migsafe.backup);
-  last_archived timestamptz := (SELECT last_archived_time FROM pg_stat_archiver);
+  last_archived timestamptz := (SELECT last_archived_time FROM pg_catalog.pg_stat_archiver);
 BEGIN
   IF window_ IS NULL OR window_ <= interval '0' THEN
     RETURN NULL;
@@ -150,7 +182,25 @@ DECLARE
 BEGIN
   IF kind IS NULL OR kind NOT IN ('expand', 'contract') THEN
     RAISE EXCEPTION 'unknown phase kind "%"', coalesce(kind, 'NULL')
-      USING ERRCODE = '22023', HINT = 'The kind is ''expand'' or ''contract''.';
+      USING ERRCODE = '22023',
+            HINT = CASE WHEN kind = 'rollback' THEN 'A rollback is requested with migsafe.request_rollback(snapshot).'
+                        ELSE 'The kind is ''expand'' or ''contract''.' END;
+  END IF;
+  -- The caller's rights first: nothing below runs for a caller who may not open it.
+  IF kind = 'contract' THEN
+    PERFORM migsafe._require_approver('open a contract phase');
+  END IF;
+  IF for_role IS NOT NULL THEN
+    -- A phase for a role speaks for that role (an expand phase holds back its
+    -- approved contract statements): approvers, or roles acting as it, open one.
+    IF NOT migsafe._can_approve(caller) AND NOT EXISTS (
+         SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = for_role AND pg_catalog.pg_has_role(caller, r.oid, 'USAGE')) THEN
+      RAISE EXCEPTION 'role "%" may not open a phase for role "%"', caller, for_role
+        USING ERRCODE = '42501', HINT = 'An approver, or a role that has the privileges of that role, may.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = for_role) THEN
+      RAISE EXCEPTION 'role "%" does not exist', for_role USING ERRCODE = '42704';
+    END IF;
   END IF;
   IF name IS NULL OR btrim(name) = '' THEN
     RAISE EXCEPTION 'a phase needs a name (the migration it belongs to)' USING ERRCODE = '22023';
@@ -159,12 +209,11 @@ BEGIN
     RAISE EXCEPTION 'valid_for must be between 0 and 7 days, not %', coalesce(valid_for::text, 'NULL')
       USING ERRCODE = '22023';
   END IF;
-  IF for_role IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = for_role) THEN
-    RAISE EXCEPTION 'role "%" does not exist', for_role USING ERRCODE = '42704';
+  IF kind = 'expand' AND cardinality(coalesce(objects, '{}')) > 0 THEN
+    RAISE EXCEPTION 'an expand phase approves nothing, so it takes no objects' USING ERRCODE = '22023';
   END IF;
   norm := migsafe._check_objects(coalesce(objects, '{}'));
   IF kind = 'contract' THEN
-    PERFORM migsafe._require_approver('open a contract phase');
     IF cardinality(norm) = 0 THEN
       RAISE EXCEPTION 'a contract phase must list the objects it approves (objects => ARRAY[...])'
         USING ERRCODE = '22023';
@@ -191,15 +240,13 @@ BEGIN
     IF current_setting('migsafe.require_approval')::boolean THEN
       initial_state := 'pending';
     END IF;
-  ELSIF cardinality(norm) > 0 THEN
-    RAISE EXCEPTION 'an expand phase approves nothing, so it takes no objects' USING ERRCODE = '22023';
   END IF;
 
   INSERT INTO migsafe.phase (kind, name, reason, objects, for_role, session_pid, session_start,
                              requested_by, valid_until, skip_expand, keep_data, state)
   SELECT kind, name, reason, norm, for_role,
          CASE WHEN for_role IS NULL THEN pg_backend_pid() END,
-         CASE WHEN for_role IS NULL THEN (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) END,
+         CASE WHEN for_role IS NULL THEN (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_backend_pid()) END,
          caller, clock_timestamp() + valid_for, skip_expand, coalesce(keep_data, true), initial_state
   RETURNING id INTO p_id;
   INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail)
@@ -248,12 +295,15 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   p migsafe.phase;
 BEGIN
+  IF NOT migsafe._holds_role(session_user, 'migsafe_approver') THEN
+    RAISE EXCEPTION 'role "%" is not a member of migsafe_approver', session_user
+      USING ERRCODE = '42501',
+            HINT = CASE WHEN current_setting('migsafe.approvers_granted_by_superuser')::boolean
+                        THEN 'Only memberships granted by a superuser count (migsafe.approvers_granted_by_superuser).' END;
+  END IF;
   SELECT * INTO p FROM migsafe.phase x WHERE x.id = phase_id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'phase % does not exist', coalesce(phase_id::text, 'NULL') USING ERRCODE = '22023';
-  END IF;
-  IF NOT pg_has_role(session_user, 'migsafe_approver', 'MEMBER') THEN
-    RAISE EXCEPTION 'role "%" is not a member of migsafe_approver', session_user USING ERRCODE = '42501';
   END IF;
   IF migsafe._state(p) <> 'pending' THEN
     RAISE EXCEPTION 'phase % is %, not pending', phase_id, migsafe._state(p) USING ERRCODE = '55000';
@@ -330,7 +380,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
    WHERE (p.state = 'active' OR (p.state = 'used' AND p.used_xid = pg_current_xact_id_if_assigned()))
      AND p.valid_until > clock_timestamp()
      AND ((p.for_role IS NULL AND p.session_pid = pg_backend_pid()
-           AND p.session_start = (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()))
+           AND p.session_start = (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_backend_pid()))
           OR p.for_role IN (session_role, current_role_))
    ORDER BY p.id
 $$;
@@ -351,5 +401,38 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
   SELECT id, 'used', by_role, 'spent by the transaction that ran it' FROM spent;
 $$;
 
+-- A rollback that needs a second approver (migsafe.require_approval = on): the
+-- request, approved with migsafe.approve(id) by a different approver, lets the
+-- requester's migsafe.rollback(snapshot, dry_run => false) run (see rollback.sql).
+CREATE FUNCTION migsafe.request_rollback(snapshot bigint, reason text DEFAULT NULL, valid_for interval DEFAULT '1 hour')
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  p_id bigint;
+BEGIN
+  PERFORM migsafe._require_approver('request a rollback');
+  IF snapshot IS NULL THEN
+    RAISE EXCEPTION 'pg_migsafe: snapshot must not be NULL' USING ERRCODE = '22004';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM migsafe.snapshot s WHERE s.id = snapshot) THEN
+    RAISE EXCEPTION 'pg_migsafe: snapshot % does not exist (see migsafe.snapshots)', snapshot USING ERRCODE = '42704';
+  END IF;
+  IF valid_for IS NULL OR valid_for <= interval '0' OR valid_for > interval '7 days' THEN
+    RAISE EXCEPTION 'valid_for must be between 0 and 7 days, not %', coalesce(valid_for::text, 'NULL')
+      USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO migsafe.phase (kind, name, reason, objects, for_role, requested_by, valid_until, skip_expand, state)
+  VALUES ('rollback', 'rollback to snapshot ' || snapshot, reason, '{}', session_user, session_user,
+          clock_timestamp() + valid_for, true, 'pending')
+  RETURNING id INTO p_id;
+  INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail) VALUES (p_id, 'requested', session_user, reason);
+  RETURN p_id;
+END
+$$;
+
 REVOKE ALL ON FUNCTION migsafe._phases_for_session(name, name), migsafe._record_use(bigint, name, text[], text[], text),
-  migsafe._can_approve(name), migsafe._backup_ok(interval), migsafe._pending_for_decision(bigint) FROM PUBLIC;
+  migsafe._can_approve(name), migsafe._holds_role(name, name), migsafe._require_approver(text),
+  migsafe._backup_ok(interval), migsafe._pending_for_decision(bigint), migsafe._state(migsafe.phase),
+  migsafe._check_objects(text[]), migsafe.request_rollback(bigint, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION migsafe._state(migsafe.phase) TO migsafe_admin, migsafe_approver, migsafe_auditor;
+GRANT EXECUTE ON FUNCTION migsafe.request_rollback(bigint, text, interval) TO migsafe_admin, migsafe_approver;

@@ -2,7 +2,11 @@
 -- took away, kept in schema migsafe_recycle until migsafe.purge() or the retention
 -- (migsafe.recycle_retention, purged by the audit worker) ends it.
 -- The hook calls the _recycle_* functions; their own DDL runs through
--- migsafe._internal(), which the hook does not inspect.
+-- migsafe._internal(), which the hook does not inspect. Everything that can fire code
+-- a user wrote (triggers, constraints, index expressions, view queries, foreign-key
+-- checks) runs as the owner of the object concerned, security-restricted, through
+-- migsafe._run_as() (src/recycle.rs): rows are copied into the bin only from plain
+-- tables, which run no user code when read.
 
 CREATE SCHEMA migsafe_recycle;
 REVOKE ALL ON SCHEMA migsafe_recycle FROM PUBLIC;
@@ -17,7 +21,7 @@ CREATE TABLE migsafe.recycle (
   stored_as    name        NOT NULL,
   key_columns  name[]      NOT NULL DEFAULT '{}',
   renamed      jsonb       NOT NULL DEFAULT '{}',   -- stored name -> original name (indexes, sequences)
-  dependents   jsonb       NOT NULL DEFAULT '[]',   -- [{kind, name, sql}] re-created by undrop
+  dependents   jsonb       NOT NULL DEFAULT '[]',   -- [{kind, name, sql, level, owner, acl}] re-created by undrop
   row_count    bigint,
   bytes        bigint,
   phase_id     bigint,
@@ -48,45 +52,80 @@ GRANT SELECT ON migsafe.recycle_bin, migsafe.recycle TO migsafe_admin, migsafe_a
 
 -- Objects outside the table that depend on it: views (recursively), foreign keys of
 -- other tables, and anything else (reported as 'other': the table is then not
--- recycled and the real DROP decides).
-CREATE FUNCTION migsafe._dependents(rel oid) RETURNS TABLE (kind text, oid oid, name text, sql text, level int)
+-- recycled and the real DROP decides). With each, the role that owns it (views) or
+-- owns the table it is on (foreign keys), and a view's privileges: undrop re-creates
+-- them as that role, with those privileges and nothing more.
+CREATE FUNCTION migsafe._dependents(rel oid)
+RETURNS TABLE (kind text, oid oid, name text, sql text, level int, owner name, acl text[], on_table text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   WITH RECURSIVE views(oid, level) AS (
     SELECT DISTINCT rw.ev_class, 1
-      FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid
-     WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+      FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite rw ON rw.oid = d.objid
+     WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
        AND d.refobjid = rel AND rw.ev_class <> rel
     UNION
     SELECT DISTINCT rw.ev_class, v.level + 1
       FROM views v
-      JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = v.oid AND d.classid = 'pg_rewrite'::regclass
-      JOIN pg_rewrite rw ON rw.oid = d.objid
+      JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = v.oid
+                                 AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+      JOIN pg_catalog.pg_rewrite rw ON rw.oid = d.objid
      WHERE rw.ev_class <> v.oid AND v.level < 100
   )
   SELECT CASE c.relkind WHEN 'm' THEN 'materialized view' ELSE 'view' END, c.oid,
-         c.oid::regclass::text,
-         format('CREATE %s %s AS %s', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
-                c.oid::regclass::text, rtrim(pg_get_viewdef(c.oid), ';')),
-         max(v.level)
-    FROM views v JOIN pg_class c ON c.oid = v.oid
-   GROUP BY c.oid, c.relkind
+         pg_catalog.format('%I.%I', n.nspname, c.relname),
+         pg_catalog.format('CREATE %s %I.%I%s AS %s', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
+                n.nspname, c.relname,
+                CASE WHEN c.reloptions IS NOT NULL
+                     THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END,
+                pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), ';')),
+         max(v.level), pg_catalog.pg_get_userbyid(c.relowner), coalesce(c.relacl, '{}')::text[], NULL
+    FROM views v JOIN pg_catalog.pg_class c ON c.oid = v.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+   GROUP BY c.oid, c.relkind, n.nspname, c.relname, c.reloptions, c.relowner, c.relacl
   UNION ALL
-  SELECT 'foreign key', k.oid, format('%I on %s', k.conname, k.conrelid::regclass::text),
-         format('ALTER TABLE %s ADD CONSTRAINT %I %s', k.conrelid::regclass::text, k.conname, pg_get_constraintdef(k.oid)),
-         0
-    FROM pg_constraint k
+  SELECT 'foreign key', k.oid, pg_catalog.format('%I on %I.%I', k.conname, n.nspname, t.relname),
+         pg_catalog.format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', n.nspname, t.relname, k.conname,
+                           pg_catalog.pg_get_constraintdef(k.oid)),
+         0, pg_catalog.pg_get_userbyid(t.relowner), NULL, pg_catalog.format('%I.%I', n.nspname, t.relname)
+    FROM pg_catalog.pg_constraint k
+    JOIN pg_catalog.pg_class t ON t.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
    WHERE k.contype = 'f' AND k.confrelid = rel AND k.conrelid <> rel
   UNION ALL
-  SELECT 'other', d.objid, pg_describe_object(d.classid, d.objid, d.objsubid), NULL, 0
-    FROM pg_depend d
-   WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = rel AND d.deptype = 'n'
-     AND d.classid NOT IN ('pg_rewrite'::regclass, 'pg_constraint'::regclass, 'pg_attrdef'::regclass,
-                           'pg_trigger'::regclass, 'pg_policy'::regclass, 'pg_type'::regclass,
-                           'pg_statistic_ext'::regclass)
-     AND NOT (d.classid = 'pg_class'::regclass AND EXISTS (
-               SELECT 1 FROM pg_index i WHERE i.indexrelid = d.objid AND i.indrelid = rel))
-     AND NOT (d.classid = 'pg_class'::regclass AND EXISTS (
-               SELECT 1 FROM pg_depend o WHERE o.objid = d.objid AND o.refobjid = rel AND o.deptype IN ('a', 'i')))
+  SELECT 'other', d.objid, pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), NULL, 0, NULL, NULL, NULL
+    FROM pg_catalog.pg_depend d
+   WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = rel AND d.deptype = 'n'
+     AND d.classid NOT IN ('pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_constraint'::pg_catalog.regclass,
+                           'pg_catalog.pg_attrdef'::pg_catalog.regclass, 'pg_catalog.pg_trigger'::pg_catalog.regclass,
+                           'pg_catalog.pg_policy'::pg_catalog.regclass, 'pg_catalog.pg_type'::pg_catalog.regclass,
+                           'pg_catalog.pg_statistic_ext'::pg_catalog.regclass)
+     AND NOT (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND EXISTS (
+               SELECT 1 FROM pg_catalog.pg_index i WHERE i.indexrelid = d.objid AND i.indrelid = rel))
+     AND NOT (d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND EXISTS (
+               SELECT 1 FROM pg_catalog.pg_depend o WHERE o.objid = d.objid AND o.refobjid = rel AND o.deptype IN ('a', 'i')))
+$$;
+
+-- The entries of one ACL item (aclitem text); none for an item naming a role that no
+-- longer exists.
+CREATE FUNCTION migsafe._acl_entries(item text)
+RETURNS TABLE (privilege_type text, grantee oid, is_grantable boolean)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN QUERY SELECT a.privilege_type, a.grantee, a.is_grantable FROM aclexplode(ARRAY[item::aclitem]) a;
+EXCEPTION WHEN OTHERS THEN
+  RETURN;
+END
+$$;
+
+-- Can the rows of a table be copied into the recycle bin without running code of the
+-- user's? A plain table, or a partitioned one whose partitions are all plain tables
+-- (a foreign partition would be read through its wrapper).
+CREATE FUNCTION migsafe._copyable(rel oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT CASE (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = rel)
+           WHEN 'r' THEN true
+           WHEN 'p' THEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_tree(rel) t
+                                       JOIN pg_catalog.pg_class c ON c.oid = t.relid
+                                      WHERE t.isleaf AND c.relkind <> 'r')
+           ELSE false END
 $$;
 
 -- Why a table cannot be moved to the recycle bin (NULL: it can).
@@ -97,19 +136,22 @@ DECLARE
   other text;
   empty boolean;
 BEGIN
-  SELECT * INTO c FROM pg_class WHERE oid = rel;
+  SELECT * INTO c FROM pg_catalog.pg_class WHERE oid = rel;
   IF NOT FOUND THEN
     RETURN 'it does not exist';
   ELSIF c.relkind <> 'r' THEN
     RETURN 'it is not an ordinary table';
   ELSIF c.relpersistence = 't' THEN
     RETURN 'it is a temporary table';
-  ELSIF c.relispartition OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = rel OR inhparent = rel) THEN
+  ELSIF c.relispartition OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = rel OR inhparent = rel) THEN
     RETURN 'it takes part in inheritance or partitioning';
-  ELSIF EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass AND objid = rel AND deptype = 'e') THEN
+  ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_depend WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                   AND objid = rel AND deptype = 'e') THEN
     RETURN 'it belongs to an extension';
   END IF;
-  EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', rel::regclass) INTO empty;
+  -- A plain table (checked above): reading it runs no code of the user's.
+  EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %I.%I)', (SELECT nspname FROM pg_catalog.pg_namespace WHERE oid = c.relnamespace), c.relname)
+    INTO empty;
   IF empty THEN
     RETURN 'it is empty: there is nothing to keep';
   END IF;
@@ -140,34 +182,39 @@ BEGIN
   IF why IS NOT NULL THEN
     RAISE EXCEPTION 'pg_migsafe: % cannot go to the recycle bin: %', rel::regclass, why USING ERRCODE = '55000';
   END IF;
-  SELECT n_.nspname, cl.relname INTO c FROM pg_class cl JOIN pg_namespace n_ ON n_.oid = cl.relnamespace WHERE cl.oid = rel;
+  SELECT n_.nspname, cl.relname INTO c FROM pg_catalog.pg_class cl JOIN pg_catalog.pg_namespace n_ ON n_.oid = cl.relnamespace WHERE cl.oid = rel;
   INSERT INTO migsafe.recycle (kind, schema_name, table_name, stored_as, phase_id, statement, row_count, bytes)
   VALUES ('table', c.nspname, c.relname, '-', phase_id, statement,
-          (SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint END FROM pg_class WHERE oid = rel), pg_total_relation_size(rel))
+          (SELECT CASE WHEN reltuples >= 0 THEN reltuples::bigint END FROM pg_catalog.pg_class WHERE oid = rel), pg_total_relation_size(rel))
   RETURNING id INTO new_id;
   stored := 'r' || new_id || '_' || left(c.relname, 40);
   -- Dependents first (CASCADE only): remember them, then drop them.
   FOR d IN SELECT * FROM migsafe._dependents(rel) ORDER BY level DESC, name LOOP
-    deps := deps || jsonb_build_object('kind', d.kind, 'name', d.name, 'sql', d.sql, 'level', d.level);
+    deps := deps || jsonb_strip_nulls(jsonb_build_object('kind', d.kind, 'name', d.name, 'sql', d.sql, 'level', d.level,
+                                       'owner', d.owner, 'acl', to_jsonb(d.acl), 'table', d.on_table));
     IF d.kind = 'foreign key' THEN
-      PERFORM migsafe._internal(format('ALTER TABLE %s DROP CONSTRAINT %I',
-        (SELECT conrelid::regclass::text FROM pg_constraint WHERE oid = d.oid),
-        (SELECT conname FROM pg_constraint WHERE oid = d.oid)));
+      PERFORM migsafe._internal(format('ALTER TABLE %I.%I DROP CONSTRAINT %I',
+        (SELECT n_.nspname FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class t ON t.oid = k.conrelid
+           JOIN pg_catalog.pg_namespace n_ ON n_.oid = t.relnamespace WHERE k.oid = d.oid),
+        (SELECT t.relname FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class t ON t.oid = k.conrelid WHERE k.oid = d.oid),
+        (SELECT conname FROM pg_catalog.pg_constraint WHERE oid = d.oid)));
     ELSE
       PERFORM migsafe._internal(format('DROP %s IF EXISTS %s CASCADE', upper(d.kind), d.name));
     END IF;
   END LOOP;
   -- Its own foreign keys would keep constraining other tables: they go, and come back.
-  FOR o IN SELECT k.conname, pg_get_constraintdef(k.oid) AS def FROM pg_constraint k
+  FOR o IN SELECT k.conname, pg_get_constraintdef(k.oid) AS def FROM pg_catalog.pg_constraint k
             WHERE k.conrelid = rel AND k.contype = 'f' LOOP
     deps := deps || jsonb_build_object('kind', 'own foreign key', 'name', o.conname, 'sql', o.def, 'level', 0);
-    PERFORM migsafe._internal(format('ALTER TABLE %s DROP CONSTRAINT %I', rel::regclass, o.conname));
+    PERFORM migsafe._internal(format('ALTER TABLE %I.%I DROP CONSTRAINT %I', c.nspname, c.relname, o.conname));
   END LOOP;
   -- Indexes and owned sequences travel with the table: give them unique names.
-  FOR o IN SELECT cl.oid, cl.relname, cl.relkind FROM pg_class cl
-            WHERE cl.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = rel
-                             UNION SELECT objid FROM pg_depend WHERE refobjid = rel AND classid = 'pg_class'::regclass
-                                      AND refclassid = 'pg_class'::regclass AND deptype IN ('a', 'i') AND refobjsubid > 0)
+  FOR o IN SELECT cl.oid, cl.relname, cl.relkind FROM pg_catalog.pg_class cl
+            WHERE cl.oid IN (SELECT indexrelid FROM pg_catalog.pg_index WHERE indrelid = rel
+                             UNION SELECT objid FROM pg_catalog.pg_depend WHERE refobjid = rel
+                                      AND classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                      AND refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                      AND deptype IN ('a', 'i') AND refobjsubid > 0)
               AND cl.relkind IN ('i', 'S')
             ORDER BY cl.relname LOOP
     n := n + 1;
@@ -188,15 +235,15 @@ CREATE FUNCTION migsafe._row_key(rel oid, except_column name) RETURNS name[]
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   SELECT coalesce(
     (SELECT array_agg(a.attname ORDER BY k.ord)
-       FROM (SELECT i.indkey, i.indisprimary FROM pg_index i
+       FROM (SELECT i.indkey, i.indisprimary FROM pg_catalog.pg_index i
               WHERE i.indrelid = rel AND i.indisunique AND i.indisvalid AND i.indexprs IS NULL AND i.indpred IS NULL
-                AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) x
-                                 JOIN pg_attribute a2 ON a2.attrelid = rel AND a2.attnum = x
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(i.indkey::int2[]) x
+                                 JOIN pg_catalog.pg_attribute a2 ON a2.attrelid = rel AND a2.attnum = x
                                 WHERE NOT a2.attnotnull OR a2.attname = except_column)
               ORDER BY i.indisprimary DESC, i.indexrelid LIMIT 1) ix,
-            unnest(ix.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
-       JOIN pg_attribute a ON a.attrelid = rel AND a.attnum = k.attnum),
-    (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_attribute a
+            pg_catalog.unnest(ix.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+       JOIN pg_catalog.pg_attribute a ON a.attrelid = rel AND a.attnum = k.attnum),
+    (SELECT array_agg(a.attname ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
       WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> except_column))
 $$;
 
@@ -222,15 +269,20 @@ DECLARE
   cnt bigint;
 BEGIN
   SELECT n_.nspname, cl.relname, format_type(a.atttypid, a.atttypmod) AS typ INTO c
-    FROM pg_class cl JOIN pg_namespace n_ ON n_.oid = cl.relnamespace
-    JOIN pg_attribute a ON a.attrelid = cl.oid AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
+    FROM pg_catalog.pg_class cl JOIN pg_catalog.pg_namespace n_ ON n_.oid = cl.relnamespace
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = cl.oid AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped
    WHERE cl.oid = rel AND cl.relkind IN ('r', 'p');
   IF NOT FOUND THEN
     RETURN NULL;   -- the DROP itself reports what is wrong
   END IF;
+  IF NOT migsafe._copyable(rel) THEN
+    RAISE NOTICE 'pg_migsafe: the values of column % are not kept in the recycle bin: the table has partitions that are not plain tables', quote_ident(col);
+    RETURN NULL;
+  END IF;
   keycols := coalesce(keycols, '{}');
-  EXECUTE format('SELECT count(t.%I), coalesce(sum(pg_column_size(t.%I)), 0) + coalesce(sum(pg_column_size((%s))), 0) FROM %s t WHERE t.%I IS NOT NULL',
-                 col, col, coalesce((SELECT string_agg(format('t.%I', k), ', ') FROM unnest(keycols) k), 'NULL'), rel::regclass, col)
+  EXECUTE format('SELECT count(t.%I), coalesce(sum(pg_column_size(t.%I)), 0) + coalesce(sum(pg_column_size((%s))), 0) FROM %I.%I t WHERE t.%I IS NOT NULL',
+                 col, col, coalesce((SELECT string_agg(format('t.%I', k), ', ') FROM pg_catalog.unnest(keycols) k), 'NULL'),
+                 c.nspname, c.relname, col)
     INTO cnt, est;
   IF cnt = 0 THEN
     RETURN NULL;   -- only NULLs: nothing to keep
@@ -245,8 +297,8 @@ BEGIN
   VALUES ('column', c.nspname, c.relname, col, c.typ, '-', keycols, phase_id, statement, cnt)
   RETURNING id INTO new_id;
   stored := 'r' || new_id || '_' || left(c.relname, 30) || '_' || left(col, 20);
-  PERFORM migsafe._internal(format('CREATE TABLE migsafe_recycle.%I AS SELECT %s %I FROM %s WHERE %I IS NOT NULL',
-          stored, (SELECT string_agg(quote_ident(k) || ',', ' ') FROM unnest(keycols) k), col, rel::regclass, col));
+  PERFORM migsafe._internal(format('CREATE TABLE migsafe_recycle.%I AS SELECT %s %I FROM %I.%I WHERE %I IS NOT NULL',
+          stored, (SELECT string_agg(quote_ident(k) || ',', ' ') FROM pg_catalog.unnest(keycols) k), col, c.nspname, c.relname, col));
   UPDATE migsafe.recycle SET stored_as = stored,
          bytes = pg_total_relation_size(format('migsafe_recycle.%I', stored)::regclass)
    WHERE id = new_id;
@@ -264,12 +316,17 @@ DECLARE
   cnt bigint;
   empty boolean;
 BEGIN
-  SELECT n_.nspname, cl.relname INTO c FROM pg_class cl JOIN pg_namespace n_ ON n_.oid = cl.relnamespace
+  SELECT n_.nspname, cl.relname INTO c FROM pg_catalog.pg_class cl JOIN pg_catalog.pg_namespace n_ ON n_.oid = cl.relnamespace
    WHERE cl.oid = rel AND cl.relkind IN ('r', 'p');
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
-  EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %s)', rel::regclass) INTO empty;
+  IF NOT migsafe._copyable(rel) THEN
+    RAISE NOTICE 'pg_migsafe: the rows of %.% are not kept in the recycle bin: the table has partitions that are not plain tables',
+      quote_ident(c.nspname), quote_ident(c.relname);
+    RETURN NULL;
+  END IF;
+  EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM %I.%I)', c.nspname, c.relname) INTO empty;
   IF empty THEN
     RETURN NULL;
   END IF;
@@ -282,7 +339,7 @@ BEGIN
   VALUES ('truncate', c.nspname, c.relname, '-', phase_id, statement)
   RETURNING id INTO new_id;
   stored := 'r' || new_id || '_' || left(c.relname, 40);
-  PERFORM migsafe._internal(format('CREATE TABLE migsafe_recycle.%I AS SELECT * FROM %s', stored, rel::regclass));
+  PERFORM migsafe._internal(format('CREATE TABLE migsafe_recycle.%I AS SELECT * FROM %I.%I', stored, c.nspname, c.relname));
   EXECUTE format('SELECT count(*) FROM migsafe_recycle.%I', stored) INTO cnt;
   UPDATE migsafe.recycle SET stored_as = stored, row_count = cnt,
          bytes = pg_total_relation_size(format('migsafe_recycle.%I', stored)::regclass)
@@ -294,22 +351,29 @@ $$;
 -- Puts back what the recycle bin holds under `id`: a dropped table (name, data,
 -- indexes, and with dependents => true the views and foreign keys that went with
 -- it), a dropped column's values, or truncated rows. Returns what it did.
+-- Moving and renaming run no code of the user's and run as the extension's owner;
+-- writing rows back (triggers, constraints, index expressions fire) and re-creating
+-- views and foreign keys run as the owner of the object, security-restricted
+-- (migsafe._run_as), and a view gets back its owner and its privileges, no more.
 CREATE FUNCTION migsafe.undrop(id bigint, dependents boolean DEFAULT true) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   r migsafe.recycle;
   target regclass;
+  target_owner oid;
   k text;
   d jsonb;
   done text[] := '{}';
   failed text[] := '{}';
   cols text;
   n bigint;
+  dep_owner oid;
+  g record;
 BEGIN
+  PERFORM migsafe._require_approver('restore from the recycle bin');
   IF id IS NULL THEN
     RAISE EXCEPTION 'id must not be NULL' USING ERRCODE = '22004';
   END IF;
-  PERFORM migsafe._require_approver('restore from the recycle bin');
   SELECT * INTO r FROM migsafe.recycle x WHERE x.id = undrop.id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'recycle bin entry % does not exist (see migsafe.recycle_bin)', id USING ERRCODE = '42704';
@@ -338,13 +402,36 @@ BEGIN
         r.schema_name, k, d #>> '{}'));
     END LOOP;
     target := format('%I.%I', r.schema_name, r.table_name)::regclass;
+    target_owner := (SELECT relowner FROM pg_class WHERE oid = target);
     IF dependents THEN
       FOR d IN SELECT e FROM jsonb_array_elements(r.dependents) e ORDER BY (e->>'kind') LIKE '%foreign key', (e->>'level')::int LOOP
         BEGIN
           IF d->>'kind' = 'own foreign key' THEN
-            PERFORM migsafe._internal(format('ALTER TABLE %s ADD CONSTRAINT %I %s', target, d->>'name', d->>'sql'));
+            PERFORM migsafe._run_as(target_owner,
+              format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', r.schema_name, r.table_name, d->>'name', d->>'sql'), true);
+          ELSIF d->>'kind' = 'foreign key' THEN
+            -- as the owner of the referencing table, whoever owns it now (entries
+            -- from 0.1.0 name that table only in their statement)
+            dep_owner := (SELECT t.relowner FROM pg_class t
+                           WHERE t.oid = to_regclass(coalesce(d->>'table',
+                                           substring(d->>'sql' FROM '^ALTER TABLE (.*) ADD CONSTRAINT '))));
+            IF dep_owner IS NULL THEN
+              RAISE EXCEPTION 'the table it belongs to no longer exists';
+            END IF;
+            PERFORM migsafe._run_as(dep_owner, d->>'sql', true);
           ELSE
-            PERFORM migsafe._internal(d->>'sql');
+            dep_owner := coalesce(to_regrole(quote_ident(d->>'owner')), target_owner);
+            PERFORM migsafe._run_as(dep_owner, d->>'sql', true);
+            -- the view's privileges as they were; nothing else
+            FOR g IN SELECT a.privilege_type, a.grantee, a.is_grantable
+                       FROM jsonb_array_elements_text(coalesce(d->'acl', '[]')) x(item),
+                            LATERAL migsafe._acl_entries(x.item) a
+                      WHERE a.grantee <> dep_owner LOOP
+              PERFORM migsafe._run_as(dep_owner,
+                format('GRANT %s ON %s TO %s%s', g.privilege_type, d->>'name',
+                       CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END,
+                       CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), true);
+            END LOOP;
           END IF;
           done := done || (d->>'kind' || ' ' || (d->>'name'));
         EXCEPTION WHEN OTHERS THEN
@@ -358,6 +445,12 @@ BEGIN
       RAISE EXCEPTION 'cannot restore into %.%: the table does not exist', quote_ident(r.schema_name), quote_ident(r.table_name)
         USING ERRCODE = '42P01';
     END IF;
+    target_owner := (SELECT relowner FROM pg_class WHERE oid = target);
+    -- The rows go back as the table's owner (its triggers and constraints run as for
+    -- any write of the owner's), reading the kept copy through a grant that lasts
+    -- only for this transaction's statement.
+    PERFORM migsafe._internal(format('GRANT USAGE ON SCHEMA migsafe_recycle TO %I', pg_get_userbyid(target_owner)));
+    PERFORM migsafe._internal(format('GRANT SELECT ON migsafe_recycle.%I TO %I', r.stored_as, pg_get_userbyid(target_owner)));
     IF r.kind = 'column' THEN
       IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = target AND attname = r.column_name AND attnum > 0 AND NOT attisdropped) THEN
         RAISE EXCEPTION 'cannot restore column %: the table has a column of that name', r.column_name
@@ -367,11 +460,12 @@ BEGIN
         RAISE EXCEPTION 'cannot restore column %: the table had no other column to match its rows by', r.column_name
           USING ERRCODE = '55000', HINT = format('The values are in migsafe_recycle.%I.', r.stored_as);
       END IF;
-      PERFORM migsafe._internal(format('ALTER TABLE %s ADD COLUMN %I %s', target, r.column_name, r.column_type));
-      EXECUTE format('UPDATE %s t SET %I = s.%I FROM migsafe_recycle.%I s WHERE %s',
-        target, r.column_name, r.column_name, r.stored_as,
-        (SELECT string_agg(format('t.%I IS NOT DISTINCT FROM s.%I', kc, kc), ' AND ') FROM unnest(r.key_columns) kc));
-      GET DIAGNOSTICS n = ROW_COUNT;
+      PERFORM migsafe._internal(format('ALTER TABLE %I.%I ADD COLUMN %I %s', r.schema_name, r.table_name, r.column_name, r.column_type));
+      n := migsafe._run_as(target_owner,
+        format('UPDATE %I.%I t SET %I = s.%I FROM migsafe_recycle.%I s WHERE %s',
+               r.schema_name, r.table_name, r.column_name, r.column_name, r.stored_as,
+               (SELECT string_agg(format('t.%I IS NOT DISTINCT FROM s.%I', kc, kc), ' AND ') FROM unnest(r.key_columns) kc)),
+        false);
       done := done || format('%s of %s rows matched by %s', n, r.row_count, array_to_string(r.key_columns, ', '));
     ELSE
       SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
@@ -379,10 +473,14 @@ BEGIN
        WHERE a.attrelid = format('migsafe_recycle.%I', r.stored_as)::regclass AND a.attnum > 0 AND NOT a.attisdropped
          AND EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = target AND b.attname = a.attname
                        AND b.attnum > 0 AND NOT b.attisdropped AND b.attgenerated = '');
-      EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM migsafe_recycle.%I', target, cols, cols, r.stored_as);
-      GET DIAGNOSTICS n = ROW_COUNT;
+      n := migsafe._run_as(target_owner,
+        format('INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM migsafe_recycle.%I',
+               r.schema_name, r.table_name, cols, cols, r.stored_as),
+        false);
       done := done || format('%s rows', n);
     END IF;
+    PERFORM migsafe._internal(format('REVOKE SELECT ON migsafe_recycle.%I FROM %I', r.stored_as, pg_get_userbyid(target_owner)));
+    PERFORM migsafe._internal(format('REVOKE USAGE ON SCHEMA migsafe_recycle FROM %I', pg_get_userbyid(target_owner)));
     PERFORM migsafe._internal(format('DROP TABLE migsafe_recycle.%I', r.stored_as));
   END IF;
   UPDATE migsafe.recycle x SET restored_at = clock_timestamp(), restored_by = session_user WHERE x.id = r.id;

@@ -1,5 +1,10 @@
 -- Verify, roll back and dry-run: built from the Rust helpers in src/snapshot.rs
 -- (_rollback_plan, _diff_docs, _live_doc, _split) and the recycle bin.
+--
+-- Who does what: verify() and the rollback's DDL run with the caller's rights (a
+-- rollback changes only what its caller may change); the checks and the approval of
+-- exactly the statements of the server-computed plan are SECURITY DEFINER functions
+-- that check the caller's right first.
 
 CREATE TYPE migsafe.rollback_step AS (
   step    int,
@@ -23,9 +28,11 @@ CREATE TYPE migsafe.dry_run_step AS (
 );
 
 -- Post-migration checks; see docs/rollback.md. Status: ok, info, warn, fail.
+-- Runs with the caller's rights: it shows nothing the caller could not read (a
+-- sequence is compared with its column only where the caller may read both).
 CREATE FUNCTION migsafe.verify(snapshot bigint DEFAULT NULL)
 RETURNS TABLE (check_name text, object text, status text, detail text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   sid bigint := snapshot;
   r record;
@@ -36,8 +43,8 @@ DECLARE
   changes int := 0;
 BEGIN
   IF sid IS NULL THEN
-    SELECT max(s.id) INTO sid FROM migsafe.snapshot s;
-  ELSIF NOT EXISTS (SELECT 1 FROM migsafe.snapshot s WHERE s.id = sid) THEN
+    SELECT max(s.id) INTO sid FROM migsafe.snapshots s;
+  ELSIF NOT EXISTS (SELECT 1 FROM migsafe.snapshots s WHERE s.id = sid) THEN
     RAISE EXCEPTION 'pg_migsafe: snapshot % does not exist (see migsafe.snapshots)', sid USING ERRCODE = '42704';
   END IF;
   IF sid IS NOT NULL THEN
@@ -68,18 +75,29 @@ BEGIN
                      CASE WHEN r.dom THEN 'DOMAIN' ELSE 'TABLE' END, r.tbl, r.conname);
     RETURN NEXT;
   END LOOP;
-  FOR r IN SELECT s.seqrelid::regclass::text AS seq, d.refobjid::regclass::text AS tbl, a.attname,
-                  s.seqincrement, s.seqstart, ps.last_value
+  FOR r IN SELECT s.seqrelid, s.seqrelid::regclass::text AS seq, d.refobjid AS tbl_oid,
+                  format('%I.%I', tn.nspname, t.relname) AS tbl, a.attname,
+                  s.seqincrement, s.seqstart, ps.last_value,
+                  has_column_privilege(d.refobjid, a.attnum, 'SELECT')
+                    AND has_sequence_privilege(s.seqrelid, 'SELECT, USAGE') AS readable
              FROM pg_sequence s
              JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid
                               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
              JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+             JOIN pg_class t ON t.oid = d.refobjid
+             JOIN pg_namespace tn ON tn.oid = t.relnamespace
              JOIN pg_class c ON c.oid = s.seqrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_sequences ps ON ps.schemaname = n.nspname AND ps.sequencename = c.relname
             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'migsafe', 'migsafe_recycle')
               AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype)
-            ORDER BY 1 LOOP
+            ORDER BY 2 LOOP
+    IF NOT r.readable THEN
+      check_name := 'sequence not checked'; object := r.seq; status := 'info';
+      detail := format('no privilege to read %s or %s.%I', r.seq, r.tbl, r.attname);
+      RETURN NEXT;
+      CONTINUE;
+    END IF;
     EXECUTE format('SELECT max(%I)::numeric FROM %s', r.attname, r.tbl) INTO mx;
     nxt := CASE WHEN r.last_value IS NULL THEN r.seqstart ELSE r.last_value + r.seqincrement END;
     IF mx IS NOT NULL AND r.seqincrement > 0 AND mx >= nxt THEN
@@ -101,79 +119,141 @@ $$;
 
 -- A deploy gate: true when verify() fails nothing (and, with strict, warns of nothing).
 CREATE FUNCTION migsafe.verify_ok(snapshot bigint DEFAULT NULL, strict boolean DEFAULT false) RETURNS boolean
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
   SELECT NOT EXISTS (SELECT 1 FROM migsafe.verify(snapshot) v
                       WHERE v.status = 'fail' OR (coalesce(strict, false) AND v.status = 'warn'))
 $$;
 
--- Opens the rollback phase that approves what a rollback drops (for this
--- transaction only) and records it like the other phases.
-CREATE FUNCTION migsafe._open_rollback_phase(snapshot bigint) RETURNS bigint
+-- May this session roll back to `snapshot` now? An approver; with
+-- migsafe.require_approval (four eyes) and not a dry run, only with a rollback request
+-- of its own that a different approver approved. Returns that request (or NULL).
+CREATE FUNCTION migsafe._rollback_check(snapshot bigint, dry_run boolean) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  p_id bigint;
+  req bigint;
 BEGIN
   PERFORM migsafe._require_approver('roll back the schema');
-  INSERT INTO migsafe.phase (kind, name, reason, objects, session_pid, session_start, requested_by, valid_until, state, approved_by, approved_at)
-  VALUES ('rollback', 'rollback to snapshot ' || snapshot, 'migsafe.rollback()', '{}', pg_backend_pid(),
-          (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()),
-          session_user, clock_timestamp() + interval '1 day', 'active', session_user, clock_timestamp())
-  RETURNING id INTO p_id;
-  INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail) VALUES (p_id, 'opened', session_user, 'snapshot ' || snapshot);
-  PERFORM migsafe._set_rollback_phase(p_id);
-  RETURN p_id;
+  IF snapshot IS NULL OR dry_run IS NULL THEN
+    RAISE EXCEPTION 'pg_migsafe: snapshot and dry_run must not be NULL' USING ERRCODE = '22004';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM migsafe.snapshot s WHERE s.id = snapshot) THEN
+    RAISE EXCEPTION 'pg_migsafe: snapshot % does not exist (see migsafe.snapshots)', snapshot USING ERRCODE = '42704';
+  END IF;
+  IF dry_run OR NOT current_setting('migsafe.require_approval')::boolean THEN
+    RETURN NULL;
+  END IF;
+  SELECT p.id INTO req FROM migsafe.phase p
+   WHERE p.kind = 'rollback' AND p.name = 'rollback to snapshot ' || snapshot
+     AND p.requested_by = session_user AND p.approved_by IS NOT NULL AND p.approved_by <> session_user
+     AND migsafe._state(p) = 'active'
+   ORDER BY p.id DESC LIMIT 1;
+  IF req IS NULL THEN
+    RAISE EXCEPTION 'pg_migsafe: rollback to snapshot % needs the approval of a second approver (migsafe.require_approval is on)', snapshot
+      USING ERRCODE = '55000',
+            DETAIL = 'A rollback drops what was created since the snapshot: four eyes apply to it as to a contract phase.',
+            HINT = format('SELECT migsafe.request_rollback(%s, reason => ''<ticket>''); a different member of migsafe_approver runs SELECT migsafe.approve(<id>); then run the rollback again.', snapshot);
+  END IF;
+  RETURN req;
 END
 $$;
 
-CREATE FUNCTION migsafe._close_rollback_phase(p_id bigint) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-  PERFORM migsafe._set_rollback_phase(NULL);
-  UPDATE migsafe.phase SET state = 'ended', ended_at = clock_timestamp() WHERE id = p_id;
-  INSERT INTO migsafe.phase_event (phase_id, event, by_role) VALUES (p_id, 'ended', session_user);
-END
-$$;
-
--- Does a table (or one column of it) hold anything? Identity keys are valid SQL.
-CREATE FUNCTION migsafe._has_data(tbl text, col text) RETURNS boolean
+-- The rollback plan for `snapshot`, computed here, and the phase that approves exactly
+-- its statements for the current (sub)transaction (for a dry run: work that must be
+-- rolled back). Refuses (MS005) to drop data added since the snapshot without force.
+-- Calling it directly gives no more than migsafe.rollback() does.
+CREATE FUNCTION migsafe._rollback_approve(snapshot bigint, dry_run boolean, force boolean)
+RETURNS TABLE (step int, sql text, kind text, identity text, operation text, drops_table text,
+               drops_column text, recreates_table text, recreates_column text, note text,
+               executable boolean, loses_data boolean)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  found_ boolean;
+  req bigint := migsafe._rollback_check(snapshot, dry_run);
+  me oid := (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user);
+  plan record;
+  losses text[] := '{}';
+  approved text[] := '{}';
+  p_id bigint;
+  holds boolean;
 BEGIN
-  IF to_regclass(tbl) IS NULL THEN
-    RETURN false;
+  IF force IS NULL THEN
+    RAISE EXCEPTION 'pg_migsafe: force must not be NULL' USING ERRCODE = '22004';
   END IF;
-  IF col IS NULL THEN
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', tbl) INTO found_;
+  FOR plan IN SELECT * FROM migsafe._rollback_plan_for(snapshot, me) ORDER BY 1 LOOP
+    holds := plan.executable AND plan.drops_data AND plan.drops_table IS NOT NULL
+             AND to_regclass(plan.drops_table) IS NOT NULL
+             AND migsafe._holds_data(to_regclass(plan.drops_table), plan.drops_column);
+    IF holds THEN
+      losses := losses || CASE WHEN plan.drops_column IS NULL THEN 'table ' || plan.drops_table
+                               ELSE 'column ' || plan.drops_table || '."' || replace(plan.drops_column, '"', '""') || '"' END;
+    END IF;
+    step := plan.step; sql := plan.sql; kind := plan.kind; identity := plan.identity; operation := plan.operation;
+    drops_table := plan.drops_table; drops_column := plan.drops_column; recreates_table := plan.recreates_table;
+    recreates_column := plan.recreates_column; note := plan.note; executable := plan.executable; loses_data := holds;
+    IF plan.executable THEN
+      approved := approved || plan.sql;
+    END IF;
+    RETURN NEXT;
+  END LOOP;
+  IF cardinality(losses) > 0 AND NOT force AND NOT dry_run THEN
+    RAISE EXCEPTION 'pg_migsafe: rollback to snapshot % refused: it would drop data added since the snapshot (%)',
+      snapshot, array_to_string(losses, ', ')
+      USING ERRCODE = 'MS005',
+            DETAIL = 'Objects created after the snapshot hold data now: ' || array_to_string(losses, '; ') || '.',
+            HINT = format('Review with SELECT * FROM migsafe.rollback(%s); pass force => true to drop them (approved drops of tables still go to the recycle bin).', snapshot);
+  END IF;
+  IF req IS NOT NULL THEN
+    p_id := req;
+    UPDATE migsafe.phase SET state = 'used', used_xid = pg_current_xact_id(), ended_at = clock_timestamp() WHERE id = req;
+    INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail) VALUES (req, 'used', session_user, 'snapshot ' || snapshot);
   ELSE
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I IS NOT NULL)', tbl, col) INTO found_;
+    INSERT INTO migsafe.phase (kind, name, reason, objects, session_pid, session_start, requested_by, valid_until, state,
+                               approved_by, approved_at)
+    VALUES ('rollback', 'rollback to snapshot ' || snapshot,
+            CASE WHEN dry_run THEN 'migsafe.rollback() dry run' ELSE 'migsafe.rollback()' END, '{}', pg_backend_pid(),
+            (SELECT a.backend_start FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()),
+            session_user, clock_timestamp() + interval '1 day', 'active', session_user, clock_timestamp())
+    RETURNING id INTO p_id;
+    INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail) VALUES (p_id, 'opened', session_user, 'snapshot ' || snapshot);
   END IF;
-  RETURN found_;
+  -- (The rows are returned when this function ends: the phase is open before the
+  -- caller runs any of them.)
+  PERFORM migsafe._set_rollback_phase(p_id, approved, dry_run);
 END
 $$;
 
--- What the rollback would destroy: tables and columns that hold data.
-CREATE FUNCTION migsafe._rollback_losses(snapshot bigint) RETURNS text[]
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-  SELECT coalesce(array_agg(DISTINCT CASE WHEN p.drops_column IS NULL THEN 'table ' || p.drops_table
-                                          ELSE 'column ' || p.drops_table || '."' || replace(p.drops_column, '"', '""') || '"' END), '{}')
-    FROM migsafe._rollback_plan(snapshot) p
-   WHERE p.executable AND p.drops_data AND p.drops_table IS NOT NULL
-     AND migsafe._has_data(p.drops_table, p.drops_column)
+-- Ends the rollback phase of this session's (sub)transaction.
+CREATE FUNCTION migsafe._rollback_end() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  p_id bigint := migsafe._rollback_phase_id();
+  n int;
+BEGIN
+  PERFORM migsafe._set_rollback_phase(NULL, NULL, false);
+  IF p_id IS NOT NULL THEN
+    UPDATE migsafe.phase SET state = 'ended', ended_at = clock_timestamp() WHERE id = p_id AND state = 'active';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+      INSERT INTO migsafe.phase_event (phase_id, event, by_role) VALUES (p_id, 'ended', session_user);
+    END IF;
+  END IF;
+END
 $$;
 
-CREATE FUNCTION migsafe._rollback_run(snapshot bigint, taken_at timestamptz) RETURNS SETOF migsafe.rollback_step
+CREATE FUNCTION migsafe._rollback_run(snapshot bigint, dry_run boolean, force boolean) RETURNS SETOF migsafe.rollback_step
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  ph bigint := migsafe._open_rollback_phase(snapshot);
   p record;
   rid bigint;
   n int := 0;
   restored text[] := '{}';
   remaining int;
   reordered int;
+  taken_at timestamptz;
   s migsafe.rollback_step;
 BEGIN
+  -- Nothing happens for a caller who may not roll back.
+  PERFORM migsafe._rollback_check(snapshot, dry_run);
+  SELECT s_.taken_at INTO taken_at FROM migsafe.snapshots s_ WHERE s_.id = snapshot;
   -- 1. Whatever the recycle bin kept since the snapshot comes back with its data.
   -- (Planning reads the live catalog: only when the bin holds something newer.)
   FOR p IN SELECT * FROM migsafe._rollback_plan(snapshot)
@@ -195,21 +275,22 @@ BEGIN
       RETURN NEXT s;
     END IF;
   END LOOP;
-  -- 2. The plan for what is left.
-  FOR p IN SELECT * FROM migsafe._rollback_plan(snapshot) ORDER BY step LOOP
+  -- 2. The plan for what is left, approved statement by statement.
+  FOR p IN SELECT * FROM migsafe._rollback_approve(snapshot, dry_run, force) a ORDER BY a.step LOOP
     n := n + 1;
     IF NOT p.executable THEN
       s := (n, p.operation, p.identity, p.sql, CASE p.operation WHEN 'note' THEN 'note' ELSE 'cannot revert' END, p.note);
     ELSE
       EXECUTE p.sql;
-      s := (n, p.operation, p.identity, p.sql, 'done',
-            CASE WHEN p.recreates_table IS NOT NULL
-                 THEN concat_ws('; ', 'comes back empty: the recycle bin holds no copy', p.note)
-                 ELSE p.note END);
+      s := (n, p.operation, p.identity, p.sql, CASE WHEN p.loses_data AND dry_run THEN 'would lose data' ELSE 'done' END,
+            concat_ws('; ',
+              CASE WHEN p.loses_data AND dry_run THEN 'holds data added since the snapshot: needs force => true' END,
+              CASE WHEN p.recreates_table IS NOT NULL THEN 'comes back empty: the recycle bin holds no copy' END,
+              p.note));
     END IF;
     RETURN NEXT s;
   END LOOP;
-  PERFORM migsafe._close_rollback_phase(ph);
+  PERFORM migsafe._rollback_end();
   SELECT count(*) FILTER (WHERE d.kind <> 'column order'), count(*) FILTER (WHERE d.kind = 'column order')
     INTO remaining, reordered FROM migsafe.diff(snapshot) d;
   n := n + 1;
@@ -228,34 +309,20 @@ CREATE FUNCTION migsafe.rollback(snapshot bigint, dry_run boolean DEFAULT true, 
 RETURNS SETOF migsafe.rollback_step
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  snap record;
-  losses text[];
   steps migsafe.rollback_step[] := '{}';
   s migsafe.rollback_step;
 BEGIN
   IF snapshot IS NULL OR dry_run IS NULL OR force IS NULL THEN
     RAISE EXCEPTION 'pg_migsafe: snapshot, dry_run and force must not be NULL' USING ERRCODE = '22004';
   END IF;
-  SELECT s_.id, s_.taken_at INTO snap FROM migsafe.snapshot s_ WHERE s_.id = snapshot;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'pg_migsafe: snapshot % does not exist (see migsafe.snapshots)', snapshot USING ERRCODE = '42704';
-  END IF;
-  PERFORM migsafe._require_approver('roll back the schema');
-  losses := migsafe._rollback_losses(snapshot);
-  IF cardinality(losses) > 0 AND NOT force AND NOT dry_run THEN
-    RAISE EXCEPTION 'pg_migsafe: rollback to snapshot % refused: it would drop data added since the snapshot (%)',
-      snapshot, array_to_string(losses, ', ')
-      USING ERRCODE = 'MS005',
-            DETAIL = 'Objects created after the snapshot hold data now: ' || array_to_string(losses, '; ') || '.',
-            HINT = format('Review with SELECT * FROM migsafe.rollback(%s); pass force => true to drop them (approved drops of tables still go to the recycle bin).', snapshot);
-  END IF;
+  PERFORM migsafe._rollback_check(snapshot, dry_run);
   IF NOT dry_run THEN
-    RETURN QUERY SELECT * FROM migsafe._rollback_run(snapshot, snap.taken_at);
+    RETURN QUERY SELECT * FROM migsafe._rollback_run(snapshot, false, force);
     RETURN;
   END IF;
   -- Dry run: the same steps, really executed, then rolled back.
   BEGIN
-    steps := ARRAY(SELECT r FROM migsafe._rollback_run(snapshot, snap.taken_at) r);
+    steps := ARRAY(SELECT r FROM migsafe._rollback_run(snapshot, true, force) r);
     RAISE EXCEPTION USING ERRCODE = 'MS0DR';
   EXCEPTION
     WHEN SQLSTATE 'MS0DR' THEN NULL;
@@ -268,11 +335,6 @@ BEGIN
       s.status := 'would run';
     ELSIF s.action = 'check' THEN
       s.status := 'would be ' || s.status;
-    END IF;
-    IF s.action IN ('drop', 'alter') AND cardinality(losses) > 0 AND EXISTS (
-         SELECT 1 FROM unnest(losses) l WHERE l = 'table ' || s.object OR l = 'column ' || s.object) THEN
-      s.status := 'would lose data';
-      s.detail := concat_ws('; ', 'holds data added since the snapshot: needs force => true', s.detail);
     END IF;
     RETURN NEXT s;
   END LOOP;
@@ -370,16 +432,20 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION migsafe.verify(bigint), migsafe.verify_ok(bigint, boolean),
-  migsafe._open_rollback_phase(bigint), migsafe._close_rollback_phase(bigint), migsafe._has_data(text, text),
-  migsafe._rollback_losses(bigint), migsafe._rollback_run(bigint, timestamptz),
+  migsafe._rollback_check(bigint, boolean), migsafe._rollback_approve(bigint, boolean, boolean),
+  migsafe._rollback_end(), migsafe._rollback_run(bigint, boolean, boolean),
   migsafe.rollback(bigint, boolean, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION migsafe.verify(bigint), migsafe.verify_ok(bigint, boolean)
   TO migsafe_admin, migsafe_approver, migsafe_auditor;
-GRANT EXECUTE ON FUNCTION migsafe.rollback(bigint, boolean, boolean), migsafe._rollback_losses(bigint),
-  migsafe._rollback_run(bigint, timestamptz), migsafe._has_data(text, text), migsafe._open_rollback_phase(bigint),
-  migsafe._close_rollback_phase(bigint) TO migsafe_admin, migsafe_approver;
+-- rollback() runs as its caller; the helpers it calls check the caller themselves.
+GRANT EXECUTE ON FUNCTION migsafe.rollback(bigint, boolean, boolean), migsafe._rollback_run(bigint, boolean, boolean),
+  migsafe._rollback_check(bigint, boolean), migsafe._rollback_approve(bigint, boolean, boolean), migsafe._rollback_end()
+  TO migsafe_admin, migsafe_approver;
 REVOKE ALL ON FUNCTION migsafe.diff(bigint, bigint), migsafe.rollback_sql(bigint), migsafe._rollback_plan(bigint),
-  migsafe._internal(text), migsafe._set_rollback_phase(bigint) FROM PUBLIC;
+  migsafe._rollback_plan_for(bigint, oid), migsafe._internal(text), migsafe._run_as(oid, text, boolean),
+  migsafe._holds_data(oid, text), migsafe._set_rollback_phase(bigint, text[], boolean), migsafe._rollback_phase_id(),
+  migsafe._dependents(oid), migsafe._acl_entries(text), migsafe._copyable(oid), migsafe._catalog(jsonb),
+  migsafe._snapshot_part(bigint, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION migsafe.diff(bigint, bigint), migsafe.rollback_sql(bigint)
   TO migsafe_admin, migsafe_approver, migsafe_auditor;
 GRANT EXECUTE ON FUNCTION migsafe._rollback_plan(bigint) TO migsafe_admin, migsafe_approver;

@@ -3,15 +3,19 @@
 -- diffs, verification and rollback SQL are computed from it in Rust.
 
 -- An identity key: every part double-quoted, inner quotes doubled ("public"."users").
+-- (No SET clause, so that the planner can inline them into the catalog reader: every
+-- name in them is schema-qualified instead.)
 CREATE FUNCTION migsafe._key(a text, b text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-  SELECT '"' || pg_catalog.replace(a, '"', '""') || '"."' || pg_catalog.replace(b, '"', '""') || '"'
+  SELECT '"'::pg_catalog.text OPERATOR(pg_catalog.||) pg_catalog.replace(a, '"', '""') OPERATOR(pg_catalog.||) '"."'::pg_catalog.text
+         OPERATOR(pg_catalog.||) pg_catalog.replace(b, '"', '""') OPERATOR(pg_catalog.||) '"'::pg_catalog.text
 $$;
 
 CREATE FUNCTION migsafe._key(a text, b text, c text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-  SELECT '"' || pg_catalog.replace(a, '"', '""') || '"."' || pg_catalog.replace(b, '"', '""')
-         || '"."' || pg_catalog.replace(c, '"', '""') || '"'
+  SELECT '"'::pg_catalog.text OPERATOR(pg_catalog.||) pg_catalog.replace(a, '"', '""') OPERATOR(pg_catalog.||) '"."'::pg_catalog.text
+         OPERATOR(pg_catalog.||) pg_catalog.replace(b, '"', '""') OPERATOR(pg_catalog.||) '"."'::pg_catalog.text
+         OPERATOR(pg_catalog.||) pg_catalog.replace(c, '"', '""') OPERATOR(pg_catalog.||) '"'::pg_catalog.text
 $$;
 
 -- One column of the document (see model.rs); a type so that json_agg names the fields.
@@ -375,8 +379,11 @@ CREATE TABLE migsafe.snapshot_part (
   PRIMARY KEY (snapshot_id, part)
 );
 
+-- The documents (snapshot_part.doc) are read through diff(), rollback_sql() and
+-- verify(), which leave out what the caller could not read directly (sequence
+-- positions): nobody reads the table itself.
 REVOKE ALL ON migsafe.snapshot, migsafe.snapshot_part FROM PUBLIC;
-GRANT SELECT ON migsafe.snapshot, migsafe.snapshot_part TO migsafe_admin, migsafe_auditor;
+GRANT SELECT ON migsafe.snapshot TO migsafe_admin, migsafe_auditor;
 
 CREATE VIEW migsafe.snapshots AS
 SELECT s.id, s.taken_at, s.label, s.kind, s.taken_by, s.complete,

@@ -12,9 +12,8 @@
 use crate::engine::schema::scope::Scope;
 use crate::guc;
 use crate::pgutil::{cstr, relid_of};
-use crate::phase::as_superuser;
+use crate::spi::{self, As};
 use pgrx::pg_sys::{self, NodeTag, ObjectType, Oid};
-use pgrx::prelude::*;
 use pgrx::PgList;
 use std::cell::RefCell;
 
@@ -132,13 +131,11 @@ pub unsafe fn before(stmt: *mut pg_sys::Node) {
     let arg = scope
         .as_ref()
         .map(|s| pgrx::JsonB(serde_json::from_str(&s.to_json()).expect("a scope is JSON")));
-    let id = as_superuser(|| {
-        Spi::get_one_with_args::<i64>(
-            "SELECT migsafe._snapshot_part($1, $2)",
-            &[sid.into(), arg.into()],
-        )
-    })
-    .unwrap_or_else(|e| pgrx::error!("pg_migsafe: automatic snapshot failed: {e}"));
+    let id = spi::call::<i64>(
+        As::Superuser,
+        "SELECT migsafe._snapshot_part($1, $2)",
+        &[sid.into(), arg.into()],
+    );
     let sub = pg_sys::GetCurrentSubTransactionId();
     STATE.with(|s| {
         let mut s = s.borrow_mut();
@@ -195,6 +192,9 @@ unsafe fn rel_key(oid: Oid) -> Option<(String, String)> {
 }
 
 unsafe fn strval(n: *mut pg_sys::Node) -> Option<String> {
+    if n.is_null() || (*n).type_ != NodeTag::T_String {
+        return None;
+    }
     #[cfg(any(feature = "pg13", feature = "pg14"))]
     {
         cstr((*(n as *mut pg_sys::Value)).val.str_)

@@ -14,16 +14,24 @@ use crate::engine::policy::Finding;
 use crate::engine::rules::known;
 use crate::engine::typechange::{self, ColType, TypeChange};
 use crate::pgutil::{cstr, qualified, quote, relid_of, relkind_word};
+use crate::spi::{self, As};
 use crate::track;
 use pgrx::pg_sys::{self, Node, NodeTag, Oid};
-use pgrx::prelude::*;
 use pgrx::PgList;
 use std::ffi::{c_char, CString};
 
+unsafe extern "C-unwind" {
+    /// pg_constraint.h (not in pgrx's bindings): the constraint `conname` of table
+    /// `relid`, InvalidOid if there is none (`missing_ok`).
+    fn get_relation_constraint_oid(relid: Oid, conname: *const c_char, missing_ok: bool) -> Oid;
+}
+
 pub struct Classifier {
     check_mode: bool,
-    /// Names created by earlier statements of a `check()` input (lower-case, as parsed).
-    created: Vec<String>,
+    /// Names created by earlier statements of a `check()` input (lower-case, as
+    /// parsed), and the last part of each (what a bare name is compared with).
+    created: std::collections::HashSet<String>,
+    created_last: std::collections::HashSet<String>,
     migsafe_nsp: Oid,
     pub findings: Vec<Finding>,
 }
@@ -49,8 +57,11 @@ unsafe fn nodes(l: *mut pg_sys::List) -> Vec<*mut Node> {
     PgList::<Node>::from_pg(l).iter_ptr().collect()
 }
 
-/// The text of a String (PG 15+) / Value (PG 13-14) node.
+/// The text of a String (PG 15+) / Value (PG 13-14) node; empty for anything else.
 unsafe fn strval(n: *mut Node) -> String {
+    if n.is_null() || tag(n) != NodeTag::T_String {
+        return String::new();
+    }
     #[cfg(any(feature = "pg13", feature = "pg14"))]
     {
         cstr((*(n as *mut pg_sys::Value)).val.str_).unwrap_or_default()
@@ -145,7 +156,8 @@ impl Classifier {
         let migsafe_nsp = unsafe { pg_sys::get_namespace_oid(c"migsafe".as_ptr(), true) };
         Classifier {
             check_mode,
-            created: Vec::new(),
+            created: Default::default(),
+            created_last: Default::default(),
             migsafe_nsp,
             findings: Vec::new(),
         }
@@ -157,16 +169,17 @@ impl Classifier {
     }
 
     fn remember(&mut self, name: String) {
-        self.created.push(name.to_lowercase());
+        let name = name.to_lowercase();
+        self.created_last
+            .insert(name.rsplit('.').next().unwrap_or(&name).to_string());
+        self.created.insert(name);
     }
 
     /// In check mode: was `name` (qualified or bare) created earlier in the input?
     fn created_earlier(&self, name: &str) -> bool {
         let name = name.to_lowercase();
-        let bare = name.rsplit('.').next().unwrap_or(&name).to_string();
-        self.created
-            .iter()
-            .any(|c| *c == name || c.rsplit('.').next() == Some(bare.as_str()))
+        let bare = name.rsplit('.').next().unwrap_or(&name);
+        self.created.contains(&name) || self.created_last.contains(bare)
     }
 
     /// For an object that does not resolve: does the rule still apply?
@@ -343,6 +356,7 @@ impl Classifier {
         if object.is_null() {
             return String::new();
         }
+        pg_sys::check_stack_depth();
         match tag(object) {
             NodeTag::T_List => {
                 // A qualified name (list of String), or e.g. a cast's / transform's
@@ -382,10 +396,9 @@ impl Classifier {
         // reached through a normal dependency, as owners rather than parts, and never
         // a part of the dropped object itself (a serial column's default reaches the
         // table again through its owned sequence).
-        let sql = format!(
-            "WITH RECURSIVE d(classid, objid, objsubid, deptype) AS ( \
+        const DEPENDENTS: &str = "WITH RECURSIVE d(classid, objid, objsubid, deptype) AS ( \
                SELECT classid, objid, objsubid, deptype FROM pg_catalog.pg_depend \
-                WHERE refclassid = {c} AND refobjid = {o} AND ({s} = 0 OR refobjsubid = {s}) \
+                WHERE refclassid = $1 AND refobjid = $2 AND ($3 = 0 OR refobjsubid = $3) \
                   AND deptype IN ('n','a','i','e') \
                UNION \
                SELECT x.classid, x.objid, x.objsubid, x.deptype FROM d, LATERAL ( \
@@ -397,38 +410,43 @@ impl Classifier {
                     WHERE i.classid = d.classid AND i.objid = d.objid AND i.deptype = 'i' \
                  ) x ) \
              SELECT DISTINCT classid::int8, objid::int8, objsubid FROM d \
-              WHERE deptype = 'n' AND NOT (classid = {c} AND objid = {o}) \
+              WHERE deptype = 'n' AND NOT (classid = $1 AND objid = $2) \
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend i \
                                  WHERE i.classid = d.classid AND i.objid = d.objid AND i.deptype = 'i') \
                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend p \
                                  WHERE p.classid = d.classid AND p.objid = d.objid \
-                                   AND p.refclassid = {c} AND p.refobjid = {o} AND p.deptype IN ('a', 'i')) \
-              ORDER BY 1, 2, 3",
-            c = u32::from(addr.classId),
-            o = u32::from(addr.objectId),
-            s = addr.objectSubId
-        );
-        let rows: Vec<(i64, i64, i32)> = Spi::connect(|client| {
-            let mut out = Vec::new();
-            if let Ok(table) = client.select(&sql, None, &[]) {
+                                   AND p.refclassid = $1 AND p.refobjid = $2 AND p.deptype IN ('a', 'i')) \
+              ORDER BY 1, 2, 3";
+        let rows: Vec<(i64, i64, i32)> = spi::select(
+            As::Caller,
+            DEPENDENTS,
+            &[
+                addr.classId.into(),
+                addr.objectId.into(),
+                addr.objectSubId.into(),
+            ],
+            |table| {
+                let mut out = Vec::new();
                 for row in table {
-                    let c = row.get::<i64>(1).ok().flatten().unwrap_or(0);
-                    let o = row.get::<i64>(2).ok().flatten().unwrap_or(0);
-                    let s = row.get::<i32>(3).ok().flatten().unwrap_or(0);
+                    let c = row.get::<i64>(1)?.unwrap_or(0);
+                    let o = row.get::<i64>(2)?.unwrap_or(0);
+                    let s = row.get::<i32>(3)?.unwrap_or(0);
                     out.push((c, o, s));
                 }
-            }
-            out
-        });
+                Ok(out)
+            },
+        );
         let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (c, o, s) in rows {
+            pgrx::check_for_interrupts!();
             let a = pg_sys::ObjectAddress {
                 classId: Oid::from(c as u32),
                 objectId: Oid::from(o as u32),
                 objectSubId: s,
             };
             let obj = self.addr_obj(a);
-            if !obj.exempt && !out.contains(&obj.display) {
+            if !obj.exempt && seen.insert(obj.display.clone()) {
                 out.push(obj.display);
             }
         }
@@ -1036,16 +1054,11 @@ impl Classifier {
     }
 
     unsafe fn constraint_is_new(&self, relid: Oid, name: &str) -> bool {
-        let lit = name.replace('\'', "''");
-        let sql = format!(
-            "SELECT oid::int8 FROM pg_catalog.pg_constraint WHERE conrelid = {} AND conname = '{}'",
-            u32::from(relid),
-            lit
-        );
-        match Spi::get_one::<i64>(&sql) {
-            Ok(Some(oid)) => track::is_new(pg_sys::Oid::from(2606u32), Oid::from(oid as u32), 0),
-            _ => false,
-        }
+        let Ok(c) = CString::new(name) else {
+            return false;
+        };
+        let oid = get_relation_constraint_oid(relid, c.as_ptr(), true);
+        oid != pg_sys::InvalidOid && track::is_new(pg_sys::Oid::from(2606u32), oid, 0)
     }
 
     unsafe fn set_schema(&mut self, s: *mut pg_sys::AlterObjectSchemaStmt) {
@@ -1688,6 +1701,8 @@ fn rel_identity(display: &str) -> &str {
 
 /// Is a USING expression just the column itself, possibly cast?
 unsafe fn is_plain_column(n: *mut Node, colname: &str) -> bool {
+    // A chain of casts is as deep as the client makes it.
+    pg_sys::check_stack_depth();
     match tag(n) {
         NodeTag::T_ColumnRef => {
             let fields = nodes((*(n as *mut pg_sys::ColumnRef)).fields);
@@ -1706,6 +1721,11 @@ unsafe fn collect_func_calls(n: *mut Node, out: &mut Vec<*mut pg_sys::List>) {
     if n.is_null() {
         return;
     }
+    // The hook runs before PostgreSQL's own analysis (and permission checks): an
+    // expression is as deep as the client makes it (`1+1+…+1`). Too deep is an
+    // ordinary ERROR here, as it would be in the parser's analysis.
+    pg_sys::check_stack_depth();
+    pgrx::check_for_interrupts!();
     match tag(n) {
         NodeTag::T_FuncCall => {
             let f = n as *mut pg_sys::FuncCall;

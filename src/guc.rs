@@ -22,6 +22,7 @@ pub static BLOCK_RISKY: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub static DISABLED_RULES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static MIN_EXPAND_AGE: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static REQUIRE_APPROVAL: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static APPROVERS_GRANTED_BY_SUPERUSER: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static REQUIRE_BACKUP_WITHIN: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static AUTO_SNAPSHOT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static RECYCLE: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -100,6 +101,14 @@ pub fn init() {
         c"Contract phases stay pending until a different member of migsafe_approver approves them.",
         c"Four eyes: nobody approves their own request.",
         &REQUIRE_APPROVAL,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"migsafe.approvers_granted_by_superuser",
+        c"Only superusers, and roles whose membership in migsafe_approver or migsafe_admin was granted by a superuser, approve.",
+        c"Closes the door a CREATEROLE holder has on PostgreSQL 13-15: granting migsafe_approver to a second login of its own.",
+        &APPROVERS_GRANTED_BY_SUPERUSER,
         GucContext::Sighup,
         GucFlags::default(),
     );

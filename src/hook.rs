@@ -11,7 +11,9 @@
 use crate::audit::backend as audit;
 use crate::classify::Classifier;
 use crate::engine::audit::DecisionKind;
-use crate::engine::phase::{approving_phase, suggested_call, target_of, PhaseKind, Target};
+use crate::engine::phase::{
+    approving_phase, cascade_shortfall, suggested_call, target_of, PhaseKind, Target,
+};
 use crate::engine::policy::{
     decide, render_refusal, render_warning, Decision, Finding, Mode, Report, Settings,
 };
@@ -140,7 +142,9 @@ unsafe extern "C-unwind" fn inspect(
 ) -> *mut PgReport {
     let mut c = Classifier::new(false);
     c.classify((*pstmt).utilityStmt);
-    let text = statement_text(pstmt, query);
+    // Credentials never go further than this: not into the audit log, a refusal or a
+    // phase's record.
+    let text = crate::redact::statement((*pstmt).utilityStmt, &statement_text(pstmt, query));
     if c.findings.is_empty() {
         *token = audit::begin(pstmt, &text, &[], DecisionKind::Allowed, None);
         return std::ptr::null_mut();
@@ -199,7 +203,8 @@ fn refuse_or_approve(
         );
     }
     let targets: Vec<Option<Target>> = fs.iter().map(|f| target_of(&f.object)).collect();
-    if let Some(id) = recycle::rollback_phase() {
+    // A rollback approves exactly the statements of its plan.
+    if let Some(id) = recycle::rollback_approves(text) {
         let rules: Vec<&str> = fs.iter().map(|f| f.rule.id).collect();
         phase::record_use(id, &rules, &targets, text);
         let objects: Vec<&str> = fs.iter().map(|f| f.object.as_str()).collect();
@@ -250,13 +255,31 @@ fn refuse_or_approve(
         );
         return (out, Some((p.id, p.name.clone())));
     }
-    let note = active.iter().find(|p| p.kind == PhaseKind::Expand).map(|p| {
-        format!(
-            "Expand phase {} ({}) is open in this session: destructive statements wait for the contract phase.",
-            p.id, p.name
-        )
-    });
-    let call = suggested_call(&targets);
+    let note = active
+        .iter()
+        .find(|p| p.kind == PhaseKind::Expand)
+        .map(|p| {
+            format!(
+                "Expand phase {} ({}) is open in this session: destructive statements wait for the contract phase.",
+                p.id, p.name
+            )
+        })
+        .or_else(|| {
+            cascade_shortfall(&fs, &targets, &active).map(|(p, missing)| {
+                format!(
+                    "Contract phase {} ({}) lists the object but not everything the CASCADE would also drop: {}.",
+                    p.id,
+                    p.name,
+                    missing.join(", ")
+                )
+            })
+        });
+    // What a phase would have to list: the objects and everything a CASCADE reaches.
+    let mut wanted = targets.clone();
+    for f in &fs {
+        wanted.extend(f.dependents.iter().map(|d| target_of(d)));
+    }
+    let call = suggested_call(&wanted);
     let r = render_refusal(&fs, settings, text, call.as_deref(), note.as_deref());
     (
         vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &r)],
@@ -268,12 +291,14 @@ fn refuse_or_approve(
 unsafe fn should_inspect(
     stmt: *mut pg_sys::Node,
     context: pg_sys::ProcessUtilityContext::Type,
+    ours: bool,
 ) -> bool {
     !stmt.is_null()
         && !is_fast_path(stmt)
         && guc::mode() != Mode::Off
-        // The recycle bin's own DDL (migsafe._internal()).
-        && !recycle::internal()
+        // The extension's own statement (migsafe._internal(), _run_as()): only that
+        // one; what it sets off is inspected.
+        && !ours
         // Another extension's install/update script (and our own) runs unchecked; the
         // CREATE/ALTER EXTENSION statement itself was classified before it started.
         && !pg_sys::creating_extension
@@ -311,7 +336,8 @@ unsafe fn before_statement(
     token: &mut usize,
     lock_watch: &mut bool,
 ) -> bool {
-    if !should_inspect((*pstmt).utilityStmt, context) {
+    let ours = recycle::take_ours();
+    if !should_inspect((*pstmt).utilityStmt, context, ours) {
         return false;
     }
     check_statement(pstmt, query_string, token);

@@ -16,8 +16,10 @@ mod hook;
 mod pgutil;
 mod phase;
 mod recycle;
+mod redact;
 mod report;
 mod snapshot;
+mod spi;
 mod sql;
 mod track;
 

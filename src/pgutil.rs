@@ -77,6 +77,23 @@ pub unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> Oid {
     )
 }
 
+/// The owner of a relation (None if it does not exist). Syscache lookup.
+///
+/// # Safety
+/// Catalog access: call inside a transaction.
+pub unsafe fn rel_owner(relid: Oid) -> Option<Oid> {
+    let tup = pg_sys::SearchSysCache1(
+        pg_sys::SysCacheIdentifier::RELOID as _,
+        pg_sys::Datum::from(relid),
+    );
+    if tup.is_null() {
+        return None;
+    }
+    let owner = (*(pg_sys::GETSTRUCT(tup) as *mut pg_sys::FormData_pg_class)).relowner;
+    pg_sys::ReleaseSysCache(tup);
+    Some(owner)
+}
+
 /// Now, in Unix microseconds.
 pub fn now_unix_us() -> i64 {
     unsafe { pg_sys::GetCurrentTimestamp() + PG_EPOCH_UNIX_US }

@@ -4,6 +4,7 @@
 
 use crate::engine::phase::{parse_pattern, ActivePhase, ObjectPattern, PhaseKind, Target};
 use crate::pgutil::role_name;
+use crate::spi::{self, As};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -13,59 +14,105 @@ pgrx::extension_sql_file!(
     requires = [check_objects]
 );
 
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// Does a non-pattern object entry name something that exists?
-fn exists(p: &ObjectPattern) -> bool {
-    let id = literal(&p.identity);
-    let sql = match p.kind.as_deref() {
-        None => {
-            let parts = p.identity.matches('.').count();
-            if parts >= 2 {
-                // schema.table.column: the column must exist in the relation.
-                let (rel, col) = p.identity.rsplit_once('.').unwrap();
-                format!(
-                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass({}) \
-                       AND attname = {} AND attnum > 0 AND NOT attisdropped)",
-                    literal(rel),
-                    literal(col.trim_matches('"'))
-                )
-            } else {
-                format!("SELECT to_regclass({id}) IS NOT NULL")
+/// Every object entry of `patterns` (not wildcards) that names nothing existing: the
+/// first one, or None. One query per kind of entry, whatever the number of entries.
+fn first_missing(entries: &[(String, ObjectPattern)]) -> Option<String> {
+    // (query over $1 = the identities, returning the ordinal of the first missing one)
+    const RELATION: &str =
+        "SELECT min(u.i) FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(n, i) \
+                              WHERE pg_catalog.to_regclass(u.n) IS NULL";
+    const COLUMN: &str = "SELECT min(u.i) FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(n, i) \
+                            CROSS JOIN LATERAL pg_catalog.parse_ident(u.n) AS p(parts) \
+                           WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace s \
+                                               JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) s.oid \
+                                               JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid \
+                                              WHERE s.nspname OPERATOR(pg_catalog.=) p.parts[1] \
+                                                AND c.relname OPERATOR(pg_catalog.=) p.parts[2] \
+                                                AND a.attname OPERATOR(pg_catalog.=) p.parts[3] \
+                                                AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)";
+    const FUNCTION: &str =
+        "SELECT min(u.i) FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(n, i) \
+                              WHERE pg_catalog.to_regprocedure(u.n) IS NULL";
+    const TYPE: &str =
+        "SELECT min(u.i) FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(n, i) \
+                          WHERE pg_catalog.to_regtype(u.n) IS NULL";
+    const SCHEMA: &str =
+        "SELECT min(u.i) FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(n, i) \
+                            WHERE pg_catalog.to_regnamespace(u.n) IS NULL";
+    const ROLE: &str =
+        "SELECT min(u.i) FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(n, i) \
+                          WHERE pg_catalog.to_regrole(u.n) IS NULL";
+    const EXTENSION: &str =
+        "SELECT min(u.i) FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(n, i) \
+                               WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e \
+                                                  WHERE e.extname OPERATOR(pg_catalog.=) u.n)";
+    const DATABASE: &str =
+        "SELECT min(u.i) FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(n, i) \
+                              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database d \
+                                                 WHERE d.datname OPERATOR(pg_catalog.=) u.n)";
+    const PUBLICATION: &str =
+        "SELECT min(u.i) FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS u(n, i) \
+                                 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p \
+                                                    WHERE p.pubname OPERATOR(pg_catalog.=) u.n)";
+    let mut groups: Vec<(&'static str, Vec<&str>, Vec<&str>)> = Vec::new();
+    for (entry, p) in entries {
+        let sql = match p.kind.as_deref() {
+            None if p.identity_parts() >= 3 => COLUMN,
+            None
+            | Some(
+                "table" | "view" | "materialized view" | "sequence" | "foreign table" | "index",
+            ) => RELATION,
+            Some("function" | "procedure" | "aggregate") => FUNCTION,
+            Some("type" | "domain") => TYPE,
+            Some("schema") => SCHEMA,
+            Some("role") => ROLE,
+            Some("extension") => EXTENSION,
+            Some("database") => DATABASE,
+            Some("publication") => PUBLICATION,
+            // Triggers, rules, policies, constraints…: checked when used.
+            Some(_) => continue,
+        };
+        match groups.iter_mut().find(|g| g.0 == sql) {
+            Some(g) => {
+                g.1.push(&p.identity);
+                g.2.push(entry);
             }
+            None => groups.push((sql, vec![&p.identity], vec![entry])),
         }
-        Some("table" | "view" | "materialized view" | "sequence" | "foreign table" | "index") => {
-            format!("SELECT to_regclass({id}) IS NOT NULL")
+    }
+    for (sql, identities, shown) in groups {
+        pgrx::check_for_interrupts!();
+        let names: Vec<String> = identities.iter().map(|s| s.to_string()).collect();
+        if let Some(i) = spi::one::<i64>(As::Caller, sql, &[names.into()]) {
+            return shown.get(i as usize - 1).map(|s| s.to_string());
         }
-        Some("function" | "procedure" | "aggregate") => {
-            format!("SELECT to_regprocedure({id}) IS NOT NULL")
-        }
-        Some("type" | "domain") => format!("SELECT to_regtype({id}) IS NOT NULL"),
-        Some("schema") => format!("SELECT to_regnamespace({id}) IS NOT NULL"),
-        Some("role") => format!("SELECT to_regrole({id}) IS NOT NULL"),
-        Some("extension") => {
-            format!("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = {id})")
-        }
-        Some("database") => {
-            format!("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = {id})")
-        }
-        Some("publication") => {
-            format!("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = {id})")
-        }
-        // Triggers, rules, policies, constraints…: checked when used.
-        Some(_) => return true,
-    };
-    Spi::get_one::<bool>(&sql).ok().flatten().unwrap_or(false)
+    }
+    None
 }
 
-/// Validates a phase's object list; returns it normalised (trimmed). Used by
-/// migsafe.begin_phase().
+/// Most entries a phase may list.
+const MAX_OBJECTS: usize = 10_000;
+
+/// Validates a phase's object list; returns it normalised (trimmed, duplicates
+/// removed). Used by migsafe.begin_phase() after its permission checks.
 #[pg_extern(name = "_check_objects", volatile)]
 fn check_objects(objects: Vec<Option<String>>) -> Vec<String> {
+    if objects.len() > MAX_OBJECTS {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "pg_migsafe: a phase lists at most {MAX_OBJECTS} objects, not {}",
+                objects.len()
+            ),
+            "Use patterns (public.tmp_*) for many objects of the same kind."
+        );
+    }
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut to_check = Vec::new();
     for o in objects {
+        pgrx::check_for_interrupts!();
         let Some(o) = o else {
             pgrx::ereport!(
                 ERROR,
@@ -83,48 +130,24 @@ fn check_objects(objects: Vec<Option<String>>) -> Vec<String> {
                 );
             }
         };
-        let pattern = p.identity.contains('*') || p.identity.contains('?');
-        if !pattern && !exists(&p) {
-            pgrx::ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-                format!("object \"{}\" does not exist", o.trim())
-            );
-        }
         let norm = o.trim().to_string();
-        if !out.contains(&norm) {
-            out.push(norm);
+        if !seen.insert(norm.clone()) {
+            continue;
         }
+        let pattern = p.identity.contains('*') || p.identity.contains('?');
+        if !pattern {
+            to_check.push((norm.clone(), p));
+        }
+        out.push(norm);
     }
-    out
-}
-
-/// Runs SPI work `f` as the bootstrap superuser (the phase and audit tables, and other
-/// sessions' queries, are not readable by the roles that run migrations) and with an
-/// active snapshot (utility statements of the extended protocol and commit callbacks
-/// run without one), restoring both on return. An ERROR inside aborts the transaction,
-/// which restores them too.
-pub fn as_superuser<R>(f: impl FnOnce() -> R) -> R {
-    let (mut uid, mut ctx) = (pg_sys::InvalidOid, 0);
-    let pushed = unsafe { !pg_sys::ActiveSnapshotSet() };
-    unsafe {
-        if pushed {
-            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        }
-        pg_sys::GetUserIdAndSecContext(&mut uid, &mut ctx);
-        pg_sys::SetUserIdAndSecContext(
-            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
-            ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+    if let Some(missing) = first_missing(&to_check) {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("object \"{missing}\" does not exist")
         );
     }
-    let r = f();
-    unsafe {
-        pg_sys::SetUserIdAndSecContext(uid, ctx);
-        if pushed {
-            pg_sys::PopActiveSnapshot();
-        }
-    }
-    r
+    out
 }
 
 /// Is two-phase approval installed in this database?
@@ -136,76 +159,65 @@ pub fn available() -> bool {
     }
 }
 
-/// The phases that may approve statements of this session right now.
+/// The phases that may approve statements of this session right now (read as the
+/// superuser: the phase tables are not readable by the roles that run migrations).
 pub fn session_phases() -> Vec<(ActivePhase, bool)> {
     let session = role_name(unsafe { pg_sys::GetSessionUserId() });
     let current = role_name(unsafe { pg_sys::GetUserId() });
-    let sql = format!(
-        "SELECT id, kind, name, objects, for_role IS NOT NULL FROM migsafe._phases_for_session({}, {})",
-        literal(&session),
-        literal(&current)
-    );
-    as_superuser(|| {
-        Spi::connect(|client| {
+    spi::select(
+        As::Superuser,
+        "SELECT id, kind, name, objects, for_role IS NOT NULL \
+           FROM migsafe._phases_for_session($1::name, $2::name)",
+        &[session.into(), current.into()],
+        |rows| {
             let mut out = Vec::new();
-            if let Ok(rows) = client.select(&sql, None, &[]) {
-                for row in rows {
-                    let id = row.get::<i64>(1).ok().flatten().unwrap_or(0);
-                    let kind = row.get::<String>(2).ok().flatten().unwrap_or_default();
-                    let name = row.get::<String>(3).ok().flatten().unwrap_or_default();
-                    let objects: Vec<String> =
-                        row.get::<Vec<String>>(4).ok().flatten().unwrap_or_default();
-                    let for_role = row.get::<bool>(5).ok().flatten().unwrap_or(false);
-                    let Some(kind) = PhaseKind::parse(&kind) else {
-                        continue;
-                    };
-                    let objects = objects
-                        .iter()
-                        .filter_map(|o| parse_pattern(o).ok())
-                        .collect();
-                    out.push((
-                        ActivePhase {
-                            id,
-                            kind,
-                            name,
-                            objects,
-                        },
-                        for_role,
-                    ));
-                }
+            for row in rows {
+                let id = row.get::<i64>(1)?.unwrap_or(0);
+                let kind = row.get::<String>(2)?.unwrap_or_default();
+                let name = row.get::<String>(3)?.unwrap_or_default();
+                let objects: Vec<String> = row.get::<Vec<String>>(4)?.unwrap_or_default();
+                let for_role = row.get::<bool>(5)?.unwrap_or(false);
+                let Some(kind) = PhaseKind::parse(&kind) else {
+                    continue;
+                };
+                let objects = objects
+                    .iter()
+                    .filter_map(|o| parse_pattern(o).ok())
+                    .collect();
+                out.push((
+                    ActivePhase {
+                        id,
+                        kind,
+                        name,
+                        objects,
+                    },
+                    for_role,
+                ));
             }
-            out
-        })
-    })
+            Ok(out)
+        },
+    )
 }
 
 /// Records that `phase` approved this statement (and spends a role phase with the
 /// transaction).
 pub fn record_use(phase: i64, rules: &[&str], targets: &[Option<Target>], statement: &str) {
     let user = role_name(unsafe { pg_sys::GetUserId() });
-    let arr = |v: Vec<String>| {
-        format!(
-            "ARRAY[{}]::text[]",
-            v.iter().map(|s| literal(s)).collect::<Vec<_>>().join(", ")
-        )
-    };
+    let rules: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
     let objs: Vec<String> = targets
         .iter()
         .flatten()
         .map(|t| format!("{} {}", t.kind, t.identity))
         .collect();
-    let sql = format!(
-        "SELECT migsafe._record_use({phase}, {}, {}, {}, {})",
-        literal(&user),
-        arr(rules.iter().map(|r| r.to_string()).collect()),
-        arr(objs),
-        literal(statement)
+    spi::run(
+        As::Superuser,
+        "SELECT migsafe._record_use($1, $2::name, $3, $4, $5)",
+        &[
+            phase.into(),
+            user.into(),
+            rules.into(),
+            objs.into(),
+            statement.into(),
+        ],
     );
-    as_superuser(|| {
-        Spi::connect_mut(|client| {
-            client
-                .update(&sql, None, &[])
-                .expect("recording the phase use failed");
-        })
-    });
 }

@@ -14,11 +14,12 @@
 use crate::engine::policy::Report;
 use crate::guc;
 use crate::pgutil::{cstr, relid_of};
-use crate::phase::as_superuser;
+use crate::spi::{self, As};
 use pgrx::pg_sys::{self, NodeTag};
 use pgrx::prelude::*;
 use pgrx::PgList;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 
 pgrx::extension_sql_file!(
     "../sql/recycle.sql",
@@ -26,39 +27,160 @@ pgrx::extension_sql_file!(
     requires = ["snapshots", internal_exec]
 );
 
+/// A rollback phase: the statements of the server-computed rollback plan it approves,
+/// for the (sub)transaction that opened it.
+struct RollbackApproval {
+    id: i64,
+    subxact: pg_sys::SubTransactionId,
+    statements: HashSet<String>,
+    /// Opened for a dry run: what it approved must never be committed.
+    dry: bool,
+    used: bool,
+}
+
 thread_local! {
     static INTERNAL: Cell<bool> = const { Cell::new(false) };
-    static ROLLBACK_PHASE: Cell<Option<(i64, pg_sys::SubTransactionId)>> = const { Cell::new(None) };
+    /// The next utility statement the hook sees is the extension's own (set by
+    /// `_internal` and `_run_as` around their one statement, taken by the hook).
+    static OURS_NEXT: Cell<bool> = const { Cell::new(false) };
+    static ROLLBACK: RefCell<Option<RollbackApproval>> = const { RefCell::new(None) };
     static APPROVED: Cell<i64> = const { Cell::new(0) };
 }
 
-/// The extension's own DDL is running: the hook lets it through uninspected.
+/// The extension's own DDL is running (object notes of the audit log skip it).
 #[inline]
 pub fn internal() -> bool {
     INTERNAL.get()
 }
 
-/// Runs one statement of the extension's own DDL (see the module documentation).
+/// Is the statement the hook is entering the extension's own (then it is not
+/// inspected)? Only the first statement after `_internal`/`_run_as` set the mark is:
+/// anything that statement sets off (a trigger's DDL) is inspected as usual.
+#[inline]
+pub fn take_ours() -> bool {
+    OURS_NEXT.replace(false)
+}
+
+/// Runs one statement of the extension's own DDL as the extension's owner (see the
+/// module documentation): statements that run no code of the user's (moves, renames,
+/// drops of the bin's own tables, grants on them).
 #[pg_extern(name = "_internal", volatile, parallel_unsafe)]
 fn internal_exec(sql: &str) {
     let before = INTERNAL.replace(true);
     PgTryBuilder::new(|| {
-        Spi::run(sql).unwrap_or_else(|e| pgrx::error!("{e}"));
+        OURS_NEXT.set(true);
+        // The text comes from the extension's own SECURITY DEFINER functions, which
+        // build it with format('%I') (EXECUTE on this function is theirs alone).
+        spi::execute_built(As::Caller, sql, &[], |_| Ok(()));
     })
-    .finally(|| INTERNAL.set(before))
+    .finally(|| {
+        OURS_NEXT.set(false);
+        INTERNAL.set(before)
+    })
     .execute();
 }
 
-/// Opens the rollback phase `id` for the current (sub)transaction.
-#[pg_extern(name = "_set_rollback_phase", volatile, parallel_unsafe)]
-fn set_rollback_phase(id: Option<i64>) {
-    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    ROLLBACK_PHASE.set(id.map(|i| (i, sub)));
+/// Runs one statement of the extension's own making as `role` (the owner of the
+/// object it writes or re-creates), security-restricted: triggers, constraints,
+/// index expressions and view queries it sets off run with that role's rights, as
+/// for VACUUM or REFRESH MATERIALIZED VIEW. With `ddl`, the statement itself is not
+/// inspected by the hook (it re-creates what was there); whatever it sets off is.
+/// Returns the number of rows it processed.
+#[pg_extern(name = "_run_as", volatile, parallel_unsafe)]
+pub fn run_as(role: pg_sys::Oid, sql: &str, ddl: bool) -> i64 {
+    if role == pg_sys::InvalidOid {
+        pgrx::error!("pg_migsafe: _run_as needs a role");
+    }
+    PgTryBuilder::new(|| {
+        OURS_NEXT.set(ddl);
+        // Text built by the extension's SECURITY DEFINER functions with format('%I')
+        // (EXECUTE on this function is theirs alone).
+        spi::execute_built(As::Owner(role), sql, &[], |t| Ok(t.len() as i64))
+    })
+    .finally(|| OURS_NEXT.set(false))
+    .execute()
 }
 
-/// The rollback phase approving statements right now, if any.
-pub fn rollback_phase() -> Option<i64> {
-    ROLLBACK_PHASE.get().map(|(id, _)| id)
+/// Does a table (or one column of it) hold anything? Read as the table's owner,
+/// security-restricted (a partition may be a foreign table, a policy may call a
+/// function). Used by the rollback's data-loss check.
+#[pg_extern(name = "_holds_data", volatile, parallel_unsafe)]
+pub fn holds_data(rel: pg_sys::Oid, col: Option<&str>) -> bool {
+    let Some(owner) = (unsafe { crate::pgutil::rel_owner(rel) }) else {
+        return false;
+    };
+    let (nsp, name) = unsafe {
+        (
+            cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(rel))).unwrap_or_default(),
+            cstr(pg_sys::get_rel_name(rel)).unwrap_or_default(),
+        )
+    };
+    // Identifiers quoted by the server's quote_identifier().
+    let table = format!(
+        "{}.{}",
+        crate::pgutil::quote(&nsp),
+        crate::pgutil::quote(&name)
+    );
+    let sql = match col {
+        None => format!("SELECT EXISTS (SELECT 1 FROM {table})"),
+        Some(c) => format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} WHERE {} IS NOT NULL)",
+            crate::pgutil::quote(c)
+        ),
+    };
+    spi::execute_built(As::Owner(owner), &sql, &[], |t| {
+        Ok(t.first().get_one::<bool>()?.unwrap_or(false))
+    })
+}
+
+/// Opens the rollback phase `id` for the current (sub)transaction: it approves the
+/// statements listed (the rollback plan's, computed by the server), nothing else.
+/// `dry`: for a dry run, whose work must be rolled back (committing it is refused).
+#[pg_extern(name = "_set_rollback_phase", volatile, parallel_unsafe)]
+fn set_rollback_phase(
+    id: Option<i64>,
+    statements: Option<Vec<Option<String>>>,
+    dry: default!(bool, false),
+) {
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let approval = id.map(|id| RollbackApproval {
+        id,
+        subxact: sub,
+        statements: statements
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .map(|s| normalize(&s))
+            .collect(),
+        dry,
+        used: false,
+    });
+    ROLLBACK.with(|r| *r.borrow_mut() = approval);
+}
+
+/// The rollback phase open in this (sub)transaction, if any (for migsafe._rollback_end()).
+#[pg_extern(name = "_rollback_phase_id", volatile, parallel_unsafe)]
+pub fn rollback_phase_id() -> Option<i64> {
+    ROLLBACK.with(|r| r.borrow().as_ref().map(|a| a.id))
+}
+
+/// A statement as compared with the rollback plan: without surrounding blanks and
+/// the final semicolon.
+fn normalize(s: &str) -> String {
+    s.trim().trim_end_matches(';').trim_end().to_string()
+}
+
+/// The rollback phase that approves this statement (one of its plan's), if any.
+pub fn rollback_approves(text: &str) -> Option<i64> {
+    let t = normalize(text);
+    ROLLBACK.with(|r| {
+        let mut r = r.try_borrow_mut().ok()?;
+        let a = r.as_mut()?;
+        a.statements.contains(&t).then(|| {
+            a.used = true;
+            a.id
+        })
+    })
 }
 
 /// The hook notes which phase approved the statement it is about to run.
@@ -82,14 +204,43 @@ unsafe extern "C-unwind" fn xact_callback(
     _arg: *mut std::ffi::c_void,
 ) {
     use pg_sys::XactEvent::*;
-    if matches!(
-        event,
-        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE
-    ) {
-        ROLLBACK_PHASE.set(None);
-        INTERNAL.set(false);
-        APPROVED.set(0);
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            let dry_used = ROLLBACK
+                .with(|r| {
+                    r.try_borrow()
+                        .ok()
+                        .and_then(|r| r.as_ref().map(|a| a.dry && a.used))
+                })
+                .unwrap_or(false);
+            if dry_used {
+                refuse_dry_run_commit();
+            }
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE => {
+            ROLLBACK.with(|r| {
+                if let Ok(mut r) = r.try_borrow_mut() {
+                    *r = None;
+                }
+            });
+            INTERNAL.set(false);
+            OURS_NEXT.set(false);
+            APPROVED.set(0);
+        }
+        _ => {}
     }
+}
+
+/// A dry run's approvals were used and the transaction is about to commit: what they
+/// approved would stay. Refused (the transaction rolls back).
+#[pg_guard]
+unsafe extern "C-unwind" fn refuse_dry_run_commit() {
+    pgrx::ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
+        "pg_migsafe: the transaction ran statements approved for a dry run of a rollback and cannot commit",
+        "A dry run's approvals hold only for work that is rolled back; run migsafe.rollback(snapshot, dry_run => false)."
+    );
 }
 
 unsafe extern "C-unwind" fn subxact_callback(
@@ -99,28 +250,28 @@ unsafe extern "C-unwind" fn subxact_callback(
     _arg: *mut std::ffi::c_void,
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        if let Some((_, sub)) = ROLLBACK_PHASE.get() {
-            if sub >= my_subid {
-                ROLLBACK_PHASE.set(None);
+        ROLLBACK.with(|r| {
+            if let Ok(mut r) = r.try_borrow_mut() {
+                if r.as_ref().is_some_and(|a| a.subxact >= my_subid) {
+                    *r = None;
+                }
             }
-        }
+        });
+        OURS_NEXT.set(false);
         APPROVED.set(0);
     }
 }
 
-fn call_i64(sql: &str, args: Vec<pgrx::datum::DatumWithOid>) -> Option<i64> {
-    as_superuser(|| Spi::get_one_with_args::<i64>(sql, &args))
-        .unwrap_or_else(|e| pgrx::error!("{e}"))
+fn call_i64(sql: &'static str, args: Vec<pgrx::datum::DatumWithOid>) -> Option<i64> {
+    spi::call::<i64>(As::Superuser, sql, &args)
 }
 
 fn not_recyclable(rel: pg_sys::Oid, cascade: bool) -> Option<String> {
-    as_superuser(|| {
-        Spi::get_one_with_args::<String>(
-            "SELECT migsafe._not_recyclable($1, $2)",
-            &[rel.into(), cascade.into()],
-        )
-    })
-    .unwrap_or_else(|e| pgrx::error!("{e}"))
+    spi::one::<String>(
+        As::Superuser,
+        "SELECT migsafe._not_recyclable($1, $2)",
+        &[rel.into(), cascade.into()],
+    )
 }
 
 unsafe fn name_list_text(names: *mut pg_sys::List) -> String {

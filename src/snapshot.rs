@@ -8,9 +8,10 @@ use crate::engine::schema::diff::{diff as schema_diff, Change};
 use crate::engine::schema::model::Schema;
 use crate::engine::schema::rollback::{rollback_sql as plan, to_script, DataObject, Statement};
 use crate::engine::schema::scope::{merge, restrict, Part, Scope};
-use crate::phase::as_superuser;
+use crate::spi::{self, As};
 use pgrx::prelude::*;
 use pgrx::JsonB;
+use std::collections::BTreeSet;
 
 pgrx::extension_sql_file!(
     "../sql/snapshots.sql",
@@ -26,10 +27,14 @@ pgrx::extension_sql_file!(
         diff,
         rollback_sql,
         rollback_plan,
+        rollback_plan_for,
         diff_docs,
         live_doc,
         split,
-        set_rollback_phase
+        set_rollback_phase,
+        rollback_phase_id,
+        run_as,
+        holds_data
     ]
 );
 
@@ -46,17 +51,55 @@ fn parse(json: &str, what: &str) -> Schema {
     })
 }
 
-/// The live schema, or the part of it a scope names (read as the superuser, so
-/// that every reader sees the same document).
+/// The live schema, or the part of it a scope names. Read as the superuser, so that
+/// every reader sees the same document; what a caller may not read is hidden by
+/// [`for_caller`] before anything is shown.
 pub fn live(scope: Option<&Scope>) -> Schema {
-    let json = as_superuser(|| {
-        let arg: Option<JsonB> =
-            scope.map(|s| JsonB(serde_json::from_str(&s.to_json()).expect("a scope is JSON")));
-        Spi::get_one_with_args::<String>("SELECT migsafe._catalog($1)::text", &[arg.into()])
-    })
-    .unwrap_or_else(|e| bad(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))
+    let arg: Option<JsonB> =
+        scope.map(|s| JsonB(serde_json::from_str(&s.to_json()).expect("a scope is JSON")));
+    let json = spi::one::<String>(
+        As::Superuser,
+        "SELECT migsafe._catalog($1)::text",
+        &[arg.into()],
+    )
     .unwrap_or_default();
     restrict(parse(&json, "the live catalog"), scope)
+}
+
+/// The roles whose privileges the caller holds (names, `""` for PUBLIC), or None
+/// when the caller may read every sequence (a superuser, a member of
+/// pg_read_all_data).
+fn caller_roles() -> Option<BTreeSet<String>> {
+    roles_of(unsafe { pg_sys::GetUserId() })
+}
+
+/// The same for any role.
+fn roles_of(uid: pg_sys::Oid) -> Option<BTreeSet<String>> {
+    if unsafe { pg_sys::superuser_arg(uid) } {
+        return None;
+    }
+    let roles: Vec<String> = spi::one(
+        As::Caller,
+        "SELECT pg_catalog.array_agg(r.rolname::text) FROM pg_catalog.pg_roles r \
+          WHERE pg_catalog.pg_has_role($1, r.oid, 'USAGE')",
+        &[uid.into()],
+    )
+    .unwrap_or_default();
+    if roles.iter().any(|r| r == "pg_read_all_data") {
+        return None;
+    }
+    let mut set: BTreeSet<String> = roles.into_iter().collect();
+    set.insert(String::new());
+    Some(set)
+}
+
+/// A document as the caller may see it: sequence positions the caller could not read
+/// directly are left out.
+pub fn for_caller(mut schema: Schema) -> Schema {
+    if let Some(roles) = caller_roles() {
+        schema.hide_sequence_values(&roles);
+    }
+    schema
 }
 
 /// A stored snapshot: the merged model and the union of its scopes.
@@ -66,38 +109,45 @@ pub struct Loaded {
 }
 
 pub fn load(id: Option<i64>, arg: &str) -> Loaded {
+    let l = load_raw(id, arg);
+    Loaded {
+        schema: for_caller(l.schema),
+        scope: l.scope,
+    }
+}
+
+/// A stored snapshot as stored, for the extension's own use (nothing of it may reach
+/// a caller before [`for_caller`] or [`Schema::hide_sequence_values`]).
+fn load_raw(id: Option<i64>, arg: &str) -> Loaded {
     let Some(id) = id else {
         bad(
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             format!("pg_migsafe: {arg} must not be NULL"),
         )
     };
-    let parts = as_superuser(|| {
-        Spi::connect(|c| {
-            let exists = c
-                .select(
-                    "SELECT 1 FROM migsafe.snapshot WHERE id = $1",
-                    None,
-                    &[id.into()],
-                )?
-                .len();
-            if exists == 0 {
-                return Ok(None);
-            }
-            let mut parts = Vec::new();
-            for row in c.select(
-                "SELECT scope::text, doc::text FROM migsafe.snapshot_part WHERE snapshot_id = $1 ORDER BY part",
-                None,
-                &[id.into()],
-            )? {
-                let scope: Option<String> = row.get(1)?;
-                let doc: Option<String> = row.get(2)?;
-                parts.push((scope, doc.unwrap_or_default()));
-            }
-            Ok::<_, pgrx::spi::Error>(Some(parts))
-        })
-    })
-    .unwrap_or_else(|e| bad(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()));
+    let exists = spi::one::<bool>(
+        As::Superuser,
+        "SELECT EXISTS (SELECT 1 FROM migsafe.snapshot WHERE id OPERATOR(pg_catalog.=) $1)",
+        &[id.into()],
+    )
+    .unwrap_or(false);
+    let parts = exists.then(|| {
+        spi::select(
+            As::Superuser,
+            "SELECT scope::text, doc::text FROM migsafe.snapshot_part \
+              WHERE snapshot_id OPERATOR(pg_catalog.=) $1 ORDER BY part",
+            &[id.into()],
+            |rows| {
+                let mut parts = Vec::new();
+                for row in rows {
+                    let scope: Option<String> = row.get(1)?;
+                    let doc: Option<String> = row.get(2)?;
+                    parts.push((scope, doc.unwrap_or_default()));
+                }
+                Ok(parts)
+            },
+        )
+    });
     let Some(parts) = parts else {
         bad(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
@@ -170,7 +220,7 @@ fn diff(
     let from = load(from_snapshot, "from_snapshot");
     let (before, after) = match to_snapshot {
         None => {
-            let now = live(from.scope.as_ref());
+            let now = for_caller(live(from.scope.as_ref()));
             (from.schema, now)
         }
         Some(_) => {
@@ -277,6 +327,39 @@ fn rollback_plan(
     TableIterator::new(plan_rows(plan(&now, &target.schema)))
 }
 
+/// The rollback plan as `role` may see it (used by migsafe._rollback_approve(), which
+/// runs as the extension's owner on behalf of its session user; not executable by
+/// anyone else).
+#[allow(clippy::type_complexity)]
+#[pg_extern(name = "_rollback_plan_for", volatile, parallel_unsafe)]
+fn rollback_plan_for(
+    snapshot: Option<i64>,
+    role: pg_sys::Oid,
+) -> TableIterator<
+    'static,
+    (
+        name!(step, i32),
+        name!(sql, String),
+        name!(kind, String),
+        name!(identity, String),
+        name!(operation, String),
+        name!(drops_data, bool),
+        name!(drops_table, Option<String>),
+        name!(drops_column, Option<String>),
+        name!(recreates_table, Option<String>),
+        name!(recreates_column, Option<String>),
+        name!(note, Option<String>),
+        name!(executable, bool),
+    ),
+> {
+    let mut target = load_raw(snapshot, "snapshot");
+    if let Some(roles) = roles_of(role) {
+        target.schema.hide_sequence_values(&roles);
+    }
+    let now = live(target.scope.as_ref());
+    TableIterator::new(plan_rows(plan(&now, &target.schema)))
+}
+
 /// The diff between two schema documents (used by migsafe.dry_run()).
 #[allow(clippy::type_complexity)]
 #[pg_extern(name = "_diff_docs", volatile, parallel_unsafe)]
@@ -306,12 +389,29 @@ fn diff_docs(
     TableIterator::new(rows(schema_diff(&doc(before), &doc(after))))
 }
 
-/// The live schema document as text (used by migsafe.dry_run()).
+/// The live schema document as text, as the caller may see it (used by
+/// migsafe.dry_run()).
 #[pg_extern(name = "_live_doc", volatile, parallel_unsafe)]
 fn live_doc() -> String {
-    as_superuser(|| Spi::get_one::<String>("SELECT migsafe._catalog(NULL)::text"))
-        .unwrap_or_else(|e| bad(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()))
-        .unwrap_or_default()
+    let json = spi::one::<String>(As::Superuser, "SELECT migsafe._catalog(NULL)::text", &[])
+        .unwrap_or_default();
+    let Some(roles) = caller_roles() else {
+        return json;
+    };
+    let mut doc: serde_json::Value = serde_json::from_str(&json)
+        .unwrap_or_else(|e| bad(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, e.to_string()));
+    if let Some(seqs) = doc.get_mut("sequences").and_then(|v| v.as_array_mut()) {
+        for s in seqs {
+            let acl: Vec<String> = s
+                .get("acl")
+                .and_then(|a| serde_json::from_value(a.clone()).ok())
+                .unwrap_or_default();
+            if !crate::engine::schema::model::may_read_sequence(&acl, &roles) {
+                s["last_value"] = serde_json::Value::Null;
+            }
+        }
+    }
+    doc.to_string()
 }
 
 /// Why a statement cannot run inside the dry run's transaction (None: it can).

@@ -9,16 +9,11 @@ mod tests {
 
     fn rules_of(sql: &str) -> Vec<String> {
         Spi::connect(|c| {
-            let q = format!("SELECT rule_id FROM migsafe.check({})", literal(sql));
-            c.select(&q, None, &[])
+            c.select("SELECT rule_id FROM migsafe.check($1)", None, &[sql.into()])
                 .unwrap()
                 .map(|r| r.get::<String>(1).unwrap().unwrap())
                 .collect()
         })
-    }
-
-    fn literal(s: &str) -> String {
-        format!("'{}'", s.replace('\'', "''"))
     }
 
     #[pg_test]
@@ -115,5 +110,79 @@ mod tests {
     )]
     fn audit_log_refuses_update() {
         Spi::run("UPDATE migsafe.audit_log SET hash = hash").unwrap();
+    }
+
+    /// The rollback plan's DDL is quoted in Rust: it must be exactly what the server's
+    /// quote_ident() and quote_literal() produce, and a literal must read back as its
+    /// value whatever standard_conforming_strings says.
+    #[pg_test]
+    fn engine_quoting_matches_the_server() {
+        use crate::engine::schema::quote::{quote_ident, quote_literal};
+        let samples = [
+            "plain",
+            "Upper",
+            "with space",
+            "quo\"te",
+            "it's",
+            "back\\slash",
+            "select",
+            "user",
+            "ünïcode",
+            "$dollar",
+            "a'b\\c",
+            "",
+            "1abc",
+            "_x",
+            "x1",
+            "end",
+            "\\'; DROP TABLE t; --",
+        ];
+        for s in samples {
+            let ident: String =
+                Spi::get_one_with_args("SELECT pg_catalog.quote_ident($1)", &[s.into()])
+                    .unwrap()
+                    .unwrap();
+            assert_eq!(quote_ident(s), ident, "quote_ident({s:?})");
+            let lit: String =
+                Spi::get_one_with_args("SELECT pg_catalog.quote_literal($1)", &[s.into()])
+                    .unwrap()
+                    .unwrap();
+            assert_eq!(quote_literal(s), lit, "quote_literal({s:?})");
+            for scs in ["on", "off"] {
+                Spi::run(&format!("SET LOCAL standard_conforming_strings = {scs}")).unwrap();
+                let back: String = Spi::get_one(&format!("SELECT {}::text", quote_literal(s)))
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    back,
+                    s,
+                    "{} with standard_conforming_strings = {scs}",
+                    quote_literal(s)
+                );
+            }
+        }
+    }
+
+    /// Every function of the extension pins its search_path, except those written in
+    /// Rust (which pin it around every query, src/spi.rs), migsafe.dry_run() (the
+    /// user's statements, resolved as a real run would) and migsafe._key() (inlined
+    /// into the catalog reader; every name in it is qualified).
+    #[pg_test]
+    fn every_sql_function_pins_its_search_path() {
+        let unpinned: Vec<String> = Spi::connect(|c| {
+            c.select(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang \
+                  WHERE p.pronamespace = 'migsafe'::regnamespace AND l.lanname <> 'c' \
+                    AND p.proname NOT IN ('dry_run', '_key') \
+                    AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false) \
+                  ORDER BY 1",
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
+        });
+        assert!(unpinned.is_empty(), "{unpinned:?}");
     }
 }

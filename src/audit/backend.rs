@@ -21,6 +21,7 @@ use crate::engine::phase::PhaseKind;
 use crate::engine::policy::Finding;
 use crate::guc;
 use crate::pgutil::{cstr, now_unix_us, qualified, quote, relid_of, relkind_word, role_name};
+use crate::spi::{self, As};
 use pgrx::pg_sys::{self, NodeTag, Oid};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
@@ -350,7 +351,12 @@ fn statement_record(
 }
 
 fn queue_record(dboid: Oid, r: &Record) -> bool {
-    let json = r.to_json();
+    // A record always fits the queue: whatever a session puts into it (a long
+    // migration name, a DROP of thousands of tables), it is shrunk, never refused.
+    let max = queue::header()
+        .map(|h| h.ring_size as usize / 2)
+        .unwrap_or(1 << 20);
+    let json = crate::engine::audit::record_json(r, max);
     match queue::enqueue(dboid, json.as_bytes()) {
         Ok(()) => true,
         Err(why) => {
@@ -761,40 +767,41 @@ unsafe fn owns(relid: Oid) -> bool {
     }
 }
 
+/// The sessions holding a conflicting lock on the table, as the caller sees them in
+/// pg_locks and pg_stat_activity: another user's query text shows only where the
+/// caller could read it there (its own sessions, pg_read_all_stats).
 fn blockers_of(relid: Oid, mode: usize) -> Vec<Blocker> {
-    let sql = format!(
+    spi::select(
+        As::Caller,
         "SELECT l.pid, l.mode, a.state, a.query FROM pg_catalog.pg_locks l \
-           LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
-          WHERE l.locktype = 'relation' AND l.database = {} AND l.relation = {} \
-            AND l.granted AND l.pid <> pg_catalog.pg_backend_pid() ORDER BY l.pid",
-        u32::from(unsafe { pg_sys::MyDatabaseId }),
-        u32::from(relid)
-    );
-    crate::phase::as_superuser(|| {
-        Spi::connect(|c| {
+           LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid \
+          WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.database OPERATOR(pg_catalog.=) $1 \
+            AND l.relation OPERATOR(pg_catalog.=) $2 AND l.granted \
+            AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() ORDER BY l.pid",
+        &[unsafe { pg_sys::MyDatabaseId }.into(), relid.into()],
+        |t| {
             let mut out = Vec::new();
-            if let Ok(t) = c.select(&sql, None, &[]) {
-                for row in t {
-                    let pid = row.get::<i32>(1).ok().flatten().unwrap_or(0);
-                    let m = row.get::<String>(2).ok().flatten().unwrap_or_default();
-                    if !lock_mode(&m).is_some_and(|held| lock_conflicts(mode, held)) {
-                        continue;
-                    }
-                    out.push(Blocker {
-                        pid,
-                        mode: m,
-                        state: row.get::<String>(3).ok().flatten(),
-                        query: row
-                            .get::<String>(4)
-                            .ok()
-                            .flatten()
-                            .map(|q| cut_statement(&q, 1000).0),
-                    });
+            for row in t {
+                let pid = row.get::<i32>(1)?.unwrap_or(0);
+                let m = row.get::<String>(2)?.unwrap_or_default();
+                if !lock_mode(&m).is_some_and(|held| lock_conflicts(mode, held)) {
+                    continue;
                 }
+                // pg_stat_activity's placeholder for a query the caller may not see.
+                let query = row
+                    .get::<String>(4)?
+                    .filter(|q| q != "<insufficient privilege>")
+                    .map(|q| cut_statement(&crate::redact::query_text(&q), 1000).0);
+                out.push(Blocker {
+                    pid,
+                    mode: m,
+                    state: row.get::<String>(3)?,
+                    query,
+                });
             }
-            out
-        })
-    })
+            Ok(out)
+        },
+    )
 }
 
 /// Before DROP DATABASE, CREATE DATABASE … TEMPLATE, ALTER DATABASE … RENAME/SET
@@ -967,6 +974,10 @@ unsafe extern "C-unwind" fn pre_commit() {
     });
 }
 
+/// The hashes this transaction inserted into Drizzle's migrations table. The table is
+/// the user's: it is read as its owner, security-restricted, and only if it is a
+/// plain table whose `hash` column is text (no view, no type with functions of its
+/// own), so that nothing of the user's runs with pg_migsafe's rights.
 unsafe fn drizzle_hashes() -> Vec<String> {
     let Some(t) = guc::DRIZZLE_TABLE.get() else {
         return vec![];
@@ -983,29 +994,41 @@ unsafe fn drizzle_hashes() -> Vec<String> {
         return vec![];
     }
     let relid = pg_sys::get_relname_relid(rel_c.as_ptr(), nsp_oid);
-    if relid == pg_sys::InvalidOid || pg_sys::get_attnum(relid, c"hash".as_ptr()) <= 0 {
+    if relid == pg_sys::InvalidOid || pg_sys::get_rel_relkind(relid) as u8 != b'r' {
         return vec![];
     }
+    let attnum = pg_sys::get_attnum(relid, c"hash".as_ptr());
+    if attnum <= 0 || !matches!(u32::from(pg_sys::get_atttype(relid, attnum)), 25 | 1043) {
+        return vec![];
+    }
+    let Some(owner) = crate::pgutil::rel_owner(relid) else {
+        return vec![];
+    };
     let xid = pg_sys::GetTopTransactionIdIfAny();
     if xid == pg_sys::InvalidTransactionId {
         return vec![];
     }
+    // Identifiers quoted by the server's quote_identifier(); the xid is a parameter.
     let sql = format!(
-        "SELECT hash::text FROM {}.{} WHERE xmin = '{}'::xid ORDER BY 1",
+        "SELECT hash::pg_catalog.text FROM {}.{} \
+          WHERE xmin OPERATOR(pg_catalog.=) $1::pg_catalog.text::pg_catalog.xid ORDER BY 1",
         quote(nsp),
-        quote(rel),
-        u32::from(xid)
+        quote(rel)
     );
-    crate::phase::as_superuser(|| {
-        Spi::connect(|c| {
-            c.select(&sql, None, &[])
-                .map(|t| {
-                    t.filter_map(|r| r.get::<String>(1).ok().flatten())
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-    })
+    spi::execute_built(
+        As::Owner(owner),
+        &sql,
+        &[u32::from(xid).to_string().into()],
+        |t| {
+            let mut out = Vec::new();
+            for r in t {
+                if let Some(h) = r.get::<String>(1)? {
+                    out.push(h);
+                }
+            }
+            Ok(out)
+        },
+    )
 }
 
 /// Commit, prepare or abort: close what is open and end the migration. No catalog

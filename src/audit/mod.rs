@@ -9,8 +9,8 @@ pub mod spool;
 pub mod worker;
 
 use crate::engine::audit::{row_content, ChainVerifier, PhaseEvent, Verdict};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, Spi};
 
 pgrx::extension_sql_file!(
     "../../sql/audit.sql",
@@ -44,17 +44,13 @@ fn verify_log() -> TableIterator<
         name!(reason, String),
     ),
 > {
-    let verdict = Spi::connect(|c| {
-        let mut cursor = c.open_cursor(
-            "SELECT seq, kind, migration, record::text, hash FROM migsafe.audit_log ORDER BY seq",
-            &[],
-        );
-        let mut v = ChainVerifier::new();
-        loop {
-            let t = cursor.fetch(10_000).expect("fetch from migsafe.audit_log");
-            if t.is_empty() {
-                break;
-            }
+    // With the caller's rights (SELECT on the log: migsafe_auditor), names pinned.
+    let mut v = ChainVerifier::new();
+    let broken = crate::spi::scan(
+        crate::spi::As::Caller,
+        "SELECT seq, kind, migration, record::pg_catalog.text, hash FROM migsafe.audit_log ORDER BY seq",
+        10_000,
+        |t| {
             for r in t {
                 let seq = r.get::<i64>(1).ok().flatten().unwrap_or(0);
                 let kind = r.get::<String>(2).ok().flatten().unwrap_or_default();
@@ -63,12 +59,13 @@ fn verify_log() -> TableIterator<
                 let hash = r.get::<String>(5).ok().flatten().unwrap_or_default();
                 let content = row_content(&kind, migration.as_deref(), &rec);
                 if let Some(broken) = v.push(seq, &content, &hash) {
-                    return broken;
+                    return Some(broken);
                 }
             }
-        }
-        v.finish()
-    });
+            None
+        },
+    );
+    let verdict = broken.unwrap_or_else(|| v.finish());
     let row = match verdict {
         Verdict::Ok { rows, last_seq } => (
             true,

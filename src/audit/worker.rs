@@ -11,18 +11,30 @@
 
 use super::{queue, spool};
 use crate::engine::audit::{
-    alert_due, chain_hash, config_changes, event_of, iso_time, log_line, migration_of, row_content,
-    Alert, AlertLevel, ConfigChange, MigrationEnd, MigrationOutcome, Record, GENESIS,
+    alert_due, chain_hash, config_changes, event_of, fitted_event, iso_time, log_line,
+    migration_of, record_json, row_content, Alert, AlertLevel, ConfigChange, MigrationEnd,
+    MigrationOutcome, Record, GENESIS,
 };
 use crate::guc;
 use crate::pgutil::now_unix_us;
+use crate::spi::{self, As};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, Spi};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub const WRITER_FUNCTION: &str = "migsafe_audit_writer";
+
+/// Settings the writer fixes for its session (see `migsafe_audit_writer`).
+const WRITER_SETTINGS: &[(&std::ffi::CStr, &std::ffi::CStr)] = &[
+    (c"search_path", c"pg_catalog, pg_temp"),
+    (c"synchronous_commit", c"on"),
+    (c"statement_timeout", c"0"),
+    (c"idle_in_transaction_session_timeout", c"0"),
+    (c"default_transaction_read_only", c"off"),
+    (c"default_transaction_isolation", c"read committed"),
+];
 
 pub fn register_launcher() {
     BackgroundWorkerBuilder::new("pg_migsafe audit launcher")
@@ -117,12 +129,18 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
 
     let installed = BackgroundWorker::transaction(|| {
-        // What the writer stores is flushed when it commits, whatever the server's default.
-        Spi::run("SET synchronous_commit = on").expect("set synchronous_commit");
-        Spi::get_one::<bool>("SELECT to_regclass('migsafe.audit_log') IS NOT NULL")
-            .ok()
-            .flatten()
-            .unwrap_or(false)
+        // The writer runs as the bootstrap superuser in a database whose owner may have
+        // set anything with ALTER DATABASE … SET: it pins what it relies on. What it
+        // stores is flushed when it commits, whatever the server's default.
+        for (name, value) in WRITER_SETTINGS {
+            spi::set_for_session(name, value);
+        }
+        spi::one::<bool>(
+            As::Caller,
+            "SELECT pg_catalog.to_regclass('migsafe.audit_log') IS NOT NULL",
+            &[],
+        )
+        .unwrap_or(false)
     });
     let mut w = Writer {
         slot,
@@ -213,7 +231,10 @@ impl Writer {
     }
 
     /// Appends records (their JSON text, and the record when it parses) to the chain in
-    /// one transaction, with their NOTIFYs. Returns the events, for the server log.
+    /// one transaction, then sends their NOTIFYs. Returns the events, for the server
+    /// log. A record the table refuses is replaced by an `unstorable` row that keeps
+    /// its kind, size, SHA-256 and beginning (the chain goes on); nothing makes the
+    /// writer stop at one record.
     fn store(&mut self, rows: &[(String, Option<Record>)]) -> Vec<serde_json::Value> {
         let mut kinds = Vec::with_capacity(rows.len());
         let mut migrations: Vec<Option<String>> = Vec::with_capacity(rows.len());
@@ -227,52 +248,95 @@ impl Writer {
             );
             migrations.push(r.as_ref().and_then(migration_of).map(str::to_string));
             if let Some(e) = r.as_ref().and_then(event_of) {
-                events.push(e);
+                events.push(fitted_event(e));
             }
         }
         let texts: Vec<String> = rows.iter().map(|(t, _)| t.clone()).collect();
-        let payloads: Vec<String> = events.iter().map(|e| e.to_string()).collect();
         BackgroundWorker::transaction(|| {
             // One writer per database at a time; this lock makes it so even if two ever
             // raced, and it is what an auditor's LOCK TABLE makes the writer wait for.
-            Spi::run("LOCK TABLE migsafe.audit_log IN SHARE ROW EXCLUSIVE MODE")
-                .expect("lock audit_log");
-            let (mut seq, mut prev) = Spi::get_two::<i64, String>(
+            spi::run(
+                As::Caller,
+                "LOCK TABLE migsafe.audit_log IN SHARE ROW EXCLUSIVE MODE",
+                &[],
+            );
+            let (seq, prev) = spi::select(
+                As::Caller,
                 "SELECT seq, hash FROM migsafe.audit_log ORDER BY seq DESC LIMIT 1",
-            )
-            .ok()
-            .and_then(|(s, h)| Some((s?, h?)))
-            .unwrap_or((0, GENESIS.to_string()));
-            let mut seqs = Vec::with_capacity(texts.len());
-            let mut hashes = Vec::with_capacity(texts.len());
-            for ((t, k), m) in texts.iter().zip(&kinds).zip(&migrations) {
-                seq += 1;
-                let h = chain_hash(&prev, seq, &row_content(k, m.as_deref(), t));
-                seqs.push(seq);
-                hashes.push(h.clone());
-                prev = h;
-            }
-            Spi::run_with_args(
-                "INSERT INTO migsafe.audit_log (seq, kind, migration, record, hash) \
-                 SELECT s, k, m, r::json, h \
-                   FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(s, k, m, r, h)",
-                &[
-                    seqs.into(),
-                    kinds.clone().into(),
-                    migrations.clone().into(),
-                    texts.clone().into(),
-                    hashes.into(),
-                ],
-            )
-            .expect("insert into audit_log");
-            if !payloads.is_empty() {
-                Spi::run_with_args(
-                    "SELECT pg_catalog.pg_notify('migsafe_events', p) FROM unnest($1::text[]) p",
-                    &[payloads.clone().into()],
-                )
-                .expect("notify");
+                &[],
+                |t| {
+                    Ok(match t.into_iter().next() {
+                        Some(r) => (r.get::<i64>(1)?.unwrap_or(0), r.get::<String>(2)?),
+                        None => (0, None),
+                    })
+                },
+            );
+            let prev = prev.unwrap_or_else(|| GENESIS.to_string());
+            let whole = spi::in_subtransaction(|| {
+                let (mut s, mut p) = (seq, prev.clone());
+                let mut seqs = Vec::with_capacity(texts.len());
+                let mut hashes = Vec::with_capacity(texts.len());
+                for ((t, k), m) in texts.iter().zip(&kinds).zip(&migrations) {
+                    s += 1;
+                    let h = chain_hash(&p, s, &row_content(k, m.as_deref(), t));
+                    seqs.push(s);
+                    hashes.push(h.clone());
+                    p = h;
+                }
+                insert_rows(
+                    seqs,
+                    kinds.clone(),
+                    migrations.clone(),
+                    texts.clone(),
+                    hashes,
+                );
+            });
+            if let Err(e) = &whole {
+                log(&format!(
+                    "pg_migsafe_audit_batch_failed records={} error={:?} (storing them one by one)",
+                    texts.len(),
+                    crate::engine::audit::cut_statement(e, 500).0
+                ));
+                // One at a time: the rows that store go in as they are.
+                let (mut s, mut p) = (seq, prev);
+                for ((t, k), m) in texts.iter().zip(&kinds).zip(&migrations) {
+                    pgrx::check_for_interrupts!();
+                    let try_row = |kind: &str, text: &str, prev: &str| {
+                        let h = chain_hash(prev, s + 1, &row_content(kind, m.as_deref(), text));
+                        spi::in_subtransaction(|| {
+                            insert_rows(
+                                vec![s + 1],
+                                vec![kind.to_string()],
+                                vec![m.clone()],
+                                vec![text.to_string()],
+                                vec![h.clone()],
+                            )
+                        })
+                        .map(|_| h)
+                    };
+                    let stored = match try_row(k, t, &p) {
+                        Ok(h) => Some(h),
+                        Err(e) => {
+                            let rep = unstorable(k, m.as_deref(), t, &e);
+                            try_row("unstorable", &rep, &p).ok()
+                        }
+                    };
+                    if let Some(h) = stored {
+                        s += 1;
+                        p = h;
+                    } else {
+                        // The last resort: the server log, with the record itself.
+                        log(&format!(
+                            "pg_migsafe_audit_fallback reason=Unstorable {}",
+                            crate::engine::audit::cut_statement(t, 1 << 20).0
+                        ));
+                    }
+                }
             }
         });
+        if !events.is_empty() {
+            notify(&events);
+        }
         events
     }
 
@@ -283,7 +347,7 @@ impl Writer {
         }
         let rows: Vec<(String, Option<Record>)> = records
             .iter()
-            .map(|r| (r.to_json(), Some(r.clone())))
+            .map(|r| (record_json(r, 1 << 20), Some(r.clone())))
             .collect();
         for e in self.store(&rows) {
             log(&log_line(&e));
@@ -307,14 +371,22 @@ impl Writer {
             // What the log already has of it (its start may have been stored while it
             // ran; its end only if the crash came after the end was written).
             let (have_start, have_end) = BackgroundWorker::transaction(|| {
-                Spi::get_two_with_args::<bool, bool>(
-                    "SELECT bool_or(kind = 'migration_start'), bool_or(kind = 'migration_end') \
-                       FROM migsafe.audit_log WHERE migration = $1",
+                spi::select(
+                    As::Caller,
+                    "SELECT pg_catalog.bool_or(kind OPERATOR(pg_catalog.=) 'migration_start'), \
+                            pg_catalog.bool_or(kind OPERATOR(pg_catalog.=) 'migration_end') \
+                       FROM migsafe.audit_log WHERE migration OPERATOR(pg_catalog.=) $1",
                     &[key.clone().into()],
+                    |t| {
+                        Ok(match t.into_iter().next() {
+                            Some(r) => (
+                                r.get::<bool>(1)?.unwrap_or(false),
+                                r.get::<bool>(2)?.unwrap_or(false),
+                            ),
+                            None => (false, false),
+                        })
+                    },
                 )
-                .ok()
-                .map(|(a, b)| (a.unwrap_or(false), b.unwrap_or(false)))
-                .unwrap_or((false, false))
             });
             let mut recs = Vec::new();
             if !have_start {
@@ -351,25 +423,27 @@ impl Writer {
     /// A config record when the migsafe.* settings differ from the last one recorded.
     fn record_config(&mut self) {
         let (now_settings, last) = BackgroundWorker::transaction(|| {
-            let mut settings = BTreeMap::new();
-            Spi::connect(|c| {
-                if let Ok(t) = c.select(
-                    "SELECT name, setting FROM pg_catalog.pg_settings WHERE name LIKE 'migsafe.%' ORDER BY name",
-                    None,
-                    &[],
-                ) {
+            let settings = spi::select(
+                As::Caller,
+                "SELECT name, setting FROM pg_catalog.pg_settings \
+                  WHERE name OPERATOR(pg_catalog.~~) 'migsafe.%' ORDER BY name",
+                &[],
+                |t| {
+                    let mut settings = BTreeMap::new();
                     for row in t {
-                        if let (Ok(Some(n)), Ok(Some(v))) = (row.get::<String>(1), row.get::<String>(2)) {
+                        if let (Some(n), Some(v)) = (row.get::<String>(1)?, row.get::<String>(2)?) {
                             settings.insert(n, v);
                         }
                     }
-                }
-            });
-            let last = Spi::get_one::<String>(
-                "SELECT record::text FROM migsafe.audit_log WHERE kind = 'config' ORDER BY seq DESC LIMIT 1",
-            )
-            .ok()
-            .flatten();
+                    Ok(settings)
+                },
+            );
+            let last = spi::one::<String>(
+                As::Caller,
+                "SELECT record::pg_catalog.text FROM migsafe.audit_log \
+                  WHERE kind OPERATOR(pg_catalog.=) 'config' ORDER BY seq DESC LIMIT 1",
+                &[],
+            );
             (settings, last)
         });
         let old: Option<BTreeMap<String, String>> = last
@@ -420,12 +494,11 @@ impl Writer {
                 continue;
             };
             let query = BackgroundWorker::transaction(|| {
-                Spi::get_one_with_args::<String>(
-                    "SELECT query FROM pg_catalog.pg_stat_activity WHERE pid = $1",
+                spi::one::<String>(
+                    As::Caller,
+                    "SELECT query FROM pg_catalog.pg_stat_activity WHERE pid OPERATOR(pg_catalog.=) $1",
                     &[r.pid.into()],
                 )
-                .ok()
-                .flatten()
             });
             recs.push(Record::Alert(Alert {
                 migration: r.key.clone(),
@@ -434,7 +507,7 @@ impl Writer {
                 started_at: iso_time(r.started_us),
                 running_us: now - r.started_us,
                 pid: r.pid,
-                query,
+                query: query.map(|q| crate::redact::query_text(&q)),
             }));
             queue::running_mark_alerted(&r, level as u32);
         }
@@ -452,19 +525,22 @@ impl Writer {
             return;
         }
         BackgroundWorker::transaction(|| {
-            let installed = Spi::get_one::<bool>(
-                "SELECT to_regclass('migsafe.recycle') IS NOT NULL AND to_regclass('migsafe.snapshot') IS NOT NULL",
+            let installed = spi::one::<bool>(
+                As::Caller,
+                "SELECT pg_catalog.to_regclass('migsafe.recycle') IS NOT NULL \
+                    AND pg_catalog.to_regclass('migsafe.snapshot') IS NOT NULL",
+                &[],
             )
-            .ok()
-            .flatten()
             .unwrap_or(false);
             if installed {
-                Spi::run(
-                    "SELECT migsafe.purge(); \
-                     DELETE FROM migsafe.snapshot s WHERE s.kind = 'auto' \
-                        AND s.taken_at < clock_timestamp() - current_setting('migsafe.recycle_retention')::interval",
-                )
-                .expect("recycle bin purge");
+                spi::run(As::Caller, "SELECT migsafe.purge()", &[]);
+                spi::run(
+                    As::Caller,
+                    "DELETE FROM migsafe.snapshot s WHERE s.kind OPERATOR(pg_catalog.=) 'auto' \
+                        AND s.taken_at OPERATOR(pg_catalog.<) (pg_catalog.clock_timestamp() \
+                            OPERATOR(pg_catalog.-) pg_catalog.current_setting('migsafe.recycle_retention')::pg_catalog.interval)",
+                    &[],
+                );
             }
         });
     }
@@ -473,16 +549,88 @@ impl Writer {
     /// queues the audit record, which the next batch stores).
     fn expire_phases(&mut self) {
         BackgroundWorker::transaction(|| {
-            Spi::run(
+            spi::run(
+                As::Caller,
                 "INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail) \
-                 SELECT p.id, 'expired', 'pg_migsafe', 'valid until ' || p.valid_until \
+                 SELECT p.id, 'expired', 'pg_migsafe', \
+                        pg_catalog.concat('valid until ', p.valid_until) \
                    FROM migsafe.phase p \
-                  WHERE p.state IN ('active', 'pending') AND p.valid_until <= clock_timestamp() \
+                  WHERE p.state OPERATOR(pg_catalog.=) ANY (ARRAY['active', 'pending']) \
+                    AND p.valid_until OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() \
                     AND NOT EXISTS (SELECT 1 FROM migsafe.phase_event e \
-                                     WHERE e.phase_id = p.id AND e.event = 'expired')",
-            )
-            .expect("phase expiry");
+                                     WHERE e.phase_id OPERATOR(pg_catalog.=) p.id \
+                                       AND e.event OPERATOR(pg_catalog.=) 'expired')",
+                &[],
+            );
         });
+    }
+}
+
+/// Appends rows to the log (the arrays are the columns).
+fn insert_rows(
+    seqs: Vec<i64>,
+    kinds: Vec<String>,
+    migrations: Vec<Option<String>>,
+    texts: Vec<String>,
+    hashes: Vec<String>,
+) {
+    spi::run(
+        As::Caller,
+        "INSERT INTO migsafe.audit_log (seq, kind, migration, record, hash) \
+         SELECT u.s, u.k, u.m, u.r::pg_catalog.json, u.h \
+           FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.text[]), \
+                           pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]), \
+                           pg_catalog.unnest($5::pg_catalog.text[])) AS u(s, k, m, r, h)",
+        &[
+            seqs.into(),
+            kinds.into(),
+            migrations.into(),
+            texts.into(),
+            hashes.into(),
+        ],
+    );
+}
+
+/// The row that stands in for a record the table refused.
+fn unstorable(kind: &str, migration: Option<&str>, text: &str, error: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest: String = Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    serde_json::json!({
+        "kind": "unstorable",
+        "original_kind": kind,
+        "migration": migration,
+        "bytes": text.len(),
+        "sha256": digest,
+        "error": crate::engine::audit::cut_statement(error, 1000).0,
+        "excerpt": crate::engine::audit::cut_statement(text, 2000).0,
+    })
+    .to_string()
+}
+
+/// NOTIFY migsafe_events, in a transaction of its own: a failure (a full notification
+/// queue, say) is logged and never blocks the log itself.
+fn notify(events: &[serde_json::Value]) {
+    let payloads: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    let ok = pgrx::PgTryBuilder::new(|| {
+        BackgroundWorker::transaction(|| {
+            spi::run(
+                As::Caller,
+                "SELECT pg_catalog.pg_notify('migsafe_events', p) FROM pg_catalog.unnest($1::pg_catalog.text[]) AS p",
+                &[payloads.clone().into()],
+            )
+        });
+        true
+    })
+    .catch_others(|_| {
+        unsafe { pg_sys::AbortCurrentTransaction() };
+        false
+    })
+    .execute();
+    if !ok {
+        log("pg_migsafe_audit_notify_failed (the events are in the audit log and on the next lines)");
     }
 }
 

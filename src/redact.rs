@@ -1,0 +1,280 @@
+//! Secrets out of the audit log, the shell: which statements carry credentials (read
+//! from the parse tree), their values, and the text cut into tokens by the server's own
+//! lexer. What is redacted and how the result is checked is `engine::redact`.
+//!
+//! Credentials: `PASSWORD '…'` of CREATE/ALTER ROLE and USER, every option value of
+//! CREATE/ALTER USER MAPPING, secret-looking options (`password`, `…token`, `…key`, …)
+//! of foreign servers, wrappers and tables, secret-looking settings of ALTER SYSTEM
+//! (`primary_conninfo`, `ssl_passphrase_command`, …), and the CONNECTION string of
+//! CREATE/ALTER SUBSCRIPTION.
+
+use crate::engine::redact::{redact, secret_name, withheld, Rule, Tok, Token};
+use crate::pgutil::cstr;
+use pgrx::pg_sys::{self, Node, NodeTag};
+use pgrx::PgList;
+use pgrx::PgTryBuilder;
+use std::ffi::CString;
+
+/// The text of a String node (Value on PG 13-14), None for anything else.
+unsafe fn string_of(n: *mut Node) -> Option<String> {
+    if n.is_null() || (*n).type_ != NodeTag::T_String {
+        return None;
+    }
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    {
+        cstr((*(n as *mut pg_sys::Value)).val.str_)
+    }
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    {
+        cstr((*(n as *mut pg_sys::String)).sval)
+    }
+}
+
+/// The (name, string value) of each DefElem of an option list.
+unsafe fn options(l: *mut pg_sys::List) -> Vec<(String, Option<String>)> {
+    PgList::<Node>::from_pg(l)
+        .iter_ptr()
+        .filter(|n| !n.is_null() && (**n).type_ == NodeTag::T_DefElem)
+        .map(|n| {
+            let d = n as *mut pg_sys::DefElem;
+            (cstr((*d).defname).unwrap_or_default(), string_of((*d).arg))
+        })
+        .collect()
+}
+
+/// Whether a statement carries credentials: the rule that finds them in its text and
+/// their values (to check that none is left).
+unsafe fn secrets(stmt: *mut Node) -> Option<(Rule, Vec<String>)> {
+    if stmt.is_null() {
+        return None;
+    }
+    let named = |opts: Vec<(String, Option<String>)>| -> Option<(Rule, Vec<String>)> {
+        let v: Vec<String> = opts
+            .into_iter()
+            .filter(|(n, _)| secret_name(n))
+            .filter_map(|(_, v)| v)
+            .collect();
+        (!v.is_empty()).then_some((Rule::SecretNames, v))
+    };
+    match (*stmt).type_ {
+        NodeTag::T_CreateRoleStmt | NodeTag::T_AlterRoleStmt => {
+            let l = if (*stmt).type_ == NodeTag::T_CreateRoleStmt {
+                (*(stmt as *mut pg_sys::CreateRoleStmt)).options
+            } else {
+                (*(stmt as *mut pg_sys::AlterRoleStmt)).options
+            };
+            let v: Vec<String> = options(l)
+                .into_iter()
+                .filter(|(n, _)| n == "password")
+                .filter_map(|(_, v)| v)
+                .collect();
+            (!v.is_empty()).then_some((Rule::Password, v))
+        }
+        NodeTag::T_CreateUserMappingStmt | NodeTag::T_AlterUserMappingStmt => {
+            let l = if (*stmt).type_ == NodeTag::T_CreateUserMappingStmt {
+                (*(stmt as *mut pg_sys::CreateUserMappingStmt)).options
+            } else {
+                (*(stmt as *mut pg_sys::AlterUserMappingStmt)).options
+            };
+            let opts = options(l);
+            if opts.iter().all(|(_, v)| v.is_none()) {
+                return None;
+            }
+            // Every value is replaced; the secret-looking ones must not survive.
+            let v: Vec<String> = opts
+                .into_iter()
+                .filter(|(n, _)| secret_name(n))
+                .filter_map(|(_, v)| v)
+                .collect();
+            Some((Rule::AllOptions, v))
+        }
+        NodeTag::T_CreateForeignServerStmt => named(options(
+            (*(stmt as *mut pg_sys::CreateForeignServerStmt)).options,
+        )),
+        NodeTag::T_AlterForeignServerStmt => named(options(
+            (*(stmt as *mut pg_sys::AlterForeignServerStmt)).options,
+        )),
+        NodeTag::T_CreateFdwStmt => named(options((*(stmt as *mut pg_sys::CreateFdwStmt)).options)),
+        NodeTag::T_AlterFdwStmt => named(options((*(stmt as *mut pg_sys::AlterFdwStmt)).options)),
+        NodeTag::T_CreateForeignTableStmt => named(options(
+            (*(stmt as *mut pg_sys::CreateForeignTableStmt)).options,
+        )),
+        NodeTag::T_CreateSubscriptionStmt => {
+            let c = cstr((*(stmt as *mut pg_sys::CreateSubscriptionStmt)).conninfo)?;
+            Some((Rule::Connection, vec![c]))
+        }
+        NodeTag::T_AlterSubscriptionStmt => {
+            let c = cstr((*(stmt as *mut pg_sys::AlterSubscriptionStmt)).conninfo)?;
+            Some((Rule::Connection, vec![c]))
+        }
+        NodeTag::T_AlterSystemStmt => {
+            let v = (*(stmt as *mut pg_sys::AlterSystemStmt)).setstmt;
+            if v.is_null() || !secret_name(&cstr((*v).name).unwrap_or_default()) {
+                return None;
+            }
+            let vals: Vec<String> = PgList::<Node>::from_pg((*v).args)
+                .iter_ptr()
+                .filter(|a| !a.is_null() && (**a).type_ == NodeTag::T_A_Const)
+                .filter_map(|a| {
+                    let c = a as *mut pg_sys::A_Const;
+                    #[cfg(any(feature = "pg13", feature = "pg14"))]
+                    let s = ((*c).val.type_ == NodeTag::T_String)
+                        .then(|| cstr((*c).val.val.str_))
+                        .flatten();
+                    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+                    let s = ((*c).val.sval.type_ == NodeTag::T_String)
+                        .then(|| cstr((*c).val.sval.sval))
+                        .flatten();
+                    s
+                })
+                .collect();
+            (!vals.is_empty()).then_some((Rule::SecretNames, vals))
+        }
+        _ => None,
+    }
+}
+
+/// The tokens of `text` as the server's lexer cuts them (with the session's
+/// standard_conforming_strings and backslash_quote). None if the lexer fails.
+fn tokens(text: &str) -> Option<Vec<Token>> {
+    let c = CString::new(text).ok()?;
+    let raw: Option<Vec<usize>> = PgTryBuilder::new(|| unsafe {
+        let mut extra: pg_sys::core_yy_extra_type = Default::default();
+        let scanner = pg_sys::scanner_init(
+            c.as_ptr(),
+            &mut extra,
+            &pg_sys::ScanKeywords,
+            std::ptr::addr_of!(pg_sys::ScanKeywordTokens) as *const u16,
+        );
+        let mut starts = Vec::new();
+        loop {
+            let mut lval: pg_sys::core_YYSTYPE = Default::default();
+            let mut loc: std::ffi::c_int = 0;
+            let tok = pg_sys::core_yylex(&mut lval, &mut loc, scanner);
+            if tok == 0 {
+                break;
+            }
+            starts.push(loc.max(0) as usize);
+        }
+        pg_sys::scanner_finish(scanner);
+        Some(starts)
+    })
+    .catch_others(|_| None)
+    .execute();
+    let starts = raw?;
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(starts.len());
+    for (k, &s) in starts.iter().enumerate() {
+        let next = starts.get(k + 1).copied().unwrap_or(text.len());
+        if s > next || next > text.len() {
+            return None;
+        }
+        let end = s + text.get(s..next)?.trim_end().len();
+        let kind = classify(&b[s..end], text.get(s..end)?);
+        out.push(Token {
+            start: s,
+            end,
+            kind,
+        });
+    }
+    Some(out)
+}
+
+/// What a token is, from how it starts.
+fn classify(b: &[u8], t: &str) -> Tok {
+    let lower: Vec<u8> = b.iter().take(3).map(|c| c.to_ascii_lowercase()).collect();
+    let is_str = match lower.as_slice() {
+        [b'\'', ..] => true,
+        [b'e' | b'n' | b'b' | b'x', b'\'', ..] => true,
+        [b'u', b'&', b'\''] => true,
+        [b'$', c, ..] => !c.is_ascii_digit(),
+        _ => false,
+    };
+    if is_str {
+        return Tok::Str;
+    }
+    match b.first() {
+        Some(b'"') => {
+            let inner = t
+                .strip_prefix('"')
+                .and_then(|r| r.rsplit_once('"').map(|x| x.0))
+                .unwrap_or("");
+            Tok::Word(inner.replace("\"\"", "\""))
+        }
+        Some(c) if c.is_ascii_alphabetic() || *c == b'_' || *c >= 0x80 => {
+            let w: String = t
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+                .collect();
+            Tok::Word(w.to_ascii_lowercase())
+        }
+        _ => Tok::Other(t.to_string()),
+    }
+}
+
+/// The text to record for a statement: `text` unless the statement carries
+/// credentials, then with them replaced (or withheld entirely when they cannot be
+/// located exactly).
+///
+/// # Safety
+/// `stmt` is the statement's parse tree (raw or utility node); inside a transaction.
+pub unsafe fn statement(stmt: *mut Node, text: &str) -> String {
+    let Some((rule, values)) = secrets(stmt) else {
+        return text.to_string();
+    };
+    if let Some(r) = tokens(text).and_then(|t| redact(text, &t, rule, &values)) {
+        return r;
+    }
+    let tag = cstr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(stmt))).unwrap_or_default();
+    withheld(&tag)
+}
+
+/// A query text seen elsewhere (pg_stat_activity): parsed, and its statements that
+/// carry credentials redacted. Text that does not parse (cut short by
+/// track_activity_query_size, say) is kept only if no credential keyword appears in it.
+pub fn query_text(q: &str) -> String {
+    let parsed = PgTryBuilder::new(|| unsafe {
+        let c = CString::new(q).ok()?;
+        #[cfg(feature = "pg13")]
+        let l = pg_sys::raw_parser(c.as_ptr());
+        #[cfg(not(feature = "pg13"))]
+        let l = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        Some(l)
+    })
+    .catch_others(|_| None)
+    .execute();
+    let Some(list) = parsed else {
+        let lower = q.to_ascii_lowercase();
+        let doubtful = [
+            "password",
+            "passphrase",
+            "secret",
+            "connection",
+            "conninfo",
+            "mapping",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
+        return if doubtful {
+            "<query text not recorded: it could not be checked for credentials>".into()
+        } else {
+            q.to_string()
+        };
+    };
+    let stmts = unsafe { PgList::<pg_sys::RawStmt>::from_pg(list) };
+    if !stmts
+        .iter_ptr()
+        .any(|r| unsafe { secrets((*r).stmt).is_some() })
+    {
+        return q.to_string();
+    }
+    let mut out = Vec::new();
+    for r in stmts.iter_ptr() {
+        unsafe {
+            let slice =
+                crate::pgutil::statement_slice(q.as_bytes(), (*r).stmt_location, (*r).stmt_len);
+            out.push(statement((*r).stmt, &slice));
+        }
+    }
+    out.join(";")
+}
