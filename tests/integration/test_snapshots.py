@@ -188,7 +188,7 @@ GENERATED = [
     ("drop column", "ALTER TABLE orders DROP COLUMN note", ["public.orders.note"]),
     ("drop index", "DROP INDEX orders_user_idx", ["public.orders_user_idx"]),
     ("drop view", "DROP VIEW big_orders", ["public.big_orders"]),
-    ("drop table cascade", "DROP TABLE orders CASCADE", ["public.orders"]),
+    ("drop table cascade", "DROP TABLE orders CASCADE", ["public.orders", "view public.big_orders"]),
     ("drop function", "DROP FUNCTION add_tax(numeric)", ["function public.add_tax(numeric)"]),
     ("narrow type", "ALTER TABLE users ALTER COLUMN name TYPE varchar(10)", ["public.users.name"]),
 ]
@@ -221,11 +221,15 @@ def test_round_trip(cluster, base, name, migration, objects):
         assert again == [("check", "ok")]
 
 
+# A phase approves a CASCADE only with everything it reaches.
+USERS_CASCADE = ["public.users", "constraint orders_user_id_fkey on public.orders"]
+
+
 def test_dropped_table_comes_back_with_data_and_dependents(cluster, base):
     with cluster.connect(base) as c:
         sid = one(c, "SELECT migsafe.snapshot()")
         totals = c.execute("SELECT id, total, note FROM orders ORDER BY id").fetchall()
-        contract(c, "drop orders", ["public.orders"])
+        contract(c, "drop orders", ["public.orders", "view public.big_orders"])
         r = run(c, "DROP TABLE orders CASCADE")
         assert r.ok, r
         assert any("moved to the recycle bin" in n.message_primary for n in r.notices), r
@@ -246,7 +250,7 @@ def test_dropped_table_comes_back_with_data_and_dependents(cluster, base):
 
 def test_undrop_restores_name_data_and_dependents(cluster, base):
     with cluster.connect(base) as c:
-        contract(c, "drop users", ["public.users"])
+        contract(c, "drop users", USERS_CASCADE)
         c.execute("DROP TABLE users CASCADE")
         rid = one(c, "SELECT max(id) FROM migsafe.recycle")
         deps = one(c, "SELECT dependents FROM migsafe.recycle WHERE id = %s", (rid,))
@@ -328,7 +332,7 @@ def test_recycle_max_bytes_and_keep_data(cluster, base):
 
 def test_purge(cluster, base):
     with cluster.connect(base) as c:
-        contract(c, "drop users", ["public.users"])
+        contract(c, "drop users", USERS_CASCADE)
         c.execute("DROP TABLE users CASCADE")
         assert one(c, "SELECT migsafe.purge()") == 0          # younger than the retention
         assert one(c, "SELECT migsafe.purge('0')") == 1
@@ -342,7 +346,7 @@ def test_worker_purges_after_the_retention(cluster, base):
     cluster.configure(migsafe__recycle_retention="'1s'")
     try:
         with cluster.connect(base) as c:
-            contract(c, "drop users", ["public.users"])
+            contract(c, "drop users", USERS_CASCADE)
             c.execute("DROP TABLE users CASCADE")
             deadline = time.time() + 90
             while time.time() < deadline and one(c, "SELECT state FROM migsafe.recycle_bin") != "purged":
@@ -406,7 +410,7 @@ def test_rollback_after_further_migrations_and_is_recorded(cluster, base):
 def test_failed_rollback_changes_nothing(cluster, base):
     with cluster.connect(base) as c:
         sid = one(c, "SELECT migsafe.snapshot()")
-        contract(c, "drop users", ["public.users"])
+        contract(c, "drop users", USERS_CASCADE)
         c.execute("DROP TABLE users CASCADE")
         c.execute("SELECT migsafe.purge('0')")             # no copy left: comes back empty
         c.execute("CREATE TABLE blocker (id int)")
