@@ -613,7 +613,10 @@ fn unstorable(kind: &str, migration: Option<&str>, text: &str, error: &str) -> S
 /// NOTIFY migsafe_events, in a transaction of its own: a failure (a full notification
 /// queue, say) is logged and never blocks the log itself.
 fn notify(events: &[serde_json::Value]) {
-    let payloads: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    let payloads: Vec<String> = events
+        .iter()
+        .map(|e| crate::engine::audit::notify_payload(e).to_string())
+        .collect();
     let ok = pgrx::PgTryBuilder::new(|| {
         BackgroundWorker::transaction(|| {
             spi::run(

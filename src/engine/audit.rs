@@ -564,6 +564,23 @@ pub fn fit_json(v: &mut serde_json::Value, max_bytes: usize) -> bool {
     changed
 }
 
+/// The keys of an event that tell what a statement or query said: kept in the server
+/// log line, left out of the NOTIFY payload, which any role connected to the database
+/// may LISTEN to (the details are in the audit log, for its readers).
+pub const PRIVATE_EVENT_KEYS: &[&str] = &["statement", "error", "query", "objects", "detail"];
+
+/// The NOTIFY payload of an event: without [`PRIVATE_EVENT_KEYS`], shrunk to
+/// [`EVENT_MAX_BYTES`].
+pub fn notify_payload(e: &serde_json::Value) -> serde_json::Value {
+    let mut p = e.clone();
+    if let Some(o) = p.as_object_mut() {
+        for k in PRIVATE_EVENT_KEYS {
+            o.remove(*k);
+        }
+    }
+    fitted_event(p)
+}
+
 /// An event as it goes out (NOTIFY payload, log line): shrunk to [`EVENT_MAX_BYTES`].
 pub fn fitted_event(mut e: serde_json::Value) -> serde_json::Value {
     if fit_json(&mut e, EVENT_MAX_BYTES) {
@@ -1052,5 +1069,16 @@ mod tests {
         assert!(j.contains("\"truncated\":true"));
         let fits = record_json(&r, 10_000_000);
         assert_eq!(fits, r.to_json());
+    }
+
+    #[test]
+    fn notify_payloads_carry_no_statement_text() {
+        let e = serde_json::json!({"event": "refused", "rules": ["drop-table"], "statement": "DROP TABLE secret_plans",
+                                   "objects": ["table public.secret_plans"], "error": "x", "user": "deploy"});
+        let p = notify_payload(&e);
+        assert_eq!(
+            p,
+            serde_json::json!({"event": "refused", "rules": ["drop-table"], "user": "deploy"})
+        );
     }
 }

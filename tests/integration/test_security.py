@@ -1,0 +1,1251 @@
+"""Adversarial tests: attacks on pg_migsafe itself, each run as the least privileged role
+that could try it (a LOGIN-only role, a database owner, an approver, an auditor, a
+CREATEROLE holder), each asserting the outcome that matters rather than a message:
+
+- the attacker is still not a superuser, and code the attacker planted (an "evil"
+  function that records who runs it and tries ALTER ROLE … SUPERUSER) never ran with
+  superuser rights — whether through SQL text built by hand, through the caller's
+  search_path / temp tables / operators / types under raised privileges, or through
+  user code (triggers, checks, index expressions, defaults, views) that an extension
+  function fires;
+- the server did not crash and bounded work stays cancellable;
+- no record is missing from the audit log, none can be forged, and secrets never reach
+  it (nor the server log lines and NOTIFY payloads it sends);
+- approvals approve exactly what they list, and four eyes means two people;
+- nothing is read through pg_migsafe that the caller could not read directly.
+
+Classes (see the issue): 1 hand-built SQL, 2 search_path and shadowing under raised
+privileges, 3 user code run as the extension owner, 4 least privilege, 5 bounded and
+cancellable work, 6 the audit log cannot be silenced or forged, 7 approvals mean what
+they say.
+"""
+import contextlib
+import json
+import threading
+import time
+
+import pytest
+
+from attack_helpers import Lab, attempt, log_since, log_size, no_crash, uniq, wait_for
+from conftest import REFUSED, get_cluster, run
+
+DENIED = "42501"
+
+
+@pytest.fixture
+def lab(cluster):
+    return Lab(cluster)
+
+
+@pytest.fixture
+def owner_lab(cluster):
+    """The attacker owns the database (LOGIN only, no other right)."""
+    return Lab(cluster, prefix="dbowner", owner="attacker")
+
+
+@pytest.fixture(scope="module")
+def crash_cluster():
+    """A cluster of its own for the attacks that crashed backends, so that a crash
+    restart cannot disturb the audit-log tests on the shared one."""
+    return get_cluster("security")
+
+
+@contextlib.contextmanager
+def settings(cluster, **kv):
+    """Sets migsafe.* settings by reload for the block; restores the previous values."""
+    before = {k: cluster.settings.get(k.replace("__", ".")) for k in kv}
+    cluster.configure(**kv)
+    try:
+        yield
+    finally:
+        cluster.configure(**before)
+
+
+def begin(conn, *args, **kw):
+    """migsafe.begin_phase(...) as a Result (the phase id in .value when it worked)."""
+    params = ", ".join(["%s"] * len(args) + [f"{k} => %s" for k in kw])
+    return attempt(conn, f"SELECT migsafe.begin_phase({params})", (*args, *kw.values()))
+
+
+def relation_exists(lab, name):
+    with lab.su() as c:
+        return c.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+
+
+def phases_requested_by(lab, role):
+    with lab.su() as c:
+        return c.execute("SELECT id, kind, state FROM migsafe.phases WHERE requested_by = %s", (role,)).fetchall()
+
+
+# ======================================================================================
+# 1. SQL text built by hand
+# ======================================================================================
+
+@pytest.mark.parametrize("kind", ["extension", "database"])
+def test_begin_phase_object_entry_cannot_leave_its_literal(lab, kind):
+    """With standard_conforming_strings off, a backslash-quote in an objects entry must
+    not close the literal of the existence check (which runs as the extension owner)."""
+    entry = f"{kind} x\\' OR m.evil($q$begin_phase {kind}$q$)) --"
+    with lab.conn(scs_off=True) as c:
+        r = begin(c, "contract", "inject", objects=[entry], skip_expand=True)
+    lab.assert_contained()
+    assert not r.ok and r.sqlstate in (DENIED, "22023", "42704"), r
+    assert phases_requested_by(lab, lab.attacker) == []
+
+
+def test_statement_text_recorded_by_a_phase_cannot_leave_its_literal(lab):
+    """An approved statement's own text is recorded in migsafe.phase_use as the
+    superuser; a backslash-quote in a comment must not turn it into SQL."""
+    anna = lab.role("anna", approver=True)
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.old (id int); INSERT INTO m.old VALUES (1)")
+    with lab.conn(anna) as c:
+        assert begin(c, "contract", "drop-old", objects=["m.old"], for_role=lab.attacker, skip_expand=True).ok
+    stmt = "DROP TABLE m.old -- \\'), m.evil($q$record_use$q$) --"
+    with lab.conn(scs_off=True) as c:
+        r = run(c, stmt)
+    lab.assert_contained()
+    assert r.ok, r
+    with lab.su() as c:
+        used = [s for (s,) in c.execute("SELECT statement FROM migsafe.phase_use u JOIN migsafe.phase p "
+                                        "ON p.id = u.phase_id WHERE p.for_role = %s", (lab.attacker,))]
+    assert used == [stmt]
+
+
+def test_constraint_name_cannot_leave_its_literal_to_dodge_approval(lab):
+    """The hook asks whether a dropped constraint is new in this transaction (then no
+    approval is needed). A constraint name that closes the literal must not make an old
+    constraint look new — nor run anything."""
+    bypass = "c\\' OR conname = $q$fresh$q$ --"
+    probe = "k\\' OR m.evil($q$constraint lookup$q$) --"
+    with lab.conn() as c:
+        c.execute(f'CREATE TABLE m.t (id int); ALTER TABLE m.t ADD CONSTRAINT "{bypass}" CHECK (id > 0);'
+                  f'ALTER TABLE m.t ADD CONSTRAINT "{probe}" CHECK (id < 100)')
+    with lab.conn(scs_off=True, autocommit=False) as c:
+        assert run(c, "ALTER TABLE m.t ADD CONSTRAINT fresh CHECK (id IS NOT NULL)").ok
+        r1 = run(c, f'ALTER TABLE m.t DROP CONSTRAINT "{bypass}"')
+        c.rollback()
+        assert run(c, "ALTER TABLE m.t ADD CONSTRAINT fresh CHECK (id IS NOT NULL)").ok
+        r2 = run(c, f'ALTER TABLE m.t DROP CONSTRAINT "{probe}"')
+        c.rollback()
+    assert r1.sqlstate == REFUSED, f"an old constraint was dropped without approval: {r1}"
+    assert r2.sqlstate == REFUSED, r2
+    assert [e for e in lab.evidence() if "constraint lookup" in e["tag"]] == [], "the name was run as SQL"
+    with lab.su() as c:
+        assert c.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'm.t'::regclass "
+                         "AND conname IN (%s, %s)", (bypass, probe)).fetchone()[0] == 2
+
+
+def test_superuser_dropping_a_hostile_constraint_runs_no_attacker_code(owner_lab):
+    """A database owner turns standard_conforming_strings off for the database and names
+    a constraint so that it leaves the literal of the hook's constraint lookup; a
+    superuser who then drops the constraint must not run the owner's code."""
+    lab = owner_lab
+    name = "k\\' OR m.evil($q$constraint lookup as dba$q$) IS NULL --"
+    with lab.conn() as c:
+        c.execute(f'CREATE TABLE m.t (id int); ALTER TABLE m.t ADD CONSTRAINT "{name}" CHECK (id > 0);'
+                  f"ALTER DATABASE {lab.db} SET standard_conforming_strings = off")
+    with lab.conn("postgres") as dba:
+        assert dba.execute("SHOW standard_conforming_strings").fetchone()[0] == "off"
+        r = run(dba, f'ALTER TABLE m.t DROP CONSTRAINT "{name}"')
+    assert r.ok or r.sqlstate == REFUSED, r
+    lab.assert_contained()
+
+
+HOSTILE = ["a)=(lo_import('/etc/passwd')>0)--", "q'uo\"te\\back", "x'); SELECT m.evil('n') --"]
+
+
+def test_hostile_names_through_recycle_bin_undrop_and_rollback(lab):
+    """Tables and columns named to break hand-built SQL go through DROP COLUMN,
+    TRUNCATE and DROP TABLE into the recycle bin, back out with undrop(), and through a
+    rollback dry run; nothing of the names is ever run."""
+    anna = lab.role("anna", approver=True)
+    t1, t2, t3 = HOSTILE
+    col = "c'ol\\"
+    with lab.conn() as c:
+        for t in HOSTILE:
+            ident = '"' + t.replace('"', '""') + '"'
+            c.execute(f'CREATE TABLE m.{ident} (id int PRIMARY KEY, "{col}" text, v int)')
+            c.execute(f"INSERT INTO m.{ident} SELECT g, 'x' || g, g FROM generate_series(1, 3) g")
+    with lab.su() as c:
+        lo_before = c.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
+        snap = c.execute("SELECT migsafe.snapshot('hostile')").fetchone()[0]
+    with lab.conn(anna) as c:
+        assert begin(c, "contract", "hostile", objects=["m.*"], for_role=lab.attacker, skip_expand=True,
+                     valid_for="1 hour").ok
+    q = lambda t: 'm."' + t.replace('"', '""') + '"'
+    with lab.conn(autocommit=False, scs_off=True) as c:
+        results = [run(c, f'ALTER TABLE {q(t1)} DROP COLUMN "{col}"'),
+                   run(c, f"TRUNCATE {q(t2)}"),
+                   run(c, f"DROP TABLE {q(t3)}")]
+        c.commit()
+    assert all(r.ok for r in results), results
+    with lab.conn(anna, scs_off=True) as c:
+        ids = [i for (i,) in c.execute("SELECT id FROM migsafe.recycle_bin ORDER BY id")]
+        assert len(ids) == 3, ids
+        undone = [attempt(c, "SELECT migsafe.undrop(%s)", (i,)) for i in ids[:2]]
+    # The dropped table stays in the bin: the rollback (a dry run, by a superuser
+    # reviewing it) restores it from there; its script is generated too.
+    with lab.conn("postgres", scs_off=True) as c:
+        dry = attempt(c, "SELECT step, action, status, detail FROM migsafe.rollback(%s)", (snap,))
+        script = attempt(c, "SELECT migsafe.rollback_sql(%s)", (snap,))
+    for r in undone + [dry, script]:
+        assert r.ok or r.sqlstate not in ("42601", "42883", "42P01", "XX000"), r
+    assert all(r.ok for r in undone), undone
+    assert dry.ok and any(a == "restore" for (_, a, _, _) in dry.rows), dry.rows
+    lab.assert_contained()
+    assert [e for e in lab.evidence() if e["tag"] == "n"] == []
+    with lab.su() as c:
+        assert c.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0] == lo_before
+
+
+# ======================================================================================
+# 2. The caller's search_path, temp tables, operators and types under raised privileges
+# ======================================================================================
+
+def test_temp_pg_roles_does_not_make_the_caller_an_approver(lab):
+    """A temp table named pg_roles is searched first by functions whose search_path
+    lacks an explicit pg_temp; it must not make a LOGIN-only role an approver: no
+    contract phase (for itself or another role), no ending another's phase, no backup
+    record that would satisfy migsafe.require_backup_within for everybody."""
+    anna = lab.role("anna", approver=True)
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.precious (id int); INSERT INTO m.precious VALUES (1)")
+    with lab.conn(anna) as c:
+        others = begin(c, "contract", "annas", objects=["m.precious"], for_role="app_owner", skip_expand=True).value
+    with lab.conn() as c:
+        c.execute(f"CREATE TEMP TABLE pg_roles AS SELECT '{lab.attacker}'::name AS rolname, true AS rolsuper, "
+                  "true AS rolcreaterole, 0::oid AS oid")
+        r = begin(c, "contract", "fake", objects=["m.precious"], skip_expand=True)
+        r2 = begin(c, "contract", "fake", objects=["m.precious"], for_role="app_owner", skip_expand=True)
+        d = run(c, "DROP TABLE m.precious")
+        e = attempt(c, "SELECT migsafe.end_phase(%s)", (others,))
+        b = attempt(c, "SELECT migsafe.record_backup('fake', 'nowhere')")
+    lab.assert_contained()
+    assert r.sqlstate == DENIED and r2.sqlstate == DENIED, (r, r2)
+    assert d.sqlstate == REFUSED, d
+    assert phases_requested_by(lab, lab.attacker) == []
+    assert relation_exists(lab, "m.precious")
+    with lab.su() as c:
+        assert c.execute("SELECT state FROM migsafe.phases WHERE id = %s", (others,)).fetchone()[0] == "active", e
+        assert c.execute("SELECT count(*) FROM migsafe.backup").fetchone()[0] == 0, b
+    assert e.sqlstate == DENIED and b.sqlstate == DENIED, (e, b)
+
+
+def test_temp_pg_stat_archiver_does_not_fake_a_backup(lab):
+    """migsafe.require_backup_within: a temp table named pg_stat_archiver claiming WAL
+    was archived a second ago is not a backup."""
+    anna = lab.role("anna", approver=True)
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.t (id int)")
+    with settings(lab.cluster, migsafe__require_backup_within="'6h'"):
+        with lab.conn(anna) as c:
+            c.execute("CREATE TEMP TABLE pg_stat_archiver AS SELECT now() AS last_archived_time, "
+                      "0::bigint AS archived_count, now() AS stats_reset")
+            r = begin(c, "contract", "no-backup", objects=["m.t"], skip_expand=True)
+    assert not r.ok and r.sqlstate == "55000", r
+    assert phases_requested_by(lab, anna) == []
+
+
+def test_temp_pg_stat_activity_changes_nothing(lab):
+    """A temp pg_stat_activity neither moves the session a phase is tied to nor changes
+    what others see of it (a regression test: the lookups are pinned today)."""
+    anna = lab.role("anna", approver=True)
+    with lab.su() as c:
+        c.execute(f'CREATE TABLE m.t (id int); ALTER TABLE m.t OWNER TO "{anna}"; INSERT INTO m.t VALUES (1)')
+    with lab.conn(anna) as c:
+        c.execute("CREATE TEMP TABLE pg_stat_activity AS SELECT pg_backend_pid() AS pid, "
+                  "'2000-01-01'::timestamptz AS backend_start, 'x'::text AS query, 'x'::text AS state")
+        pid = begin(c, "contract", "shadow", objects=["m.t"], skip_expand=True).value
+        assert pid
+        with lab.su() as other:
+            row = other.execute("SELECT p.session_start = a.backend_start, s.state FROM migsafe.phase p "
+                                "JOIN pg_stat_activity a ON a.pid = p.session_pid "
+                                "JOIN migsafe.phases s ON s.id = p.id WHERE p.id = %s", (pid,)).fetchone()
+        assert row == (True, "active"), row
+        assert run(c, "DROP TABLE m.t").ok
+
+
+def plant_operator(conn, schema, left, right, tag, once=True):
+    """CREATE OPERATOR schema.= (left, right) whose function runs schema.evil(tag) (once
+    per session when `once`, so that a per-row use stays cheap) and then compares as the
+    catalog operator would."""
+    fn = f"{schema}.op_{left}_{right}".replace(" ", "_")
+    guard = (f"IF pg_catalog.current_setting('evil.fired_{left}_{right}', true) IS NULL THEN "
+             f"PERFORM pg_catalog.set_config('evil.fired_{left}_{right}', 'y', false); "
+             f"PERFORM {schema}.evil('{tag}'); END IF;") if once else f"PERFORM {schema}.evil('{tag}');"
+    conn.execute(f"""
+        CREATE FUNCTION {fn}(a {left}, b {right}) RETURNS boolean
+        LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+        BEGIN {guard} RETURN a OPERATOR(pg_catalog.=) b::{left}; END $f$;
+        GRANT EXECUTE ON FUNCTION {fn}({left}, {right}) TO PUBLIC;
+        CREATE OPERATOR {schema}.= (LEFTARG = {left}, RIGHTARG = {right}, FUNCTION = {fn});""")
+
+
+def test_operator_on_callers_search_path_not_used_by_the_lock_blockers_query(lab):
+    """The hook names the sessions blocking a heavy lock with a query it runs as the
+    superuser; an operator =(oid, integer) first on the caller's search_path must not
+    be picked up by it."""
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.busy (id int)")
+        plant_operator(c, "m", "oid", "integer", "blockers query")
+    holder = lab.conn()
+    holder.execute("BEGIN")
+    holder.execute("SELECT count(*) FROM m.busy")
+    release = threading.Timer(1.0, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        with lab.conn(search_path="m,pg_catalog") as c:
+            c.execute("SET lock_timeout = '10s'")
+            r = run(c, "ALTER TABLE m.busy ADD COLUMN x int")
+    finally:
+        release.join()
+        holder.close()
+    lab.assert_contained()
+    assert r.ok, r
+
+
+def test_lock_timeout_detail_shows_only_queries_the_caller_may_see(lab):
+    """A lock-timeout DETAIL names the blocking sessions; another role's query text is
+    shown only if the caller could read it in pg_stat_activity."""
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.busy (id int)")
+    holder = lab.cluster.connect(lab.db)
+    holder.execute("BEGIN")
+    holder.execute("SELECT 'TOP-SECRET-QUERY-TEXT', count(*) FROM m.busy")
+    try:
+        with lab.conn() as c:
+            visible = c.execute("SELECT query FROM pg_stat_activity WHERE pid = %s",
+                                (holder.info.backend_pid,)).fetchone()[0]
+            c.execute("SET lock_timeout = '300ms'")
+            r = run(c, "ALTER TABLE m.busy ADD COLUMN x int")
+    finally:
+        holder.close()
+    assert "TOP-SECRET" not in (visible or "")   # PostgreSQL hides it from this role
+    assert r.sqlstate == "55P03", r
+    shown = " ".join(filter(None, [r.error.diag.message_primary, r.error.diag.message_detail,
+                                   r.error.diag.message_hint]))
+    assert "TOP-SECRET-QUERY-TEXT" not in shown, shown
+
+
+def test_superusers_hook_queries_ignore_a_database_owners_search_path(owner_lab):
+    """A database owner sets the database's search_path to a schema of theirs holding
+    operators =(oid, integer) and =(integer, integer); the queries the hook runs for a
+    superuser's DDL (constraint lookup, CASCADE dependents) must not use them."""
+    lab = owner_lab
+    with lab.conn() as c:
+        plant_operator(c, "m", "oid", "integer", "hook query (oid = int)")
+        plant_operator(c, "m", "integer", "integer", "hook query (int = int)")
+        c.execute("CREATE TABLE m.t (id int CONSTRAINT t_pos CHECK (id > 0)); INSERT INTO m.t VALUES (1);"
+                  "CREATE VIEW m.v AS SELECT id FROM m.t;"
+                  f"ALTER DATABASE {lab.db} SET search_path = m, pg_catalog")
+    with lab.conn("postgres") as dba:
+        assert dba.execute("SHOW search_path").fetchone()[0] == "m, pg_catalog"
+        results = [run(dba, "ALTER TABLE m.t DROP CONSTRAINT t_pos"),
+                   run(dba, "DROP TABLE m.t CASCADE"),
+                   run(dba, "ALTER TABLE m.t RENAME CONSTRAINT t_pos TO t_positive")]
+    for r in results:
+        assert r.ok or r.sqlstate == REFUSED, r
+    lab.assert_contained(lambda e: e["bt"] in (None, "client backend"))
+
+
+def test_database_search_path_not_used_by_the_audit_writer(owner_lab):
+    """The audit writer runs as the bootstrap superuser in each database, with the
+    database's settings: a database owner's search_path with overloads of ||(text,
+    timestamptz) (phase expiry), unnest(bigint[]) (storing records) and clock_timestamp()
+    must not run in it. The log keeps working: DDL and the phase's expiry are recorded."""
+    lab = owner_lab
+    with lab.conn() as c:
+        c.execute("""
+            CREATE FUNCTION m.cat(a text, b timestamptz) RETURNS text
+            LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+            BEGIN PERFORM m.evil('writer ||(text, timestamptz)'); RETURN a || b::text; END $f$;
+            CREATE OPERATOR m.|| (LEFTARG = text, RIGHTARG = timestamptz, FUNCTION = m.cat);
+            CREATE FUNCTION m.unnest(a bigint[]) RETURNS SETOF bigint
+            LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+            BEGIN PERFORM m.evil('writer unnest(bigint[])'); RETURN QUERY SELECT x FROM pg_catalog.unnest(a) x; END $f$;
+            CREATE FUNCTION m.clock_timestamp() RETURNS timestamptz
+            LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
+            BEGIN PERFORM m.evil('writer clock_timestamp()'); RETURN pg_catalog.clock_timestamp(); END $f$;
+            GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA m TO PUBLIC;""")
+        c.execute(f"ALTER DATABASE {lab.db} SET search_path = m, pg_catalog")
+    # Database settings apply when a process connects: let the writer that recorded the
+    # set-up leave (migsafe.audit_worker_idle), so that the next one starts with them.
+    with lab.su("postgres") as c:
+        assert wait_for(lambda: c.execute(
+            "SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = %s "
+            "AND backend_type = 'pg_migsafe audit writer'", (lab.db,)).fetchone()[0], 15)
+    with lab.conn() as c:
+        assert begin(c, "expand", "soon-expired", valid_for="1 second").ok
+        # Keep the writer busy past the phase's end (it checks expiries every 2 s).
+        deadline = time.time() + 6
+        i = 0
+        while time.time() < deadline and not lab.as_superuser():
+            i += 1
+            c.execute(f"CREATE TABLE m.k{i} (id int)")
+            time.sleep(0.4)
+    lab.assert_contained()
+    assert lab.wait_statements("statement = %s", ("CREATE TABLE m.k1 (id int)",)), "DDL was not recorded"
+    with lab.su() as c:
+        assert wait_for(lambda: c.execute("SELECT count(*) FROM migsafe.events WHERE phase_event = 'expired'")
+                        .fetchone()[0], 6), "the expiry was not recorded"
+    assert lab.verify_log()[0]
+
+
+@pytest.mark.parametrize("via", ["_live_doc()", "approved statement"])
+def test_type_named_text_on_callers_search_path_not_used_under_raised_privileges(lab, via):
+    """NEW: queries run as the superuser cast with `::text` (migsafe._live_doc(), which
+    everybody may call; the record of an approved statement in migsafe.phase_use); a
+    domain named text, with a CHECK calling the caller's code, first on the caller's
+    search_path must not be used by them."""
+    with lab.conn() as c:
+        c.execute("CREATE DOMAIN m.text AS pg_catalog.text CHECK (m.evil('domain m.text'));"
+                  "CREATE TABLE m.old (id int); INSERT INTO m.old VALUES (1)")
+    if via == "approved statement":
+        approve_for(lab, lab.role("anna", approver=True), ["m.old"])
+    with lab.conn(search_path="m,pg_catalog") as c:
+        r = attempt(c, "SELECT length(migsafe._live_doc())" if via == "_live_doc()" else "DROP TABLE m.old")
+    lab.assert_contained()
+    assert r.ok or r.sqlstate == DENIED, r
+
+
+# ======================================================================================
+# 3. User code run by extension functions runs as the object's owner
+# ======================================================================================
+
+def user_code_on(conn, table, events):
+    """A trigger, a CHECK constraint and an index expression on `table`, each calling
+    m.evil() — installed after the table went through the recycle bin."""
+    short = table.split(".")[-1]
+    conn.execute(f"""
+        CREATE FUNCTION m.trg_{short}() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN PERFORM m.evil('trigger on {table}'); RETURN NEW; END $f$;
+        CREATE TRIGGER evil_{short} BEFORE {events} ON {table} FOR EACH ROW EXECUTE FUNCTION m.trg_{short}();
+        ALTER TABLE {table} ADD CONSTRAINT evil_{short}_check CHECK (m.evil('check on {table}'));
+        CREATE FUNCTION m.ix_{short}(int) RETURNS int IMMUTABLE LANGUAGE sql
+          AS $f$ SELECT CASE WHEN m.evil('index expression on {table}') THEN $1 END $f$;
+        CREATE INDEX evil_{short}_ix ON {table} (m.ix_{short}(id));""")
+
+
+def approve_for(lab, approver, objects, name="approved"):
+    with lab.conn(approver) as c:
+        r = begin(c, "contract", name, objects=objects, for_role=lab.attacker, skip_expand=True)
+    assert r.ok, r
+    return r.value
+
+
+def bin_ids(lab):
+    with lab.su() as c:
+        return [i for (i,) in c.execute("SELECT id FROM migsafe.recycle_bin WHERE state = 'kept' ORDER BY id")]
+
+
+def test_undrop_of_a_column_runs_table_code_as_its_owner(lab):
+    anna = lab.role("anna", approver=True)
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.t (id int PRIMARY KEY, c text); "
+                  "INSERT INTO m.t SELECT g, 'v' || g FROM generate_series(1, 3) g")
+    approve_for(lab, anna, ["m.t.c"])
+    with lab.conn() as c:
+        assert run(c, "ALTER TABLE m.t DROP COLUMN c").ok
+        user_code_on(c, "m.t", "UPDATE")
+    [rid] = bin_ids(lab)
+    with lab.conn(anna) as c:
+        r = attempt(c, "SELECT migsafe.undrop(%s)", (rid,))
+    lab.assert_contained()
+    assert r.ok, r
+    with lab.su() as c:
+        assert c.execute("SELECT count(c) FROM m.t").fetchone()[0] == 3
+
+
+def test_undrop_of_truncated_rows_runs_table_code_as_its_owner(lab):
+    anna = lab.role("anna", approver=True)
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.t (id int PRIMARY KEY, v text); "
+                  "INSERT INTO m.t SELECT g, 'v' || g FROM generate_series(1, 3) g")
+    approve_for(lab, anna, ["m.t"])
+    with lab.conn() as c:
+        assert run(c, "TRUNCATE m.t").ok
+        user_code_on(c, "m.t", "INSERT")
+        c.execute("ALTER TABLE m.t ADD COLUMN d boolean DEFAULT m.evil('column default on m.t')")
+    [rid] = bin_ids(lab)
+    with lab.conn(anna) as c:
+        r = attempt(c, "SELECT migsafe.undrop(%s)", (rid,))
+    lab.assert_contained()
+    assert r.ok, r
+
+
+def relinfo(lab, name):
+    with lab.su() as c:
+        return c.execute("SELECT relowner::regrole::text, coalesce(relacl::text[], '{}') FROM pg_class "
+                         "WHERE oid = to_regclass(%s)", (name,)).fetchone()
+
+
+def test_undrop_of_a_table_recreates_views_with_their_owner_and_grants(lab):
+    """The views of a table dropped with CASCADE come back with undrop(): owned by whom
+    owned them, with the same grants, and a materialized view's query (which runs when
+    it is re-created) runs as its owner."""
+    anna = lab.role("anna", approver=True)
+    reader = lab.role("reader")
+    with lab.conn() as c:
+        c.execute(f"""
+            CREATE TABLE m.t (id int PRIMARY KEY); INSERT INTO m.t SELECT generate_series(1, 3);
+            CREATE VIEW m.v AS SELECT id FROM m.t;
+            GRANT SELECT ON m.v TO "{reader}";
+            CREATE MATERIALIZED VIEW m.mv AS SELECT id, m.evil('materialized view query') AS e FROM m.t;""")
+    before = {n: relinfo(lab, n) for n in ("m.v", "m.mv")}
+    approve_for(lab, anna, ["m.t", "m.v", "m.mv"])
+    with lab.conn() as c:
+        r = run(c, "DROP TABLE m.t CASCADE")
+        assert r.ok, r
+    [rid] = bin_ids(lab)
+    with lab.conn(anna) as c:
+        r = attempt(c, "SELECT migsafe.undrop(%s)", (rid,))
+    lab.assert_contained()
+    assert r.ok and "NOT restored" not in r.value, r
+    after = {n: relinfo(lab, n) for n in ("m.v", "m.mv")}
+    for n in after:
+        assert after[n] is not None and after[n][0] == before[n][0], (n, before[n], after[n])
+        assert sorted(after[n][1]) == sorted(before[n][1]), (n, before[n], after[n])
+
+
+def test_rollback_dry_run_restores_with_table_code_as_its_owner(lab):
+    """rollback() — even a dry run, here by a superuser reviewing the plan — restores a
+    dropped column's values from the recycle bin; the table's trigger, check and index
+    expression run as the table's owner, not as whoever runs the rollback."""
+    anna = lab.role("anna", approver=True)
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.t (id int PRIMARY KEY, c text); "
+                  "INSERT INTO m.t SELECT g, 'v' || g FROM generate_series(1, 3) g")
+    with lab.su() as c:
+        snap = c.execute("SELECT migsafe.snapshot('before drop')").fetchone()[0]
+    approve_for(lab, anna, ["m.t.c"])
+    with lab.conn() as c:
+        assert run(c, "ALTER TABLE m.t DROP COLUMN c").ok
+        user_code_on(c, "m.t", "UPDATE")
+    with lab.conn("postgres") as c:
+        r = attempt(c, "SELECT action, status, detail FROM migsafe.rollback(%s)", (snap,))
+    lab.assert_contained()
+    assert r.ok, r
+
+
+DRIZZLE = {
+    # The bookkeeping "table" is a view whose query runs the attacker's code.
+    "view": """
+        CREATE TABLE m.real (hash text, created_at bigint);
+        CREATE FUNCTION m.hash_of(h text) RETURNS text LANGUAGE plpgsql AS $f$
+        BEGIN PERFORM m.evil('drizzle view'); RETURN h; END $f$;
+        CREATE VIEW drizzle.__drizzle_migrations AS
+        SELECT m.hash_of(r.hash) AS hash, r.xmin AS xmin, r.created_at FROM m.real r;""",
+    # hash is of the attacker's enum type, with a cast to text that runs their code.
+    "cast": """
+        CREATE TYPE m.h AS ENUM ('h1');
+        CREATE FUNCTION m.h_text(m.h) RETURNS text LANGUAGE plpgsql AS $f$
+        BEGIN PERFORM m.evil('drizzle hash::text cast'); RETURN 'h1'; END $f$;
+        CREATE CAST (m.h AS text) WITH FUNCTION m.h_text(m.h);
+        CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash m.h NOT NULL, created_at bigint);""",
+    # A row-level security policy (superusers bypass it; the owner must not).
+    "rls": """
+        CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at bigint);
+        ALTER TABLE drizzle.__drizzle_migrations ENABLE ROW LEVEL SECURITY;
+        ALTER TABLE drizzle.__drizzle_migrations FORCE ROW LEVEL SECURITY;
+        CREATE POLICY p ON drizzle.__drizzle_migrations USING (m.evil('drizzle rls policy'));""",
+    # A trigger (fires for the insert, as the inserting role).
+    "trigger": """
+        CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at bigint);
+        CREATE FUNCTION m.dz_trg() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN PERFORM m.evil('drizzle trigger'); RETURN NEW; END $f$;
+        CREATE TRIGGER t BEFORE INSERT ON drizzle.__drizzle_migrations FOR EACH ROW EXECUTE FUNCTION m.dz_trg();""",
+    # =(xid, xid) first on the migrator's search_path (the query compares xmin).
+    "operator": """
+        CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at bigint);
+        @OPERATOR@""",
+    # NEW: a domain named text first on the migrator's search_path (the query casts hash::text).
+    "domain text": """
+        CREATE TABLE drizzle.__drizzle_migrations (id serial PRIMARY KEY, hash text NOT NULL, created_at bigint);
+        CREATE DOMAIN m.text AS pg_catalog.text CHECK (m.evil('drizzle domain m.text'));""",
+}
+
+
+@pytest.mark.parametrize("variant", list(DRIZZLE))
+def test_drizzle_bookkeeping_table_is_read_without_running_user_code_as_superuser(lab, variant):
+    """At commit of a migration, the hook reads the hashes the transaction inserted
+    into drizzle.__drizzle_migrations; whatever that relation is, the attacker's code
+    must not run as the superuser."""
+    with lab.su() as c:
+        c.execute(f'CREATE SCHEMA drizzle AUTHORIZATION "{lab.attacker}"')
+    with lab.conn() as c:
+        sql = DRIZZLE[variant]
+        if "@OPERATOR@" in sql:
+            c.execute(sql.replace("@OPERATOR@", ""))
+            plant_operator(c, "m", "xid", "xid", "drizzle xmin = xid operator", once=False)
+        else:
+            c.execute(sql)
+    with lab.conn(autocommit=False, search_path="m,public,pg_catalog") as c:
+        assert run(c, "CREATE TABLE m.migrated (id int)").ok
+        target = "m.real" if variant == "view" else "drizzle.__drizzle_migrations"
+        value = "h1" if variant == "cast" else "f00d"
+        assert run(c, f"INSERT INTO {target} (hash, created_at) VALUES (%s, 1)", (value,)).ok
+        c.commit()
+    lab.assert_contained()
+    assert relation_exists(lab, "m.migrated")
+
+
+# ======================================================================================
+# 4. Least privilege
+# ======================================================================================
+
+PURE_HELPERS = {"_key(text,text)", "_key(text,text,text)", "_split(text)", "_diff_docs(json,json)",
+                "_is_audit_writer()", "_live_doc()"}
+
+
+def test_internal_helpers_are_not_executable_by_public(lab):
+    """Every migsafe._* function a LOGIN-only role may execute is one of the pure ones
+    (trigger functions cannot be called directly and are left out)."""
+    with lab.conn() as c:
+        rows = c.execute(r"""
+            SELECT pg_catalog.regexp_replace(p.oid::regprocedure::text, '^migsafe\.', ''),
+                   pg_catalog.has_function_privilege(p.oid, 'EXECUTE')
+              FROM pg_catalog.pg_proc p
+             WHERE p.pronamespace = 'migsafe'::regnamespace AND p.proname LIKE '\_%'
+               AND p.prorettype NOT IN ('trigger'::regtype, 'event_trigger'::regtype)""").fetchall()
+        exposed = sorted(f.replace(" ", "") for f, ok in rows if ok and f.replace(" ", "") not in PURE_HELPERS)
+        probe = attempt(c, "SELECT migsafe._check_objects(ARRAY['extension plpgsql'])")
+    assert len(rows) > 10, rows
+    assert exposed == [], f"executable by PUBLIC: {exposed}"
+    assert probe.sqlstate == DENIED, probe
+
+
+# Every function of the extension: SECURITY DEFINER or not, and who may execute it
+# (PUBLIC, or which of the extension's roles). A change here is a change of the threat
+# model (docs/security.md): make it on purpose.
+PRIVILEGES = [
+    ('migsafe."check"(text)', False, 'public'),
+    ('migsafe._acl_entries(text)', False, ''),
+    ('migsafe._audit_log_append_only()', False, ''),
+    ('migsafe._audit_log_writer_only()', False, ''),
+    ('migsafe._backup_ok(interval)', False, ''),
+    ('migsafe._can_approve(name)', False, ''),
+    ('migsafe._catalog(jsonb)', False, ''),
+    ('migsafe._check_objects(text[])', False, ''),
+    ('migsafe._copyable(oid)', False, ''),
+    ('migsafe._dependents(oid)', False, ''),
+    ('migsafe._diff_docs(json,json)', False, 'public'),
+    ('migsafe._holds_data(oid,text)', False, ''),
+    ('migsafe._holds_role(name,name)', False, ''),
+    ('migsafe._internal(text)', False, ''),
+    ('migsafe._is_audit_writer()', False, 'public'),
+    ('migsafe._keep_or_refuse(bigint,bigint)', False, ''),
+    ('migsafe._key(text,text)', False, 'public'),
+    ('migsafe._key(text,text,text)', False, 'public'),
+    ('migsafe._live_doc()', False, 'public'),
+    ('migsafe._not_recyclable(oid,boolean)', False, ''),
+    ('migsafe._pending_for_decision(bigint)', False, ''),
+    ('migsafe._phase_event_to_audit()', False, ''),
+    ('migsafe._phases_for_session(name,name)', False, ''),
+    ('migsafe._queue_phase_event(bigint,text,text,text,text)', False, ''),
+    ('migsafe._queue_stats()', False, 'migsafe_auditor'),
+    ('migsafe._record_use(bigint,name,text[],text[],text)', False, ''),
+    ('migsafe._recycle_column(oid,name,bigint,text)', True, ''),
+    ('migsafe._recycle_table(oid,boolean,bigint,text)', True, ''),
+    ('migsafe._recycle_truncate(oid,bigint,text)', True, ''),
+    ('migsafe._require_approver(text)', False, ''),
+    ('migsafe._rollback_approve(bigint,boolean,boolean)', True, 'migsafe_admin migsafe_approver'),
+    ('migsafe._rollback_check(bigint,boolean)', True, 'migsafe_admin migsafe_approver'),
+    ('migsafe._rollback_end()', True, 'migsafe_admin migsafe_approver'),
+    ('migsafe._rollback_phase_id()', False, ''),
+    ('migsafe._rollback_plan(bigint)', False, 'migsafe_admin migsafe_approver'),
+    ('migsafe._rollback_plan_for(bigint,oid)', False, ''),
+    ('migsafe._rollback_run(bigint,boolean,boolean)', False, 'migsafe_admin migsafe_approver'),
+    ('migsafe._row_key(oid,name)', False, ''),
+    ('migsafe._run_as(oid,text,boolean)', False, ''),
+    ('migsafe._running_migrations()', False, 'migsafe_auditor'),
+    ('migsafe._set_rollback_phase(bigint,text[],boolean)', False, ''),
+    ('migsafe._snapshot_part(bigint,jsonb)', True, ''),
+    ('migsafe._split(text)', False, 'public'),
+    ('migsafe._state(migsafe.phase)', False, 'migsafe_admin migsafe_approver migsafe_auditor'),
+    ('migsafe.approve(bigint)', True, 'public'),
+    ('migsafe.begin_phase(text,text,text,text[],name,interval,boolean,boolean)', True, 'public'),
+    ('migsafe.current_phase()', True, 'public'),
+    ('migsafe.diff(bigint,bigint)', False, 'migsafe_admin migsafe_approver migsafe_auditor'),
+    ('migsafe.drop_snapshots(interval)', True, 'migsafe_admin'),
+    ('migsafe.dry_run(text)', False, 'public'),
+    ('migsafe.end_phase(bigint)', True, 'public'),
+    ('migsafe.purge(interval)', True, 'migsafe_admin'),
+    ('migsafe.record_backup(text,text)', True, 'public'),
+    ('migsafe.reject(bigint,text)', True, 'public'),
+    ('migsafe.request_rollback(bigint,text,interval)', True, 'migsafe_admin migsafe_approver'),
+    ('migsafe.rollback(bigint,boolean,boolean)', False, 'migsafe_admin migsafe_approver'),
+    ('migsafe.rollback_sql(bigint)', False, 'migsafe_admin migsafe_approver migsafe_auditor'),
+    ('migsafe.rules()', False, 'public'),
+    ('migsafe.set_migration_name(text)', False, 'public'),
+    ('migsafe.snapshot(text)', True, 'migsafe_admin migsafe_approver'),
+    ('migsafe.undrop(bigint,boolean)', True, 'migsafe_admin migsafe_approver'),
+    ('migsafe.verify(bigint)', False, 'migsafe_admin migsafe_approver migsafe_auditor'),
+    ('migsafe.verify_log()', False, 'public'),
+    ('migsafe.verify_ok(bigint,boolean)', False, 'migsafe_admin migsafe_approver migsafe_auditor'),
+]
+
+
+def test_who_may_run_each_function(lab):
+    with lab.su() as c:
+        got = c.execute("""
+            SELECT p.oid::regprocedure::text, p.prosecdef,
+                   pg_catalog.array_to_string(ARRAY(
+                     SELECT r FROM pg_catalog.unnest(ARRAY['public', 'migsafe_admin', 'migsafe_approver', 'migsafe_auditor']) r
+                      WHERE CASE WHEN r = 'public' THEN pg_catalog.has_function_privilege(%s, p.oid, 'EXECUTE')
+                                 ELSE EXISTS (SELECT 1 FROM pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) a
+                                               WHERE a.grantee = r::regrole AND a.privilege_type = 'EXECUTE') END), ' ')
+              FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'migsafe'::regnamespace ORDER BY 1""",
+                        (lab.attacker,)).fetchall()
+    assert got == PRIVILEGES
+
+
+def events_by(lab, by_role):
+    with lab.su() as c:
+        return c.execute("SELECT seq FROM migsafe.events WHERE kind = 'phase_event' "
+                         "AND record->>'by_role' = %s", (by_role,)).fetchall()
+
+
+def test_phase_events_cannot_be_forged(lab):
+    """migsafe._queue_phase_event() queues an audit record of a phase event: nobody but
+    the extension may call it, so no one can claim that cfo_alice approved phase 1."""
+    anna = lab.role("anna", approver=True)
+    fake = uniq("cfo_alice")
+    with lab.conn() as c:
+        r1 = attempt(c, "SELECT migsafe._queue_phase_event(1, 'approved', %s, now()::text, 'x')", (fake,))
+        c.execute("CREATE TABLE m.marker_after_forgery (id int)")
+    with lab.conn(anna) as c:
+        r2 = attempt(c, "SELECT migsafe._queue_phase_event(1, 'opened', %s, now()::text, 'x')", (fake,))
+    assert lab.wait_statements("statement LIKE %s", ("%marker_after_forgery%",)), "the marker was not recorded"
+    time.sleep(0.5)
+    assert events_by(lab, fake) == [], "a forged phase event is in the audit log"
+    assert r1.sqlstate == DENIED and r2.sqlstate == DENIED, (r1, r2)
+
+
+@pytest.fixture
+def vault(lab):
+    """A schema nobody but the superuser may use, with a sequence at 777123 and a table
+    holding the id 987654321 (its sequence behind it)."""
+    with lab.su() as c:
+        c.execute("CREATE SCHEMA vault; CREATE SEQUENCE vault.s; SELECT setval('vault.s', 777123);"
+                  "CREATE TABLE vault.ids (id serial PRIMARY KEY); INSERT INTO vault.ids VALUES (987654321);"
+                  "CREATE TABLE vault.full_t (x int); INSERT INTO vault.full_t VALUES (1);"
+                  "CREATE TABLE vault.empty_t (x int)")
+    return lab
+
+
+def test_live_doc_shows_only_what_the_caller_may_read(vault):
+    lab = vault
+    with lab.conn() as c:
+        assert run(c, "SELECT last_value FROM vault.s").sqlstate == DENIED
+        r = attempt(c, "SELECT migsafe._live_doc()")
+        r2 = attempt(c, "SELECT migsafe._catalog(NULL)::text")
+    assert r2.sqlstate == DENIED, r2
+    if r.ok:
+        doc = json.loads(r.value)
+        seqs = [s for s in doc.get("sequences") or [] if s.get("schema") == "vault" and s.get("name") == "s"]
+        assert all(s.get("last_value") is None for s in seqs), seqs
+        assert "777123" not in r.value
+    else:
+        assert r.sqlstate == DENIED, r
+
+
+def test_verify_as_auditor_shows_no_value_of_an_unreadable_table(vault):
+    lab = vault
+    aud = lab.role("audrey", auditor=True)
+    with lab.conn(aud) as c:
+        assert run(c, "SELECT max(id) FROM vault.ids").sqlstate == DENIED
+        r = attempt(c, "SELECT check_name, object, status, detail FROM migsafe.verify()")
+    shown = json.dumps(r.rows) if r.ok else f"{r.message} {r.error.diag.message_detail}"
+    assert "987654321" not in shown, shown
+    assert r.ok or r.sqlstate == DENIED, r
+
+
+def test_diff_and_rollback_sql_as_auditor_show_no_sequence_values(vault):
+    lab = vault
+    aud = lab.role("audrey", auditor=True)
+    with lab.su() as c:
+        c.execute("CREATE SEQUENCE vault.gone; SELECT setval('vault.gone', 313131)")
+        snap = c.execute("SELECT migsafe.snapshot('seq')").fetchone()[0]
+        c.execute("CREATE SEQUENCE vault.born; SELECT setval('vault.born', 424242)")
+        c.execute("SELECT migsafe.begin_phase('contract', 'gone', objects => ARRAY['vault.gone'], skip_expand => true)")
+        c.execute("DROP SEQUENCE vault.gone")
+    with lab.conn(aud) as c:
+        d = attempt(c, "SELECT kind, identity, action, before::text, after::text FROM migsafe.diff(%s)", (snap,))
+        s = attempt(c, "SELECT migsafe.rollback_sql(%s)", (snap,))
+    assert d.ok and s.ok, (d, s)
+    shown = json.dumps(d.rows) + (s.value or "")
+    for secret in ("313131", "424242", "777123"):
+        assert secret not in shown, (secret, shown)
+
+
+@pytest.fixture
+def approval_on(cluster):
+    with settings(cluster, migsafe__require_approval="on"):
+        yield
+
+
+def test_approver_cannot_open_a_rollback_phase_by_hand(lab, approval_on):
+    """With four eyes on, an approver may not approve their own DROP by calling the
+    rollback machinery directly."""
+    anna = lab.role("anna", approver=True)
+    with lab.su() as c:
+        c.execute(f'CREATE SCHEMA a AUTHORIZATION "{anna}"')
+        snap = c.execute("SELECT migsafe.snapshot('any')").fetchone()[0]
+    with lab.conn(anna) as c:
+        c.execute("CREATE TABLE a.unrelated (id int); INSERT INTO a.unrelated VALUES (1)")
+        assert run(c, "DROP TABLE a.unrelated").sqlstate == REFUSED
+    with lab.conn(anna, autocommit=False) as c:
+        opened = attempt(c, "SELECT migsafe._open_rollback_phase(%s)", (snap,))
+        dropped = attempt(c, "DROP TABLE a.unrelated") if opened.ok else None
+        c.commit()
+    assert relation_exists(lab, "a.unrelated"), (opened, dropped)
+    assert not opened.ok or dropped.sqlstate == REFUSED, (opened, dropped)
+
+
+def test_approver_cannot_use_rollback_helpers_on_others_phases_or_data(vault, approval_on):
+    lab = vault
+    anna, ben, mal = (lab.role(n, approver=True) for n in ("anna", "ben", "mal"))
+    with lab.su() as c:
+        c.execute("CREATE TABLE m.t (id int)")
+    with lab.conn(anna) as c:
+        pid = begin(c, "contract", "to-reject", objects=["m.t"], skip_expand=True).value
+    with lab.conn(ben) as c:
+        c.execute("SELECT migsafe.reject(%s, 'no')", (pid,))
+    with lab.conn(mal) as c:
+        closed = attempt(c, "SELECT migsafe._close_rollback_phase(%s)", (pid,))
+        setp = attempt(c, "SELECT migsafe._set_rollback_phase(%s::bigint)", (pid,))
+        full = attempt(c, "SELECT migsafe._has_data('vault.full_t', NULL)")
+        empty = attempt(c, "SELECT migsafe._has_data('vault.empty_t', NULL)")
+    with lab.su() as c:
+        state = c.execute("SELECT state FROM migsafe.phases WHERE id = %s", (pid,)).fetchone()[0]
+    assert state == "rejected", f"another approver's rejected phase is now {state}: {closed}"
+    assert setp.sqlstate in (DENIED, "42883"), setp   # not executable, or gone
+    assert not (full.ok and empty.ok and full.value != empty.value), \
+        f"_has_data() tells a table the caller cannot read has rows: {full.value} vs {empty.value}"
+
+
+def test_four_eyes_no_self_approval(lab, approval_on):
+    anna = lab.role("anna", approver=True)
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.t (id int); INSERT INTO m.t VALUES (1)")
+    with lab.conn(anna) as c:
+        pid = begin(c, "contract", "self", objects=["m.t"], for_role=lab.attacker, skip_expand=True).value
+        r = attempt(c, "SELECT migsafe.approve(%s)", (pid,))
+    with lab.conn() as c:
+        d = run(c, "DROP TABLE m.t")
+    assert r.sqlstate == DENIED, r
+    assert d.sqlstate == REFUSED and relation_exists(lab, "m.t"), d
+
+
+@pytest.mark.parametrize("requester", ["approver", "superuser"])
+def test_four_eyes_rollback_needs_a_second_approver(lab, approval_on, requester):
+    """A rollback drops what was created since the snapshot: with four eyes on, it runs
+    only after a different approver approved the request."""
+    anna = "postgres" if requester == "superuser" else lab.role("anna", approver=True)
+    ben = lab.role("ben", approver=True)
+    with lab.su() as c:
+        c.execute(f'CREATE SCHEMA a AUTHORIZATION "{anna}"')
+        snap = c.execute("SELECT migsafe.snapshot('before added')").fetchone()[0]
+    with lab.conn(anna) as c:
+        c.execute("CREATE TABLE a.added (id int)")
+        r = attempt(c, "SELECT step, status FROM migsafe.rollback(%s, dry_run => false)", (snap,))
+        assert relation_exists(lab, "a.added"), f"a rollback without a second approver dropped a table: {r.rows}"
+        assert r.sqlstate == "55000", r
+        rid = attempt(c, "SELECT migsafe.request_rollback(%s, 'JIRA-9')", (snap,))
+        assert rid.ok, rid
+        assert run(c, "SELECT migsafe.approve(%s)", (rid.value,)).sqlstate == DENIED
+    with lab.conn(ben) as c:
+        assert attempt(c, "SELECT migsafe.approve(%s)", (rid.value,)).ok
+    with lab.conn(anna) as c:
+        r = attempt(c, "SELECT step, status FROM migsafe.rollback(%s, dry_run => false)", (snap,))
+    assert r.ok, r
+    assert not relation_exists(lab, "a.added")
+
+
+def test_createrole_holder_cannot_mint_approvers(lab, approval_on):
+    """A CREATEROLE holder (not a superuser) grants migsafe_approver to two logins of
+    their own; with migsafe.approvers_granted_by_superuser (default on) neither may
+    approve anything, so four eyes still mean two people."""
+    boss = lab.role("boss", extra="CREATEROLE")
+    r1, r2 = uniq("sock_a"), uniq("sock_b")
+    lab.roles += [r1, r2]
+    with lab.su() as c:
+        c.execute(f'CREATE SCHEMA b AUTHORIZATION "{boss}"')
+    with lab.conn(boss) as c:
+        c.execute(f'CREATE ROLE "{r1}" LOGIN; CREATE ROLE "{r2}" LOGIN;'
+                  f'GRANT migsafe_approver TO "{r1}", "{r2}";'
+                  "CREATE TABLE b.precious (id int); INSERT INTO b.precious VALUES (1)")
+    with lab.conn(r1) as c:
+        req = begin(c, "contract", "sock", objects=["b.precious"], for_role=boss, skip_expand=True)
+    ok = None
+    if req.ok:
+        with lab.conn(r2) as c:
+            ok = attempt(c, "SELECT migsafe.approve(%s)", (req.value,))
+    with lab.conn(boss) as c:
+        d = run(c, "DROP TABLE b.precious")
+    assert relation_exists(lab, "b.precious"), (req, ok, d)
+    assert d.sqlstate == REFUSED, d
+    assert req.sqlstate == DENIED or ok.sqlstate == DENIED, (req, ok)
+
+
+def test_expand_phase_for_another_role_needs_rights(lab):
+    """An expand phase for a role blocks that role's destructive statements, approved
+    ones included: a role with no rights may not open one for somebody else."""
+    anna = lab.role("anna", approver=True)
+    bot = lab.role("deploy_bot")
+    with lab.su() as c:
+        c.execute(f'CREATE SCHEMA d AUTHORIZATION "{bot}"')
+    with lab.conn(bot) as c:
+        c.execute("CREATE TABLE d.old (id int); INSERT INTO d.old VALUES (1)")
+    with lab.conn() as c:
+        r = begin(c, "expand", "blocker", for_role=bot, valid_for="1 hour")
+    with lab.conn(anna) as c:
+        assert begin(c, "contract", "drop-old", objects=["d.old"], for_role=bot, skip_expand=True).ok
+    with lab.conn(bot) as c:
+        d = run(c, "DROP TABLE d.old")
+    assert d.ok, f"an expand phase opened by {lab.attacker} blocks {bot}'s approved drop: {d}"
+    assert r.sqlstate == DENIED, r
+
+
+# ======================================================================================
+# 5. Bounded and cancellable work
+# ======================================================================================
+
+PLUS = "+".join(["1"] * 1_000_000)
+CASTS = "::int" * 200_000
+DEEP = {
+    "SET DEFAULT on own table": f"ALTER TABLE m.t ALTER COLUMN v SET DEFAULT {PLUS}",
+    "ADD COLUMN DEFAULT on own table": f"ALTER TABLE m.t ADD COLUMN w int DEFAULT {PLUS}",
+    "ALTER TYPE USING casts on own table": f"ALTER TABLE m.t ALTER COLUMN v TYPE int USING v{CASTS}",
+    "ADD COLUMN DEFAULT on pg_class": f"ALTER TABLE pg_catalog.pg_class ADD COLUMN w int DEFAULT {PLUS}",
+    "ALTER TYPE USING casts on pg_class":
+        f"ALTER TABLE pg_catalog.pg_class ALTER COLUMN relpages TYPE int USING relpages{CASTS}",
+    "check() of ADD COLUMN DEFAULT": f"SELECT count(*) FROM migsafe.check($q$ALTER TABLE m.t ADD COLUMN w int DEFAULT {PLUS}$q$)",
+    "check() of USING casts": f"SELECT count(*) FROM migsafe.check($q$ALTER TABLE m.t ALTER COLUMN v TYPE int USING v{CASTS}$q$)",
+    "check() of DEFAULT on pg_class":
+        f"SELECT count(*) FROM migsafe.check($q$ALTER TABLE pg_catalog.pg_class ADD COLUMN w int DEFAULT {PLUS}$q$)",
+}
+
+
+@pytest.fixture(scope="module")
+def deep_lab(crash_cluster):
+    lab = Lab(crash_cluster)
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.t (id int, v int)")
+    return lab
+
+
+@pytest.mark.parametrize("case", list(DEEP))
+def test_deep_expression_is_an_error_not_a_crash(deep_lab, case):
+    """A LOGIN-only role sends a DEFAULT of a million terms or 200,000 nested casts —
+    to the hook or to check(), on its own table or on pg_class it has no rights on."""
+    lab = deep_lab
+    with no_crash(lab.cluster):
+        with lab.conn() as c:
+            r = attempt(c, DEEP[case])
+    assert r.ok or r.sqlstate in ("54001", "54000", DENIED, REFUSED, "42P16", "42804"), r   # not a lost connection
+
+
+def test_begin_phase_with_40000_objects_is_cancellable(lab):
+    objects = [f"public.{'x' * 300}{i:06d}*" for i in range(40_000)]
+    with lab.conn() as c:
+        c.execute("SET statement_timeout = '2s'")
+        t0 = time.time()
+        r = begin(c, "contract", "huge", objects=objects, skip_expand=True)
+        took = time.time() - t0
+    assert took < 15, f"begin_phase ran {took:.1f} s past statement_timeout = 2s ({r})"
+    assert r.ok or r.sqlstate in ("57014", DENIED, "22023", "54000", "42704"), r
+
+
+def test_check_of_20000_statements_is_cancellable(lab):
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.t (id int PRIMARY KEY); CREATE VIEW m.v AS SELECT id FROM m.t;"
+                  "CREATE TABLE m.c (id int REFERENCES m.t)")
+        sql = ";\n".join(["DROP TABLE m.t CASCADE", "ALTER TABLE m.t DROP COLUMN id CASCADE",
+                          "ALTER TABLE m.t ALTER COLUMN id TYPE bigint"] * 6667)
+        c.execute("SET statement_timeout = '2s'")
+        t0 = time.time()
+        r = attempt(c, "SELECT count(*) FROM migsafe.check(%s)", (sql,))
+        took = time.time() - t0
+    assert took < 15, f"check() ran {took:.1f} s past statement_timeout = 2s ({r})"
+    assert r.ok or r.sqlstate == "57014", r
+
+
+# ======================================================================================
+# 6. The audit log cannot be silenced or forged
+# ======================================================================================
+
+def test_long_migration_name_is_stored_and_the_writer_goes_on(lab):
+    with lab.conn(autocommit=False) as c:
+        c.execute("SELECT migsafe.set_migration_name(repeat('x', 9000))")
+        c.execute("CREATE TABLE m.named (id int)")
+        c.commit()
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.marker_after_name (id int)")
+    assert lab.wait_statements("statement LIKE %s", ("%marker_after_name%",)), "the writer stopped"
+    with lab.su() as c:
+        assert wait_for(lambda: c.execute("SELECT length(name) FROM migsafe.migrations "
+                                          "WHERE length(name) = 9000").fetchall())
+    assert lab.verify_log()[0]
+
+
+def test_oversized_phase_event_does_not_wedge_the_writer(lab):
+    """A 9,000-character event (over NOTIFY's 8000-byte payload limit) queued through
+    _queue_phase_event() made the writer fail on every retry: what follows was never
+    stored in the log."""
+    with lab.conn() as c:
+        r = attempt(c, "SELECT migsafe._queue_phase_event(1, repeat('e', 9000), 'x', now()::text, 'x')")
+        c.execute("CREATE TABLE m.marker_after_event (id int)")
+    assert lab.wait_statements("statement LIKE %s", ("%marker_after_event%",)), \
+        f"DDL after the oversized event was not recorded (the writer is wedged); the call: {r}"
+    assert lab.verify_log()[0]
+
+
+@pytest.mark.parametrize("decision", ["refused", "approved"])
+def test_drop_of_2000_tables_is_recorded_and_the_writer_goes_on(lab, decision):
+    names = [f"bulk.table_with_a_longish_name_{i:04d}" for i in range(2000)]
+    with lab.su() as c:
+        c.execute(f'CREATE SCHEMA bulk AUTHORIZATION "{lab.attacker}" '
+                  + " ".join(f"CREATE TABLE {n.split('.')[1]} (id int)" for n in names))
+    if decision == "approved":
+        approve_for(lab, lab.role("anna", approver=True), ["bulk.*"])
+    drop = "DROP TABLE " + ", ".join(names)
+    with lab.conn() as c:
+        r = run(c, drop)
+        assert (r.sqlstate == REFUSED) if decision == "refused" else r.ok, r
+        c.execute("CREATE TABLE m.marker_after_drop (id int)")
+    assert lab.wait_statements("statement LIKE %s", ("%marker_after_drop%",)), "DDL after the big DROP was not recorded"
+    rows = lab.wait_statements("statement LIKE %s AND decision = %s", ("DROP TABLE bulk.%", decision), timeout=5)
+    assert rows, f"the {decision} DROP of 2,000 tables is missing from the audit log"
+    assert lab.verify_log()[0]
+
+
+def secret_sinks(lab, pos, listener, tokens, wait_for_where, n):
+    """Waits for n statements matching wait_for_where, then returns where any token shows:
+    the audit log, pg_migsafe_event lines of the server log, NOTIFY payloads."""
+    assert lab.wait_statements(wait_for_where, n=n, timeout=15), "the statements were not recorded"
+    with lab.su() as c:
+        log_rows = [t for (t,) in c.execute("SELECT record::text FROM migsafe.audit_log")]
+    time.sleep(0.5)
+    events = [l for l in log_since(lab.cluster, pos).splitlines() if "pg_migsafe_event" in l]
+    payloads = [n.payload for n in listener.notifies(timeout=1.0)]
+    found = {}
+    for where, texts in (("audit_log", log_rows), ("server log", events), ("NOTIFY", payloads)):
+        for t in texts:
+            for tok in tokens:
+                if tok in t:
+                    found.setdefault(where, []).append(tok)
+    return found
+
+
+def test_a_listener_learns_nothing_it_could_not_read(lab):
+    """Any role connected to the database may LISTEN migsafe_events: the payloads say
+    that something happened (event, rules, user, SQLSTATE), never what another session's
+    statement or error said. The server log keeps it all."""
+    listener = lab.conn()
+    listener.execute("LISTEN migsafe_events")
+    marker = f"public.SecretPlan{lab.attacker[-4:]}"
+    pos = log_size(lab.cluster)
+    with lab.su() as c:
+        c.execute(f"CREATE TABLE {marker} (id int PRIMARY KEY)")
+        c.execute(f"INSERT INTO {marker} VALUES (1)")
+    with lab.conn("postgres") as c:
+        assert run(c, f"DROP TABLE {marker}").sqlstate == REFUSED
+        assert not run(c, f"ALTER TABLE {marker} ADD CONSTRAINT secretplan_chk CHECK (id > 1)").ok
+    got = []
+    deadline = time.time() + 15
+    while time.time() < deadline and len(got) < 2:
+        got += [n.payload for n in listener.notifies(timeout=1.0)]
+    listener.close()
+    assert len(got) >= 2, got
+    events = [json.loads(p) for p in got]
+    assert {e["event"] for e in events} >= {"refused", "failed"}, events
+    bare = marker.split(".")[1].lower()
+    assert not any(bare in p.lower() for p in got), got
+    lines = wait_for(lambda: [l for l in log_since(lab.cluster, pos).splitlines()
+                              if "pg_migsafe_event" in l and bare in l.lower()], timeout=10)
+    assert lines, "the server log line keeps the statement"
+
+
+def test_role_passwords_never_reach_the_log(lab):
+    """ALTER ROLE … PASSWORD (any role may change its own) and CREATE ROLE/USER … PASSWORD
+    (a CREATEROLE holder), in every string form, succeeding and failing (failures are
+    events: server log line and NOTIFY)."""
+    boss = lab.role("boss", extra="CREATEROLE")
+    pos = log_size(lab.cluster)
+    listener = lab.su()
+    listener.execute("LISTEN migsafe_events")
+    tok = lambda k: f"Pw{k}Zq{lab.attacker[-3:]}x"
+    me = lab.attacker
+    forms = [
+        f"ALTER ROLE {me} PASSWORD '{tok(1)}'",
+        f"ALTER ROLE {me} WITH PASSWORD E'{tok(2)}\\\\tail\\''",
+        f"ALTER USER {me} PASSWORD $${tok(3)}$$",
+        f"ALTER ROLE {me} PASSWORD $pw${tok(4)}'x$pw$",
+        f"ALTER ROLE {me} PASSWORD U&'{tok(5)}\\0041'",
+        f"ALTER ROLE {me} PASSWORD 'md5{tok(6)}' VALID UNTIL 'infinity'",
+        f"ALTER ROLE {me} PASSWORD '{tok(7)}' CREATEDB",                      # fails: permission denied
+    ]
+    scs_off = [f"ALTER ROLE {me} PASSWORD '{tok(8)}\\'tail'",
+               f"ALTER ROLE {me} PASSWORD '{tok(9)}\\\\' CREATEROLE"]          # fails
+    boss_forms = [f"CREATE ROLE {me}_r1 LOGIN PASSWORD '{tok(10)}'",
+                  f"CREATE USER {me}_r2 WITH ENCRYPTED PASSWORD E'{tok(11)}\\\\x'",
+                  f"CREATE ROLE {me}_r1 PASSWORD '{tok(12)}'",                 # fails: exists
+                  f"ALTER USER {me}_r2 PASSWORD U&'{tok(13)}'"]
+    with lab.conn() as c:
+        for s in forms:
+            run(c, s)
+    with lab.conn(scs_off=True) as c:
+        for s in scs_off:
+            run(c, s)
+    with lab.conn(boss) as c:
+        for s in boss_forms:
+            run(c, s)
+    n = len(forms) + len(scs_off) + len(boss_forms)
+    found = secret_sinks(lab, pos, listener, [tok(k) for k in range(1, 14)],
+                         "command_tag IN ('ALTER ROLE', 'CREATE ROLE')", n)
+    listener.close()
+    assert found == {}, f"passwords leaked: {found}"
+    recorded = [s for (_, s, _, _) in lab.statements("command_tag IN ('ALTER ROLE', 'CREATE ROLE')")]
+    assert any(s.startswith(f"ALTER ROLE {me} PASSWORD") for s in recorded), recorded
+
+
+def test_foreign_server_and_user_mapping_secrets_never_reach_the_log(lab):
+    with lab.su() as c:
+        c.execute(f'CREATE FOREIGN DATA WRAPPER dummy; GRANT USAGE ON FOREIGN DATA WRAPPER dummy TO "{lab.attacker}"')
+    pos = log_size(lab.cluster)
+    listener = lab.su()
+    listener.execute("LISTEN migsafe_events")
+    tok = lambda k: f"Sx{k}Kq{lab.attacker[-3:]}y"
+    me = lab.attacker
+    stmts = [
+        f"CREATE SERVER srv FOREIGN DATA WRAPPER dummy OPTIONS (host 'db.example', password '{tok(1)}', "
+        f"secret '{tok(2)}', api_token '{tok(3)}', sslkey '{tok(4)}')",
+        f"ALTER SERVER srv OPTIONS (SET password '{tok(5)}', ADD auth_token '{tok(6)}')",
+        f"CREATE USER MAPPING FOR {me} SERVER srv OPTIONS (user 'u{tok(7)}', password '{tok(8)}')",
+        f"ALTER USER MAPPING FOR {me} SERVER srv OPTIONS (SET password '{tok(9)}')",
+        f"CREATE USER MAPPING FOR {me} SERVER srv OPTIONS (password '{tok(10)}')",           # fails: exists
+        f"ALTER SERVER srv OPTIONS (ADD password '{tok(11)}')",                             # fails: exists
+    ]
+    with lab.conn() as c:
+        results = [run(c, s) for s in stmts]
+    assert [r.ok for r in results] == [True, True, True, True, False, False], results
+    found = secret_sinks(lab, pos, listener, [tok(k) for k in range(1, 12)],
+                         "command_tag IN ('CREATE SERVER', 'ALTER SERVER', 'CREATE USER MAPPING', "
+                         "'ALTER USER MAPPING')", len(stmts))
+    listener.close()
+    assert found == {}, f"secrets leaked: {found}"
+    recorded = [s for (_, s, _, _) in lab.statements("command_tag = 'CREATE SERVER'")]
+    assert recorded and "db.example" in recorded[0], recorded   # the rest is still recorded
+
+
+def test_subscription_connection_string_never_reaches_the_log(lab):
+    pos = log_size(lab.cluster)
+    listener = lab.su()
+    listener.execute("LISTEN migsafe_events")
+    tok = lambda k: f"Cn{k}Pq{lab.attacker[-3:]}z"
+    conninfo = lambda k: f"host=127.0.0.1 port=1 dbname=src user=rep password={tok(k)}"
+    stmts = [
+        f"CREATE SUBSCRIPTION sub_a CONNECTION '{conninfo(1)}' PUBLICATION p WITH (connect = false)",
+        f"ALTER SUBSCRIPTION sub_a CONNECTION '{conninfo(2)}'",
+        f"CREATE SUBSCRIPTION sub_a CONNECTION '{conninfo(3)}' PUBLICATION p WITH (connect = false)",  # fails
+    ]
+    with lab.conn("postgres") as c:
+        results = [run(c, s) for s in stmts]
+    assert [r.ok for r in results] == [True, True, False], results
+    found = secret_sinks(lab, pos, listener, [tok(k) for k in (1, 2, 3)],
+                         "command_tag IN ('CREATE SUBSCRIPTION', 'ALTER SUBSCRIPTION')", len(stmts))
+    listener.close()
+    with lab.conn("postgres") as c:
+        c.execute("ALTER SUBSCRIPTION sub_a SET (slot_name = NONE)")
+    assert found == {}, f"connection strings leaked: {found}"
+
+
+# ======================================================================================
+# 7. Approvals mean exactly what they say
+# ======================================================================================
+
+REPLACED = {
+    "function": ("CREATE FUNCTION m.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+                 "CREATE OR REPLACE FUNCTION m.f() RETURNS int LANGUAGE sql AS 'SELECT 2'",
+                 "DROP FUNCTION m.f()",
+                 "SELECT count(*) FROM pg_proc WHERE oid = to_regprocedure('m.f()')"),
+    "view": ("CREATE VIEW m.v AS SELECT id FROM m.base",
+             "CREATE OR REPLACE VIEW m.v AS SELECT id FROM m.base",
+             "DROP VIEW m.v",
+             "SELECT count(*) FROM pg_class WHERE oid = to_regclass('m.v')"),
+    "trigger": ("CREATE TRIGGER tr BEFORE INSERT ON m.base FOR EACH ROW EXECUTE FUNCTION m.tf()",
+                "CREATE OR REPLACE TRIGGER tr BEFORE INSERT ON m.base FOR EACH ROW EXECUTE FUNCTION m.tf()",
+                "DROP TRIGGER tr ON m.base",
+                "SELECT count(*) FROM pg_trigger WHERE tgname = 'tr' AND tgrelid = 'm.base'::regclass"),
+}
+
+
+@pytest.mark.parametrize("kind", list(REPLACED))
+def test_create_or_replace_does_not_make_an_object_new(lab, kind):
+    """Objects created earlier in the same transaction may be dropped without approval;
+    CREATE OR REPLACE of an object that existed before does not make it one of them."""
+    create, replace, drop, count = REPLACED[kind]
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.base (id int); INSERT INTO m.base VALUES (1);"
+                  "CREATE FUNCTION m.tf() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN NEW; END $f$")
+        c.execute(create)
+        assert run(c, drop).sqlstate == REFUSED       # the drop needs approval …
+    with lab.conn(autocommit=False) as c:
+        assert run(c, replace).ok
+        r = run(c, drop)                               # … after CREATE OR REPLACE too
+        c.commit()
+    with lab.su() as c:
+        assert c.execute(count).fetchone()[0] == 1, f"{kind} dropped without approval: {r}"
+    assert r.sqlstate == REFUSED, r
+
+
+REBUILT = {
+    # drop-index is a risky rule (a warning in enforce mode), drop-constraint a
+    # destructive one (refused without approval): either way the finding must stay.
+    "index": ("CREATE UNIQUE INDEX base_code ON m.base (code)", "DROP INDEX m.base_code", "drop-index"),
+    "constraint": ("ALTER TABLE m.base ADD CONSTRAINT base_code_key UNIQUE (code)",
+                   "ALTER TABLE m.base DROP CONSTRAINT base_code_key", "drop-constraint"),
+}
+
+
+@pytest.mark.parametrize("kind", list(REBUILT))
+def test_rebuilt_index_or_constraint_is_not_new(lab, kind):
+    """ALTER COLUMN … TYPE rebuilds the column's indexes and constraints under new oids;
+    they are not new objects: dropping them afterwards is judged like before (refused
+    without approval, or warned), not waved through as created in this transaction."""
+    create, drop, rule = REBUILT[kind]
+    flagged = lambda r: r.sqlstate == REFUSED or rule in r.warned_rules()
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.base (id int, code int); INSERT INTO m.base VALUES (1, 1)")
+        c.execute(create)
+    with lab.conn(autocommit=False) as c:
+        before = run(c, drop)
+        c.rollback()
+        assert flagged(before), before
+        assert run(c, "ALTER TABLE m.base ALTER COLUMN code TYPE bigint").ok
+        r = run(c, drop)
+        c.rollback()
+    assert flagged(r), f"the rebuilt {kind} was dropped as if new: {r}"
+    if rule == "drop-constraint":
+        assert r.sqlstate == REFUSED, r
+
+
+def test_cascade_needs_every_dependent_listed(lab):
+    """A phase listing `type m.mood` does not approve DROP TYPE m.mood CASCADE, which
+    would also remove the column m.other.m: the refusal names what is not listed."""
+    anna = lab.role("anna", approver=True)
+    with lab.conn() as c:
+        c.execute("CREATE TYPE m.mood AS ENUM ('ok', 'sad');"
+                  "CREATE TABLE m.other (id int, m m.mood); INSERT INTO m.other VALUES (1, 'ok')")
+    approve_for(lab, anna, ["type m.mood"])
+    with lab.conn() as c:
+        r = run(c, "DROP TYPE m.mood CASCADE")
+    with lab.su() as c:
+        assert c.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 'm.other'::regclass "
+                         "AND attname = 'm' AND NOT attisdropped").fetchone()[0] == 1, \
+            f"the CASCADE removed an unlisted column: {r}"
+    assert r.sqlstate == REFUSED, r
+    said = f"{r.message} {r.error.diag.message_detail}"
+    assert "m.other.m" in said or "other" in said, said
