@@ -20,8 +20,12 @@ deps:
 build: deps
 	cargo build --no-default-features --features $(PG_FEATURE)
 
+# The install scripts of earlier releases (sql/released/) stay installable, so that a
+# database on an old version can be created for the upgrade tests; cargo pgrx install
+# copies the upgrade scripts (sql/pg_migsafe--OLD--NEW.sql) itself.
 install: deps
 	cargo pgrx install --pg-config $(PG_CONFIG) --no-default-features --features $(PG_FEATURE)
+	install -m 644 sql/released/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 
 # Pure-Rust unit tests and #[pg_test]s, in a fresh pgrx test cluster run as $(RUNAS).
 pgtest: deps
@@ -46,6 +50,7 @@ demo-stop:
 
 bench: deps
 	cargo pgrx install --release --pg-config $(PG_CONFIG) --no-default-features --features $(PG_FEATURE)
+	install -m 644 sql/released/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 	mkdir -p $(TMPBASE) && chmod o+rx $(TMPBASE)
 	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/bench.py
 

@@ -156,7 +156,7 @@ SELECT l.seq, l.kind,
        r->>'event' AS phase_event,
        r AS record
   FROM migsafe.audit_log l, LATERAL (SELECT l.record::jsonb AS r) x
- WHERE l.kind IN ('alert', 'phase_event', 'config', 'unstorable');
+ WHERE l.kind IN ('alert', 'phase_event', 'config', 'unstorable', 'upgrade');
 
 CREATE VIEW migsafe.duration_trends AS
 SELECT date_trunc('day', started_at)::date                                          AS day,
@@ -199,6 +199,7 @@ REVOKE ALL ON FUNCTION migsafe._queue_stats(), migsafe._running_migrations() FRO
 -- functions, or in the audit writer) queues phase events: nobody writes "approved by
 -- …" into the log by calling it.
 REVOKE ALL ON FUNCTION migsafe._queue_phase_event(bigint, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION migsafe._note_upgrade(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION migsafe._audit_log_append_only(), migsafe._audit_log_writer_only(),
   migsafe._phase_event_to_audit() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION migsafe._queue_stats(), migsafe._running_migrations() TO migsafe_auditor;

@@ -137,7 +137,7 @@ pub fn holds_data(rel: pg_sys::Oid, col: Option<&str>) -> bool {
 /// statements listed (the rollback plan's, computed by the server), nothing else.
 /// `dry`: for a dry run, whose work must be rolled back (committing it is refused).
 #[pg_extern(name = "_set_rollback_phase", volatile, parallel_unsafe)]
-fn set_rollback_phase(
+fn set_rollback_approval(
     id: Option<i64>,
     statements: Option<Vec<Option<String>>>,
     dry: default!(bool, false),
@@ -156,6 +156,21 @@ fn set_rollback_phase(
         used: false,
     });
     ROLLBACK.with(|r| *r.borrow_mut() = approval);
+}
+
+/// The C symbol 0.1.0's `migsafe._set_rollback_phase(bigint)` is bound to. A database
+/// still on 0.1.0's SQL with this library gets a clear error instead of a call with the
+/// wrong arguments (no SQL: 0.2.0's function of that name has its own symbol).
+#[pg_extern(sql = false)]
+fn set_rollback_phase(_id: Option<i64>) {
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "pg_migsafe: this database still has pg_migsafe 0.1.0's SQL objects",
+        "_set_rollback_phase",
+    )
+    .set_detail("The library was upgraded; the extension's objects in this database were not.")
+    .set_hint("Run ALTER EXTENSION pg_migsafe UPDATE in this database (see CHANGELOG.md).")
+    .report(PgLogLevel::ERROR);
 }
 
 /// The rollback phase open in this (sub)transaction, if any (for migsafe._rollback_end()).

@@ -31,7 +31,7 @@ pgrx::extension_sql_file!(
         diff_docs,
         live_doc,
         split,
-        set_rollback_phase,
+        set_rollback_approval,
         rollback_phase_id,
         run_as,
         holds_data

@@ -69,7 +69,9 @@ struct State {
     mig: Option<Mig>,
     open: Vec<Open>,
     last_error: Option<(String, String)>,
-    pending_events: Vec<PhaseEvent>,
+    /// Records that belong to the transaction's outcome (phase events, an upgrade):
+    /// queued when it commits, dropped when it rolls back.
+    pending_events: Vec<Record>,
     next_name: Option<String>,
     phase_cache: Option<(u64, Oid, Oid, i64, Vec<PhaseRef>)>,
 }
@@ -464,7 +466,12 @@ pub fn set_migration_name(name: String) {
 
 /// The phase_event trigger: a phase changed; recorded when the transaction commits.
 pub fn phase_event(e: PhaseEvent) {
-    with(|s| s.pending_events.push(e));
+    with(|s| s.pending_events.push(Record::PhaseEvent(e)));
+}
+
+/// `ALTER EXTENSION pg_migsafe UPDATE`: recorded when the transaction commits.
+pub fn upgrade_event(u: crate::engine::audit::Upgrade) {
+    with(|s| s.pending_events.push(Record::Upgrade(u)));
 }
 
 /// Running migrations of this cluster (for the views).
@@ -1116,7 +1123,7 @@ fn finish(outcome: MigrationOutcome) {
         if outcome == MigrationOutcome::Committed {
             let db = unsafe { pg_sys::MyDatabaseId };
             for e in events {
-                queue_record(db, &Record::PhaseEvent(e));
+                queue_record(db, &e);
             }
         }
         if let Some(h) = queue::header() {

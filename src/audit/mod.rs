@@ -19,6 +19,7 @@ pgrx::extension_sql_file!(
         "phases",
         is_audit_writer,
         queue_phase_event,
+        note_upgrade,
         running_migrations,
         queue_stats
     ]
@@ -122,6 +123,25 @@ fn queue_phase_event(phase_id: i64, event: &str, by_role: &str, at: &str, detail
         by_role: by_role.to_string(),
         at: at.to_string(),
         detail: detail.map(str::to_string),
+    });
+}
+
+/// Records `ALTER EXTENSION pg_migsafe UPDATE` in the audit log (when its transaction
+/// commits). Called by the update scripts; refused anywhere else.
+#[pg_extern(name = "_note_upgrade", volatile)]
+fn note_upgrade(from_version: &str, to_version: &str) {
+    if unsafe { !pg_sys::creating_extension } {
+        ereport!(
+            PgLogLevel::ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "pg_migsafe: an upgrade is recorded only by ALTER EXTENSION pg_migsafe UPDATE"
+        );
+    }
+    backend::upgrade_event(crate::engine::audit::Upgrade {
+        at: crate::engine::audit::iso_time(crate::pgutil::now_unix_us()),
+        from_version: from_version.to_string(),
+        to_version: to_version.to_string(),
+        by_role: crate::pgutil::role_name(unsafe { pg_sys::GetSessionUserId() }),
     });
 }
 

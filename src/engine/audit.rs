@@ -183,6 +183,15 @@ pub struct PhaseEvent {
     pub detail: Option<String>,
 }
 
+/// `ALTER EXTENSION pg_migsafe UPDATE` ran (recorded when its transaction commits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upgrade {
+    pub at: String,
+    pub from_version: String,
+    pub to_version: String,
+    pub by_role: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigChange {
     pub at: String,
@@ -215,6 +224,7 @@ pub enum Record {
     PhaseEvent(PhaseEvent),
     Config(ConfigChange),
     Alert(Alert),
+    Upgrade(Upgrade),
 }
 
 impl Record {
@@ -230,6 +240,7 @@ impl Record {
             Record::PhaseEvent(_) => "phase_event",
             Record::Config(_) => "config",
             Record::Alert(_) => "alert",
+            Record::Upgrade(_) => "upgrade",
         }
     }
 }
@@ -270,7 +281,7 @@ pub fn migration_of(record: &Record) -> Option<&str> {
         Record::Statement(r) => Some(&r.migration),
         Record::MigrationEnd(r) => Some(&r.migration),
         Record::Alert(r) => Some(&r.migration),
-        Record::PhaseEvent(_) | Record::Config(_) => None,
+        Record::PhaseEvent(_) | Record::Config(_) | Record::Upgrade(_) => None,
     }
 }
 
@@ -472,6 +483,12 @@ pub fn event_of(record: &Record) -> Option<serde_json::Value> {
         Record::Config(c) if !c.changed.is_empty() => Some(json!({
             "event": "config_changed",
             "changed": c.changed,
+        })),
+        Record::Upgrade(u) => Some(json!({
+            "event": "upgraded",
+            "from": u.from_version,
+            "to": u.to_version,
+            "by": u.by_role,
         })),
         _ => None,
     }

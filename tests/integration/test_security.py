@@ -639,6 +639,7 @@ PRIVILEGES = [
     ('migsafe._key(text,text,text)', False, 'public'),
     ('migsafe._live_doc()', False, 'public'),
     ('migsafe._not_recyclable(oid,boolean)', False, ''),
+    ('migsafe._note_upgrade(text,text)', False, ''),
     ('migsafe._pending_for_decision(bigint)', False, ''),
     ('migsafe._phase_event_to_audit()', False, ''),
     ('migsafe._phases_for_session(name,name)', False, ''),
