@@ -12,6 +12,7 @@ DROP FUNCTION migsafe._rollback_losses(bigint);
 DROP FUNCTION migsafe._rollback_run(bigint, timestamptz);
 DROP FUNCTION migsafe._set_rollback_phase(bigint);
 DROP FUNCTION migsafe._dependents(oid);
+DROP FUNCTION migsafe._rollback_plan(bigint);
 
 -- Privileges that 0.2.0 no longer gives: the snapshot documents are read through
 -- diff(), rollback_sql() and verify() only.
@@ -453,6 +454,13 @@ STRICT VOLATILE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'queue_stats_wrapper';
 
+CREATE OR REPLACE FUNCTION "_rollback_exec"(
+	"sql" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'rollback_exec_wrapper';
+
 CREATE OR REPLACE FUNCTION "_rollback_phase_id"() RETURNS bigint /* Option < i64 > */
 STRICT VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
@@ -472,7 +480,8 @@ CREATE OR REPLACE FUNCTION "_rollback_plan"(
 	"recreates_table" TEXT,  /* Option < String > */
 	"recreates_column" TEXT,  /* Option < String > */
 	"note" TEXT,  /* Option < String > */
-	"executable" bool  /* bool */
+	"executable" bool,  /* bool */
+	"owner" TEXT  /* Option < String > */
 )
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
@@ -493,7 +502,8 @@ CREATE OR REPLACE FUNCTION "_rollback_plan_for"(
 	"recreates_table" TEXT,  /* Option < String > */
 	"recreates_column" TEXT,  /* Option < String > */
 	"note" TEXT,  /* Option < String > */
-	"executable" bool  /* bool */
+	"executable" bool,  /* bool */
+	"owner" TEXT  /* Option < String > */
 )
 VOLATILE PARALLEL UNSAFE 
 LANGUAGE c /* Rust */
@@ -847,12 +857,12 @@ BEGIN
   SELECT json_build_object(
     'schemas', (
       SELECT json_agg(json_build_object(
-               'name', n.nspname, 'comment', d.description,
+               'name', n.nspname, 'owner', pg_get_userbyid(n.nspowner), 'comment', d.description,
                'acl', coalesce(n.nspacl, acldefault('n', n.nspowner))::text[]))
         FROM nsp n LEFT JOIN pg_description d ON d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass),
     'tables', (
       SELECT json_agg(json_build_object(
-               'schema', r.nspname, 'name', r.relname,
+               'schema', r.nspname, 'name', r.relname, 'owner', pg_get_userbyid(r.relowner),
                'persistence', r.relpersistence,
                'partition_key', CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
                'partition_bound', CASE WHEN r.relispartition THEN pg_get_expr(pc.relpartbound, r.oid) END,
@@ -903,7 +913,7 @@ BEGIN
         LEFT JOIN pg_description d ON d.objoid = i.indexrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0),
     'sequences', (
       SELECT json_agg(json_build_object(
-               'schema', r.nspname, 'name', r.relname,
+               'schema', r.nspname, 'name', r.relname, 'owner', pg_get_userbyid(r.relowner),
                'data_type', format_type(s.seqtypid, NULL),
                'start', s.seqstart, 'increment', s.seqincrement, 'min', s.seqmin, 'max', s.seqmax,
                'cache', s.seqcache, 'cycle', s.seqcycle,
@@ -924,7 +934,8 @@ BEGIN
        WHERE r.relkind = 'S'),
     'views', (
       SELECT json_agg(json_build_object(
-               'schema', r.nspname, 'name', r.relname, 'materialized', r.relkind = 'm',
+               'schema', r.nspname, 'name', r.relname, 'owner', pg_get_userbyid(r.relowner),
+               'materialized', r.relkind = 'm',
                'definition', pg_get_viewdef(r.oid),
                'depends_on', (SELECT json_agg(DISTINCT x.key) FROM (
                    SELECT migsafe._key(dn.nspname, dc.relname) AS key
@@ -951,7 +962,7 @@ BEGIN
        WHERE r.relkind IN ('v', 'm')),
     'enums', (
       SELECT json_agg(json_build_object(
-               'schema', t.nspname, 'name', t.typname,
+               'schema', t.nspname, 'name', t.typname, 'owner', pg_get_userbyid(t.typowner),
                'labels', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
                'comment', d.description,
                'acl', coalesce(t.typacl, acldefault('T', t.typowner))::text[]))
@@ -960,7 +971,7 @@ BEGIN
        WHERE t.typtype = 'e'),
     'domains', (
       SELECT json_agg(json_build_object(
-               'schema', t.nspname, 'name', t.typname,
+               'schema', t.nspname, 'name', t.typname, 'owner', pg_get_userbyid(t.typowner),
                'base_type', format_type(t.typbasetype, t.typtypmod),
                'collation', CASE WHEN t.typcollation <> bt.typcollation AND t.typcollation <> 0 THEN
                               (SELECT CASE WHEN co.collnamespace = 'pg_catalog'::regnamespace THEN quote_ident(co.collname)
@@ -980,7 +991,7 @@ BEGIN
        WHERE t.typtype = 'd'),
     'functions', (
       SELECT json_agg(json_build_object(
-               'schema', f.nspname, 'name', f.proname, 'kind', f.prokind,
+               'schema', f.nspname, 'name', f.proname, 'kind', f.prokind, 'owner', pg_get_userbyid(f.proowner),
                'arguments', pg_get_function_identity_arguments(f.oid),
                'result', pg_get_function_result(f.oid),
                'definition', pg_get_functiondef(f.oid),
@@ -1044,6 +1055,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   new_id bigint;
 BEGIN
+  PERFORM migsafe._require_approver('take snapshots');
   INSERT INTO migsafe.snapshot (label, kind, complete) VALUES (nullif(btrim(label), ''), 'manual', true)
   RETURNING id INTO new_id;
   INSERT INTO migsafe.snapshot_part (snapshot_id, part, scope, doc)
@@ -1075,6 +1087,10 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   n bigint;
 BEGIN
+  IF NOT migsafe._holds_role(session_user, 'migsafe_admin') THEN
+    RAISE EXCEPTION 'role "%" may not drop snapshots', session_user
+      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin (granted by a superuser) does.';
+  END IF;
   IF older_than IS NULL OR older_than < interval '0' THEN
     RAISE EXCEPTION 'older_than must be a positive interval, not %', coalesce(older_than::text, 'NULL')
       USING ERRCODE = '22023';
@@ -1497,7 +1513,9 @@ BEGIN
         RAISE EXCEPTION 'cannot restore column %: the table had no other column to match its rows by', r.column_name
           USING ERRCODE = '55000', HINT = format('The values are in migsafe_recycle.%I.', r.stored_as);
       END IF;
-      PERFORM migsafe._internal(format('ALTER TABLE %I.%I ADD COLUMN %I %s', r.schema_name, r.table_name, r.column_name, r.column_type));
+      -- as the owner: a domain's default and checks are evaluated for every row
+      PERFORM migsafe._run_as(target_owner,
+        format('ALTER TABLE %I.%I ADD COLUMN %I %s', r.schema_name, r.table_name, r.column_name, r.column_type), true);
       n := migsafe._run_as(target_owner,
         format('UPDATE %I.%I t SET %I = s.%I FROM migsafe_recycle.%I s WHERE %s',
                r.schema_name, r.table_name, r.column_name, r.column_name, r.stored_as,
@@ -1535,13 +1553,12 @@ DECLARE
   r record;
   n bigint := 0;
 BEGIN
+  IF NOT migsafe._is_audit_writer() AND NOT migsafe._holds_role(session_user, 'migsafe_admin') THEN
+    RAISE EXCEPTION 'role "%" may not purge the recycle bin', session_user
+      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin (granted by a superuser) purges.';
+  END IF;
   IF age < interval '0' THEN
     RAISE EXCEPTION 'older_than must not be negative, not %', age USING ERRCODE = '22023';
-  END IF;
-  IF NOT migsafe._is_audit_writer() AND NOT pg_has_role(session_user, 'migsafe_admin', 'MEMBER')
-     AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
-    RAISE EXCEPTION 'role "%" may not purge the recycle bin', session_user
-      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin purges.';
   END IF;
   FOR r IN SELECT * FROM migsafe.recycle x
             WHERE x.purged_at IS NULL AND x.restored_at IS NULL AND x.dropped_at <= clock_timestamp() - age
@@ -1566,6 +1583,7 @@ GRANT EXECUTE ON FUNCTION migsafe.purge(interval) TO migsafe_admin;
 CREATE OR REPLACE FUNCTION "_set_rollback_phase"(
 	"id" bigint, /* Option < i64 > */
 	"statements" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
+	"owners" TEXT[], /* :: std :: option :: Option < Vec < Option < String > > > */
 	"dry" bool DEFAULT false /* bool */
 ) RETURNS void
 VOLATILE PARALLEL UNSAFE 
@@ -1674,7 +1692,13 @@ BEGIN
                   format('%I.%I', tn.nspname, t.relname) AS tbl, a.attname,
                   s.seqincrement, s.seqstart, ps.last_value,
                   has_column_privilege(d.refobjid, a.attnum, 'SELECT')
-                    AND has_sequence_privilege(s.seqrelid, 'SELECT, USAGE') AS readable
+                    AND has_sequence_privilege(s.seqrelid, 'SELECT, USAGE') AS readable,
+                  -- reading the table runs no code of its owner's (no row-level
+                  -- security policy, no foreign partition)
+                  NOT t.relrowsecurity
+                    AND (t.relkind = 'r' OR (t.relkind = 'p' AND NOT EXISTS (
+                          SELECT 1 FROM pg_partition_tree(t.oid) pt JOIN pg_class lc ON lc.oid = pt.relid
+                           WHERE pt.isleaf AND lc.relkind <> 'r'))) AS plain
              FROM pg_sequence s
              JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid
                               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
@@ -1690,6 +1714,11 @@ BEGIN
     IF NOT r.readable THEN
       check_name := 'sequence not checked'; object := r.seq; status := 'info';
       detail := format('no privilege to read %s or %s.%I', r.seq, r.tbl, r.attname);
+      RETURN NEXT;
+      CONTINUE;
+    ELSIF NOT r.plain THEN
+      check_name := 'sequence not checked'; object := r.seq; status := 'info';
+      detail := format('reading %s would run code of its owner''s (row-level security or a foreign partition)', r.tbl);
       RETURN NEXT;
       CONTINUE;
     END IF;
@@ -1751,7 +1780,7 @@ $$;
 CREATE OR REPLACE FUNCTION migsafe._rollback_approve(snapshot bigint, dry_run boolean, force boolean)
 RETURNS TABLE (step int, sql text, kind text, identity text, operation text, drops_table text,
                drops_column text, recreates_table text, recreates_column text, note text,
-               executable boolean, loses_data boolean)
+               executable boolean, loses_data boolean, owner text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   req bigint := migsafe._rollback_check(snapshot, dry_run);
@@ -1759,6 +1788,7 @@ DECLARE
   plan record;
   losses text[] := '{}';
   approved text[] := '{}';
+  owners text[] := '{}';
   p_id bigint;
   holds boolean;
 BEGIN
@@ -1776,8 +1806,10 @@ BEGIN
     step := plan.step; sql := plan.sql; kind := plan.kind; identity := plan.identity; operation := plan.operation;
     drops_table := plan.drops_table; drops_column := plan.drops_column; recreates_table := plan.recreates_table;
     recreates_column := plan.recreates_column; note := plan.note; executable := plan.executable; loses_data := holds;
+    owner := plan.owner;
     IF plan.executable THEN
       approved := approved || plan.sql;
+      owners := owners || plan.owner;
     END IF;
     RETURN NEXT;
   END LOOP;
@@ -1804,7 +1836,7 @@ BEGIN
   END IF;
   -- (The rows are returned when this function ends: the phase is open before the
   -- caller runs any of them.)
-  PERFORM migsafe._set_rollback_phase(p_id, approved, dry_run);
+  PERFORM migsafe._set_rollback_phase(p_id, approved, owners, dry_run);
 END
 $$;
 
@@ -1814,7 +1846,7 @@ DECLARE
   p_id bigint := migsafe._rollback_phase_id();
   n int;
 BEGIN
-  PERFORM migsafe._set_rollback_phase(NULL, NULL, false);
+  PERFORM migsafe._set_rollback_phase(NULL, NULL, NULL, false);
   IF p_id IS NOT NULL THEN
     UPDATE migsafe.phase SET state = 'ended', ended_at = clock_timestamp() WHERE id = p_id AND state = 'active';
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -1867,7 +1899,8 @@ BEGIN
     IF NOT p.executable THEN
       s := (n, p.operation, p.identity, p.sql, CASE p.operation WHEN 'note' THEN 'note' ELSE 'cannot revert' END, p.note);
     ELSE
-      EXECUTE p.sql;
+      -- as the role that owns what the step creates or changes (src/recycle.rs)
+      PERFORM migsafe._rollback_exec(p.sql);
       s := (n, p.operation, p.identity, p.sql, CASE WHEN p.loses_data AND dry_run THEN 'would lose data' ELSE 'done' END,
             concat_ws('; ',
               CASE WHEN p.loses_data AND dry_run THEN 'holds data added since the snapshot: needs force => true' END,
@@ -2023,12 +2056,14 @@ GRANT EXECUTE ON FUNCTION migsafe.verify(bigint), migsafe.verify_ok(bigint, bool
   TO migsafe_admin, migsafe_approver, migsafe_auditor;
 
 GRANT EXECUTE ON FUNCTION migsafe.rollback(bigint, boolean, boolean), migsafe._rollback_run(bigint, boolean, boolean),
-  migsafe._rollback_check(bigint, boolean), migsafe._rollback_approve(bigint, boolean, boolean), migsafe._rollback_end()
+  migsafe._rollback_check(bigint, boolean), migsafe._rollback_approve(bigint, boolean, boolean), migsafe._rollback_end(),
+  migsafe._rollback_exec(text)
   TO migsafe_admin, migsafe_approver;
 
 REVOKE ALL ON FUNCTION migsafe.diff(bigint, bigint), migsafe.rollback_sql(bigint), migsafe._rollback_plan(bigint),
   migsafe._rollback_plan_for(bigint, oid), migsafe._internal(text), migsafe._run_as(oid, text, boolean),
-  migsafe._holds_data(oid, text), migsafe._set_rollback_phase(bigint, text[], boolean), migsafe._rollback_phase_id(),
+  migsafe._holds_data(oid, text), migsafe._set_rollback_phase(bigint, text[], text[], boolean), migsafe._rollback_phase_id(),
+  migsafe._rollback_exec(text),
   migsafe._dependents(oid), migsafe._acl_entries(text), migsafe._copyable(oid), migsafe._catalog(jsonb),
   migsafe._snapshot_part(bigint, jsonb) FROM PUBLIC;
 

@@ -460,7 +460,9 @@ BEGIN
         RAISE EXCEPTION 'cannot restore column %: the table had no other column to match its rows by', r.column_name
           USING ERRCODE = '55000', HINT = format('The values are in migsafe_recycle.%I.', r.stored_as);
       END IF;
-      PERFORM migsafe._internal(format('ALTER TABLE %I.%I ADD COLUMN %I %s', r.schema_name, r.table_name, r.column_name, r.column_type));
+      -- as the owner: a domain's default and checks are evaluated for every row
+      PERFORM migsafe._run_as(target_owner,
+        format('ALTER TABLE %I.%I ADD COLUMN %I %s', r.schema_name, r.table_name, r.column_name, r.column_type), true);
       n := migsafe._run_as(target_owner,
         format('UPDATE %I.%I t SET %I = s.%I FROM migsafe_recycle.%I s WHERE %s',
                r.schema_name, r.table_name, r.column_name, r.column_name, r.stored_as,
@@ -500,13 +502,12 @@ DECLARE
   r record;
   n bigint := 0;
 BEGIN
+  IF NOT migsafe._is_audit_writer() AND NOT migsafe._holds_role(session_user, 'migsafe_admin') THEN
+    RAISE EXCEPTION 'role "%" may not purge the recycle bin', session_user
+      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin (granted by a superuser) purges.';
+  END IF;
   IF age < interval '0' THEN
     RAISE EXCEPTION 'older_than must not be negative, not %', age USING ERRCODE = '22023';
-  END IF;
-  IF NOT migsafe._is_audit_writer() AND NOT pg_has_role(session_user, 'migsafe_admin', 'MEMBER')
-     AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
-    RAISE EXCEPTION 'role "%" may not purge the recycle bin', session_user
-      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin purges.';
   END IF;
   FOR r IN SELECT * FROM migsafe.recycle x
             WHERE x.purged_at IS NULL AND x.restored_at IS NULL AND x.dropped_at <= clock_timestamp() - age

@@ -79,7 +79,13 @@ BEGIN
                   format('%I.%I', tn.nspname, t.relname) AS tbl, a.attname,
                   s.seqincrement, s.seqstart, ps.last_value,
                   has_column_privilege(d.refobjid, a.attnum, 'SELECT')
-                    AND has_sequence_privilege(s.seqrelid, 'SELECT, USAGE') AS readable
+                    AND has_sequence_privilege(s.seqrelid, 'SELECT, USAGE') AS readable,
+                  -- reading the table runs no code of its owner's (no row-level
+                  -- security policy, no foreign partition)
+                  NOT t.relrowsecurity
+                    AND (t.relkind = 'r' OR (t.relkind = 'p' AND NOT EXISTS (
+                          SELECT 1 FROM pg_partition_tree(t.oid) pt JOIN pg_class lc ON lc.oid = pt.relid
+                           WHERE pt.isleaf AND lc.relkind <> 'r'))) AS plain
              FROM pg_sequence s
              JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid
                               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0
@@ -95,6 +101,11 @@ BEGIN
     IF NOT r.readable THEN
       check_name := 'sequence not checked'; object := r.seq; status := 'info';
       detail := format('no privilege to read %s or %s.%I', r.seq, r.tbl, r.attname);
+      RETURN NEXT;
+      CONTINUE;
+    ELSIF NOT r.plain THEN
+      check_name := 'sequence not checked'; object := r.seq; status := 'info';
+      detail := format('reading %s would run code of its owner''s (row-level security or a foreign partition)', r.tbl);
       RETURN NEXT;
       CONTINUE;
     END IF;
@@ -164,7 +175,7 @@ $$;
 CREATE FUNCTION migsafe._rollback_approve(snapshot bigint, dry_run boolean, force boolean)
 RETURNS TABLE (step int, sql text, kind text, identity text, operation text, drops_table text,
                drops_column text, recreates_table text, recreates_column text, note text,
-               executable boolean, loses_data boolean)
+               executable boolean, loses_data boolean, owner text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   req bigint := migsafe._rollback_check(snapshot, dry_run);
@@ -172,6 +183,7 @@ DECLARE
   plan record;
   losses text[] := '{}';
   approved text[] := '{}';
+  owners text[] := '{}';
   p_id bigint;
   holds boolean;
 BEGIN
@@ -189,8 +201,10 @@ BEGIN
     step := plan.step; sql := plan.sql; kind := plan.kind; identity := plan.identity; operation := plan.operation;
     drops_table := plan.drops_table; drops_column := plan.drops_column; recreates_table := plan.recreates_table;
     recreates_column := plan.recreates_column; note := plan.note; executable := plan.executable; loses_data := holds;
+    owner := plan.owner;
     IF plan.executable THEN
       approved := approved || plan.sql;
+      owners := owners || plan.owner;
     END IF;
     RETURN NEXT;
   END LOOP;
@@ -217,7 +231,7 @@ BEGIN
   END IF;
   -- (The rows are returned when this function ends: the phase is open before the
   -- caller runs any of them.)
-  PERFORM migsafe._set_rollback_phase(p_id, approved, dry_run);
+  PERFORM migsafe._set_rollback_phase(p_id, approved, owners, dry_run);
 END
 $$;
 
@@ -228,7 +242,7 @@ DECLARE
   p_id bigint := migsafe._rollback_phase_id();
   n int;
 BEGIN
-  PERFORM migsafe._set_rollback_phase(NULL, NULL, false);
+  PERFORM migsafe._set_rollback_phase(NULL, NULL, NULL, false);
   IF p_id IS NOT NULL THEN
     UPDATE migsafe.phase SET state = 'ended', ended_at = clock_timestamp() WHERE id = p_id AND state = 'active';
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -281,7 +295,8 @@ BEGIN
     IF NOT p.executable THEN
       s := (n, p.operation, p.identity, p.sql, CASE p.operation WHEN 'note' THEN 'note' ELSE 'cannot revert' END, p.note);
     ELSE
-      EXECUTE p.sql;
+      -- as the role that owns what the step creates or changes (src/recycle.rs)
+      PERFORM migsafe._rollback_exec(p.sql);
       s := (n, p.operation, p.identity, p.sql, CASE WHEN p.loses_data AND dry_run THEN 'would lose data' ELSE 'done' END,
             concat_ws('; ',
               CASE WHEN p.loses_data AND dry_run THEN 'holds data added since the snapshot: needs force => true' END,
@@ -439,11 +454,13 @@ GRANT EXECUTE ON FUNCTION migsafe.verify(bigint), migsafe.verify_ok(bigint, bool
   TO migsafe_admin, migsafe_approver, migsafe_auditor;
 -- rollback() runs as its caller; the helpers it calls check the caller themselves.
 GRANT EXECUTE ON FUNCTION migsafe.rollback(bigint, boolean, boolean), migsafe._rollback_run(bigint, boolean, boolean),
-  migsafe._rollback_check(bigint, boolean), migsafe._rollback_approve(bigint, boolean, boolean), migsafe._rollback_end()
+  migsafe._rollback_check(bigint, boolean), migsafe._rollback_approve(bigint, boolean, boolean), migsafe._rollback_end(),
+  migsafe._rollback_exec(text)
   TO migsafe_admin, migsafe_approver;
 REVOKE ALL ON FUNCTION migsafe.diff(bigint, bigint), migsafe.rollback_sql(bigint), migsafe._rollback_plan(bigint),
   migsafe._rollback_plan_for(bigint, oid), migsafe._internal(text), migsafe._run_as(oid, text, boolean),
-  migsafe._holds_data(oid, text), migsafe._set_rollback_phase(bigint, text[], boolean), migsafe._rollback_phase_id(),
+  migsafe._holds_data(oid, text), migsafe._set_rollback_phase(bigint, text[], text[], boolean), migsafe._rollback_phase_id(),
+  migsafe._rollback_exec(text),
   migsafe._dependents(oid), migsafe._acl_entries(text), migsafe._copyable(oid), migsafe._catalog(jsonb),
   migsafe._snapshot_part(bigint, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION migsafe.diff(bigint, bigint), migsafe.rollback_sql(bigint)

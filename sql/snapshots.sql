@@ -186,12 +186,12 @@ BEGIN
   SELECT json_build_object(
     'schemas', (
       SELECT json_agg(json_build_object(
-               'name', n.nspname, 'comment', d.description,
+               'name', n.nspname, 'owner', pg_get_userbyid(n.nspowner), 'comment', d.description,
                'acl', coalesce(n.nspacl, acldefault('n', n.nspowner))::text[]))
         FROM nsp n LEFT JOIN pg_description d ON d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass),
     'tables', (
       SELECT json_agg(json_build_object(
-               'schema', r.nspname, 'name', r.relname,
+               'schema', r.nspname, 'name', r.relname, 'owner', pg_get_userbyid(r.relowner),
                'persistence', r.relpersistence,
                'partition_key', CASE WHEN r.relkind = 'p' THEN pg_get_partkeydef(r.oid) END,
                'partition_bound', CASE WHEN r.relispartition THEN pg_get_expr(pc.relpartbound, r.oid) END,
@@ -242,7 +242,7 @@ BEGIN
         LEFT JOIN pg_description d ON d.objoid = i.indexrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0),
     'sequences', (
       SELECT json_agg(json_build_object(
-               'schema', r.nspname, 'name', r.relname,
+               'schema', r.nspname, 'name', r.relname, 'owner', pg_get_userbyid(r.relowner),
                'data_type', format_type(s.seqtypid, NULL),
                'start', s.seqstart, 'increment', s.seqincrement, 'min', s.seqmin, 'max', s.seqmax,
                'cache', s.seqcache, 'cycle', s.seqcycle,
@@ -263,7 +263,8 @@ BEGIN
        WHERE r.relkind = 'S'),
     'views', (
       SELECT json_agg(json_build_object(
-               'schema', r.nspname, 'name', r.relname, 'materialized', r.relkind = 'm',
+               'schema', r.nspname, 'name', r.relname, 'owner', pg_get_userbyid(r.relowner),
+               'materialized', r.relkind = 'm',
                'definition', pg_get_viewdef(r.oid),
                'depends_on', (SELECT json_agg(DISTINCT x.key) FROM (
                    SELECT migsafe._key(dn.nspname, dc.relname) AS key
@@ -290,7 +291,7 @@ BEGIN
        WHERE r.relkind IN ('v', 'm')),
     'enums', (
       SELECT json_agg(json_build_object(
-               'schema', t.nspname, 'name', t.typname,
+               'schema', t.nspname, 'name', t.typname, 'owner', pg_get_userbyid(t.typowner),
                'labels', (SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid),
                'comment', d.description,
                'acl', coalesce(t.typacl, acldefault('T', t.typowner))::text[]))
@@ -299,7 +300,7 @@ BEGIN
        WHERE t.typtype = 'e'),
     'domains', (
       SELECT json_agg(json_build_object(
-               'schema', t.nspname, 'name', t.typname,
+               'schema', t.nspname, 'name', t.typname, 'owner', pg_get_userbyid(t.typowner),
                'base_type', format_type(t.typbasetype, t.typtypmod),
                'collation', CASE WHEN t.typcollation <> bt.typcollation AND t.typcollation <> 0 THEN
                               (SELECT CASE WHEN co.collnamespace = 'pg_catalog'::regnamespace THEN quote_ident(co.collname)
@@ -319,7 +320,7 @@ BEGIN
        WHERE t.typtype = 'd'),
     'functions', (
       SELECT json_agg(json_build_object(
-               'schema', f.nspname, 'name', f.proname, 'kind', f.prokind,
+               'schema', f.nspname, 'name', f.proname, 'kind', f.prokind, 'owner', pg_get_userbyid(f.proowner),
                'arguments', pg_get_function_identity_arguments(f.oid),
                'result', pg_get_function_result(f.oid),
                'definition', pg_get_functiondef(f.oid),
@@ -405,6 +406,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   new_id bigint;
 BEGIN
+  PERFORM migsafe._require_approver('take snapshots');
   INSERT INTO migsafe.snapshot (label, kind, complete) VALUES (nullif(btrim(label), ''), 'manual', true)
   RETURNING id INTO new_id;
   INSERT INTO migsafe.snapshot_part (snapshot_id, part, scope, doc)
@@ -438,6 +440,10 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   n bigint;
 BEGIN
+  IF NOT migsafe._holds_role(session_user, 'migsafe_admin') THEN
+    RAISE EXCEPTION 'role "%" may not drop snapshots', session_user
+      USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin (granted by a superuser) does.';
+  END IF;
   IF older_than IS NULL OR older_than < interval '0' THEN
     RAISE EXCEPTION 'older_than must be a positive interval, not %', coalesce(older_than::text, 'NULL')
       USING ERRCODE = '22023';

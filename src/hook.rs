@@ -341,6 +341,7 @@ unsafe fn before_statement(
         return false;
     }
     check_statement(pstmt, query_string, token);
+    note_rebuilds((*pstmt).utilityStmt);
     *lock_watch = audit::lock_safety((*pstmt).utilityStmt);
     auto_snapshot((*pstmt).utilityStmt);
     let approved = recycle::take_approval();
@@ -439,6 +440,26 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
         }
     }
     after_statement(token, lock_watch);
+}
+
+/// ALTER COLUMN … TYPE builds the table's extended statistics again: what existed
+/// before stays "not new" (see `track`).
+#[pg_guard]
+unsafe extern "C-unwind" fn note_rebuilds(stmt: *mut pg_sys::Node) {
+    if (*stmt).type_ != NodeTag::T_AlterTableStmt {
+        return;
+    }
+    let a = stmt as *mut pg_sys::AlterTableStmt;
+    let retypes = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*a).cmds)
+        .iter_ptr()
+        .any(|c| (*c).subtype == pg_sys::AlterTableType::AT_AlterColumnType);
+    if !retypes {
+        return;
+    }
+    let relid = crate::pgutil::relid_of((*a).relation);
+    if relid != pg_sys::InvalidOid {
+        crate::track::note_statistics_of(relid);
+    }
 }
 
 /// Snapshots what the statement reaches, once per migration (see `autosnap`).

@@ -19,7 +19,7 @@ use pgrx::pg_sys::{self, NodeTag};
 use pgrx::prelude::*;
 use pgrx::PgList;
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 pgrx::extension_sql_file!(
     "../sql/recycle.sql",
@@ -32,10 +32,10 @@ pgrx::extension_sql_file!(
 struct RollbackApproval {
     id: i64,
     subxact: pg_sys::SubTransactionId,
-    statements: HashSet<String>,
+    /// Statement (normalized) → the role it runs as (None: the caller).
+    statements: HashMap<String, Option<String>>,
     /// Opened for a dry run: what it approved must never be committed.
     dry: bool,
-    used: bool,
 }
 
 thread_local! {
@@ -44,6 +44,10 @@ thread_local! {
     /// `_internal` and `_run_as` around their one statement, taken by the hook).
     static OURS_NEXT: Cell<bool> = const { Cell::new(false) };
     static ROLLBACK: RefCell<Option<RollbackApproval>> = const { RefCell::new(None) };
+    /// The subtransactions in which a dry run's approval approved a statement: only
+    /// their abort (or the end of the transaction) forgets them, whatever happens to
+    /// the approval itself; a commit with any left is refused.
+    static DRY_USES: RefCell<Vec<pg_sys::SubTransactionId>> = const { RefCell::new(Vec::new()) };
     static APPROVED: Cell<i64> = const { Cell::new(0) };
 }
 
@@ -140,22 +144,70 @@ pub fn holds_data(rel: pg_sys::Oid, col: Option<&str>) -> bool {
 fn set_rollback_approval(
     id: Option<i64>,
     statements: Option<Vec<Option<String>>>,
+    owners: Option<Vec<Option<String>>>,
     dry: default!(bool, false),
 ) {
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let owners = owners.unwrap_or_default();
     let approval = id.map(|id| RollbackApproval {
         id,
         subxact: sub,
         statements: statements
             .unwrap_or_default()
             .into_iter()
-            .flatten()
-            .map(|s| normalize(&s))
+            .enumerate()
+            .filter_map(|(i, s)| Some((normalize(&s?), owners.get(i).cloned().flatten())))
             .collect(),
         dry,
-        used: false,
     });
     ROLLBACK.with(|r| *r.borrow_mut() = approval);
+}
+
+/// Runs one statement of the current rollback plan, as the role that owns what it
+/// creates or changes (security-restricted: the code it sets off runs with that
+/// role's rights, and what it creates is that role's), provided the caller has that
+/// role's privileges. Anything that is not a statement of the plan is refused.
+#[pg_extern(name = "_rollback_exec", volatile, parallel_unsafe)]
+fn rollback_exec(sql: &str) {
+    let owner = ROLLBACK.with(|r| {
+        r.borrow()
+            .as_ref()
+            .and_then(|a| a.statements.get(&normalize(sql)).cloned())
+    });
+    let Some(owner) = owner else {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "pg_migsafe: not a statement of the rollback plan of this transaction"
+        );
+    };
+    let who = match owner {
+        None => As::Caller,
+        Some(name) => {
+            let c = std::ffi::CString::new(name.clone()).unwrap_or_default();
+            let oid = unsafe { pg_sys::get_role_oid(c.as_ptr(), true) };
+            if oid == pg_sys::InvalidOid {
+                pgrx::ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                    format!("pg_migsafe: cannot run a rollback step as role \"{name}\": the role no longer exists"),
+                    format!("Statement: {}", crate::engine::policy::shorten(sql, 300))
+                );
+            }
+            if !unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), oid) } {
+                pgrx::ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    format!("pg_migsafe: the rollback step belongs to role \"{name}\", whose privileges the caller does not have"),
+                    format!("Statement: {}", crate::engine::policy::shorten(sql, 300))
+                );
+            }
+            As::Owner(oid)
+        }
+    };
+    // A statement of the server-computed plan, approved by the rollback phase; the
+    // hook inspects and records it like any other.
+    spi::execute_built(who, sql, &[], |_| Ok(()));
 }
 
 /// The C symbol 0.1.0's `migsafe._set_rollback_phase(bigint)` is bound to. A database
@@ -188,14 +240,16 @@ fn normalize(s: &str) -> String {
 /// The rollback phase that approves this statement (one of its plan's), if any.
 pub fn rollback_approves(text: &str) -> Option<i64> {
     let t = normalize(text);
-    ROLLBACK.with(|r| {
-        let mut r = r.try_borrow_mut().ok()?;
-        let a = r.as_mut()?;
-        a.statements.contains(&t).then(|| {
-            a.used = true;
-            a.id
-        })
-    })
+    let (id, dry) = ROLLBACK.with(|r| {
+        let r = r.try_borrow().ok()?;
+        let a = r.as_ref()?;
+        a.statements.contains_key(&t).then_some((a.id, a.dry))
+    })?;
+    if dry {
+        let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+        DRY_USES.with(|d| d.borrow_mut().push(sub));
+    }
+    Some(id)
 }
 
 /// The hook notes which phase approved the statement it is about to run.
@@ -221,13 +275,7 @@ unsafe extern "C-unwind" fn xact_callback(
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
-            let dry_used = ROLLBACK
-                .with(|r| {
-                    r.try_borrow()
-                        .ok()
-                        .and_then(|r| r.as_ref().map(|a| a.dry && a.used))
-                })
-                .unwrap_or(false);
+            let dry_used = DRY_USES.with(|d| d.try_borrow().map(|d| !d.is_empty()).unwrap_or(true));
             if dry_used {
                 refuse_dry_run_commit();
             }
@@ -236,6 +284,11 @@ unsafe extern "C-unwind" fn xact_callback(
             ROLLBACK.with(|r| {
                 if let Ok(mut r) = r.try_borrow_mut() {
                     *r = None;
+                }
+            });
+            DRY_USES.with(|d| {
+                if let Ok(mut d) = d.try_borrow_mut() {
+                    d.clear();
                 }
             });
             INTERNAL.set(false);
@@ -270,6 +323,11 @@ unsafe extern "C-unwind" fn subxact_callback(
                 if r.as_ref().is_some_and(|a| a.subxact >= my_subid) {
                     *r = None;
                 }
+            }
+        });
+        DRY_USES.with(|d| {
+            if let Ok(mut d) = d.try_borrow_mut() {
+                d.retain(|s| *s < my_subid);
             }
         });
         OURS_NEXT.set(false);
@@ -336,6 +394,27 @@ fn too_big(what: String) -> Report {
     }
 }
 
+/// May the current user drop (or alter) the relation, as PostgreSQL decides it for DROP
+/// and ALTER TABLE: its owner, or the owner of its schema (DROP only)?
+unsafe fn may_own(rel: pg_sys::Oid, or_schema: bool) -> bool {
+    let uid = pg_sys::GetUserId();
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    {
+        pg_sys::pg_class_ownercheck(rel, uid)
+            || (or_schema && pg_sys::pg_namespace_ownercheck(pg_sys::get_rel_namespace(rel), uid))
+    }
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    {
+        pg_sys::object_ownercheck(pg_sys::RelationRelationId, rel, uid)
+            || (or_schema
+                && pg_sys::object_ownercheck(
+                    pg_sys::NamespaceRelationId,
+                    pg_sys::get_rel_namespace(rel),
+                    uid,
+                ))
+    }
+}
+
 unsafe fn drop_tables(d: *mut pg_sys::DropStmt, text: &str, phase: i64) -> bool {
     if (*d).removeType != pg_sys::ObjectType::OBJECT_TABLE || (*d).concurrent {
         return false;
@@ -353,6 +432,10 @@ unsafe fn drop_tables(d: *mut pg_sys::DropStmt, text: &str, phase: i64) -> bool 
             missing.push(name_list_text(names));
         } else if pg_sys::get_rel_relkind(oid) as u8 != b'r' {
             return false; // the real DROP reports the wrong kind
+        } else if !may_own(oid, true) {
+            // An approval is not a privilege: the real DROP checks the caller's right
+            // (and fails); the recycle bin moves only what the caller may drop.
+            return false;
         } else {
             rels.push(oid);
         }
@@ -389,8 +472,8 @@ unsafe fn drop_tables(d: *mut pg_sys::DropStmt, text: &str, phase: i64) -> bool 
 
 unsafe fn drop_columns(a: *mut pg_sys::AlterTableStmt, text: &str, phase: i64) -> Option<Report> {
     let rel = relid_of((*a).relation);
-    if rel == pg_sys::InvalidOid {
-        return None;
+    if rel == pg_sys::InvalidOid || !may_own(rel, false) {
+        return None; // the real ALTER TABLE reports what is wrong
     }
     for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg((*a).cmds).iter_ptr() {
         if (*cmd).subtype != pg_sys::AlterTableType::AT_DropColumn {
@@ -422,8 +505,11 @@ unsafe fn drop_columns(a: *mut pg_sys::AlterTableStmt, text: &str, phase: i64) -
 unsafe fn truncate(t: *mut pg_sys::TruncateStmt, text: &str, phase: i64) -> Option<Report> {
     for rv in PgList::<pg_sys::RangeVar>::from_pg((*t).relations).iter_ptr() {
         let rel = relid_of(rv);
-        if rel == pg_sys::InvalidOid {
-            continue;
+        if rel == pg_sys::InvalidOid
+            || pg_sys::pg_class_aclcheck(rel, pg_sys::GetUserId(), pg_sys::ACL_TRUNCATE as _)
+                != pg_sys::AclResult::ACLCHECK_OK
+        {
+            continue; // the real TRUNCATE reports what is wrong
         }
         let id = call_i64(
             "SELECT migsafe._recycle_truncate($1, $2, $3)",

@@ -96,9 +96,39 @@ unsafe fn secrets(stmt: *mut Node) -> Option<(Rule, Vec<String>)> {
         )),
         NodeTag::T_CreateFdwStmt => named(options((*(stmt as *mut pg_sys::CreateFdwStmt)).options)),
         NodeTag::T_AlterFdwStmt => named(options((*(stmt as *mut pg_sys::AlterFdwStmt)).options)),
-        NodeTag::T_CreateForeignTableStmt => named(options(
-            (*(stmt as *mut pg_sys::CreateForeignTableStmt)).options,
+        NodeTag::T_CreateForeignTableStmt => {
+            let f = stmt as *mut pg_sys::CreateForeignTableStmt;
+            let mut opts = options((*f).options);
+            // column options: CREATE FOREIGN TABLE t (c int OPTIONS (…))
+            for e in PgList::<Node>::from_pg((*f).base.tableElts).iter_ptr() {
+                if !e.is_null() && (*e).type_ == NodeTag::T_ColumnDef {
+                    opts.extend(options((*(e as *mut pg_sys::ColumnDef)).fdwoptions));
+                }
+            }
+            named(opts)
+        }
+        NodeTag::T_ImportForeignSchemaStmt => named(options(
+            (*(stmt as *mut pg_sys::ImportForeignSchemaStmt)).options,
         )),
+        NodeTag::T_AlterTableStmt => {
+            // ALTER FOREIGN TABLE … OPTIONS (…), ALTER COLUMN … OPTIONS (…)
+            let mut opts = Vec::new();
+            for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg(
+                (*(stmt as *mut pg_sys::AlterTableStmt)).cmds,
+            )
+            .iter_ptr()
+            {
+                use pg_sys::AlterTableType as A;
+                let st = (*cmd).subtype;
+                if (st == A::AT_GenericOptions || st == A::AT_AlterColumnGenericOptions)
+                    && !(*cmd).def.is_null()
+                    && (*(*cmd).def).type_ == NodeTag::T_List
+                {
+                    opts.extend(options((*cmd).def as *mut pg_sys::List));
+                }
+            }
+            named(opts)
+        }
         NodeTag::T_CreateSubscriptionStmt => {
             let c = cstr((*(stmt as *mut pg_sys::CreateSubscriptionStmt)).conninfo)?;
             Some((Rule::Connection, vec![c]))
@@ -134,18 +164,20 @@ unsafe fn secrets(stmt: *mut Node) -> Option<(Rule, Vec<String>)> {
     }
 }
 
-/// The tokens of `text` as the server's lexer cuts them (with the session's
-/// standard_conforming_strings and backslash_quote). None if the lexer fails.
-fn tokens(text: &str) -> Option<Vec<Token>> {
-    let c = CString::new(text).ok()?;
-    let raw: Option<Vec<usize>> = PgTryBuilder::new(|| unsafe {
-        let mut extra: pg_sys::core_yy_extra_type = Default::default();
+/// The start of every token of `text`, cut by the server's lexer with
+/// `standard_conforming_strings` as given. None if the lexer fails.
+fn token_starts(c: &std::ffi::CStr, scs: bool) -> Option<Vec<usize>> {
+    // The scanner keeps a pointer to `extra` and reads it while lexing: a heap value
+    // reached only through that raw pointer.
+    let extra: *mut pg_sys::core_yy_extra_type = Box::into_raw(Box::default());
+    let r = PgTryBuilder::new(|| unsafe {
         let scanner = pg_sys::scanner_init(
             c.as_ptr(),
-            &mut extra,
+            extra,
             &pg_sys::ScanKeywords,
             std::ptr::addr_of!(pg_sys::ScanKeywordTokens) as *const u16,
         );
+        (*extra).standard_conforming_strings = scs;
         let mut starts = Vec::new();
         loop {
             let mut lval: pg_sys::core_YYSTYPE = Default::default();
@@ -161,7 +193,21 @@ fn tokens(text: &str) -> Option<Vec<Token>> {
     })
     .catch_others(|_| None)
     .execute();
-    let starts = raw?;
+    // SAFETY: allocated above; the scanner is finished (or its memory context gone).
+    drop(unsafe { Box::from_raw(extra) });
+    r
+}
+
+/// The tokens of `text` as the server's lexer cuts them. The statement was parsed
+/// with whatever `standard_conforming_strings` held then (a `SET` earlier in the same
+/// query string may have changed it since): the text is cut both ways, and None comes
+/// back unless both agree (or the lexer fails), so that the caller withholds the text.
+fn tokens(text: &str) -> Option<Vec<Token>> {
+    let c = CString::new(text).ok()?;
+    let starts = token_starts(&c, true)?;
+    if token_starts(&c, false)? != starts {
+        return None;
+    }
     let b = text.as_bytes();
     let mut out = Vec::with_capacity(starts.len());
     for (k, &s) in starts.iter().enumerate() {
@@ -245,16 +291,8 @@ pub fn query_text(q: &str) -> String {
     .execute();
     let Some(list) = parsed else {
         let lower = q.to_ascii_lowercase();
-        let doubtful = [
-            "password",
-            "passphrase",
-            "secret",
-            "connection",
-            "conninfo",
-            "mapping",
-        ]
-        .iter()
-        .any(|w| lower.contains(w));
+        let doubtful = crate::engine::redact::secret_name(&lower)
+            || ["connection", "mapping"].iter().any(|w| lower.contains(w));
         return if doubtful {
             "<query text not recorded: it could not be checked for credentials>".into()
         } else {

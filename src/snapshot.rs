@@ -6,7 +6,9 @@
 
 use crate::engine::schema::diff::{diff as schema_diff, Change};
 use crate::engine::schema::model::Schema;
-use crate::engine::schema::rollback::{rollback_sql as plan, to_script, DataObject, Statement};
+use crate::engine::schema::rollback::{
+    rollback_sql as plan, to_script, with_owners, DataObject, Statement,
+};
 use crate::engine::schema::scope::{merge, restrict, Part, Scope};
 use crate::spi::{self, As};
 use pgrx::prelude::*;
@@ -32,6 +34,7 @@ pgrx::extension_sql_file!(
         live_doc,
         split,
         set_rollback_approval,
+        rollback_exec,
         rollback_phase_id,
         run_as,
         holds_data
@@ -261,6 +264,7 @@ type PlanRow = (
     Option<String>,
     Option<String>,
     bool,
+    Option<String>,
 );
 
 fn data_parts(d: &Option<DataObject>) -> (Option<String>, Option<String>) {
@@ -295,6 +299,7 @@ fn plan_rows(statements: Vec<Statement>) -> Vec<PlanRow> {
                 rc,
                 s.note,
                 exec,
+                s.owner,
             )
         })
         .collect()
@@ -320,11 +325,16 @@ fn rollback_plan(
         name!(recreates_column, Option<String>),
         name!(note, Option<String>),
         name!(executable, bool),
+        name!(owner, Option<String>),
     ),
 > {
     let target = load(snapshot, "snapshot");
     let now = live(target.scope.as_ref());
-    TableIterator::new(plan_rows(plan(&now, &target.schema)))
+    TableIterator::new(plan_rows(with_owners(
+        plan(&now, &target.schema),
+        &now,
+        &target.schema,
+    )))
 }
 
 /// The rollback plan as `role` may see it (used by migsafe._rollback_approve(), which
@@ -350,6 +360,7 @@ fn rollback_plan_for(
         name!(recreates_column, Option<String>),
         name!(note, Option<String>),
         name!(executable, bool),
+        name!(owner, Option<String>),
     ),
 > {
     let mut target = load_raw(snapshot, "snapshot");
@@ -357,7 +368,11 @@ fn rollback_plan_for(
         target.schema.hide_sequence_values(&roles);
     }
     let now = live(target.scope.as_ref());
-    TableIterator::new(plan_rows(plan(&now, &target.schema)))
+    TableIterator::new(plan_rows(with_owners(
+        plan(&now, &target.schema),
+        &now,
+        &target.schema,
+    )))
 }
 
 /// The diff between two schema documents (used by migsafe.dry_run()).

@@ -32,8 +32,9 @@ thread_local! {
     static DROPPED: RefCell<Vec<(Oid, String, pg_sys::SubTransactionId)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// pg_constraint (not exported by pgrx as a constant).
+/// pg_constraint and pg_statistic_ext (not exported by pgrx as constants).
 const CONSTRAINT_RELATION_ID: u32 = 2606;
+const STATISTIC_EXT_RELATION_ID: u32 = 3381;
 
 static mut PREV_OBJECT_ACCESS_HOOK: pg_sys::object_access_hook_type = None;
 
@@ -59,8 +60,9 @@ pub fn is_new(class_id: Oid, object_id: Oid, sub_id: i32) -> bool {
     }
 }
 
-/// The identity of an index (`schema.name`) or a table constraint (`name on
-/// schema.table`): what ALTER COLUMN … TYPE builds again. None for anything else.
+/// The identity of an index (`schema.name`), a table constraint (`name on
+/// schema.table`) or an extended statistics object: what ALTER COLUMN … TYPE builds
+/// again. None for anything else.
 unsafe fn rebuildable_identity(class_id: Oid, object_id: Oid) -> Option<String> {
     if class_id == pg_sys::RelationRelationId {
         if !matches!(pg_sys::get_rel_relkind(object_id) as u8, b'i' | b'I') {
@@ -73,7 +75,9 @@ unsafe fn rebuildable_identity(class_id: Oid, object_id: Oid) -> Option<String> 
         ));
     }
     #[cfg(not(feature = "pg13"))]
-    if u32::from(class_id) == CONSTRAINT_RELATION_ID {
+    if u32::from(class_id) == CONSTRAINT_RELATION_ID
+        || u32::from(class_id) == STATISTIC_EXT_RELATION_ID
+    {
         let addr = pg_sys::ObjectAddress {
             classId: class_id,
             objectId: object_id,
@@ -101,6 +105,42 @@ unsafe extern "C-unwind" fn note_drop(class_id: Oid, object_id: Oid) {
             }
         });
     }
+}
+
+/// Before `ALTER TABLE … ALTER COLUMN … TYPE` on a table that existed before the
+/// transaction: its extended statistics objects will be built again under their
+/// names (PostgreSQL removes the old ones without the drop hook that reports indexes
+/// and constraints), so their identities are remembered as existing before.
+pub fn note_statistics_of(relid: Oid) {
+    if is_new(pg_sys::RelationRelationId, relid, 0) {
+        return;
+    }
+    let ids: Vec<String> = crate::spi::select(
+        crate::spi::As::Caller,
+        "SELECT pg_catalog.format('%I.%I', n.nspname, s.stxname) FROM pg_catalog.pg_statistic_ext s \
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) s.stxnamespace \
+          WHERE s.stxrelid OPERATOR(pg_catalog.=) $1",
+        &[relid.into()],
+        |t| {
+            let mut out = Vec::new();
+            for r in t {
+                if let Some(i) = r.get::<String>(1)? {
+                    out.push(i);
+                }
+            }
+            Ok(out)
+        },
+    );
+    let sub = current_subxact();
+    DROPPED.with(|d| {
+        if let Ok(mut d) = d.try_borrow_mut() {
+            for id in ids {
+                if d.len() < 10_000 {
+                    d.push((Oid::from(STATISTIC_EXT_RELATION_ID), id, sub));
+                }
+            }
+        }
+    });
 }
 
 /// Is the catalog row of (class, object) an update of an older row (`CREATE OR

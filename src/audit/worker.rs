@@ -254,10 +254,13 @@ impl Writer {
         let texts: Vec<String> = rows.iter().map(|(t, _)| t.clone()).collect();
         BackgroundWorker::transaction(|| {
             // One writer per database at a time; this lock makes it so even if two ever
-            // raced, and it is what an auditor's LOCK TABLE makes the writer wait for.
+            // raced. SHARE UPDATE EXCLUSIVE conflicts with itself but not with the ROW
+            // EXCLUSIVE lock that any role gets by merely preparing an INSERT into the
+            // log (the parser locks before the privilege check): only the owner or a
+            // superuser (LOCK TABLE) can hold the writer back.
             spi::run(
                 As::Caller,
-                "LOCK TABLE migsafe.audit_log IN SHARE ROW EXCLUSIVE MODE",
+                "LOCK TABLE migsafe.audit_log IN SHARE UPDATE EXCLUSIVE MODE",
                 &[],
             );
             let (seq, prev) = spi::select(

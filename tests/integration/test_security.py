@@ -653,6 +653,7 @@ PRIVILEGES = [
     ('migsafe._rollback_approve(bigint,boolean,boolean)', True, 'migsafe_admin migsafe_approver'),
     ('migsafe._rollback_check(bigint,boolean)', True, 'migsafe_admin migsafe_approver'),
     ('migsafe._rollback_end()', True, 'migsafe_admin migsafe_approver'),
+    ('migsafe._rollback_exec(text)', False, 'migsafe_admin migsafe_approver'),
     ('migsafe._rollback_phase_id()', False, ''),
     ('migsafe._rollback_plan(bigint)', False, 'migsafe_admin migsafe_approver'),
     ('migsafe._rollback_plan_for(bigint,oid)', False, ''),
@@ -660,7 +661,7 @@ PRIVILEGES = [
     ('migsafe._row_key(oid,name)', False, ''),
     ('migsafe._run_as(oid,text,boolean)', False, ''),
     ('migsafe._running_migrations()', False, 'migsafe_auditor'),
-    ('migsafe._set_rollback_phase(bigint,text[],boolean)', False, ''),
+    ('migsafe._set_rollback_phase(bigint,text[],text[],boolean)', False, ''),
     ('migsafe._snapshot_part(bigint,jsonb)', True, ''),
     ('migsafe._split(text)', False, 'public'),
     ('migsafe._state(migsafe.phase)', False, 'migsafe_admin migsafe_approver migsafe_auditor'),
@@ -1250,3 +1251,263 @@ def test_cascade_needs_every_dependent_listed(lab):
     assert r.sqlstate == REFUSED, r
     said = f"{r.message} {r.error.diag.message_detail}"
     assert "m.other.m" in said or "other" in said, said
+
+
+# ======================================================================================
+# Review of the fix (commits after 311f747): attacks that still worked
+# ======================================================================================
+
+# --- 3. user code run as its owner ----------------------------------------------------
+
+@pytest.mark.parametrize("via", ["undrop", "rollback dry run"])
+def test_restoring_a_column_of_the_owners_domain_runs_no_code_as_superuser(lab, via):
+    """undrop() puts a dropped column back with ALTER TABLE … ADD COLUMN run as the
+    extension's owner. The column's type is a domain of the table owner's: its DEFAULT
+    and CHECK (set after the drop) are evaluated for every row by ADD COLUMN — they must
+    not run as the bootstrap superuser, whether an approver runs undrop() or a rollback
+    dry run (which restores from the recycle bin through undrop())."""
+    anna = lab.role("anna", approver=True)
+    with lab.conn() as c:
+        c.execute("CREATE DOMAIN m.d AS text; CREATE TABLE m.t (id int PRIMARY KEY, c m.d); "
+                  "INSERT INTO m.t SELECT g, 'v' || g FROM generate_series(1, 3) g")
+    with lab.su() as c:
+        snap = c.execute("SELECT migsafe.snapshot('before the drop')").fetchone()[0]
+    approve_for(lab, anna, ["m.t.c"])
+    with lab.conn() as c:
+        assert run(c, "ALTER TABLE m.t DROP COLUMN c").ok
+        c.execute("ALTER DOMAIN m.d SET DEFAULT (CASE WHEN m.evil('domain default') THEN 'x' END)")
+        c.execute("ALTER DOMAIN m.d ADD CONSTRAINT d_evil CHECK (m.evil('domain check'))")
+    [rid] = bin_ids(lab)
+    with lab.conn(anna) as c:
+        if via == "undrop":
+            r = attempt(c, "SELECT migsafe.undrop(%s)", (rid,))
+        else:
+            r = attempt(c, "SELECT action, status, detail FROM migsafe.rollback(%s)", (snap,))
+    lab.assert_contained()
+    assert r.ok, r
+
+
+ROLLED_BACK = {
+    # (set-up by the attacker, object entry of the approved drop, the drop, rollback)
+    "security definer function": (
+        "CREATE FUNCTION m.helper() RETURNS boolean SECURITY DEFINER LANGUAGE sql "
+        "AS $f$ SELECT m.evil('re-created security definer function') $f$",
+        "function m.helper()", "DROP FUNCTION m.helper()", False),
+    "materialized view": (
+        "CREATE TABLE m.src (id int); INSERT INTO m.src VALUES (1);"
+        "CREATE MATERIALIZED VIEW m.mv AS SELECT id, m.evil('re-created materialized view') AS e FROM m.src",
+        "m.mv", "DROP MATERIALIZED VIEW m.mv", True),
+    "check constraint": (
+        "CREATE TABLE m.src (id int); INSERT INTO m.src VALUES (1);"
+        "ALTER TABLE m.src ADD CONSTRAINT src_evil CHECK (m.evil('re-created check constraint'))",
+        "m.src", "ALTER TABLE m.src DROP CONSTRAINT src_evil", True),
+}
+
+
+@pytest.mark.parametrize("kind", list(ROLLED_BACK))
+def test_rollback_recreates_the_owners_objects_without_the_callers_rights(lab, kind):
+    """A rollback re-creates what approved drops removed since the snapshot by running
+    the plan's DDL as its caller (here a superuser). What the table owner wrote must not
+    run with the caller's rights (a materialized view's query, a CHECK validated on
+    re-creation — even in a dry run) nor come back owned by the caller (a SECURITY
+    DEFINER function the attacker then calls)."""
+    setup, entry, drop, dry = ROLLED_BACK[kind]
+    anna = lab.role("anna", approver=True)
+    with lab.conn() as c:
+        c.execute(setup)
+    with lab.su() as c:
+        snap = c.execute("SELECT migsafe.snapshot('before the cleanup')").fetchone()[0]
+    approve_for(lab, anna, [entry])
+    with lab.conn() as c:
+        assert run(c, drop).ok
+    with lab.conn("postgres") as c:
+        r = attempt(c, "SELECT action, status, detail FROM migsafe.rollback(%s, dry_run => %s, force => true)",
+                    (snap, dry))
+    if kind == "security definer function":
+        with lab.conn() as c:
+            attempt(c, "SELECT m.helper()")
+    lab.assert_contained()
+
+
+# --- 4. least privilege ---------------------------------------------------------------
+
+def test_verify_runs_no_table_code_with_the_callers_rights(lab):
+    """verify() reads max(column) of every table whose sequence it checks, as its caller
+    (an approver, an auditor, a deploy gate). A table owner's row-level security policy
+    then runs with the caller's rights: it must not (the owner's code runs as the owner)."""
+    anna = lab.role("anna", approver=True)
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.counted (id serial PRIMARY KEY); INSERT INTO m.counted DEFAULT VALUES;"
+                  "ALTER TABLE m.counted ENABLE ROW LEVEL SECURITY;"
+                  "CREATE POLICY p ON m.counted USING (m.evil('policy read by verify()'));"
+                  "GRANT SELECT ON m.counted TO PUBLIC; GRANT SELECT ON SEQUENCE m.counted_id_seq TO PUBLIC")
+    with lab.conn(anna) as c:
+        r = attempt(c, "SELECT check_name, status FROM migsafe.verify()")
+    ran = [e for e in lab.evidence() if e["cu"] == anna]
+    assert ran == [], f"the table owner's code ran as the approver who called verify(): {ran} ({r})"
+    lab.assert_contained()
+
+
+def test_an_approved_drop_table_still_needs_the_right_to_drop_it(lab):
+    """A phase approves; it does not grant. The recycle bin carries out an approved DROP
+    TABLE as the extension's owner (a rename into migsafe_recycle): a role that may not
+    drop the table (not its owner) must not get it dropped because a phase lists it
+    (here by a pattern, as the docs suggest)."""
+    anna = lab.role("anna", approver=True)
+    with lab.su() as c:
+        c.execute("CREATE TABLE public.payroll (id int); INSERT INTO public.payroll VALUES (1)")
+    approve_for(lab, anna, ["public.*"])
+    with lab.conn() as c:
+        r = run(c, "DROP TABLE public.payroll")
+    assert relation_exists(lab, "public.payroll"), f"a table the caller does not own was dropped: {r}"
+    assert r.sqlstate == DENIED, r
+
+
+def test_createrole_holder_cannot_mint_an_admin_to_purge_the_recycle_bin(lab):
+    """With migsafe.approvers_granted_by_superuser on, a CREATEROLE holder's own grants
+    confer nothing; that must hold for migsafe_admin too: purge() and drop_snapshots()
+    destroy the only copy of what approved drops removed and the snapshots rollbacks
+    need."""
+    anna = lab.role("anna", approver=True)
+    boss = lab.role("boss", extra="CREATEROLE")
+    sock = uniq("sock_admin")
+    lab.roles.append(sock)
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.kept (id int); INSERT INTO m.kept VALUES (1)")
+    approve_for(lab, anna, ["m.kept"])
+    with lab.conn() as c:
+        assert run(c, "DROP TABLE m.kept").ok
+    with lab.su() as c:
+        c.execute("SELECT migsafe.snapshot('kept')")
+        snaps = c.execute("SELECT count(*) FROM migsafe.snapshot").fetchone()[0]
+    with lab.conn(boss) as c:
+        c.execute(f'CREATE ROLE "{sock}" LOGIN IN ROLE migsafe_admin')
+    with lab.conn(sock) as c:
+        p = attempt(c, "SELECT migsafe.purge('0 seconds')")
+        d = attempt(c, "SELECT migsafe.drop_snapshots('0 seconds')")
+    with lab.su() as c:
+        states = [s for (s,) in c.execute("SELECT state FROM migsafe.recycle_bin")]
+        left = c.execute("SELECT count(*) FROM migsafe.snapshot").fetchone()[0]
+    assert states == ["kept"], f"a CREATEROLE holder's admin purged the recycle bin: {states} ({p})"
+    assert left >= snaps > 0, f"a CREATEROLE holder's admin dropped snapshots: {snaps} -> {left} ({d})"
+
+
+# --- 6. the audit log cannot be silenced ------------------------------------------------
+
+def test_a_login_role_cannot_hold_the_audit_writer_back(lab):
+    """The writer takes SHARE ROW EXCLUSIVE on migsafe.audit_log for every batch. A
+    LOGIN-only role PREPAREs an INSERT into the log in an open transaction: parse
+    analysis takes ROW EXCLUSIVE on the table before any privilege check, and holds it.
+    The writer must not wait on that: DDL is still recorded."""
+    holder = lab.conn()
+    holder.execute("BEGIN")
+    holder.execute("PREPARE hold AS INSERT INTO migsafe.audit_log VALUES (0, 'x', NULL, '{}', 'x')")
+    try:
+        with lab.conn() as c:
+            c.execute("CREATE TABLE m.marker_while_held (id int)")
+        rows = lab.wait_statements("statement LIKE %s", ("%marker_while_held%",), timeout=15)
+    finally:
+        holder.close()
+    assert rows, "the audit writer waited on a lock a LOGIN-only role holds: nothing was recorded"
+
+
+def test_secrets_in_other_statement_forms_never_reach_the_log(lab):
+    """Secret-looking options of foreign tables (table and column options), of IMPORT
+    FOREIGN SCHEMA, and a role password whose query string first turns
+    standard_conforming_strings on (the parse tree was built with it off, the redaction
+    lexes the text with it on)."""
+    with lab.su() as c:
+        c.execute(f'CREATE FOREIGN DATA WRAPPER dummy; GRANT USAGE ON FOREIGN DATA WRAPPER dummy TO "{lab.attacker}"')
+    with lab.conn() as c:
+        c.execute("CREATE SERVER srv FOREIGN DATA WRAPPER dummy; CREATE FOREIGN TABLE m.ft (c int) SERVER srv")
+    pos = log_size(lab.cluster)
+    listener = lab.su()
+    listener.execute("LISTEN migsafe_events")
+    tok = lambda k: f"Fx{k}Wq{lab.attacker[-3:]}y"
+    me = lab.attacker
+    with lab.conn() as c:
+        results = [run(c, f"ALTER FOREIGN TABLE m.ft OPTIONS (ADD password '{tok(1)}')"),
+                   run(c, f"ALTER FOREIGN TABLE m.ft ALTER COLUMN c OPTIONS (ADD password '{tok(2)}')"),
+                   run(c, f"CREATE FOREIGN TABLE m.ft2 (c int OPTIONS (api_token '{tok(3)}')) SERVER srv"),
+                   # fails (the wrapper has no handler), and is recorded
+                   run(c, f"IMPORT FOREIGN SCHEMA remote FROM SERVER srv INTO m OPTIONS (password '{tok(4)}')")]
+    with lab.conn(scs_off=True) as c:
+        results.append(run(c, f"SET standard_conforming_strings = on; ALTER ROLE {me} PASSWORD '\\'{tok(5)}' --'"))
+    assert [r.ok for r in results] == [True, True, True, False, True], results
+    found = secret_sinks(lab, pos, listener, [tok(k) for k in range(1, 6)],
+                         "command_tag IN ('ALTER FOREIGN TABLE', 'CREATE FOREIGN TABLE', "
+                         "'IMPORT FOREIGN SCHEMA', 'ALTER ROLE')", 6)
+    listener.close()
+    assert found == {}, f"secrets leaked: {found}"
+
+
+def test_a_blocking_query_cut_short_keeps_its_secrets_out_of_the_log(lab):
+    """A lock-timeout record names the blocking sessions with their query, redacted; a
+    query longer than track_activity_query_size is cut and no longer parses, and is then
+    kept whole unless a credential keyword shows — `api_token` is not one of them."""
+    with lab.su() as c:
+        c.execute(f'CREATE FOREIGN DATA WRAPPER dummy; GRANT USAGE ON FOREIGN DATA WRAPPER dummy TO "{lab.attacker}"')
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.busy (id int)")
+    tok = f"Bk7Tq{lab.attacker[-3:]}v"
+    holder = lab.conn()
+    holder.execute("BEGIN; LOCK TABLE m.busy IN ACCESS SHARE MODE; "
+                   f"CREATE SERVER srv FOREIGN DATA WRAPPER dummy OPTIONS (api_token '{tok}', note '{'p' * 2000}')")
+    try:
+        with lab.conn() as c:
+            c.execute("SET lock_timeout = '300ms'")
+            r = run(c, "ALTER TABLE m.busy ADD COLUMN x int")
+    finally:
+        holder.close()
+    assert r.sqlstate == "55P03", r
+    assert lab.wait_statements("statement = %s", ("ALTER TABLE m.busy ADD COLUMN x int",)), "not recorded"
+    with lab.su() as c:
+        leaked = [t[:200] for (t,) in c.execute("SELECT record::text FROM migsafe.audit_log") if tok in t]
+    assert leaked == [], f"a blocker's secret reached the audit log: {leaked}"
+
+
+# --- 7. approvals mean what they say ----------------------------------------------------
+
+@pytest.mark.parametrize("how", ["_rollback_run dry run", "_rollback_approve, DROP, _rollback_end"])
+def test_dry_run_approvals_never_commit(lab, approval_on, how):
+    """With four eyes on, a real rollback needs a second approver; a dry run's approvals
+    hold only for work that is rolled back. One approver must not commit the plan's
+    statements by calling the helpers rollback() is built from (granted to approvers):
+    _rollback_run(…, dry_run => true) or _rollback_end() both forget that the dry run's
+    approvals were used."""
+    anna = lab.role("anna", approver=True)
+    with lab.su() as c:
+        c.execute(f'CREATE SCHEMA a AUTHORIZATION "{anna}"')
+        snap = c.execute("SELECT migsafe.snapshot('before added')").fetchone()[0]
+    with lab.conn(anna) as c:
+        c.execute("CREATE TABLE a.added (id int); INSERT INTO a.added VALUES (1)")
+        if how == "_rollback_run dry run":
+            r = attempt(c, "SELECT step, action, status FROM migsafe._rollback_run(%s, true, false)", (snap,))
+        else:
+            assert run(c, "BEGIN").ok
+            r = attempt(c, "SELECT step FROM migsafe._rollback_approve(%s, true, false)", (snap,))
+            r = run(c, "DROP TABLE a.added") if r.ok else r
+            r = attempt(c, "SELECT migsafe._rollback_end()") if r.ok else r
+            r = run(c, "COMMIT") if r.ok else r
+            run(c, "ROLLBACK")
+    assert relation_exists(lab, "a.added"), f"one approver committed a rollback's drop: {r}"
+
+
+def test_rebuilt_statistics_object_is_not_new(lab):
+    """ALTER COLUMN … TYPE rebuilds the extended statistics on the column under a new oid
+    (as it does indexes and constraints): DROP STATISTICS afterwards is still the drop
+    of an object that existed before the transaction, refused without approval."""
+    with lab.conn() as c:
+        c.execute("CREATE TABLE m.st (a int, b int); INSERT INTO m.st VALUES (1, 1);"
+                  "CREATE STATISTICS m.st_ab ON a, b FROM m.st")
+    with lab.conn(autocommit=False) as c:
+        before = run(c, "DROP STATISTICS m.st_ab")
+        c.rollback()
+        assert before.sqlstate == REFUSED, before
+        assert run(c, "ALTER TABLE m.st ALTER COLUMN a TYPE bigint").ok
+        r = run(c, "DROP STATISTICS m.st_ab")
+        c.commit()
+    with lab.su() as c:
+        left = c.execute("SELECT count(*) FROM pg_statistic_ext WHERE stxname = 'st_ab'").fetchone()[0]
+    assert left == 1, f"the rebuilt statistics object was dropped as if new: {r}"
+    assert r.sqlstate == REFUSED, r

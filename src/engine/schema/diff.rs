@@ -211,10 +211,12 @@ pub fn core<T: Serialize>(object: &T, strip: &[&str]) -> Value {
 }
 
 /// Fields of each object type that are state or reported separately.
-pub const TABLE_STRIP: &[&str] = &["columns", "has_data"];
+pub const TABLE_STRIP: &[&str] = &["columns", "has_data", "owner"];
 pub const COLUMN_STRIP: &[&str] = &["position"];
-pub const SEQUENCE_STRIP: &[&str] = &["last_value"];
-pub const VIEW_STRIP: &[&str] = &["has_data"];
+pub const SEQUENCE_STRIP: &[&str] = &["last_value", "owner"];
+pub const VIEW_STRIP: &[&str] = &["has_data", "owner"];
+/// Owners are state: the rollback uses them, the diff does not report them.
+pub const OWNER_STRIP: &[&str] = &["owner"];
 
 fn full<T: Serialize>(object: &T) -> Value {
     serde_json::to_value(object).expect("the model always serializes")
@@ -426,7 +428,7 @@ pub fn diff(before: &Schema, after: &Schema) -> Vec<Change> {
         &before.schemas,
         &after.schemas,
         |_| ObjectKind::Schema,
-        &[],
+        OWNER_STRIP,
         never,
         never2,
     );
@@ -434,7 +436,7 @@ pub fn diff(before: &Schema, after: &Schema) -> Vec<Change> {
         &before.enums,
         &after.enums,
         |_| ObjectKind::Enum,
-        &[],
+        OWNER_STRIP,
         never,
         |a: &EnumType, b: &EnumType| a.labels.iter().any(|l| !b.labels.contains(l)),
     );
@@ -442,7 +444,7 @@ pub fn diff(before: &Schema, after: &Schema) -> Vec<Change> {
         &before.domains,
         &after.domains,
         |_| ObjectKind::Domain,
-        &[],
+        OWNER_STRIP,
         never,
         never2,
     );
@@ -458,7 +460,7 @@ pub fn diff(before: &Schema, after: &Schema) -> Vec<Change> {
         &before.functions,
         &after.functions,
         ObjectKind::of_function,
-        &[],
+        OWNER_STRIP,
         never,
         never2,
     );
@@ -563,6 +565,7 @@ pub(crate) mod tests {
     pub fn sample() -> Schema {
         let mut s = Schema::default();
         s.insert(Namespace {
+            owner: None,
             name: "public".into(),
             comment: None,
             acl: vec![],
@@ -625,6 +628,7 @@ pub(crate) mod tests {
             comment: None,
         });
         s.insert(Sequence {
+            owner: None,
             schema: "public".into(),
             name: "counter".into(),
             data_type: "bigint".into(),
@@ -640,6 +644,7 @@ pub(crate) mod tests {
             acl: vec![],
         });
         s.insert(View {
+            owner: None,
             schema: "public".into(),
             name: "user_emails".into(),
             materialized: false,
@@ -650,6 +655,7 @@ pub(crate) mod tests {
             acl: vec![],
         });
         s.insert(EnumType {
+            owner: None,
             schema: "public".into(),
             name: "mood".into(),
             labels: vec!["sad".into(), "ok".into()],
@@ -657,6 +663,7 @@ pub(crate) mod tests {
             acl: vec![],
         });
         s.insert(Domain {
+            owner: None,
             schema: "public".into(),
             name: "posint".into(),
             base_type: "integer".into(),
@@ -676,6 +683,7 @@ pub(crate) mod tests {
             acl: vec![],
         });
         s.insert(Function {
+            owner: None,
             schema: "public".into(),
             name: "touch".into(),
             kind: FunctionKind::Function,

@@ -282,6 +282,11 @@ insertable!(Policy, policies);
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Namespace {
     pub name: String,
+    /// The owning role (`pg_get_userbyid`): state, never reported as a change; the
+    /// rollback re-creates the object as this role. `None` in snapshots taken before
+    /// pg_migsafe 0.2.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     #[serde(default)]
     pub comment: Option<String>,
     #[serde(default, deserialize_with = "deserialize_list")]
@@ -310,6 +315,11 @@ pub enum Persistence {
 pub struct Table {
     pub schema: String,
     pub name: String,
+    /// The owning role (`pg_get_userbyid`): state, never reported as a change; the
+    /// rollback re-creates the object as this role. `None` in snapshots taken before
+    /// pg_migsafe 0.2.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     #[serde(default)]
     pub persistence: Persistence,
     /// `pg_get_partkeydef()`: set on a partitioned table.
@@ -529,6 +539,11 @@ impl Keyed for Index {
 pub struct Sequence {
     pub schema: String,
     pub name: String,
+    /// The owning role (`pg_get_userbyid`): state, never reported as a change; the
+    /// rollback re-creates the object as this role. `None` in snapshots taken before
+    /// pg_migsafe 0.2.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// `format_type(seqtypid, NULL)`: `smallint`, `integer` or `bigint`.
     pub data_type: String,
     pub start: i64,
@@ -562,6 +577,11 @@ impl Keyed for Sequence {
 pub struct View {
     pub schema: String,
     pub name: String,
+    /// The owning role (`pg_get_userbyid`): state, never reported as a change; the
+    /// rollback re-creates the object as this role. `None` in snapshots taken before
+    /// pg_migsafe 0.2.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     #[serde(default)]
     pub materialized: bool,
     /// `pg_get_viewdef(oid)`.
@@ -589,6 +609,11 @@ impl Keyed for View {
 pub struct EnumType {
     pub schema: String,
     pub name: String,
+    /// The owning role (`pg_get_userbyid`): state, never reported as a change; the
+    /// rollback re-creates the object as this role. `None` in snapshots taken before
+    /// pg_migsafe 0.2.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// In `enumsortorder` order.
     #[serde(deserialize_with = "deserialize_list")]
     pub labels: Vec<String>,
@@ -625,6 +650,11 @@ impl Keyed for DomainCheck {
 pub struct Domain {
     pub schema: String,
     pub name: String,
+    /// The owning role (`pg_get_userbyid`): state, never reported as a change; the
+    /// rollback re-creates the object as this role. `None` in snapshots taken before
+    /// pg_migsafe 0.2.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// `format_type(typbasetype, typtypmod)`.
     pub base_type: String,
     #[serde(default)]
@@ -664,6 +694,11 @@ pub enum FunctionKind {
 pub struct Function {
     pub schema: String,
     pub name: String,
+    /// The owning role (`pg_get_userbyid`): state, never reported as a change; the
+    /// rollback re-creates the object as this role. `None` in snapshots taken before
+    /// pg_migsafe 0.2.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub kind: FunctionKind,
     /// `pg_get_function_identity_arguments(oid)`, e.g. `a integer, b text`.
     #[serde(default)]
@@ -893,6 +928,7 @@ mod tests {
     #[test]
     fn keys_quote_every_part() {
         let f = Function {
+            owner: None,
             schema: "S".into(),
             name: "my \"f\"".into(),
             kind: FunctionKind::Function,

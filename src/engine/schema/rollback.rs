@@ -59,7 +59,7 @@ use super::diff::{
     same_core, type_change_is_lossy, ObjectKind, COLUMN_STRIP, SEQUENCE_STRIP, VIEW_STRIP,
 };
 use super::model::*;
-use super::quote::{ddl_name, parse_identity, qualified, quote_ident, quote_literal};
+use super::quote::{ddl_name, identity, parse_identity, qualified, quote_ident, quote_literal};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -109,6 +109,12 @@ pub struct Statement {
     /// The table or column it creates again (empty, unless restored).
     pub recreates: Option<DataObject>,
     pub note: Option<String>,
+    /// The role that owns what the statement creates or changes (for a part of a
+    /// table, the table's owner): the rollback runs the statement as that role, so
+    /// that what it creates is that role's and any code it sets off runs with that
+    /// role's rights. `None`: not known (the caller runs it).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl Statement {
@@ -143,6 +149,104 @@ pub fn rollback_sql(live: &Schema, target: &Schema) -> Vec<Statement> {
     p.comments();
     p.privileges();
     p.out
+}
+
+/// The plan with each statement's owner (see [`Statement::owner`]): what the rollback
+/// runs. A creation whose owner the snapshot does not record (taken before pg_migsafe
+/// 0.2.0) becomes a cannot-revert item: re-created as the caller, it would be the
+/// caller's (a SECURITY DEFINER function, a view's rights) and its code would run with
+/// the caller's rights.
+pub fn with_owners(mut out: Vec<Statement>, live: &Schema, target: &Schema) -> Vec<Statement> {
+    for s in &mut out {
+        if !s.is_executable() {
+            continue;
+        }
+        s.owner = statement_owner(s, live, target);
+        if s.operation == Operation::Create && s.owner.is_none() {
+            s.note = Some(format!(
+                "the snapshot records no owner for it (taken before pg_migsafe 0.2.0): re-create it as its owner: {}",
+                s.sql.replace(['\n', '\r'], " ")
+            ));
+            s.sql = Planner::comment_line(
+                Operation::CannotRevert,
+                &format!("{} {}", s.kind.as_str(), s.identity),
+            );
+            s.operation = Operation::CannotRevert;
+        }
+    }
+    out
+}
+
+/// The owner of the object a statement creates or changes: for a part of a table
+/// (column, constraint, index, trigger, policy) the table's; for a comment or
+/// privileges, the object's. A creation looks in the snapshot first, anything else in
+/// the live schema first.
+fn statement_owner(s: &Statement, live: &Schema, target: &Schema) -> Option<String> {
+    let (kind, key): (ObjectKind, &str) = match s.kind {
+        ObjectKind::Comment | ObjectKind::Privileges => {
+            let at = s.identity.find('"')?;
+            let word = s.identity[..at].trim();
+            let kind = [
+                ObjectKind::Schema,
+                ObjectKind::Table,
+                ObjectKind::Column,
+                ObjectKind::Constraint,
+                ObjectKind::Index,
+                ObjectKind::Sequence,
+                ObjectKind::View,
+                ObjectKind::MaterializedView,
+                ObjectKind::Enum,
+                ObjectKind::Domain,
+                ObjectKind::Function,
+                ObjectKind::Procedure,
+                ObjectKind::Trigger,
+                ObjectKind::Policy,
+            ]
+            .into_iter()
+            .find(|k| k.as_str() == word)?;
+            (kind, &s.identity[at..])
+        }
+        k => (k, s.identity.as_str()),
+    };
+    let relation = |m: &Schema, k: &str| -> Option<String> {
+        m.tables
+            .get(k)
+            .map(|t| t.owner.clone())
+            .or_else(|| m.views.get(k).map(|v| v.owner.clone()))
+            .or_else(|| m.sequences.get(k).map(|q| q.owner.clone()))
+            .flatten()
+    };
+    let find = |m: &Schema| -> Option<String> {
+        match kind {
+            ObjectKind::Schema => m.schemas.get(key).and_then(|n| n.owner.clone()),
+            ObjectKind::Table
+            | ObjectKind::View
+            | ObjectKind::MaterializedView
+            | ObjectKind::Sequence => relation(m, key),
+            ObjectKind::Column | ObjectKind::ColumnOrder => {
+                let parts = parse_identity(key).ok()?;
+                if parts.len() < 2 {
+                    return None;
+                }
+                relation(m, &identity(&[&parts[0], &parts[1]]))
+            }
+            ObjectKind::Constraint => relation(m, &m.constraints.get(key)?.table),
+            ObjectKind::Index => relation(m, &m.indexes.get(key)?.table),
+            ObjectKind::Trigger => relation(m, &m.triggers.get(key)?.table),
+            ObjectKind::Policy => relation(m, &m.policies.get(key)?.table),
+            ObjectKind::Enum => m.enums.get(key).and_then(|e| e.owner.clone()),
+            ObjectKind::Domain => m.domains.get(key).and_then(|d| d.owner.clone()),
+            ObjectKind::Function | ObjectKind::Procedure => {
+                m.functions.get(key).and_then(|f| f.owner.clone())
+            }
+            ObjectKind::Comment | ObjectKind::Privileges => None,
+        }
+    };
+    if s.operation == Operation::Create {
+        find(target).or_else(|| find(live))
+    } else {
+        find(live).or_else(|| find(target))
+    }
 }
 
 /// A view definition as `pg_get_viewdef` prints it, without the trailing `;`.
@@ -517,6 +621,7 @@ impl<'a> Planner<'a> {
             drops: None,
             recreates: None,
             note: None,
+            owner: None,
         });
         self.out.last_mut().expect("just pushed")
     }
@@ -2280,6 +2385,7 @@ mod tests {
     fn quoting_of_awkward_names() {
         let mut target = Schema::default();
         target.insert(Namespace {
+            owner: None,
             name: "My Schema".into(),
             comment: Some("it's".into()),
             acl: vec![],
@@ -2793,6 +2899,7 @@ mod tests {
                 {
                     let t = &s.tables[&k];
                     s.insert(View {
+                        owner: None,
                         schema: "public".into(),
                         name: format!("v {name}"),
                         materialized: rng.next(2) == 0,
@@ -2828,6 +2935,7 @@ mod tests {
                 }
             }
             9 => s.insert(EnumType {
+                owner: None,
                 schema: "public".into(),
                 name: format!("e {name}"),
                 labels: vec!["x".into(), name.clone()],
@@ -2975,5 +3083,50 @@ mod tests {
         assert_eq!(order.len(), n);
         assert_eq!(order[0], format!("v{:06}", n - 1));
         assert_eq!(order[n - 1], "v000000");
+    }
+
+    #[test]
+    fn statements_run_as_the_owner_of_what_they_touch() {
+        let live = sample();
+        let mut target = without_table(&sample(), ORDERS);
+        let mut live = live;
+        for t in live.tables.values_mut() {
+            t.owner = Some("app".into());
+        }
+        for t in target.tables.values_mut() {
+            t.owner = Some("app".into());
+        }
+        // The live orders table (dropped by the rollback) and a column of users.
+        let plan = with_owners(rollback_sql(&live, &target), &live, &target);
+        assert!(
+            plan.iter()
+                .filter(|s| s.is_executable())
+                .all(|s| s.owner.as_deref() == Some("app")),
+            "{plan:#?}"
+        );
+        // Re-created from a snapshot with owners: as that owner.
+        let mut owned = sample();
+        for t in owned.tables.values_mut() {
+            t.owner = Some("reports".into());
+        }
+        let bare = without_table(&owned, ORDERS);
+        let plan = with_owners(rollback_sql(&bare, &owned), &bare, &owned);
+        let create = plan
+            .iter()
+            .find(|s| s.operation == Operation::Create && s.kind == ObjectKind::Table)
+            .unwrap();
+        assert_eq!(create.owner.as_deref(), Some("reports"));
+        // From a snapshot without owners: cannot revert, with the statement in the note.
+        let plan = with_owners(rollback_sql(&bare, &sample()), &bare, &sample());
+        let item = plan.iter().find(|s| s.identity == ORDERS).unwrap();
+        assert_eq!(item.operation, Operation::CannotRevert);
+        assert!(
+            item.note
+                .as_deref()
+                .unwrap()
+                .contains("CREATE TABLE public.orders"),
+            "{item:?}"
+        );
+        assert!(!item.is_executable());
     }
 }

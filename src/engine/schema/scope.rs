@@ -333,6 +333,7 @@ mod tests {
     fn owned_sequences_belong_to_their_table() {
         let mut s = Schema::default();
         s.insert(Sequence {
+            owner: None,
             schema: "public".into(),
             name: "t_id_seq".into(),
             data_type: "integer".into(),
