@@ -158,6 +158,7 @@ fn check(
     let mut classifier = Classifier::new(true);
     let stmts = unsafe { PgList::<pg_sys::RawStmt>::from_pg(parsed) };
     for (i, raw) in stmts.iter_ptr().enumerate() {
+        pgrx::check_for_interrupts!();
         let n = (i + 1) as i32;
         let text = unsafe {
             crate::pgutil::statement_slice(bytes, (*raw).stmt_location, (*raw).stmt_len)
