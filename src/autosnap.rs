@@ -192,17 +192,7 @@ unsafe fn rel_key(oid: Oid) -> Option<(String, String)> {
 }
 
 unsafe fn strval(n: *mut pg_sys::Node) -> Option<String> {
-    if n.is_null() || (*n).type_ != NodeTag::T_String {
-        return None;
-    }
-    #[cfg(any(feature = "pg13", feature = "pg14"))]
-    {
-        cstr((*(n as *mut pg_sys::Value)).val.str_)
-    }
-    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-    {
-        cstr((*(n as *mut pg_sys::String)).sval)
-    }
+    crate::pgutil::string_node(n)
 }
 
 fn names(l: *mut pg_sys::List) -> Vec<String> {

@@ -59,17 +59,7 @@ unsafe fn nodes(l: *mut pg_sys::List) -> Vec<*mut Node> {
 
 /// The text of a String (PG 15+) / Value (PG 13-14) node; empty for anything else.
 unsafe fn strval(n: *mut Node) -> String {
-    if n.is_null() || tag(n) != NodeTag::T_String {
-        return String::new();
-    }
-    #[cfg(any(feature = "pg13", feature = "pg14"))]
-    {
-        cstr((*(n as *mut pg_sys::Value)).val.str_).unwrap_or_default()
-    }
-    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-    {
-        cstr((*(n as *mut pg_sys::String)).sval).unwrap_or_default()
-    }
+    crate::pgutil::string_node(n).unwrap_or_default()
 }
 
 unsafe fn name_list(l: *mut pg_sys::List) -> String {

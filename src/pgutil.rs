@@ -16,6 +16,25 @@ pub unsafe fn cstr(p: *const c_char) -> Option<String> {
     (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
 }
 
+/// The text of a String node (a Value node on PostgreSQL 13-14); None for a null
+/// pointer or any other node.
+///
+/// # Safety
+/// `n` is null or points to a parse-tree node.
+pub unsafe fn string_node(n: *mut pg_sys::Node) -> Option<String> {
+    if n.is_null() || (*n).type_ != pg_sys::NodeTag::T_String {
+        return None;
+    }
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    {
+        cstr((*(n as *mut pg_sys::Value)).val.str_)
+    }
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    {
+        cstr((*(n as *mut pg_sys::String)).sval)
+    }
+}
+
 /// One statement's text inside a query string that may hold several, from the
 /// parser's `stmt_location` / `stmt_len` (a length of 0 means "to the end").
 pub fn statement_slice(query: &[u8], location: i32, len: i32) -> String {

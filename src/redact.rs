@@ -15,21 +15,6 @@ use pgrx::PgList;
 use pgrx::PgTryBuilder;
 use std::ffi::CString;
 
-/// The text of a String node (Value on PG 13-14), None for anything else.
-unsafe fn string_of(n: *mut Node) -> Option<String> {
-    if n.is_null() || (*n).type_ != NodeTag::T_String {
-        return None;
-    }
-    #[cfg(any(feature = "pg13", feature = "pg14"))]
-    {
-        cstr((*(n as *mut pg_sys::Value)).val.str_)
-    }
-    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-    {
-        cstr((*(n as *mut pg_sys::String)).sval)
-    }
-}
-
 /// The (name, string value) of each DefElem of an option list.
 unsafe fn options(l: *mut pg_sys::List) -> Vec<(String, Option<String>)> {
     PgList::<Node>::from_pg(l)
@@ -37,7 +22,10 @@ unsafe fn options(l: *mut pg_sys::List) -> Vec<(String, Option<String>)> {
         .filter(|n| !n.is_null() && (**n).type_ == NodeTag::T_DefElem)
         .map(|n| {
             let d = n as *mut pg_sys::DefElem;
-            (cstr((*d).defname).unwrap_or_default(), string_of((*d).arg))
+            (
+                cstr((*d).defname).unwrap_or_default(),
+                crate::pgutil::string_node((*d).arg),
+            )
         })
         .collect()
 }
