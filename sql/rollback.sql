@@ -181,6 +181,8 @@ DECLARE
   req bigint := migsafe._rollback_check(snapshot, dry_run);
   me oid := (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user);
   plan record;
+  rel regclass;
+  readable boolean;
   losses text[] := '{}';
   approved text[] := '{}';
   owners text[] := '{}';
@@ -191,12 +193,18 @@ BEGIN
     RAISE EXCEPTION 'pg_migsafe: force must not be NULL' USING ERRCODE = '22004';
   END IF;
   FOR plan IN SELECT * FROM migsafe._rollback_plan_for(snapshot, me) ORDER BY 1 LOOP
-    holds := plan.executable AND plan.drops_data AND plan.drops_table IS NOT NULL
-             AND to_regclass(plan.drops_table) IS NOT NULL
-             AND migsafe._holds_data(to_regclass(plan.drops_table), plan.drops_column);
+    rel := CASE WHEN plan.executable AND plan.drops_data AND plan.drops_table IS NOT NULL
+                THEN to_regclass(plan.drops_table) END;
+    -- Whether it holds data is read as the table's owner, and told only to a caller
+    -- who may read it: for anyone else it is assumed to (force => true drops it).
+    readable := rel IS NOT NULL AND CASE WHEN plan.drops_column IS NULL
+                  THEN has_table_privilege(me, rel, 'SELECT')
+                  ELSE has_column_privilege(me, rel, plan.drops_column, 'SELECT') END;
+    holds := rel IS NOT NULL AND (NOT readable OR migsafe._holds_data(rel, plan.drops_column));
     IF holds THEN
-      losses := losses || CASE WHEN plan.drops_column IS NULL THEN 'table ' || plan.drops_table
-                               ELSE 'column ' || plan.drops_table || '."' || replace(plan.drops_column, '"', '""') || '"' END;
+      losses := losses || (CASE WHEN plan.drops_column IS NULL THEN 'table ' || plan.drops_table
+                                ELSE 'column ' || plan.drops_table || '."' || replace(plan.drops_column, '"', '""') || '"' END
+                           || CASE WHEN readable THEN '' ELSE ' (not readable by you: assumed to hold data)' END);
     END IF;
     step := plan.step; sql := plan.sql; kind := plan.kind; identity := plan.identity; operation := plan.operation;
     drops_table := plan.drops_table; drops_column := plan.drops_column; recreates_table := plan.recreates_table;
@@ -279,6 +287,17 @@ BEGIN
      WHERE r.restored_at IS NULL AND r.purged_at IS NULL AND r.dropped_at >= taken_at
        AND migsafe._key(r.schema_name, r.table_name) = p.recreates_table
        AND ((p.recreates_column IS NULL AND r.kind = 'table') OR r.column_name = p.recreates_column AND r.kind = 'column')
+       -- The snapshot's object, not a namesake: a table in the bin comes back only if it
+       -- belongs to the role that owned the snapshot's table, a column only into a table
+       -- of that role (the snapshot records owners since 0.2.0).
+       AND p.owner IS NOT NULL
+       AND p.owner = CASE r.kind
+             WHEN 'table' THEN (SELECT pg_get_userbyid(c.relowner) FROM pg_class c
+                                  JOIN pg_namespace n ON n.oid = c.relnamespace
+                                 WHERE n.nspname = 'migsafe_recycle' AND c.relname = r.stored_as)
+             ELSE (SELECT pg_get_userbyid(c.relowner) FROM pg_class c
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = r.schema_name AND c.relname = r.table_name) END
      ORDER BY r.id LIMIT 1;   -- the first drop after the snapshot took the snapshot's object
     IF rid IS NOT NULL THEN
       n := n + 1;

@@ -144,9 +144,10 @@ unsafe extern "C-unwind" fn inspect(
     c.classify((*pstmt).utilityStmt);
     // Credentials never go further than this: not into the audit log, a refusal or a
     // phase's record.
-    let text = crate::redact::statement((*pstmt).utilityStmt, &statement_text(pstmt, query));
+    let (text, credentials) =
+        crate::redact::statement((*pstmt).utilityStmt, &statement_text(pstmt, query));
     if c.findings.is_empty() {
-        *token = audit::begin(pstmt, &text, &[], DecisionKind::Allowed, None);
+        *token = audit::begin(pstmt, &text, credentials, &[], DecisionKind::Allowed, None);
         return std::ptr::null_mut();
     }
     let settings = guc::settings();
@@ -154,11 +155,11 @@ unsafe extern "C-unwind" fn inspect(
     let all = findings.clone();
     let reports: Vec<PgReport> = match decide(findings, &settings) {
         Decision::Allow => {
-            *token = audit::begin(pstmt, &text, &all, DecisionKind::Allowed, None);
+            *token = audit::begin(pstmt, &text, credentials, &all, DecisionKind::Allowed, None);
             return std::ptr::null_mut();
         }
         Decision::Warn(fs) => {
-            *token = audit::begin(pstmt, &text, &all, DecisionKind::Warned, None);
+            *token = audit::begin(pstmt, &text, credentials, &all, DecisionKind::Warned, None);
             fs.iter()
                 .map(|f| PgReport::new(pg_sys::WARNING, SQLSTATE_WARNING, &render_warning(f)))
                 .collect()
@@ -170,7 +171,7 @@ unsafe extern "C-unwind" fn inspect(
             } else {
                 DecisionKind::Refused
             };
-            *token = audit::begin(pstmt, &text, &all, decision, approved_by);
+            *token = audit::begin(pstmt, &text, credentials, &all, decision, approved_by);
             reports
         }
     };

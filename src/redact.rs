@@ -30,6 +30,46 @@ unsafe fn options(l: *mut pg_sys::List) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// The string values a `SET name = …` (of ALTER SYSTEM, ALTER ROLE/DATABASE … SET, a
+/// function's SET clause) gives a secret-looking setting; empty for other settings.
+unsafe fn set_values(v: *mut pg_sys::VariableSetStmt) -> Vec<String> {
+    if v.is_null() || !secret_name(&cstr((*v).name).unwrap_or_default()) {
+        return vec![];
+    }
+    PgList::<Node>::from_pg((*v).args)
+        .iter_ptr()
+        .filter(|a| !a.is_null() && (**a).type_ == NodeTag::T_A_Const)
+        .filter_map(|a| {
+            let c = a as *mut pg_sys::A_Const;
+            #[cfg(any(feature = "pg13", feature = "pg14"))]
+            let s = ((*c).val.type_ == NodeTag::T_String)
+                .then(|| cstr((*c).val.val.str_))
+                .flatten();
+            #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+            let s = ((*c).val.sval.type_ == NodeTag::T_String)
+                .then(|| cstr((*c).val.sval.sval))
+                .flatten();
+            s
+        })
+        .collect()
+}
+
+/// The secret-looking settings of a function's options (`SET name = …` clauses).
+unsafe fn function_set_values(l: *mut pg_sys::List) -> Vec<String> {
+    PgList::<Node>::from_pg(l)
+        .iter_ptr()
+        .filter(|n| !n.is_null() && (**n).type_ == NodeTag::T_DefElem)
+        .filter_map(|n| {
+            let d = n as *mut pg_sys::DefElem;
+            let set = cstr((*d).defname).as_deref() == Some("set")
+                && !(*d).arg.is_null()
+                && (*(*d).arg).type_ == NodeTag::T_VariableSetStmt;
+            set.then(|| set_values((*d).arg as *mut pg_sys::VariableSetStmt))
+        })
+        .flatten()
+        .collect()
+}
+
 /// Whether a statement carries credentials: the rule that finds them in its text and
 /// their values (to check that none is left).
 unsafe fn secrets(stmt: *mut Node) -> Option<(Rule, Vec<String>)> {
@@ -108,11 +148,18 @@ unsafe fn secrets(stmt: *mut Node) -> Option<(Rule, Vec<String>)> {
             {
                 use pg_sys::AlterTableType as A;
                 let st = (*cmd).subtype;
+                let def = (*cmd).def;
                 if (st == A::AT_GenericOptions || st == A::AT_AlterColumnGenericOptions)
-                    && !(*cmd).def.is_null()
-                    && (*(*cmd).def).type_ == NodeTag::T_List
+                    && !def.is_null()
+                    && (*def).type_ == NodeTag::T_List
                 {
-                    opts.extend(options((*cmd).def as *mut pg_sys::List));
+                    opts.extend(options(def as *mut pg_sys::List));
+                } else if st == A::AT_AddColumn
+                    && !def.is_null()
+                    && (*def).type_ == NodeTag::T_ColumnDef
+                {
+                    // ALTER FOREIGN TABLE … ADD COLUMN c int OPTIONS (…)
+                    opts.extend(options((*(def as *mut pg_sys::ColumnDef)).fdwoptions));
                 }
             }
             named(opts)
@@ -126,27 +173,24 @@ unsafe fn secrets(stmt: *mut Node) -> Option<(Rule, Vec<String>)> {
             Some((Rule::Connection, vec![c]))
         }
         NodeTag::T_AlterSystemStmt => {
-            let v = (*(stmt as *mut pg_sys::AlterSystemStmt)).setstmt;
-            if v.is_null() || !secret_name(&cstr((*v).name).unwrap_or_default()) {
-                return None;
-            }
-            let vals: Vec<String> = PgList::<Node>::from_pg((*v).args)
-                .iter_ptr()
-                .filter(|a| !a.is_null() && (**a).type_ == NodeTag::T_A_Const)
-                .filter_map(|a| {
-                    let c = a as *mut pg_sys::A_Const;
-                    #[cfg(any(feature = "pg13", feature = "pg14"))]
-                    let s = ((*c).val.type_ == NodeTag::T_String)
-                        .then(|| cstr((*c).val.val.str_))
-                        .flatten();
-                    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-                    let s = ((*c).val.sval.type_ == NodeTag::T_String)
-                        .then(|| cstr((*c).val.sval.sval))
-                        .flatten();
-                    s
-                })
-                .collect();
-            (!vals.is_empty()).then_some((Rule::SecretNames, vals))
+            let v = set_values((*(stmt as *mut pg_sys::AlterSystemStmt)).setstmt);
+            (!v.is_empty()).then_some((Rule::SecretNames, v))
+        }
+        NodeTag::T_AlterRoleSetStmt => {
+            let v = set_values((*(stmt as *mut pg_sys::AlterRoleSetStmt)).setstmt);
+            (!v.is_empty()).then_some((Rule::SecretNames, v))
+        }
+        NodeTag::T_AlterDatabaseSetStmt => {
+            let v = set_values((*(stmt as *mut pg_sys::AlterDatabaseSetStmt)).setstmt);
+            (!v.is_empty()).then_some((Rule::SecretNames, v))
+        }
+        NodeTag::T_AlterFunctionStmt => {
+            let v = function_set_values((*(stmt as *mut pg_sys::AlterFunctionStmt)).actions);
+            (!v.is_empty()).then_some((Rule::SecretNames, v))
+        }
+        NodeTag::T_CreateFunctionStmt => {
+            let v = function_set_values((*(stmt as *mut pg_sys::CreateFunctionStmt)).options);
+            (!v.is_empty()).then_some((Rule::SecretNames, v))
         }
         _ => None,
     }
@@ -248,24 +292,47 @@ fn classify(b: &[u8], t: &str) -> Tok {
 
 /// The text to record for a statement: `text` unless the statement carries
 /// credentials, then with them replaced (or withheld entirely when they cannot be
-/// located exactly).
+/// located exactly); and whether it carries credentials (its error message, which may
+/// quote them, is then not recorded either).
 ///
 /// # Safety
 /// `stmt` is the statement's parse tree (raw or utility node); inside a transaction.
-pub unsafe fn statement(stmt: *mut Node, text: &str) -> String {
+pub unsafe fn statement(stmt: *mut Node, text: &str) -> (String, bool) {
     let Some((rule, values)) = secrets(stmt) else {
-        return text.to_string();
+        return (text.to_string(), false);
     };
     if let Some(r) = tokens(text).and_then(|t| redact(text, &t, rule, &values)) {
-        return r;
+        return (r, true);
     }
     let tag = cstr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(stmt))).unwrap_or_default();
-    withheld(&tag)
+    (withheld(&tag), true)
 }
 
-/// A query text seen elsewhere (pg_stat_activity): parsed, and its statements that
-/// carry credentials redacted. Text that does not parse (cut short by
-/// track_activity_query_size, say) is kept only if no credential keyword appears in it.
+/// Words that may stand next to a credential in code pg_migsafe cannot see into (a DO
+/// block's body, a function's arguments: `dblink_connect('… password=…')`).
+const CREDENTIAL_WORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "conninfo",
+];
+
+fn mentions_credentials(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    CREDENTIAL_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// What stands for a statement of another session that may hold credentials.
+const NOT_RECORDED: &str = "<query text not recorded: it could not be checked for credentials>";
+
+/// A query text seen elsewhere (pg_stat_activity: lock blockers, long-running
+/// migrations). Each statement that carries credentials by its parse tree is redacted;
+/// any other statement that mentions a credential word anywhere (a DO block, a
+/// function call's arguments) is not recorded; text that does not parse (cut short by
+/// track_activity_query_size) is kept only if no such word appears in it.
 pub fn query_text(q: &str) -> String {
     let parsed = PgTryBuilder::new(|| unsafe {
         let c = CString::new(q).ok()?;
@@ -282,25 +349,32 @@ pub fn query_text(q: &str) -> String {
         let doubtful = crate::engine::redact::secret_name(&lower)
             || ["connection", "mapping"].iter().any(|w| lower.contains(w));
         return if doubtful {
-            "<query text not recorded: it could not be checked for credentials>".into()
+            NOT_RECORDED.into()
         } else {
             q.to_string()
         };
     };
     let stmts = unsafe { PgList::<pg_sys::RawStmt>::from_pg(list) };
-    if !stmts
-        .iter_ptr()
-        .any(|r| unsafe { secrets((*r).stmt).is_some() })
-    {
-        return q.to_string();
-    }
     let mut out = Vec::new();
+    let mut changed = false;
     for r in stmts.iter_ptr() {
         unsafe {
             let slice =
                 crate::pgutil::statement_slice(q.as_bytes(), (*r).stmt_location, (*r).stmt_len);
-            out.push(statement((*r).stmt, &slice));
+            if secrets((*r).stmt).is_some() {
+                out.push(statement((*r).stmt, &slice).0);
+                changed = true;
+            } else if mentions_credentials(&slice) {
+                out.push(NOT_RECORDED.to_string());
+                changed = true;
+            } else {
+                out.push(slice);
+            }
         }
     }
-    out.join(";")
+    if changed {
+        out.join(";")
+    } else {
+        q.to_string()
+    }
 }

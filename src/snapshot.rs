@@ -96,6 +96,18 @@ fn roles_of(uid: pg_sys::Oid) -> Option<BTreeSet<String>> {
     Some(set)
 }
 
+/// The names of the roles that exist now (a rollback step owned by a role dropped since
+/// the snapshot cannot run).
+fn existing_roles() -> BTreeSet<String> {
+    let roles: Vec<String> = spi::one(
+        As::Caller,
+        "SELECT pg_catalog.array_agg(r.rolname::text) FROM pg_catalog.pg_roles r",
+        &[],
+    )
+    .unwrap_or_default();
+    roles.into_iter().collect()
+}
+
 /// A document as the caller may see it: sequence positions the caller could not read
 /// directly are left out.
 pub fn for_caller(mut schema: Schema) -> Schema {
@@ -330,10 +342,12 @@ fn rollback_plan(
 > {
     let target = load(snapshot, "snapshot");
     let now = live(target.scope.as_ref());
+    let roles = existing_roles();
     TableIterator::new(plan_rows(with_owners(
         plan(&now, &target.schema),
         &now,
         &target.schema,
+        &|r| roles.contains(r),
     )))
 }
 
@@ -368,10 +382,12 @@ fn rollback_plan_for(
         target.schema.hide_sequence_values(&roles);
     }
     let now = live(target.scope.as_ref());
+    let roles = existing_roles();
     TableIterator::new(plan_rows(with_owners(
         plan(&now, &target.schema),
         &now,
         &target.schema,
+        &|r| roles.contains(r),
     )))
 }
 

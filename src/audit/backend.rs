@@ -46,6 +46,9 @@ struct Mig {
 
 struct Open {
     n: u32,
+    /// The statement carries credentials (its text was redacted): its error message,
+    /// which may quote them, is not recorded.
+    credentials: bool,
     started_us: i64,
     subxact: pg_sys::SubTransactionId,
     nesting: u32,
@@ -193,6 +196,7 @@ fn audit_here() -> bool {
 pub fn begin(
     pstmt: *mut pg_sys::PlannedStmt,
     text: &str,
+    credentials: bool,
     findings: &[Finding],
     decision: DecisionKind,
     approved_by: Option<(i64, String)>,
@@ -254,6 +258,7 @@ pub fn begin(
         let nesting = s.open.len() as u32;
         s.open.push(Open {
             n,
+            credentials,
             started_us: now,
             subxact,
             nesting,
@@ -900,12 +905,15 @@ fn fail_open(s: &mut State, from_subxact: Option<pg_sys::SubTransactionId>) -> V
         }
         let o = s.open.pop().unwrap();
         // No error report reached emit_log_hook: an exception handler caught it.
-        let e = err.clone().unwrap_or_else(|| {
+        let mut e = err.clone().unwrap_or_else(|| {
             (
                 "XX000".into(),
                 "the statement's (sub)transaction was rolled back (an exception handler caught its error)".into(),
             )
         });
+        if o.credentials {
+            e.1 = "<error message not recorded: the statement carries credentials>".into();
+        }
         if let Some(m) = s.mig.as_mut() {
             if o.decision != DecisionKind::Refused {
                 m.failed += 1;

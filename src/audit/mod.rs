@@ -115,8 +115,18 @@ fn set_migration_name(name: &str) {
     backend::set_migration_name(name.to_string());
 }
 
+/// Queues a phase event for the audit log (the phase_event trigger calls it). Only the
+/// extension's own functions may: they run as its owner, a superuser (checked here too,
+/// since 0.1.0's SQL left this function executable by PUBLIC until the update runs).
 #[pg_extern(name = "_queue_phase_event", volatile)]
 fn queue_phase_event(phase_id: i64, event: &str, by_role: &str, at: &str, detail: Option<&str>) {
+    if unsafe { !pg_sys::superuser_arg(pg_sys::GetUserId()) } {
+        ereport!(
+            PgLogLevel::ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "pg_migsafe: phase events are recorded only by the phase functions"
+        );
+    }
     backend::phase_event(PhaseEvent {
         phase_id,
         event: event.to_string(),

@@ -1511,3 +1511,170 @@ def test_rebuilt_statistics_object_is_not_new(lab):
         left = c.execute("SELECT count(*) FROM pg_statistic_ext WHERE stxname = 'st_ab'").fetchone()[0]
     assert left == 1, f"the rebuilt statistics object was dropped as if new: {r}"
     assert r.sqlstate == REFUSED, r
+
+
+# ======================================================================================
+# Final review of the security release: attacks that still worked
+# ======================================================================================
+
+# --- 4. least privilege ---------------------------------------------------------------
+
+def test_a_rollback_does_not_tell_an_approver_whether_an_unreadable_table_holds_rows(lab):
+    """The rollback's data-loss check reads every table it would drop (as the table's
+    owner) and tells the caller which ones hold rows: migsafe._rollback_approve() (granted
+    to approvers) returns loses_data per step, and a real run refuses with MS005 naming
+    them. An approver who may not read a table must not learn from pg_migsafe whether it
+    is empty (what _has_data() was fixed for)."""
+    anna = lab.role("anna", approver=True)
+    with lab.su() as c:
+        c.execute("CREATE SCHEMA hidden")            # no USAGE for anyone but the superuser
+        snap = c.execute("SELECT migsafe.snapshot('before hidden tables')").fetchone()[0]
+        c.execute("CREATE TABLE hidden.full_t (salary int); INSERT INTO hidden.full_t VALUES (123456);"
+                  "CREATE TABLE hidden.empty_t (salary int)")
+    with lab.conn(anna) as c:
+        assert run(c, "SELECT count(*) FROM hidden.full_t").sqlstate == DENIED
+    with lab.conn(anna, autocommit=False) as c:
+        plan = attempt(c, "SELECT drops_table, loses_data FROM migsafe._rollback_approve(%s, true, false)"
+                          " WHERE drops_table IS NOT NULL", (snap,))
+        c.rollback()
+    with lab.conn(anna) as c:
+        real = attempt(c, "SELECT * FROM migsafe.rollback(%s, dry_run => false)", (snap,))
+    assert relation_exists(lab, "hidden.full_t") and relation_exists(lab, "hidden.empty_t")
+    told = dict(plan.rows or [])
+    full, empty = told.get('"hidden"."full_t"'), told.get('"hidden"."empty_t"')
+    assert not (full is not None and empty is not None and full != empty), \
+        f"_rollback_approve() tells an approver which unreadable table holds rows: {told}"
+    said = f"{real.message} {real.error.diag.message_detail if real.error else ''}"
+    assert not ("full_t" in said and "empty_t" not in said), \
+        f"the rollback's refusal tells an approver which unreadable table holds rows: {said}"
+
+
+# --- 6. secrets never reach the log -----------------------------------------------------
+
+def test_secret_settings_and_added_foreign_columns_never_reach_the_log(lab):
+    """Secret-looking settings stored with ALTER ROLE/DATABASE/FUNCTION … SET (PostgREST's
+    app.settings.jwt_secret, an API key for a role) are redacted in ALTER SYSTEM but not
+    in these forms; nor is the secret-looking option of a column added to a foreign table
+    (ALTER FOREIGN TABLE … ADD COLUMN … OPTIONS). The catalog shows the current value; the
+    audit log would keep every value ever set, rotated ones included."""
+    with lab.su() as c:
+        c.execute(f'CREATE FOREIGN DATA WRAPPER dummy; GRANT USAGE ON FOREIGN DATA WRAPPER dummy TO "{lab.attacker}"')
+    with lab.conn() as c:
+        c.execute("CREATE SERVER srv FOREIGN DATA WRAPPER dummy; CREATE FOREIGN TABLE m.ft (c int) SERVER srv")
+    pos = log_size(lab.cluster)
+    listener = lab.su()
+    listener.execute("LISTEN migsafe_events")
+    tok = lambda k: f"Gs{k}Vq{lab.attacker[-3:]}w"
+    me = lab.attacker
+    with lab.conn("postgres") as c:
+        results = [run(c, f"ALTER ROLE {me} SET app.api_key = '{tok(1)}'"),
+                   run(c, f"ALTER DATABASE {lab.db} SET \"app.settings.jwt_secret\" TO '{tok(2)}'"),
+                   run(c, f"ALTER ROLE {me} IN DATABASE {lab.db} SET app.secret_token = '{tok(3)}'"),
+                   run(c, f"ALTER FUNCTION m.evil(text) SET app.api_token = '{tok(4)}'")]
+    with lab.conn() as c:
+        results.append(run(c, f"ALTER FOREIGN TABLE m.ft ADD COLUMN d int OPTIONS (password '{tok(5)}')"))
+        # fails (a LOGIN role may not set a placeholder for itself): a failure event too
+        results.append(run(c, f"ALTER ROLE {me} SET app.api_key = '{tok(6)}'"))
+    assert [r.ok for r in results] == [True, True, True, True, True, False], results
+    found = secret_sinks(lab, pos, listener, [tok(k) for k in range(1, 7)],
+                         "command_tag IN ('ALTER ROLE', 'ALTER DATABASE', 'ALTER FUNCTION', "
+                         "'ALTER FOREIGN TABLE')", 6)
+    listener.close()
+    with lab.su() as c:
+        c.execute(f"ALTER ROLE {me} RESET ALL; ALTER ROLE {me} IN DATABASE {lab.db} RESET ALL")
+    assert found == {}, f"secrets leaked: {found}"
+
+
+@pytest.mark.parametrize("via", ["lock-timeout blocker", "long-running alert"])
+def test_a_do_block_setting_a_password_never_reaches_the_log(lab, via):
+    """The query text of another session that pg_migsafe records (the blockers of a lock
+    timeout, the current query of a long-running migration, which the writer reads as
+    the superuser) goes through query_text(), which redacts only top-level statements it
+    recognises. `DO $$ … ALTER ROLE … PASSWORD '…' … $$`, the usual way to create roles
+    idempotently in a migration, is kept whole: the role password (readable by nobody in
+    the catalog) reaches the audit log and pg_migsafe's lines in the server log."""
+    tok = f"Dp{lab.attacker[-3:]}Xk9"
+    me = lab.attacker
+    do_block = (f"DO $$ BEGIN EXECUTE 'ALTER ROLE {me} PASSWORD ''{tok}'''; "
+                "PERFORM pg_catalog.pg_sleep(%s); END $$")
+    pos = log_size(lab.cluster)
+    if via == "lock-timeout blocker":
+        with lab.conn() as c:
+            c.execute("CREATE TABLE m.busy (id int)")
+        holder = lab.conn()
+        holder.execute("BEGIN; LOCK TABLE m.busy IN ACCESS SHARE MODE")
+        holder.execute(do_block % 0)                   # the session's query now, idle in transaction
+        try:
+            with lab.conn() as c:
+                c.execute("SET lock_timeout = '300ms'")
+                r = run(c, "ALTER TABLE m.busy ADD COLUMN x int")
+        finally:
+            holder.close()
+        assert r.sqlstate == "55P03", r
+        assert lab.wait_statements("statement = %s", ("ALTER TABLE m.busy ADD COLUMN x int",)), "not recorded"
+    else:
+        with settings(lab.cluster, migsafe__alert_after="'1s'"):
+            with lab.conn() as c:
+                c.execute(do_block % 4)
+            with lab.su() as c:
+                assert wait_for(lambda: c.execute("SELECT count(*) FROM migsafe.audit_log "
+                                                  "WHERE record->>'kind' = 'alert'").fetchone()[0]), "no alert"
+    time.sleep(0.5)
+    with lab.su() as c:
+        rows = [t[:300] for (t,) in c.execute("SELECT record::text FROM migsafe.audit_log") if tok in t]
+    lines = [l[:300] for l in log_since(lab.cluster, pos).splitlines() if tok in l]
+    assert rows == [] and lines == [], f"a role password leaked: audit log {rows}, server log {lines}"
+
+
+def test_a_failed_subscriptions_error_keeps_its_connection_string_out_of_the_log(lab):
+    """The statement is redacted, the error it raised is stored as it is: libpq quotes
+    the part of a connection string it could not parse (an unquoted password with a
+    space), and that goes to the audit log and the pg_migsafe_event line."""
+    tok = f"Sb{lab.attacker[-3:]}Qz7"
+    pos = log_size(lab.cluster)
+    listener = lab.su()
+    listener.execute("LISTEN migsafe_events")
+    with lab.conn("postgres") as c:
+        r = run(c, f"CREATE SUBSCRIPTION sub_e CONNECTION 'host=127.0.0.1 port=1 password=first {tok}' "
+                   "PUBLICATION p WITH (connect = false)")
+    assert not r.ok and tok in r.message, r
+    found = secret_sinks(lab, pos, listener, [tok], "command_tag = 'CREATE SUBSCRIPTION'", 1)
+    listener.close()
+    assert found == {}, f"part of a connection string leaked through the error: {found}"
+
+
+# --- 3/7. a rollback restores what the snapshot had ----------------------------------------
+
+def test_a_rollback_does_not_restore_an_attackers_table_in_place_of_the_snapshots(lab):
+    """Step 1 of a rollback brings back from the recycle bin the first table dropped since
+    the snapshot under the snapshot table's name: by name only. The victim's table was
+    empty when it was dropped (an empty table is not kept) or its entry was purged
+    (recycle_retention); a role with CREATE on the schema creates a table of that name with
+    rows of its own and has its drop approved (its own scratch table). The rollback then
+    puts the attacker's table back as the victim's: owned by the attacker, with the
+    attacker's rows, the application's writes going where the attacker reads them."""
+    anna = lab.role("anna", approver=True)
+    victim = lab.role("victim")
+    with lab.su() as c:
+        c.execute(f'CREATE SCHEMA app AUTHORIZATION "{victim}"; GRANT USAGE, CREATE ON SCHEMA app TO "{lab.attacker}"')
+    with lab.conn(victim) as c:
+        c.execute("CREATE TABLE app.accounts (id int PRIMARY KEY, iban text)")
+    with lab.su() as c:
+        snap = c.execute("SELECT migsafe.snapshot('release 41')").fetchone()[0]
+    with lab.conn(anna) as c:
+        assert begin(c, "contract", "retire accounts", objects=["app.accounts"], for_role=victim, skip_expand=True).ok
+    with lab.conn(victim) as c:
+        assert run(c, "DROP TABLE app.accounts").ok       # empty: dropped for good
+    with lab.conn() as c:
+        c.execute("CREATE TABLE app.accounts (id int PRIMARY KEY, iban text);"
+                  "INSERT INTO app.accounts VALUES (666, 'planted by the attacker')")
+    approve_for(lab, anna, ["app.accounts"], name="drop my scratch table")
+    with lab.conn() as c:
+        assert run(c, "DROP TABLE app.accounts").ok       # kept in the recycle bin
+    with lab.conn("postgres") as c:
+        r = attempt(c, "SELECT action, status, detail FROM migsafe.rollback(%s, dry_run => false, force => true)",
+                    (snap,))
+    with lab.su() as c:
+        row = c.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = to_regclass('app.accounts')").fetchone()
+    assert row is None or row[0] != lab.attacker, \
+        f"the rollback put the attacker's table in place of the snapshot's app.accounts: {r.rows or r}"

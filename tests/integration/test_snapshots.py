@@ -407,6 +407,31 @@ def test_rollback_after_further_migrations_and_is_recorded(cluster, base):
                           ("rollback", f"rollback to snapshot {sid}", "ended")]
 
 
+def test_a_step_whose_owner_was_dropped_cannot_revert(cluster, base):
+    """Rollback steps run as the role that owned the object in the snapshot; when that
+    role was dropped since, the step is reported as cannot-revert (with the statement to
+    run by hand) and the rest of the rollback still runs."""
+    with cluster.connect(base) as c:
+        c.execute("CREATE ROLE gone_owner")
+        c.execute("CREATE TABLE gone (id int)")
+        c.execute("ALTER TABLE gone OWNER TO gone_owner")
+        sid = one(c, "SELECT migsafe.snapshot()")
+        contract(c, "drop gone", ["public.gone", "role gone_owner"])
+        c.execute("DROP TABLE gone")
+        c.execute("SELECT migsafe.purge('0')")
+        c.execute("DROP ROLE gone_owner")
+        c.execute("ALTER TABLE users ADD COLUMN later int")
+        steps = c.execute("SELECT action, object, status, detail FROM migsafe.rollback(%s, dry_run => false)",
+                          (sid,)).fetchall()
+        gone = [s for s in steps if s[1] == '"public"."gone"']
+        assert gone and gone[0][2] == "cannot revert", steps
+        assert "its owner gone_owner no longer exists" in gone[0][3], gone
+        assert "CREATE TABLE public.gone" in gone[0][3], gone
+        assert one(c, "SELECT to_regclass('gone')") is None
+        assert one(c, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'later'") == 0
+        assert steps[-1][:3] == ("check", None, "differences remain"), steps
+
+
 def test_failed_rollback_changes_nothing(cluster, base):
     with cluster.connect(base) as c:
         sid = one(c, "SELECT migsafe.snapshot()")

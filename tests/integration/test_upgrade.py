@@ -223,3 +223,25 @@ def test_phases_snapshots_and_the_recycle_bin_keep_working(cluster, upgraded):
         assert item[2] == "cannot revert" and "records no owner" in item[3], item
         left = c.execute("SELECT kind, identity, action FROM migsafe.diff(%s)", (snap,)).fetchall()
         assert left == [("table", '"public"."bot_scratch"', "removed")], (steps, left)
+
+
+def test_a_database_still_on_0_1_0_does_not_let_a_login_role_forge_phase_events(cluster):
+    """The library is the cluster's, the extension's SQL each database's own: after the
+    new library is installed, every database stays on 0.1.0's SQL until its own ALTER
+    EXTENSION UPDATE (a database nobody remembers, for ever). 0.1.0 left
+    migsafe._queue_phase_event() executable by PUBLIC, and the new library's C function
+    trusts its caller: any LOGIN role writes "approved by <someone>" into the hash-chained
+    audit log. (0.2.0 revokes it; the C side must refuse a caller that is not the
+    extension's own trigger, whatever the SQL grants.)"""
+    db = new_db(cluster, extension=False)
+    with cluster.connect() as su:
+        su.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'forger') THEN "
+                   "CREATE ROLE forger LOGIN; END IF; END $$")
+    with cluster.connect(db) as c:
+        c.execute(f"CREATE EXTENSION pg_migsafe VERSION '{OLD}'")
+    with cluster.connect(db, user="forger") as f:
+        r = run(f, "SELECT migsafe._queue_phase_event(987654, 'approved', 'the_cfo', now()::text, 'looks fine')")
+    time.sleep(3)
+    with cluster.connect(db) as c:
+        forged = c.execute("SELECT record::text FROM migsafe.audit_log WHERE record->>'phase_id' = '987654'").fetchall()
+    assert forged == [], f"a LOGIN role forged an audit record in a 0.1.0 database: {forged} ({r})"

@@ -155,18 +155,39 @@ pub fn rollback_sql(live: &Schema, target: &Schema) -> Vec<Statement> {
 /// runs. A creation whose owner the snapshot does not record (taken before pg_migsafe
 /// 0.2.0) becomes a cannot-revert item: re-created as the caller, it would be the
 /// caller's (a SECURITY DEFINER function, a view's rights) and its code would run with
-/// the caller's rights.
-pub fn with_owners(mut out: Vec<Statement>, live: &Schema, target: &Schema) -> Vec<Statement> {
+/// the caller's rights. So does a step whose owner `role_exists` denies (the role was
+/// dropped since the snapshot): nobody may run it as a role that is gone.
+pub fn with_owners(
+    mut out: Vec<Statement>,
+    live: &Schema,
+    target: &Schema,
+    role_exists: &dyn Fn(&str) -> bool,
+) -> Vec<Statement> {
     for s in &mut out {
         if !s.is_executable() {
             continue;
         }
         s.owner = statement_owner(s, live, target);
-        if s.operation == Operation::Create && s.owner.is_none() {
+        let why = match &s.owner {
+            None if s.operation == Operation::Create => Some(
+                "the snapshot records no owner for it (taken before pg_migsafe 0.2.0)".to_string(),
+            ),
+            Some(role) if !role_exists(role) => {
+                Some(format!("its owner {} no longer exists", quote_ident(role)))
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
             s.note = Some(format!(
-                "the snapshot records no owner for it (taken before pg_migsafe 0.2.0): re-create it as its owner: {}",
+                "{why}: {} as the role that is to own it: {}",
+                if s.operation == Operation::Create {
+                    "re-create it"
+                } else {
+                    "run it"
+                },
                 s.sql.replace(['\n', '\r'], " ")
             ));
+            s.owner = None;
             s.sql = Planner::comment_line(
                 Operation::CannotRevert,
                 &format!("{} {}", s.kind.as_str(), s.identity),
@@ -3097,7 +3118,7 @@ mod tests {
             t.owner = Some("app".into());
         }
         // The live orders table (dropped by the rollback) and a column of users.
-        let plan = with_owners(rollback_sql(&live, &target), &live, &target);
+        let plan = with_owners(rollback_sql(&live, &target), &live, &target, &|_| true);
         assert!(
             plan.iter()
                 .filter(|s| s.is_executable())
@@ -3110,14 +3131,28 @@ mod tests {
             t.owner = Some("reports".into());
         }
         let bare = without_table(&owned, ORDERS);
-        let plan = with_owners(rollback_sql(&bare, &owned), &bare, &owned);
+        let plan = with_owners(rollback_sql(&bare, &owned), &bare, &owned, &|_| true);
         let create = plan
             .iter()
             .find(|s| s.operation == Operation::Create && s.kind == ObjectKind::Table)
             .unwrap();
         assert_eq!(create.owner.as_deref(), Some("reports"));
         // From a snapshot without owners: cannot revert, with the statement in the note.
-        let plan = with_owners(rollback_sql(&bare, &sample()), &bare, &sample());
+        // Its owner dropped since: cannot revert, naming the role.
+        let plan = with_owners(rollback_sql(&bare, &owned), &bare, &owned, &|r| {
+            r != "reports"
+        });
+        let item = plan.iter().find(|s| s.identity == ORDERS).unwrap();
+        assert_eq!(item.operation, Operation::CannotRevert);
+        assert!(!item.is_executable() && item.owner.is_none());
+        assert!(
+            item.note
+                .as_deref()
+                .unwrap()
+                .starts_with("its owner reports no longer exists: re-create it"),
+            "{item:?}"
+        );
+        let plan = with_owners(rollback_sql(&bare, &sample()), &bare, &sample(), &|_| true);
         let item = plan.iter().find(|s| s.identity == ORDERS).unwrap();
         assert_eq!(item.operation, Operation::CannotRevert);
         assert!(
