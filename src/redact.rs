@@ -8,7 +8,9 @@
 //! (`primary_conninfo`, `ssl_passphrase_command`, …), and the CONNECTION string of
 //! CREATE/ALTER SUBSCRIPTION.
 
-use crate::engine::redact::{redact, secret_name, withheld, Rule, Tok, Token};
+use crate::engine::redact::{
+    mentions_credentials, redact, secret_name, withheld, Rule, Tok, Token,
+};
 use crate::pgutil::cstr;
 use pgrx::pg_sys::{self, Node, NodeTag};
 use pgrx::PgList;
@@ -308,23 +310,6 @@ pub unsafe fn statement(stmt: *mut Node, text: &str) -> (String, bool) {
     (withheld(&tag), true)
 }
 
-/// Words that may stand next to a credential in code pg_migsafe cannot see into (a DO
-/// block's body, a function's arguments: `dblink_connect('… password=…')`).
-const CREDENTIAL_WORDS: &[&str] = &[
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "token",
-    "credential",
-    "conninfo",
-];
-
-fn mentions_credentials(text: &str) -> bool {
-    let lower = text.to_ascii_lowercase();
-    CREDENTIAL_WORDS.iter().any(|w| lower.contains(w))
-}
-
 /// What stands for a statement of another session that may hold credentials.
 const NOT_RECORDED: &str = "<query text not recorded: it could not be checked for credentials>";
 
@@ -346,8 +331,8 @@ pub fn query_text(q: &str) -> String {
     .execute();
     let Some(list) = parsed else {
         let lower = q.to_ascii_lowercase();
-        let doubtful = crate::engine::redact::secret_name(&lower)
-            || ["connection", "mapping"].iter().any(|w| lower.contains(w));
+        let doubtful =
+            secret_name(&lower) || ["connection", "mapping"].iter().any(|w| lower.contains(w));
         return if doubtful {
             NOT_RECORDED.into()
         } else {

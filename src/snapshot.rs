@@ -96,16 +96,20 @@ fn roles_of(uid: pg_sys::Oid) -> Option<BTreeSet<String>> {
     Some(set)
 }
 
-/// The names of the roles that exist now (a rollback step owned by a role dropped since
-/// the snapshot cannot run).
-fn existing_roles() -> BTreeSet<String> {
-    let roles: Vec<String> = spi::one(
+/// The plan from `now` back to `target` with each step's owner, as rows; a step owned by
+/// a role dropped since the snapshot cannot run.
+fn owned_plan(now: &Schema, target: &Schema) -> Vec<PlanRow> {
+    let roles: BTreeSet<String> = spi::one::<Vec<String>>(
         As::Caller,
         "SELECT pg_catalog.array_agg(r.rolname::text) FROM pg_catalog.pg_roles r",
         &[],
     )
-    .unwrap_or_default();
-    roles.into_iter().collect()
+    .unwrap_or_default()
+    .into_iter()
+    .collect();
+    plan_rows(with_owners(plan(now, target), now, target, &|r| {
+        roles.contains(r)
+    }))
 }
 
 /// A document as the caller may see it: sequence positions the caller could not read
@@ -342,13 +346,7 @@ fn rollback_plan(
 > {
     let target = load(snapshot, "snapshot");
     let now = live(target.scope.as_ref());
-    let roles = existing_roles();
-    TableIterator::new(plan_rows(with_owners(
-        plan(&now, &target.schema),
-        &now,
-        &target.schema,
-        &|r| roles.contains(r),
-    )))
+    TableIterator::new(owned_plan(&now, &target.schema))
 }
 
 /// The rollback plan as `role` may see it (used by migsafe._rollback_approve(), which
@@ -382,13 +380,7 @@ fn rollback_plan_for(
         target.schema.hide_sequence_values(&roles);
     }
     let now = live(target.scope.as_ref());
-    let roles = existing_roles();
-    TableIterator::new(plan_rows(with_owners(
-        plan(&now, &target.schema),
-        &now,
-        &target.schema,
-        &|r| roles.contains(r),
-    )))
+    TableIterator::new(owned_plan(&now, &target.schema))
 }
 
 /// The diff between two schema documents (used by migsafe.dry_run()).

@@ -43,8 +43,10 @@ pub enum Rule {
     Connection,
 }
 
-/// Fragments of an option or setting name that mark its value as secret.
-const SECRET_FRAGMENTS: &[&str] = &[
+/// Words that stand next to a credential: in an option or setting name, or in code
+/// pg_migsafe cannot see into (a DO block's body, a function's arguments:
+/// `dblink_connect('… password=…')`).
+const CREDENTIAL_WORDS: &[&str] = &[
     "password",
     "passwd",
     "passphrase",
@@ -52,13 +54,18 @@ const SECRET_FRAGMENTS: &[&str] = &[
     "token",
     "credential",
     "conninfo",
-    "key",
 ];
 
-/// Does an option or setting name look like it holds a secret?
+/// Does a text mention a credential word (case-insensitive)?
+pub fn mentions_credentials(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    CREDENTIAL_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Does an option or setting name look like it holds a secret (a credential word, or
+/// `key` — too common in SQL text to count there, not in a name)?
 pub fn secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    SECRET_FRAGMENTS.iter().any(|f| n.contains(f))
+    mentions_credentials(name) || name.to_ascii_lowercase().contains("key")
 }
 
 /// What replaces a secret string constant.
@@ -266,6 +273,11 @@ mod tests {
         .unwrap()
         .ends_with("TO '<redacted>'"));
         assert!(secret_name("sslpassword") && secret_name("API_KEY") && !secret_name("host"));
+        // In SQL text, "key" is everywhere (PRIMARY KEY): only the credential words count.
+        assert!(mentions_credentials(
+            "DO $$ BEGIN PERFORM dblink_connect('PassWord=x') END $$"
+        ));
+        assert!(!mentions_credentials("CREATE TABLE t (id int PRIMARY KEY)"));
     }
 
     #[test]
