@@ -1048,7 +1048,7 @@ impl Classifier {
             return false;
         };
         let oid = get_relation_constraint_oid(relid, c.as_ptr(), true);
-        oid != pg_sys::InvalidOid && track::is_new(pg_sys::Oid::from(2606u32), oid, 0)
+        oid != pg_sys::InvalidOid && track::is_new(crate::pgutil::catalog::CONSTRAINT, oid, 0)
     }
 
     unsafe fn set_schema(&mut self, s: *mut pg_sys::AlterObjectSchemaStmt) {

@@ -16,6 +16,18 @@ pub unsafe fn cstr(p: *const c_char) -> Option<String> {
     (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
 }
 
+/// Catalog oids pgrx does not export on every supported major (fixed since each catalog
+/// was created).
+pub mod catalog {
+    use pgrx::pg_sys::Oid;
+    pub const CONSTRAINT: Oid = Oid::from_u32(2606);
+    pub const POLICY: Oid = Oid::from_u32(3256);
+    pub const STATISTIC_EXT: Oid = Oid::from_u32(3381);
+    pub const REWRITE: Oid = Oid::from_u32(2618);
+    pub const LANGUAGE: Oid = Oid::from_u32(2612);
+    pub const TRANSFORM: Oid = Oid::from_u32(3576);
+}
+
 /// The text of a String node (a Value node on PostgreSQL 13-14); None for a null
 /// pointer or any other node.
 ///

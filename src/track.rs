@@ -13,6 +13,7 @@
 //!   transaction that existed before it is remembered by its identity; one created
 //!   afterwards under that identity is not new.
 
+use crate::pgutil::catalog;
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -31,10 +32,6 @@ thread_local! {
     /// it: (catalog, identity, subtransaction).
     static DROPPED: RefCell<Vec<(Oid, String, pg_sys::SubTransactionId)>> = const { RefCell::new(Vec::new()) };
 }
-
-/// pg_constraint and pg_statistic_ext (not exported by pgrx as constants).
-const CONSTRAINT_RELATION_ID: u32 = 2606;
-const STATISTIC_EXT_RELATION_ID: u32 = 3381;
 
 static mut PREV_OBJECT_ACCESS_HOOK: pg_sys::object_access_hook_type = None;
 
@@ -75,9 +72,7 @@ unsafe fn rebuildable_identity(class_id: Oid, object_id: Oid) -> Option<String> 
         ));
     }
     #[cfg(not(feature = "pg13"))]
-    if u32::from(class_id) == CONSTRAINT_RELATION_ID
-        || u32::from(class_id) == STATISTIC_EXT_RELATION_ID
-    {
+    if class_id == catalog::CONSTRAINT || class_id == catalog::STATISTIC_EXT {
         let addr = pg_sys::ObjectAddress {
             classId: class_id,
             objectId: object_id,
@@ -136,7 +131,7 @@ pub fn note_statistics_of(relid: Oid) {
         if let Ok(mut d) = d.try_borrow_mut() {
             for id in ids {
                 if d.len() < 10_000 {
-                    d.push((Oid::from(STATISTIC_EXT_RELATION_ID), id, sub));
+                    d.push((catalog::STATISTIC_EXT, id, sub));
                 }
             }
         }
@@ -180,7 +175,14 @@ unsafe extern "C-unwind" fn replaced(class_id: Oid, object_id: Oid) -> bool {
 /// Catalogs whose rows `CREATE OR REPLACE` updates in place: pg_proc, pg_trigger,
 /// pg_rewrite, pg_transform, pg_language.
 fn replaceable(class_id: Oid) -> bool {
-    matches!(u32::from(class_id), 1255 | 2620 | 2618 | 3576 | 2612)
+    [
+        pg_sys::ProcedureRelationId,
+        pg_sys::TriggerRelationId,
+        catalog::REWRITE,
+        catalog::TRANSFORM,
+        catalog::LANGUAGE,
+    ]
+    .contains(&class_id)
 }
 
 fn record(class_id: Oid, object_id: Oid, sub_id: i32, subxact: pg_sys::SubTransactionId) {
@@ -212,7 +214,7 @@ unsafe extern "C-unwind" fn object_access(
     }
     if access == pg_sys::ObjectAccessType::OAT_DROP
         && sub_id == 0
-        && (class_id == pg_sys::RelationRelationId || u32::from(class_id) == CONSTRAINT_RELATION_ID)
+        && (class_id == pg_sys::RelationRelationId || class_id == catalog::CONSTRAINT)
     {
         note_drop(class_id, object_id);
     }

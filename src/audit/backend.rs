@@ -578,10 +578,6 @@ unsafe fn describe_relation(obj: Oid, sub: i32) -> Option<String> {
     ))
 }
 
-// Catalog oids pgrx does not export (stable since they were created).
-const CONSTRAINT_RELATION_ID: u32 = 2606;
-const POLICY_RELATION_ID: u32 = 3256;
-
 /// A description of the objects worth listing (not toast tables, row types, array
 /// types, defaults, view rules and other implementation parts). Relations and columns
 /// come straight from the syscache; the rest through getObjectIdentity.
@@ -595,9 +591,9 @@ unsafe fn describe(class: Oid, obj: Oid, sub: i32) -> Option<String> {
     } else {
         c == u32::from(pg_sys::NamespaceRelationId)
             || c == u32::from(pg_sys::ProcedureRelationId)
-            || c == CONSTRAINT_RELATION_ID
+            || c == u32::from(crate::pgutil::catalog::CONSTRAINT)
             || c == u32::from(pg_sys::TriggerRelationId)
-            || c == POLICY_RELATION_ID
+            || c == u32::from(crate::pgutil::catalog::POLICY)
             || c == u32::from(pg_sys::ExtensionRelationId)
     };
     if !keep {
