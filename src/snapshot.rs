@@ -128,15 +128,21 @@ pub struct Loaded {
 }
 
 pub fn load(id: Option<i64>, arg: &str) -> Loaded {
-    let l = load_raw(id, arg);
-    Loaded {
-        schema: for_caller(l.schema),
-        scope: l.scope,
-    }
+    load_for(id, arg, unsafe { pg_sys::GetUserId() })
 }
 
-/// A stored snapshot as stored, for the extension's own use (nothing of it may reach
-/// a caller before [`for_caller`] or [`Schema::hide_sequence_values`]).
+/// A stored snapshot as `role` may see it (sequence positions it could not read are
+/// left out).
+fn load_for(id: Option<i64>, arg: &str, role: pg_sys::Oid) -> Loaded {
+    let mut l = load_raw(id, arg);
+    if let Some(roles) = roles_of(role) {
+        l.schema.hide_sequence_values(&roles);
+    }
+    l
+}
+
+/// A stored snapshot as stored (nothing of it may reach a caller before
+/// [`Schema::hide_sequence_values`]).
 fn load_raw(id: Option<i64>, arg: &str) -> Loaded {
     let Some(id) = id else {
         bad(
@@ -375,10 +381,7 @@ fn rollback_plan_for(
         name!(owner, Option<String>),
     ),
 > {
-    let mut target = load_raw(snapshot, "snapshot");
-    if let Some(roles) = roles_of(role) {
-        target.schema.hide_sequence_values(&roles);
-    }
+    let target = load_for(snapshot, "snapshot", role);
     let now = live(target.scope.as_ref());
     TableIterator::new(owned_plan(&now, &target.schema))
 }
@@ -421,20 +424,9 @@ fn live_doc() -> String {
     let Some(roles) = caller_roles() else {
         return json;
     };
-    let mut doc: serde_json::Value = serde_json::from_str(&json)
-        .unwrap_or_else(|e| bad(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, e.to_string()));
-    if let Some(seqs) = doc.get_mut("sequences").and_then(|v| v.as_array_mut()) {
-        for s in seqs {
-            let acl: Vec<String> = s
-                .get("acl")
-                .and_then(|a| serde_json::from_value(a.clone()).ok())
-                .unwrap_or_default();
-            if !crate::engine::schema::model::may_read_sequence(&acl, &roles) {
-                s["last_value"] = serde_json::Value::Null;
-            }
-        }
-    }
-    doc.to_string()
+    let mut doc = parse(&json, "the live catalog");
+    doc.hide_sequence_values(&roles);
+    doc.to_json()
 }
 
 /// Why a statement cannot run inside the dry run's transaction (None: it can).

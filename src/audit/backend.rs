@@ -1009,7 +1009,9 @@ unsafe fn drizzle_hashes() -> Vec<String> {
         return vec![];
     }
     let attnum = pg_sys::get_attnum(relid, c"hash".as_ptr());
-    if attnum <= 0 || !matches!(u32::from(pg_sys::get_atttype(relid, attnum)), 25 | 1043) {
+    if attnum <= 0
+        || ![pg_sys::TEXTOID, pg_sys::VARCHAROID].contains(&pg_sys::get_atttype(relid, attnum))
+    {
         return vec![];
     }
     let Some(owner) = crate::pgutil::rel_owner(relid) else {

@@ -12,8 +12,8 @@
 use super::{queue, spool};
 use crate::engine::audit::{
     alert_due, chain_hash, config_changes, event_of, fitted_event, iso_time, log_line,
-    migration_of, record_json, row_content, Alert, AlertLevel, ConfigChange, MigrationEnd,
-    MigrationOutcome, Record, GENESIS,
+    migration_of, record_json, row_content, unstorable_row, Alert, AlertLevel, ConfigChange,
+    MigrationEnd, MigrationOutcome, Record, GENESIS,
 };
 use crate::guc;
 use crate::pgutil::now_unix_us;
@@ -320,7 +320,7 @@ impl Writer {
                     let stored = match try_row(k, t, &p) {
                         Ok(h) => Some(h),
                         Err(e) => {
-                            let rep = unstorable(k, m.as_deref(), t, &e);
+                            let rep = unstorable_row(k, m.as_deref(), t, &e);
                             try_row("unstorable", &rep, &p).ok()
                         }
                     };
@@ -592,25 +592,6 @@ fn insert_rows(
             hashes.into(),
         ],
     );
-}
-
-/// The row that stands in for a record the table refused.
-fn unstorable(kind: &str, migration: Option<&str>, text: &str, error: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest: String = Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    serde_json::json!({
-        "kind": "unstorable",
-        "original_kind": kind,
-        "migration": migration,
-        "bytes": text.len(),
-        "sha256": digest,
-        "error": crate::engine::audit::cut_statement(error, 1000).0,
-        "excerpt": crate::engine::audit::cut_statement(text, 2000).0,
-    })
-    .to_string()
 }
 
 /// NOTIFY migsafe_events, in a transaction of its own: a failure (a full notification

@@ -287,13 +287,37 @@ pub fn migration_of(record: &Record) -> Option<&str> {
 
 /// The chain link of a row (`content` from [`row_content`]).
 pub fn chain_hash(prev_hash: &str, seq: i64, record: &str) -> String {
+    sha256_hex(&[
+        prev_hash.as_bytes(),
+        b"\n",
+        seq.to_string().as_bytes(),
+        b"\n",
+        record.as_bytes(),
+    ])
+}
+
+/// SHA-256 of the concatenated parts, in lower-case hex.
+pub fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    h.update(seq.to_string().as_bytes());
-    h.update(b"\n");
-    h.update(record.as_bytes());
+    for p in parts {
+        h.update(p);
+    }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The row that stands in for a record the log table refused: its kind, size, SHA-256
+/// and beginning, and the error (the chain goes on; the record is in the server log).
+pub fn unstorable_row(kind: &str, migration: Option<&str>, text: &str, error: &str) -> String {
+    serde_json::json!({
+        "kind": "unstorable",
+        "original_kind": kind,
+        "migration": migration,
+        "bytes": text.len(),
+        "sha256": sha256_hex(&[text.as_bytes()]),
+        "error": cut_statement(error, 1000).0,
+        "excerpt": cut_statement(text, 2000).0,
+    })
+    .to_string()
 }
 
 /// What `verify_chain` found.
@@ -1086,6 +1110,20 @@ mod tests {
         assert!(j.contains("\"truncated\":true"));
         let fits = record_json(&r, 10_000_000);
         assert_eq!(fits, r.to_json());
+    }
+
+    #[test]
+    fn an_unstorable_row_keeps_size_hash_and_beginning() {
+        let row: serde_json::Value =
+            serde_json::from_str(&unstorable_row("statement", Some("1-2"), "abc", "bad")).unwrap();
+        assert_eq!(row["kind"], "unstorable");
+        assert_eq!(row["original_kind"], "statement");
+        assert_eq!(row["bytes"], 3);
+        assert_eq!(
+            row["sha256"],
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(row["excerpt"], "abc");
     }
 
     #[test]

@@ -3137,7 +3137,6 @@ mod tests {
             .find(|s| s.operation == Operation::Create && s.kind == ObjectKind::Table)
             .unwrap();
         assert_eq!(create.owner.as_deref(), Some("reports"));
-        // From a snapshot without owners: cannot revert, with the statement in the note.
         // Its owner dropped since: cannot revert, naming the role.
         let plan = with_owners(rollback_sql(&bare, &owned), &bare, &owned, &|r| {
             r != "reports"
@@ -3152,6 +3151,7 @@ mod tests {
                 .starts_with("its owner reports no longer exists: re-create it"),
             "{item:?}"
         );
+        // From a snapshot without owners: cannot revert, with the statement in the note.
         let plan = with_owners(rollback_sql(&bare, &sample()), &bare, &sample(), &|_| true);
         let item = plan.iter().find(|s| s.identity == ORDERS).unwrap();
         assert_eq!(item.operation, Operation::CannotRevert);
