@@ -210,7 +210,13 @@ fn owner_of(identity: &str) -> Option<String> {
 /// The matchable target of a finding, from its object text (`<kind> <identity>`, as
 /// the classifier writes it: getObjectTypeDescription + getObjectIdentity).
 pub fn target_of(object: &str) -> Option<Target> {
+    // getObjectTypeDescription()'s words (dependents of a CASCADE), longest first.
     const DISPLAY_KINDS: &[(&str, &str)] = &[
+        ("materialized view column ", "column"),
+        ("foreign table column ", "column"),
+        ("composite type column ", "column"),
+        ("table column ", "column"),
+        ("view column ", "column"),
         ("materialized view ", "materialized view"),
         ("foreign table ", "foreign table"),
         ("table constraint ", "constraint"),
@@ -545,6 +551,23 @@ mod tests {
         let (ph, missing) = cascade_shortfall(&f, &tg, std::slice::from_ref(&only_type)).unwrap();
         assert_eq!(ph.id, 7);
         assert_eq!(missing, vec!["column public.other.m", "view public.v"]);
+
+        // As the classifier names a column a CASCADE reaches (getObjectTypeDescription).
+        assert_eq!(
+            target_of("table column public.other.m"),
+            Some(t("column", "public.other.m"))
+        );
+        assert_eq!(
+            target_of("materialized view column public.mv.m"),
+            Some(t("column", "public.mv.m"))
+        );
+        let mut from_server = f.clone();
+        from_server[1].dependents = vec!["table column public.other.m".into()];
+        let listed = phase(&["type public.mood", "public.other.m"]);
+        assert_eq!(
+            approving_phase(&from_server, &tg, std::slice::from_ref(&listed)).map(|p| p.id),
+            Some(7)
+        );
 
         let partly = phase(&["type public.mood", "public.other.m"]);
         assert_eq!(
