@@ -31,7 +31,7 @@ AS 'MODULE_PATHNAME', 'check_objects_wrapper';
 REVOKE ALL ON migsafe.phase, migsafe.phase_use, migsafe.phase_event, migsafe.backup FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION migsafe._state(p migsafe.phase) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
   SELECT CASE
     WHEN p.state IN ('active', 'pending') AND p.valid_until <= pg_catalog.clock_timestamp() THEN 'expired'
     WHEN p.state = 'active' AND p.for_role IS NULL AND NOT EXISTS (
@@ -1092,7 +1092,7 @@ BEGIN
       USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin (granted by a superuser) does.';
   END IF;
   IF older_than IS NULL OR older_than < interval '0' THEN
-    RAISE EXCEPTION 'older_than must be a positive interval, not %', coalesce(older_than::text, 'NULL')
+    RAISE EXCEPTION 'older_than must be an interval of zero or more, not %', coalesce(older_than::text, 'NULL')
       USING ERRCODE = '22023';
   END IF;
   DELETE FROM migsafe.snapshot s WHERE s.taken_at < clock_timestamp() - older_than;
@@ -1150,6 +1150,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
          pg_catalog.format('%I.%I', n.nspname, c.relname),
          pg_catalog.format('CREATE %s %I.%I%s AS %s', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
                 n.nspname, c.relname,
+                -- reloptions as the server stored them: names and values it validated
+                -- (check_option, security_barrier, storage parameters), never free text
                 CASE WHEN c.reloptions IS NOT NULL
                      THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END,
                 pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), ';')),
@@ -1424,8 +1426,8 @@ DECLARE
   g record;
 BEGIN
   PERFORM migsafe._require_approver('restore from the recycle bin');
-  IF id IS NULL THEN
-    RAISE EXCEPTION 'id must not be NULL' USING ERRCODE = '22004';
+  IF id IS NULL OR dependents IS NULL THEN
+    RAISE EXCEPTION 'id and dependents must not be NULL' USING ERRCODE = '22004';
   END IF;
   SELECT * INTO r FROM migsafe.recycle x WHERE x.id = undrop.id FOR UPDATE;
   IF NOT FOUND THEN
@@ -1473,7 +1475,13 @@ BEGIN
             END IF;
             PERFORM migsafe._run_as(dep_owner, d->>'sql', true);
           ELSE
-            dep_owner := coalesce(to_regrole(quote_ident(d->>'owner')), target_owner);
+            -- as the role that owned it; if that role is gone, not at all (anyone else
+            -- would lend the view rights its author never had). Entries from 0.1.0
+            -- record no owner: the table's.
+            dep_owner := CASE WHEN d ? 'owner' THEN to_regrole(quote_ident(d->>'owner')) ELSE target_owner END;
+            IF dep_owner IS NULL THEN
+              RAISE EXCEPTION 'its owner % no longer exists', quote_ident(d->>'owner');
+            END IF;
             PERFORM migsafe._run_as(dep_owner, d->>'sql', true);
             -- the view's privileges as they were; nothing else
             FOR g IN SELECT a.privilege_type, a.grantee, a.is_grantable
@@ -1871,7 +1879,6 @@ DECLARE
   p record;
   rid bigint;
   n int := 0;
-  restored text[] := '{}';
   remaining int;
   reordered int;
   taken_at timestamptz;
@@ -1884,7 +1891,7 @@ BEGIN
   -- (Planning reads the live catalog: only when the bin holds something newer.)
   FOR p IN SELECT * FROM migsafe._rollback_plan(snapshot)
             WHERE recreates_table IS NOT NULL
-              AND EXISTS (SELECT 1 FROM migsafe.recycle r WHERE r.restored_at IS NULL
+              AND EXISTS (SELECT 1 FROM migsafe.recycle r WHERE r.kind IN ('table', 'column') AND r.restored_at IS NULL
                              AND r.purged_at IS NULL AND r.dropped_at >= taken_at)
             ORDER BY step LOOP
     SELECT r.id INTO rid FROM migsafe.recycle r
@@ -1908,7 +1915,6 @@ BEGIN
       s := (n, 'restore', coalesce(p.recreates_table || '."' || replace(p.recreates_column, '"', '""') || '"', p.recreates_table),
             format('SELECT migsafe.undrop(%s, dependents => false)', rid), 'done',
             migsafe.undrop(rid, false) || ' (recycle bin id ' || rid || ')');
-      restored := restored || p.identity;
       RETURN NEXT s;
     END IF;
   END LOOP;

@@ -72,9 +72,11 @@ REVOKE ALL ON migsafe.phase, migsafe.phase_use, migsafe.phase_event, migsafe.bac
 -- PostgreSQL's. See docs/security.md.
 
 -- The state as of now: a time-boxed phase past its end is expired, a session phase
--- whose session is gone has ended.
+-- whose session is gone has ended. SECURITY DEFINER: whether another user's session
+-- still runs (pg_stat_activity.backend_start) is hidden from approvers and auditors,
+-- who read this through migsafe.phases; it tells them nothing else.
 CREATE FUNCTION migsafe._state(p migsafe.phase) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
   SELECT CASE
     WHEN p.state IN ('active', 'pending') AND p.valid_until <= pg_catalog.clock_timestamp() THEN 'expired'
     WHEN p.state = 'active' AND p.for_role IS NULL AND NOT EXISTS (

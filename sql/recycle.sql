@@ -75,6 +75,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
          pg_catalog.format('%I.%I', n.nspname, c.relname),
          pg_catalog.format('CREATE %s %I.%I%s AS %s', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,
                 n.nspname, c.relname,
+                -- reloptions as the server stored them: names and values it validated
+                -- (check_option, security_barrier, storage parameters), never free text
                 CASE WHEN c.reloptions IS NOT NULL
                      THEN ' WITH (' || pg_catalog.array_to_string(c.reloptions, ', ') || ')' ELSE '' END,
                 pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), ';')),
@@ -371,8 +373,8 @@ DECLARE
   g record;
 BEGIN
   PERFORM migsafe._require_approver('restore from the recycle bin');
-  IF id IS NULL THEN
-    RAISE EXCEPTION 'id must not be NULL' USING ERRCODE = '22004';
+  IF id IS NULL OR dependents IS NULL THEN
+    RAISE EXCEPTION 'id and dependents must not be NULL' USING ERRCODE = '22004';
   END IF;
   SELECT * INTO r FROM migsafe.recycle x WHERE x.id = undrop.id FOR UPDATE;
   IF NOT FOUND THEN
@@ -420,7 +422,13 @@ BEGIN
             END IF;
             PERFORM migsafe._run_as(dep_owner, d->>'sql', true);
           ELSE
-            dep_owner := coalesce(to_regrole(quote_ident(d->>'owner')), target_owner);
+            -- as the role that owned it; if that role is gone, not at all (anyone else
+            -- would lend the view rights its author never had). Entries from 0.1.0
+            -- record no owner: the table's.
+            dep_owner := CASE WHEN d ? 'owner' THEN to_regrole(quote_ident(d->>'owner')) ELSE target_owner END;
+            IF dep_owner IS NULL THEN
+              RAISE EXCEPTION 'its owner % no longer exists', quote_ident(d->>'owner');
+            END IF;
             PERFORM migsafe._run_as(dep_owner, d->>'sql', true);
             -- the view's privileges as they were; nothing else
             FOR g IN SELECT a.privilege_type, a.grantee, a.is_grantable

@@ -267,7 +267,6 @@ DECLARE
   p record;
   rid bigint;
   n int := 0;
-  restored text[] := '{}';
   remaining int;
   reordered int;
   taken_at timestamptz;
@@ -280,7 +279,7 @@ BEGIN
   -- (Planning reads the live catalog: only when the bin holds something newer.)
   FOR p IN SELECT * FROM migsafe._rollback_plan(snapshot)
             WHERE recreates_table IS NOT NULL
-              AND EXISTS (SELECT 1 FROM migsafe.recycle r WHERE r.restored_at IS NULL
+              AND EXISTS (SELECT 1 FROM migsafe.recycle r WHERE r.kind IN ('table', 'column') AND r.restored_at IS NULL
                              AND r.purged_at IS NULL AND r.dropped_at >= taken_at)
             ORDER BY step LOOP
     SELECT r.id INTO rid FROM migsafe.recycle r
@@ -304,7 +303,6 @@ BEGIN
       s := (n, 'restore', coalesce(p.recreates_table || '."' || replace(p.recreates_column, '"', '""') || '"', p.recreates_table),
             format('SELECT migsafe.undrop(%s, dependents => false)', rid), 'done',
             migsafe.undrop(rid, false) || ' (recycle bin id ' || rid || ')');
-      restored := restored || p.identity;
       RETURN NEXT s;
     END IF;
   END LOOP;

@@ -445,7 +445,7 @@ BEGIN
       USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin (granted by a superuser) does.';
   END IF;
   IF older_than IS NULL OR older_than < interval '0' THEN
-    RAISE EXCEPTION 'older_than must be a positive interval, not %', coalesce(older_than::text, 'NULL')
+    RAISE EXCEPTION 'older_than must be an interval of zero or more, not %', coalesce(older_than::text, 'NULL')
       USING ERRCODE = '22023';
   END IF;
   DELETE FROM migsafe.snapshot s WHERE s.taken_at < clock_timestamp() - older_than;

@@ -125,6 +125,25 @@ pub unsafe fn rel_owner(relid: Oid) -> Option<Oid> {
     Some(owner)
 }
 
+/// Does row-level security apply to the relation's owner too (ENABLE and FORCE ROW
+/// LEVEL SECURITY)? Then what the owner reads may not be all there is.
+///
+/// # Safety
+/// Catalog access: call inside a transaction.
+pub unsafe fn row_security_forced(relid: Oid) -> bool {
+    let tup = pg_sys::SearchSysCache1(
+        pg_sys::SysCacheIdentifier::RELOID as _,
+        pg_sys::Datum::from(relid),
+    );
+    if tup.is_null() {
+        return false;
+    }
+    let form = pg_sys::GETSTRUCT(tup) as *mut pg_sys::FormData_pg_class;
+    let forced = (*form).relrowsecurity && (*form).relforcerowsecurity;
+    pg_sys::ReleaseSysCache(tup);
+    forced
+}
+
 /// Now, in Unix microseconds.
 pub fn now_unix_us() -> i64 {
     unsafe { pg_sys::GetCurrentTimestamp() + PG_EPOCH_UNIX_US }

@@ -107,12 +107,17 @@ pub fn run_as(role: pg_sys::Oid, sql: &str, ddl: bool) -> i64 {
 
 /// Does a table (or one column of it) hold anything? Read as the table's owner,
 /// security-restricted (a partition may be a foreign table, a policy may call a
-/// function). Used by the rollback's data-loss check.
+/// function). Used by the rollback's data-loss check. When the owner's own policies
+/// apply (FORCE ROW LEVEL SECURITY) what the owner sees may not be all: it is assumed
+/// to hold data.
 #[pg_extern(name = "_holds_data", volatile, parallel_unsafe)]
 pub fn holds_data(rel: pg_sys::Oid, col: Option<&str>) -> bool {
     let Some(owner) = (unsafe { crate::pgutil::rel_owner(rel) }) else {
         return false;
     };
+    if unsafe { crate::pgutil::row_security_forced(rel) } {
+        return true;
+    }
     let (nsp, name) = unsafe {
         (
             cstr(pg_sys::get_namespace_name(pg_sys::get_rel_namespace(rel))).unwrap_or_default(),

@@ -32,8 +32,10 @@ unsafe fn options(l: *mut pg_sys::List) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// The string values a `SET name = …` (of ALTER SYSTEM, ALTER ROLE/DATABASE … SET, a
-/// function's SET clause) gives a secret-looking setting; empty for other settings.
+/// The values a `SET name = …` (of ALTER SYSTEM, ALTER ROLE/DATABASE … SET, a
+/// function's SET clause) gives a secret-looking setting, as text; empty for other
+/// settings. A number is a value too: it is no string constant the redaction could
+/// replace, so the statement's text is then withheld whole.
 unsafe fn set_values(v: *mut pg_sys::VariableSetStmt) -> Vec<String> {
     if v.is_null() || !secret_name(&cstr((*v).name).unwrap_or_default()) {
         return vec![];
@@ -44,13 +46,19 @@ unsafe fn set_values(v: *mut pg_sys::VariableSetStmt) -> Vec<String> {
         .filter_map(|a| {
             let c = a as *mut pg_sys::A_Const;
             #[cfg(any(feature = "pg13", feature = "pg14"))]
-            let s = ((*c).val.type_ == NodeTag::T_String)
-                .then(|| cstr((*c).val.val.str_))
-                .flatten();
+            let s = match (*c).val.type_ {
+                NodeTag::T_String | NodeTag::T_Float => cstr((*c).val.val.str_),
+                NodeTag::T_Integer => Some((*c).val.val.ival.to_string()),
+                _ => None,
+            };
             #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-            let s = ((*c).val.sval.type_ == NodeTag::T_String)
-                .then(|| cstr((*c).val.sval.sval))
-                .flatten();
+            let s = match (*c).val.node.type_ {
+                _ if (*c).isnull => None,
+                NodeTag::T_String => cstr((*c).val.sval.sval),
+                NodeTag::T_Float => cstr((*c).val.fval.fval),
+                NodeTag::T_Integer => Some((*c).val.ival.ival.to_string()),
+                _ => None,
+            };
             s
         })
         .collect()

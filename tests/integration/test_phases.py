@@ -246,6 +246,24 @@ def test_story7_visibility(cluster, pdb):
         assert events == ["requested", "opened", "used"]
 
 
+def test_approvers_see_other_sessions_phases_as_they_are(cluster, pdb):
+    """migsafe.phases tells whether a session phase's session still runs: an approver
+    (or auditor) who cannot see other users' sessions in pg_stat_activity must still
+    see another DBA's open phase as active, and as ended once its session is gone."""
+    with cluster.connect(pdb, "dba_anna") as anna:
+        pid = begin(anna, "contract", "anna's", objects=["public.orders"], skip_expand=True)
+        with cluster.connect(pdb, "dba_ben") as ben:
+            state = ben.execute("SELECT state FROM migsafe.phases WHERE id = %s", (pid,)).fetchone()[0]
+            assert state == "active"
+    with cluster.connect(pdb, "dba_ben") as ben:
+        for _ in range(50):
+            state = ben.execute("SELECT state FROM migsafe.phases WHERE id = %s", (pid,)).fetchone()[0]
+            if state == "ended":
+                break
+            time.sleep(0.1)
+        assert state == "ended"
+
+
 BAD_INPUT = [
     ("SELECT migsafe.begin_phase('demolish', 'x')", "22023", 'unknown phase kind "demolish"'),
     ("SELECT migsafe.begin_phase(NULL, 'x')", "22023", 'unknown phase kind "NULL"'),

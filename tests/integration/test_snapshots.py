@@ -392,6 +392,21 @@ def test_rollback_refuses_to_lose_new_data_unless_forced(cluster, base):
         assert one(c, "SELECT count(*) FROM migsafe.recycle WHERE table_name = 'audit_trail'") == 1
 
 
+def test_rows_hidden_from_the_owner_still_count_as_data(cluster, base):
+    """Whether a table created since the snapshot holds data is read as its owner; with
+    FORCE ROW LEVEL SECURITY the owner's own policies may hide every row: the table is
+    then assumed to hold data (MS005 without force)."""
+    with cluster.connect(base) as c:
+        sid = one(c, "SELECT migsafe.snapshot()")
+        c.execute("CREATE ROLE hiding_owner")
+        c.execute("CREATE TABLE hidden (id int); ALTER TABLE hidden OWNER TO hiding_owner;"
+                  "ALTER TABLE hidden ENABLE ROW LEVEL SECURITY; ALTER TABLE hidden FORCE ROW LEVEL SECURITY;"
+                  "CREATE POLICY nothing ON hidden USING (false); INSERT INTO hidden VALUES (1)")
+        r = run(c, f"SELECT * FROM migsafe.rollback({sid}, dry_run => false)")
+        assert r.sqlstate == DATA_LOSS and '"public"."hidden"' in r.message, r
+        assert one(c, "SELECT count(*) FROM hidden") == 1
+
+
 def test_rollback_after_further_migrations_and_is_recorded(cluster, base):
     with cluster.connect(base) as c:
         sid = one(c, "SELECT migsafe.snapshot()")
@@ -430,6 +445,26 @@ def test_a_step_whose_owner_was_dropped_cannot_revert(cluster, base):
         assert one(c, "SELECT to_regclass('gone')") is None
         assert one(c, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'later'") == 0
         assert steps[-1][:3] == ("check", None, "differences remain"), steps
+
+
+def test_a_view_whose_owner_was_dropped_does_not_come_back_as_someone_else(cluster, base):
+    """undrop() re-creates the views dropped with a table as their owners: a view whose
+    owner was dropped since is not restored (as the table's owner it would read with
+    rights its author never had) and is listed as NOT restored."""
+    with cluster.connect(base) as c:
+        c.execute("CREATE ROLE view_maker")
+        c.execute("CREATE TABLE vt (id int); INSERT INTO vt VALUES (1)")
+        c.execute("CREATE VIEW vt_v AS SELECT id FROM vt")
+        c.execute("ALTER VIEW vt_v OWNER TO view_maker")
+        c.execute("GRANT SELECT ON vt_v TO PUBLIC")
+        contract(c, "drop vt", ["public.vt", "view public.vt_v", "role view_maker"])
+        c.execute("DROP TABLE vt CASCADE")
+        c.execute("DROP ROLE view_maker")
+        rid = one(c, "SELECT max(id) FROM migsafe.recycle_bin")
+        result = one(c, "SELECT migsafe.undrop(%s)", (rid,))
+        assert "NOT restored" in result and "its owner view_maker no longer exists" in result, result
+        assert one(c, "SELECT to_regclass('vt_v')") is None
+        assert one(c, "SELECT count(*) FROM vt") == 1
 
 
 def test_failed_rollback_changes_nothing(cluster, base):
