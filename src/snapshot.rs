@@ -424,9 +424,22 @@ fn live_doc() -> String {
     let Some(roles) = caller_roles() else {
         return json;
     };
-    let mut doc = parse(&json, "the live catalog");
-    doc.hide_sequence_values(&roles);
-    doc.to_json()
+    // In the catalog's own form (what dry_run() diffs), with the model's rule for
+    // which positions the caller may see.
+    let mut doc: serde_json::Value = serde_json::from_str(&json)
+        .unwrap_or_else(|e| bad(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, e.to_string()));
+    if let Some(seqs) = doc.get_mut("sequences").and_then(|v| v.as_array_mut()) {
+        for s in seqs {
+            let acl: Vec<String> = s
+                .get("acl")
+                .and_then(|a| serde_json::from_value(a.clone()).ok())
+                .unwrap_or_default();
+            if !crate::engine::schema::model::may_read_sequence(&acl, &roles) {
+                s["last_value"] = serde_json::Value::Null;
+            }
+        }
+    }
+    doc.to_string()
 }
 
 /// Why a statement cannot run inside the dry run's transaction (None: it can).
