@@ -1573,7 +1573,7 @@ def test_secret_settings_and_added_foreign_columns_never_reach_the_log(lab):
                    run(c, f"ALTER ROLE {me} IN DATABASE {lab.db} SET app.secret_token = '{tok(3)}'"),
                    run(c, f"ALTER FUNCTION m.evil(text) SET app.api_token = '{tok(4)}'"),
                    # a number is no string constant to redact: the text is withheld
-                   run(c, f"ALTER ROLE {me} SET app.api_pin = {pin}")]
+                   run(c, f"ALTER ROLE {me} SET app.pin_secret = {pin}")]
     with lab.conn() as c:
         results.append(run(c, f"ALTER FOREIGN TABLE m.ft ADD COLUMN d int OPTIONS (password '{tok(5)}')"))
         # fails (a LOGIN role may not set a placeholder for itself): a failure event too
