@@ -108,11 +108,11 @@ pub unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> Oid {
     )
 }
 
-/// The owner of a relation (None if it does not exist). Syscache lookup.
+/// Reads a relation's pg_class row from the syscache (None if it does not exist).
 ///
 /// # Safety
 /// Catalog access: call inside a transaction.
-pub unsafe fn rel_owner(relid: Oid) -> Option<Oid> {
+unsafe fn with_class<R>(relid: Oid, f: impl FnOnce(&pg_sys::FormData_pg_class) -> R) -> Option<R> {
     let tup = pg_sys::SearchSysCache1(
         pg_sys::SysCacheIdentifier::RELOID as _,
         pg_sys::Datum::from(relid),
@@ -120,9 +120,17 @@ pub unsafe fn rel_owner(relid: Oid) -> Option<Oid> {
     if tup.is_null() {
         return None;
     }
-    let owner = (*(pg_sys::GETSTRUCT(tup) as *mut pg_sys::FormData_pg_class)).relowner;
+    let r = f(&*(pg_sys::GETSTRUCT(tup) as *mut pg_sys::FormData_pg_class));
     pg_sys::ReleaseSysCache(tup);
-    Some(owner)
+    Some(r)
+}
+
+/// The owner of a relation (None if it does not exist).
+///
+/// # Safety
+/// Catalog access: call inside a transaction.
+pub unsafe fn rel_owner(relid: Oid) -> Option<Oid> {
+    with_class(relid, |c| c.relowner)
 }
 
 /// Does row-level security apply to the relation's owner too (ENABLE and FORCE ROW
@@ -131,17 +139,7 @@ pub unsafe fn rel_owner(relid: Oid) -> Option<Oid> {
 /// # Safety
 /// Catalog access: call inside a transaction.
 pub unsafe fn row_security_forced(relid: Oid) -> bool {
-    let tup = pg_sys::SearchSysCache1(
-        pg_sys::SysCacheIdentifier::RELOID as _,
-        pg_sys::Datum::from(relid),
-    );
-    if tup.is_null() {
-        return false;
-    }
-    let form = pg_sys::GETSTRUCT(tup) as *mut pg_sys::FormData_pg_class;
-    let forced = (*form).relrowsecurity && (*form).relforcerowsecurity;
-    pg_sys::ReleaseSysCache(tup);
-    forced
+    with_class(relid, |c| c.relrowsecurity && c.relforcerowsecurity).unwrap_or(false)
 }
 
 /// Now, in Unix microseconds.

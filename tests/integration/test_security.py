@@ -1411,15 +1411,20 @@ def test_a_login_role_cannot_hold_the_audit_writer_back(lab):
     assert rows, "the audit writer waited on a lock a LOGIN-only role holds: nothing was recorded"
 
 
+def attacker_foreign_table(lab):
+    """A foreign table m.ft of the attacker's, on server srv of a wrapper that does nothing."""
+    with lab.su() as c:
+        c.execute(f'CREATE FOREIGN DATA WRAPPER dummy; GRANT USAGE ON FOREIGN DATA WRAPPER dummy TO "{lab.attacker}"')
+    with lab.conn() as c:
+        c.execute("CREATE SERVER srv FOREIGN DATA WRAPPER dummy; CREATE FOREIGN TABLE m.ft (c int) SERVER srv")
+
+
 def test_secrets_in_other_statement_forms_never_reach_the_log(lab):
     """Secret-looking options of foreign tables (table and column options), of IMPORT
     FOREIGN SCHEMA, and a role password whose query string first turns
     standard_conforming_strings on (the parse tree was built with it off, the redaction
     lexes the text with it on)."""
-    with lab.su() as c:
-        c.execute(f'CREATE FOREIGN DATA WRAPPER dummy; GRANT USAGE ON FOREIGN DATA WRAPPER dummy TO "{lab.attacker}"')
-    with lab.conn() as c:
-        c.execute("CREATE SERVER srv FOREIGN DATA WRAPPER dummy; CREATE FOREIGN TABLE m.ft (c int) SERVER srv")
+    attacker_foreign_table(lab)
     pos = log_size(lab.cluster)
     listener = lab.su()
     listener.execute("LISTEN migsafe_events")
@@ -1557,10 +1562,7 @@ def test_secret_settings_and_added_foreign_columns_never_reach_the_log(lab):
     in these forms; nor is the secret-looking option of a column added to a foreign table
     (ALTER FOREIGN TABLE … ADD COLUMN … OPTIONS). The catalog shows the current value; the
     audit log would keep every value ever set, rotated ones included."""
-    with lab.su() as c:
-        c.execute(f'CREATE FOREIGN DATA WRAPPER dummy; GRANT USAGE ON FOREIGN DATA WRAPPER dummy TO "{lab.attacker}"')
-    with lab.conn() as c:
-        c.execute("CREATE SERVER srv FOREIGN DATA WRAPPER dummy; CREATE FOREIGN TABLE m.ft (c int) SERVER srv")
+    attacker_foreign_table(lab)
     pos = log_size(lab.cluster)
     listener = lab.su()
     listener.execute("LISTEN migsafe_events")
