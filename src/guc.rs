@@ -34,7 +34,7 @@ pub static AUDIT: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static AUDIT_MAX_STATEMENT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(65536);
 pub static AUDIT_QUEUE_SIZE: GucSetting<i32> = GucSetting::<i32>::new(8192);
 pub static AUDIT_DATABASES: GucSetting<i32> = GucSetting::<i32>::new(8);
-pub static AUDIT_QUEUE_WAIT: GucSetting<i32> = GucSetting::<i32>::new(200);
+pub static AUDIT_QUEUE_WAIT: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static AUDIT_WORKER_IDLE: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static WARN_DURATION: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 pub static ALERT_AFTER: GucSetting<i32> = GucSetting::<i32>::new(600_000);
@@ -246,7 +246,7 @@ fn define_audit_gucs() {
     );
     int_guc(
         c"migsafe.audit_databases",
-        c"How many databases can have audit records queued at the same time.",
+        c"How many databases can have audit records queued in shared memory at the same time (others queue them on disk).",
         restart,
         &AUDIT_DATABASES,
         (1, 256),
@@ -255,7 +255,7 @@ fn define_audit_gucs() {
     );
     int_guc(
         c"migsafe.audit_queue_wait",
-        c"How long a backend waits for room in a full audit queue before it writes the record to the server log instead.",
+        c"How long a backend waits for room in a full audit queue before it puts the record in the backlog on disk.",
         reload,
         &AUDIT_QUEUE_WAIT,
         (0, 60_000),

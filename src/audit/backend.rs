@@ -6,11 +6,13 @@
 //! SQLSTATE and message that `emit_log_hook` saw. A migration is the top-level
 //! transaction around the statements: it starts with the first recorded statement
 //! (spooled to disk before that statement runs, so that a SIGKILL leaves a trace) and
-//! ends at commit, prepare or abort. Every record is queued for the database's writer;
-//! nothing here waits for the writer, and nothing in the commit and abort callbacks
-//! touches the catalog or can raise an error.
+//! ends at commit, prepare or abort. Every record is written to the backend's spool
+//! file first (`spool`: what a client was told is on disk before it was told), then
+//! queued for the database's writer in shared memory, or in the backlog on disk when
+//! shared memory cannot take it (`backlog`); nothing here waits for the writer, and
+//! nothing in the commit and abort callbacks touches the catalog or can raise an error.
 
-use super::{queue, spool};
+use super::{backlog, queue, spool};
 use crate::engine::audit::{
     blockers_detail, cut_statement, iso_time, Blocker, DecisionKind, FindingRecord, MigrationEnd,
     MigrationOutcome, MigrationStart, PhaseEvent, PhaseRef, Record, Session, Statement,
@@ -38,12 +40,12 @@ struct Mig {
     name: Option<String>,
     phases: Vec<PhaseRef>,
     running: Option<usize>,
-    spooled: bool,
     drizzle: Vec<String>,
     xid: Option<u64>,
     snapshot: Option<i64>,
 }
 
+#[derive(Clone)]
 struct Open {
     n: u32,
     /// The statement carries credentials (its text was redacted): its error message,
@@ -357,6 +359,8 @@ fn statement_record(
     )
 }
 
+/// Spools a record, then queues it for the writer: in the database's ring, or in the
+/// backlog on disk when the ring cannot take it; the server log only when neither can.
 fn queue_record(dboid: Oid, r: &Record) -> bool {
     // A record always fits the queue: whatever a session puts into it (a long
     // migration name, a DROP of thousands of tables), it is shrunk, never refused.
@@ -364,21 +368,47 @@ fn queue_record(dboid: Oid, r: &Record) -> bool {
         .map(|h| h.ring_size as usize / 2)
         .unwrap_or(1 << 20);
     let json = crate::engine::audit::record_json(r, max);
-    match queue::enqueue(dboid, json.as_bytes()) {
-        Ok(()) => true,
-        Err(why) => {
-            if let Some(h) = queue::header() {
-                h.fallback
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            // LOG_SERVER_ONLY: the server log, never the client.
-            unsafe {
-                let line = CString::new(format!("pg_migsafe_audit_fallback reason={why:?} {json}"))
-                    .unwrap_or_default();
-                crate::report::log_server_only(&line);
-            }
-            false
+    spool::append(u32::from(dboid), &json);
+    let why = match queue::enqueue(dboid, json.as_bytes()) {
+        Ok((slot, pos)) => {
+            spool::queued(slot, pos);
+            return true;
         }
+        Err(why) => why,
+    };
+    if why != queue::NotQueued::NoSharedMemory && backlog::append(u32::from(dboid), &json).is_ok() {
+        if let Some(h) = queue::header() {
+            h.spilled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            wake_launcher(h);
+        }
+        return true;
+    }
+    if let Some(h) = queue::header() {
+        h.fallback
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    // LOG_SERVER_ONLY: the server log, never the client.
+    unsafe {
+        let line = CString::new(format!("pg_migsafe_audit_fallback reason={why:?} {json}"))
+            .unwrap_or_default();
+        crate::report::log_server_only(&line);
+    }
+    false
+}
+
+/// The launcher gives a database with a backlog a writer within a second; a backend
+/// that spills wakes it sooner (at most every 100 ms, not per record).
+fn wake_launcher(h: &queue::Header) {
+    thread_local! {
+        static LAST: Cell<i64> = const { Cell::new(0) };
+    }
+    let now = now_unix_us();
+    if now - LAST.get() < 100_000 {
+        return;
+    }
+    LAST.set(now);
+    if !h.launcher_latch.is_null() {
+        unsafe { pg_sys::SetLatch(h.launcher_latch) };
     }
 }
 
@@ -398,8 +428,9 @@ fn start_migration(now: i64, first: &str) {
     };
     let rec = Record::MigrationStart(start);
     let json = rec.to_json();
-    // On disk before the statement runs: survives a SIGKILL of this backend.
-    let spooled = spool::begin(u32::from(dboid), &json);
+    // On disk before the statement runs: survives a SIGKILL of this backend. The
+    // spool file starts anew when the log holds everything it had.
+    spool::begin(u32::from(dboid), &json);
     // The start record itself is not queued: a migration that ends soon carries its
     // start in its end record, and a writer stores the start of one that runs on
     // (after a second, from the spool file) or never finishes (after a crash).
@@ -416,7 +447,6 @@ fn start_migration(now: i64, first: &str) {
             name,
             phases,
             running,
-            spooled,
             drizzle: vec![],
             xid: None,
             snapshot: None,
@@ -869,8 +899,38 @@ unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
 unsafe fn note_error(edata: *mut pg_sys::ErrorData) {
     let code = crate::report::unpack_sqlstate((*edata).sqlerrcode);
     let msg = cstr((*edata).message).unwrap_or_default();
-    with(|s| s.last_error = Some((code, msg)));
+    // The failing statement's record goes to the spool file now, before the client
+    // sees the error: a crash before the abort that queues it loses nothing. (The
+    // abort spools it again with its final duration; recovery keeps the last.)
+    let spooled = with(|s| {
+        s.last_error = Some((code.clone(), msg.clone()));
+        let (mig, o) = (s.mig.as_ref()?, s.open.last()?);
+        let mut e = (code, msg);
+        if o.credentials {
+            e.1 = CREDENTIALS_WITHHELD.into();
+        }
+        Some(statement_record(
+            mig,
+            o.clone(),
+            now_unix_us(),
+            StatementOutcome::Error,
+            Some(e),
+        ))
+    })
+    .flatten();
+    if let Some((dboid, r)) = spooled {
+        let max = queue::header()
+            .map(|h| h.ring_size as usize / 2)
+            .unwrap_or(1 << 20);
+        spool::append(
+            u32::from(dboid),
+            &crate::engine::audit::record_json(&r, max),
+        );
+    }
 }
+
+const CREDENTIALS_WITHHELD: &str =
+    "<error message not recorded: the statement carries credentials>";
 
 /// A lock timeout of a statement pg_migsafe watched: DETAIL names the blockers.
 unsafe fn lock_detail(edata: *mut pg_sys::ErrorData) {
@@ -908,7 +968,7 @@ fn fail_open(s: &mut State, from_subxact: Option<pg_sys::SubTransactionId>) -> V
             )
         });
         if o.credentials {
-            e.1 = "<error message not recorded: the statement carries credentials>".into();
+            e.1 = CREDENTIALS_WITHHELD.into();
         }
         if let Some(m) = s.mig.as_mut() {
             if o.decision != DecisionKind::Refused {
@@ -1053,7 +1113,7 @@ fn finish(outcome: MigrationOutcome) {
     if outcome != MigrationOutcome::RolledBack && OPEN.get() > 0 {
         return;
     }
-    let Some((recs, end, events, spool_key, running)) = with(|s| {
+    let Some((recs, end, events, running)) = with(|s| {
         let recs = if s.open.is_empty() {
             vec![]
         } else {
@@ -1063,7 +1123,6 @@ fn finish(outcome: MigrationOutcome) {
         s.next_name = None;
         let events = std::mem::take(&mut s.pending_events);
         let mut end = None;
-        let mut spool_key = None;
         let mut running = None;
         if let Some(m) = s.mig.take() {
             let now = now_unix_us();
@@ -1075,9 +1134,6 @@ fn finish(outcome: MigrationOutcome) {
                     .store(now, std::sync::atomic::Ordering::Relaxed);
                 h.last_migration_duration_us
                     .store(duration, std::sync::atomic::Ordering::Relaxed);
-            }
-            if m.spooled {
-                spool_key = Some((u32::from(m.dboid), m.key.clone()));
             }
             end = Some((
                 m.dboid,
@@ -1107,7 +1163,7 @@ fn finish(outcome: MigrationOutcome) {
                 }),
             ));
         }
-        (recs, end, events, spool_key, running)
+        (recs, end, events, running)
     }) else {
         return;
     };
@@ -1116,9 +1172,6 @@ fn finish(outcome: MigrationOutcome) {
     }
     if let Some((db, r)) = end {
         queue_record(db, &r);
-    }
-    if spool_key.is_some() {
-        spool::end();
     }
     // Only once the end is queued: a writer never takes a queued migration for a
     // crashed one.

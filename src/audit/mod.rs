@@ -4,6 +4,7 @@
 //! Records, hashing, events and alerts are plain Rust in `crate::engine::audit`.
 
 pub mod backend;
+pub mod backlog;
 pub mod queue;
 pub mod spool;
 pub mod worker;

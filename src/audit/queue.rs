@@ -6,9 +6,17 @@
 //! A backend appends a record (`[u32 length][JSON]`) to its database's ring under the
 //! ring's LWLock and sets the writer's latch. The writer copies records out, stores
 //! them in its own transaction, and only then advances the ring's tail: a writer that
-//! dies mid-batch leaves the records queued for the next one. When a ring is full the
-//! backend waits up to `migsafe.audit_queue_wait`, then writes the record to the server
-//! log and counts it in `fallback` — never silently.
+//! dies mid-batch leaves the records queued for the next one. When a database has no
+//! ring, or its ring stays full for `migsafe.audit_queue_wait` (default: not at all),
+//! the backend puts the record in the backlog on disk (`backlog`, counted in
+//! `spilled`); only a record that cannot be written there goes to the server log
+//! (counted in `fallback`) — never silently.
+//!
+//! Writers are shared fairly: a slot is a database's ring and, while it runs, its
+//! writer's process. When databases wait (records queued or in the backlog, and no
+//! writer, because there is no free slot or no free worker process), the launcher asks
+//! writers that have run for `WRITER_QUANTUM_US` to yield: such a writer stores what is
+//! queued, exits, and hands its slot to a waiting database that had none.
 
 use crate::guc;
 use pgrx::pg_sys;
@@ -33,6 +41,8 @@ pub struct Header {
     pub queued: AtomicU64,
     pub written: AtomicU64,
     pub fallback: AtomicU64,
+    /// Records put in the backlog on disk (no ring, or a full one).
+    pub spilled: AtomicU64,
     /// Bumped at the commit of any change to migsafe.phase_event (phase caches).
     pub phase_generation: AtomicU64,
     /// Unix µs of the last migration end and its duration, for the metrics view.
@@ -59,7 +69,18 @@ pub struct Slot {
     /// Writers started since one last connected (a database that cannot be connected
     /// to, say dropped, would otherwise be retried forever).
     pub attempts: u32,
+    /// The launcher asks the writer to store what is queued and exit (others wait).
+    pub yield_requested: AtomicU32,
+    /// A database without a slot that gets this one when its writer yields.
+    pub reserved_for: u32,
+    /// Unix µs when the running writer attached (how long it has had its process).
+    pub served_since_us: i64,
+    /// Unix µs since when the slot's database waits for a writer (0: it does not).
+    pub waiting_since_us: i64,
 }
+
+/// How long a writer keeps its process while other databases wait for one.
+pub const WRITER_QUANTUM_US: i64 = 2_000_000;
 
 #[repr(C)]
 pub struct Running {
@@ -163,6 +184,15 @@ pub fn init() {
     }
 }
 
+/// The launcher's latch, which backends set when they spill records to the backlog.
+pub fn set_launcher_latch(latch: *mut pg_sys::Latch) {
+    unsafe {
+        if !SHARED.is_null() {
+            (*SHARED).launcher_latch = latch;
+        }
+    }
+}
+
 pub fn header() -> Option<&'static Header> {
     unsafe { SHARED.as_ref() }
 }
@@ -262,8 +292,10 @@ pub enum NotQueued {
 }
 
 /// Queue one record for the database's writer, waiting up to `migsafe.audit_queue_wait`
-/// for room. Never raises an error (it runs in commit callbacks too).
-pub fn enqueue(dboid: pg_sys::Oid, record: &[u8]) -> Result<(), NotQueued> {
+/// for room. Never raises an error (it runs in commit callbacks too). Returns the slot
+/// and the ring position after the record: it has left the ring once the slot's `tail`
+/// reaches it.
+pub fn enqueue(dboid: pg_sys::Oid, record: &[u8]) -> Result<(usize, u64), NotQueued> {
     let h = header().ok_or(NotQueued::NoSharedMemory)?;
     let i = slot_for(dboid, true).ok_or(NotQueued::NoSlot)?;
     let need = record.len() as u64 + 4;
@@ -293,19 +325,19 @@ pub fn enqueue(dboid: pg_sys::Oid, record: &[u8]) -> Result<(), NotQueued> {
                 write_ring(ring, h.ring_size as u64, s.head + 4, record);
                 s.head += need;
                 s.pending += 1;
-                (true, s.latch, s.state.load(Ordering::Acquire))
+                (Some(s.head), s.latch, s.state.load(Ordering::Acquire))
             } else {
-                (false, s.latch, s.state.load(Ordering::Acquire))
+                (None, s.latch, s.state.load(Ordering::Acquire))
             }
         };
-        if queued {
+        if let Some(pos) = queued {
             h.queued.fetch_add(1, Ordering::Relaxed);
             if state == RUNNING && !latch.is_null() {
                 unsafe { pg_sys::SetLatch(latch) };
             } else if state == IDLE {
                 crate::audit::worker::start_writer(i, dboid);
             }
-            return Ok(());
+            return Ok((i, pos));
         }
         if state == IDLE {
             crate::audit::worker::start_writer(i, dboid);
@@ -419,6 +451,15 @@ pub fn drain_to_server_log(i: usize, why: &str) {
     }
 }
 
+/// How far the writer of slot `i` has taken records out of its ring.
+pub fn tail(i: usize) -> u64 {
+    let s = slot(i);
+    unsafe {
+        let _g = Guard::shared(s.lock);
+        s.tail
+    }
+}
+
 /// Queued records and bytes of one slot.
 pub fn depth(i: usize) -> (u64, u64) {
     let s = slot(i);
@@ -435,33 +476,83 @@ pub fn writer_attach(i: usize) {
         let _g = Guard::exclusive(s.lock);
         s.worker_pid = pg_sys::MyProcPid;
         s.latch = pg_sys::MyLatch;
+        s.served_since_us = crate::pgutil::now_unix_us();
+        s.waiting_since_us = 0;
         s.state.store(RUNNING, Ordering::Release);
     }
 }
 
 /// Called by a writer that wants to exit: succeeds (and gives the slot up if nothing
 /// is queued and no migration of the database is running) unless records arrived.
+/// A writer asked to yield exits even with migrations running or records queued (they
+/// wait for its next turn), and hands an empty slot to the database reserved for it.
 pub fn writer_try_detach(i: usize, dboid: pg_sys::Oid) -> bool {
     let h = header().expect("shared memory");
     unsafe {
         let _hg = Guard::exclusive(h.lock);
         let s = slot(i);
         let _g = Guard::exclusive(s.lock);
-        if s.head != s.tail {
+        let yielding = s.yield_requested.load(Ordering::Acquire) != 0;
+        let empty = s.head == s.tail;
+        if !empty && !yielding {
             return false;
         }
         let busy = running_in(dboid);
-        if busy && s.exit_requested.load(Ordering::Acquire) == 0 {
+        if busy && s.exit_requested.load(Ordering::Acquire) == 0 && !yielding {
             return false;
         }
         s.state.store(IDLE, Ordering::Release);
         s.worker_pid = 0;
         s.latch = std::ptr::null_mut();
-        if !busy {
+        s.yield_requested.store(0, Ordering::Release);
+        let heir = std::mem::take(&mut s.reserved_for);
+        if empty && heir != 0 {
+            s.dboid.store(heir, Ordering::Release);
+            s.exit_requested.store(0, Ordering::Release);
+            s.attempts = 0;
+        } else if empty && !busy {
             s.dboid.store(0, Ordering::Release);
         }
         true
     }
+}
+
+/// Asks the writer of slot `i` to yield (and, for a database without a slot, to
+/// hand the slot on). False if it is not running or already asked.
+pub fn request_yield(i: usize, heir: u32) -> bool {
+    let s = slot(i);
+    let latch = unsafe {
+        let _g = Guard::exclusive(s.lock);
+        if s.state.load(Ordering::Acquire) != RUNNING
+            || s.yield_requested.load(Ordering::Acquire) != 0
+        {
+            return false;
+        }
+        s.yield_requested.store(1, Ordering::Release);
+        s.reserved_for = heir;
+        s.latch
+    };
+    if !latch.is_null() {
+        unsafe { pg_sys::SetLatch(latch) };
+    }
+    true
+}
+
+/// The launcher marks when a slot's database began to wait for a writer; returns it.
+pub fn waiting_since(i: usize, now_us: i64) -> i64 {
+    let s = slot(i);
+    unsafe {
+        let _g = Guard::exclusive(s.lock);
+        if s.waiting_since_us == 0 {
+            s.waiting_since_us = now_us;
+        }
+        s.waiting_since_us
+    }
+}
+
+/// Has the launcher asked this writer to yield?
+pub fn yield_requested(i: usize) -> bool {
+    slot(i).yield_requested.load(Ordering::Acquire) != 0
 }
 
 /// Exit callback of a writer (any exit, including an ERROR): the slot is IDLE again.
@@ -476,6 +567,8 @@ pub fn writer_gone(i: usize) {
             s.state.store(IDLE, Ordering::Release);
             s.worker_pid = 0;
             s.latch = std::ptr::null_mut();
+            s.yield_requested.store(0, Ordering::Release);
+            s.reserved_for = 0;
         }
     }
 }
@@ -509,6 +602,13 @@ pub fn writer_connected(i: usize) {
 /// database no writer can connect to).
 pub fn abandon(i: usize, why: &str) {
     drain_to_server_log(i, why);
+    let db = slot(i).dboid.load(Ordering::Acquire);
+    if db != 0 {
+        let n = crate::audit::backlog::drain_to_server_log(db, why);
+        if let Some(h) = header() {
+            h.fallback.fetch_add(n, Ordering::Relaxed);
+        }
+    }
     let s = slot(i);
     unsafe {
         let _g = Guard::exclusive(s.lock);
@@ -536,12 +636,15 @@ pub fn claim_start(i: usize, now_us: i64) -> bool {
     }
 }
 
+/// No worker process was free: the start did not happen (and does not count as an
+/// attempt to connect).
 pub fn start_failed(i: usize) {
     let s = slot(i);
     unsafe {
         let _g = Guard::exclusive(s.lock);
         if s.state.load(Ordering::Acquire) == STARTING {
             s.state.store(IDLE, Ordering::Release);
+            s.attempts = s.attempts.saturating_sub(1);
         }
     }
 }

@@ -1,19 +1,23 @@
 //! The background workers of the audit log.
 //!
 //! - The **launcher** (one, started with the server, restarted after a crash) starts a
-//!   writer for every database that has queued records or crash-left spool files and
-//!   no writer, and retries writers that could not start.
-//! - A **writer** (one per database, started on demand, exits when idle) stores queued
-//!   records in `migsafe.audit_log` in its own transactions with the hash chain, sends
+//!   writer for every database that has queued records, a backlog or crash-left spool
+//!   files and no writer, and retries writers that could not start. When there are
+//!   more such databases than slots or worker processes, it asks writers that had their
+//!   turn (`queue::WRITER_QUANTUM_US`) to yield, longest-serving first, so that every
+//!   database's records reach its table.
+//! - A **writer** (one per database, started on demand, exits when idle or asked to
+//!   yield) stores queued and backlogged records in `migsafe.audit_log` in its own
+//!   transactions with the hash chain, sends
 //!   `NOTIFY migsafe_events` and one-line server-log entries for events, records
 //!   migrations left unfinished by a crash (from their spool files), raises alerts for
 //!   long-running migrations, records phase expiries and configuration changes.
 
-use super::{queue, spool};
+use super::{backlog, queue, spool};
 use crate::engine::audit::{
-    alert_due, chain_hash, config_changes, event_of, fitted_event, iso_time, log_line,
-    migration_of, record_json, row_content, unstorable_row, Alert, AlertLevel, ConfigChange,
-    MigrationEnd, MigrationOutcome, Record, GENESIS,
+    alert_due, chain_hash, config_changes, event_of, fitted_event, identity, iso_time, log_line,
+    migration_of, record_json, recover, row_content, row_identity, unstorable_row, Alert,
+    AlertLevel, ConfigChange, Record, GENESIS,
 };
 use crate::guc;
 use crate::pgutil::now_unix_us;
@@ -47,10 +51,20 @@ pub fn register_launcher() {
         .load();
 }
 
+/// What became of a request to start a writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Started,
+    /// One is running or starting already.
+    Running,
+    /// No worker process is free (`max_worker_processes`).
+    NoProcess,
+}
+
 /// Starts the writer of a slot unless one is running or starting. Never raises.
-pub fn start_writer(slot: usize, dboid: pg_sys::Oid) {
+pub fn start_writer(slot: usize, dboid: pg_sys::Oid) -> Start {
     if !queue::claim_start(slot, now_unix_us()) {
-        return;
+        return Start::Running;
     }
     let started = BackgroundWorkerBuilder::new(&format!(
         "pg_migsafe audit writer for database {}",
@@ -66,7 +80,9 @@ pub fn start_writer(slot: usize, dboid: pg_sys::Oid) {
     .load_dynamic();
     if started.is_err() {
         queue::start_failed(slot);
+        return Start::NoProcess;
     }
+    Start::Started
 }
 
 #[pg_guard]
@@ -74,34 +90,88 @@ pub fn start_writer(slot: usize, dboid: pg_sys::Oid) {
 pub extern "C-unwind" fn migsafe_audit_launcher(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     spool::ensure_dir();
-    // Databases with migrations a crash left unfinished get a writer, which records them.
-    let since = queue::header().map(|h| h.initialized_us).unwrap_or(0);
-    for dboid in spool::stale_databases(since) {
-        if let Some(i) = queue::slot_for(pg_sys::Oid::from(dboid), true) {
-            start_writer(i, pg_sys::Oid::from(dboid));
-        }
-    }
+    queue::set_launcher_latch(unsafe { pg_sys::MyLatch });
+    launcher_round(now_unix_us());
     while BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        queue::running_clear_dead();
-        for i in 0..queue::slot_count() {
-            let s = queue::slot(i);
-            let dboid = s.dboid.load(std::sync::atomic::Ordering::Acquire);
-            if dboid == 0 || s.state.load(std::sync::atomic::Ordering::Acquire) == queue::RUNNING {
-                continue;
-            }
-            let (pending, _) = queue::depth(i);
-            let running = !queue::running_list(Some(pg_sys::Oid::from(dboid))).is_empty();
-            if s.attempts >= 5 && !running {
-                queue::abandon(i, "NoWriter");
-                continue;
-            }
-            if pending > 0 || running {
-                start_writer(i, pg_sys::Oid::from(dboid));
-            }
+        launcher_round(now_unix_us());
+    }
+    queue::set_launcher_latch(std::ptr::null_mut());
+}
+
+/// One round of the launcher: every database with records to store gets a writer, or
+/// gets one after the writers that had their turn yield.
+fn launcher_round(now: i64) {
+    use std::sync::atomic::Ordering::Acquire;
+    queue::running_clear_dead();
+    spool::settle_exited();
+    // Records on disk: backlogs, and spool files a crash left (their migrations are
+    // recorded by the database's writer). A database with such records and no slot
+    // takes a free one, or waits for a writer to hand one over.
+    let since = queue::header().map(|h| h.initialized_us).unwrap_or(0);
+    let mut on_disk = backlog::databases();
+    on_disk.extend(spool::stale_databases(since));
+    on_disk.sort_unstable();
+    on_disk.dedup();
+    let mut heirs = Vec::new();
+    for &db in &on_disk {
+        let oid = pg_sys::Oid::from(db);
+        if queue::slot_for(oid, false).is_none() && queue::slot_for(oid, true).is_none() {
+            heirs.push(db);
         }
+    }
+    let mut waiting = Vec::new();
+    for i in 0..queue::slot_count() {
+        let s = queue::slot(i);
+        let dboid = s.dboid.load(Acquire);
+        if dboid == 0 || s.state.load(Acquire) == queue::RUNNING {
+            continue;
+        }
+        let (pending, _) = queue::depth(i);
+        let running = !queue::running_list(Some(pg_sys::Oid::from(dboid))).is_empty();
+        if s.attempts >= 5 && !running {
+            // Writers started and never connected (a dropped database): the server
+            // log is the last place its records can go.
+            let n = spool::drain_stale_to_server_log(dboid, since, "NoWriter");
+            if let Some(h) = queue::header() {
+                h.fallback
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            queue::abandon(i, "NoWriter");
+            continue;
+        }
+        if pending > 0 || running || on_disk.binary_search(&dboid).is_ok() {
+            waiting.push((queue::waiting_since(i, now), i, dboid));
+        }
+    }
+    waiting.sort_unstable();
+    let mut starved = 0;
+    for (_, i, dboid) in waiting {
+        if start_writer(i, pg_sys::Oid::from(dboid)) == Start::NoProcess {
+            starved += 1;
+        }
+    }
+    let need = heirs.len() + starved;
+    if need == 0 {
+        return;
+    }
+    // Writers that had their turn yield, longest-serving first: each frees a worker
+    // process, and hands its slot to a database that has none.
+    let mut serving: Vec<(i64, usize)> = (0..queue::slot_count())
+        .filter(|&i| {
+            let s = queue::slot(i);
+            s.state.load(Acquire) == queue::RUNNING
+                && !queue::yield_requested(i)
+                && now - s.served_since_us >= queue::WRITER_QUANTUM_US
+        })
+        .map(|i| (queue::slot(i).served_since_us, i))
+        .collect();
+    serving.sort_unstable();
+    let mut heirs = heirs.into_iter();
+    for (_, i) in serving.into_iter().take(need) {
+        queue::request_yield(i, heirs.next().unwrap_or(0));
     }
 }
 
@@ -152,14 +222,24 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
     };
     if !installed {
         // The extension is not (or no longer) installed here: nothing can be stored.
-        queue::drain_to_server_log(slot, "NotInstalled");
-        while !queue::writer_try_detach(slot, w.dboid) {
+        let drain = || {
             queue::drain_to_server_log(slot, "NotInstalled");
+            let n = backlog::drain_to_server_log(dboid, "NotInstalled");
+            if let Some(h) = queue::header() {
+                h.fallback
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        drain();
+        while !queue::writer_try_detach(slot, w.dboid) {
+            drain();
         }
         return;
     }
-    // Queued records first: they end (and un-spool) the migrations that did finish.
+    // Queued and backlogged records first: they end the migrations that did finish,
+    // and what a crash left is then recovered against them.
     while w.write_batch() {}
+    while w.store_backlog() {}
     queue::writer_connected(slot);
     w.recover_spool();
     w.record_config();
@@ -176,6 +256,7 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
             unsafe { pg_sys::pg_usleep(50_000) };
         }
         while w.write_batch() {}
+        w.store_backlog();
         let now = now_unix_us();
         if now - w.last_alert_check >= 1_000_000 {
             w.last_alert_check = now;
@@ -199,7 +280,18 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
             queue::writer_gone(slot);
             return;
         }
-        if (exit_requested || idle) && queue::writer_try_detach(slot, w.dboid) {
+        if queue::yield_requested(slot) {
+            // Other databases wait: what arrived meanwhile, then give way.
+            w.write_batch();
+            w.store_backlog();
+            if queue::writer_try_detach(slot, w.dboid) {
+                return;
+            }
+        }
+        if (exit_requested || idle)
+            && !backlog::pending(dboid)
+            && queue::writer_try_detach(slot, w.dboid)
+        {
             return;
         }
     }
@@ -357,70 +449,79 @@ impl Writer {
         }
     }
 
-    /// Migrations whose backend died without ending them (a crash, SIGKILL): the
-    /// backend's spool file, from before the last (re)start, still holds their start.
+    /// Spool files of backends that died (a crash, SIGKILL) hold every record they
+    /// produced that may not have been stored: what the log lacks is stored, and
+    /// migrations that never ended get their end (`engine::audit::recover`).
     fn recover_spool(&mut self) {
-        let now = now_unix_us();
         let since = queue::header().map(|h| h.initialized_us).unwrap_or(0);
         for stale in spool::stale(since) {
             if stale.dboid != Some(u32::from(self.dboid)) {
                 continue;
             }
-            let Some(start) = stale.start else {
-                spool::remove(&stale.path);
-                continue;
-            };
-            let key = start.migration.clone();
-            // What the log already has of it (its start may have been stored while it
-            // ran; its end only if the crash came after the end was written).
-            let (have_start, have_end) = BackgroundWorker::transaction(|| {
-                spi::select(
-                    As::Caller,
-                    "SELECT pg_catalog.bool_or(kind OPERATOR(pg_catalog.=) 'migration_start'), \
-                            pg_catalog.bool_or(kind OPERATOR(pg_catalog.=) 'migration_end') \
-                       FROM migsafe.audit_log WHERE migration OPERATOR(pg_catalog.=) $1",
-                    &[key.clone().into()],
-                    |t| {
-                        Ok(match t.into_iter().next() {
-                            Some(r) => (
-                                r.get::<bool>(1)?.unwrap_or(false),
-                                r.get::<bool>(2)?.unwrap_or(false),
-                            ),
-                            None => (false, false),
-                        })
-                    },
+            if !stale.records.is_empty() {
+                let in_log = BackgroundWorker::transaction(|| identities_in_log(&stale.records));
+                let rows: Vec<(String, Option<Record>)> = recover(
+                    &stale.records,
+                    &in_log,
+                    now_unix_us(),
+                    guc::WARN_DURATION.get() as i64,
                 )
-            });
-            let mut recs = Vec::new();
-            if !have_start {
-                recs.push(Record::MigrationStart(start.clone()));
+                .into_iter()
+                .map(|(t, r)| (t, Some(r)))
+                .collect();
+                if !rows.is_empty() {
+                    for e in self.store(&rows) {
+                        log(&log_line(&e));
+                    }
+                }
             }
-            if !have_end {
-                let started = chrono::DateTime::parse_from_rfc3339(&start.started_at)
-                    .map(|t| t.timestamp_micros())
-                    .unwrap_or(now);
-                recs.push(Record::MigrationEnd(MigrationEnd {
-                    migration: key.clone(),
-                    started_at: start.started_at.clone(),
-                    ended_at: iso_time(now),
-                    duration_us: now - started,
-                    statements: 0,
-                    refused: 0,
-                    failed: 0,
-                    outcome: MigrationOutcome::NeverFinished,
-                    xid: None,
-                    drizzle_hashes: vec![],
-                    snapshot: None,
-                    name: start.name.clone(),
-                    phases: start.phases.clone(),
-                    over_budget: false,
-                    warn_duration_ms: guc::WARN_DURATION.get() as i64,
-                    session: start.session.clone(),
-                }));
-            }
-            self.store_records(&recs);
             spool::remove(&stale.path);
         }
+    }
+
+    /// Stores the records of up to 16 backlog files. False when there were none.
+    fn store_backlog(&mut self) -> bool {
+        let taken = backlog::take(u32::from(self.dboid), 16);
+        if taken.is_empty() {
+            return false;
+        }
+        self.last_activity = now_unix_us();
+        for t in taken {
+            if t.torn > 0 {
+                log(&format!(
+                    "pg_migsafe_audit_backlog_torn bytes={} (a backend died while writing a record to the backlog; the records before it are stored)",
+                    t.torn
+                ));
+            }
+            for chunk in t.records.chunks(2000) {
+                let mut rows: Vec<(String, Option<Record>)> = chunk
+                    .iter()
+                    .map(|t| (t.clone(), serde_json::from_str(t).ok()))
+                    .collect();
+                if t.leftover {
+                    // A writer died with this file taken: it may have stored some.
+                    let parsed: Vec<(String, Record)> = rows
+                        .iter()
+                        .filter_map(|(t, r)| Some((t.clone(), r.clone()?)))
+                        .collect();
+                    let in_log = BackgroundWorker::transaction(|| identities_in_log(&parsed));
+                    rows.retain(|(_, r)| {
+                        r.as_ref()
+                            .and_then(identity)
+                            .is_none_or(|id| !in_log.contains(&id))
+                    });
+                }
+                for e in self.store(&rows) {
+                    log(&log_line(&e));
+                }
+                if let Some(h) = queue::header() {
+                    h.written
+                        .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            t.done();
+        }
+        true
     }
 
     /// A config record when the migsafe.* settings differ from the last one recorded.
@@ -477,9 +578,7 @@ impl Writer {
             // file), so the migration shows while it runs.
             if !r.start_claimed && now - r.started_us >= 1_000_000 && queue::running_claim_start(&r)
             {
-                if let Some(s) =
-                    spool::read_start(r.backend_start_us, r.pid).filter(|s| s.migration == r.key)
-                {
+                if let Some(s) = spool::read_start(r.backend_start_us, r.pid, &r.key) {
                     recs.push(Record::MigrationStart(s));
                 }
             }
@@ -567,6 +666,44 @@ impl Writer {
             );
         });
     }
+}
+
+/// The identities (`engine::audit::identity`) the log already holds among `records`.
+fn identities_in_log(records: &[(String, Record)]) -> std::collections::HashSet<String> {
+    let mut keys: Vec<String> = records
+        .iter()
+        .filter_map(|(_, r)| migration_of(r).map(str::to_string))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let texts: Vec<String> = records
+        .iter()
+        .filter(|(_, r)| migration_of(r).is_none())
+        .map(|(t, _)| t.clone())
+        .collect();
+    spi::select(
+        As::Caller,
+        "SELECT kind, record::pg_catalog.text FROM migsafe.audit_log \
+          WHERE migration OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]) \
+             OR (kind OPERATOR(pg_catalog.=) ANY (ARRAY['phase_event', 'upgrade']) \
+                 AND record::pg_catalog.text OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[]))",
+        &[keys.into(), texts.into()],
+        |t| {
+            let mut ids = std::collections::HashSet::new();
+            for r in t {
+                let (Some(kind), Some(text)) = (r.get::<String>(1)?, r.get::<String>(2)?) else {
+                    continue;
+                };
+                if let Some(id) = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| row_identity(&kind, &v))
+                {
+                    ids.insert(id);
+                }
+            }
+            Ok(ids)
+        },
+    )
 }
 
 /// Appends rows to the log (the arrays are the columns).

@@ -746,6 +746,159 @@ pub fn blockers_detail(
     s
 }
 
+// ------------------------------------------------------------------ recovery
+//
+// Records read back from disk (a crashed backend's spool file, a backlog file a writer
+// took but may not have finished) are stored only if the log does not hold them yet:
+// a record's identity says which row it would be.
+
+/// What identifies a record in the log. Records the writer builds itself (config
+/// changes, alerts) are never read back from disk and have none.
+pub fn identity(r: &Record) -> Option<String> {
+    Some(match r {
+        Record::MigrationStart(s) => format!("migration_start {}", s.migration),
+        Record::Statement(s) => format!("statement {} {}", s.migration, s.n),
+        Record::MigrationEnd(e) => format!("migration_end {}", e.migration),
+        Record::PhaseEvent(e) => format!("phase_event {} {} {}", e.phase_id, e.event, e.at),
+        Record::Upgrade(u) => format!("upgrade {} {}", u.at, u.to_version),
+        Record::Config(_) | Record::Alert(_) => return None,
+    })
+}
+
+/// The identity of a row already in the log, from its kind and the record's fields
+/// (what the writer's recovery query reads back).
+pub fn row_identity(kind: &str, record: &serde_json::Value) -> Option<String> {
+    let f = |k: &str| -> Option<String> {
+        match record.get(k)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            v => Some(v.to_string()),
+        }
+    };
+    Some(match kind {
+        "migration_start" | "migration_end" => format!("{kind} {}", f("migration")?),
+        "statement" => format!("statement {} {}", f("migration")?, f("n")?),
+        "phase_event" => format!(
+            "phase_event {} {} {}",
+            f("phase_id")?,
+            f("event")?,
+            f("at")?
+        ),
+        "upgrade" => format!("upgrade {} {}", f("at")?, f("to_version")?),
+        _ => return None,
+    })
+}
+
+/// What a writer stores of the records one backend's spool file holds after a crash
+/// (`records`: the file's records in order, with their JSON text; `in_log`: the
+/// identities the log already holds among them). A record written twice (a failing
+/// statement's record is spooled when its error is reported and again when its
+/// transaction aborts) counts once, as last written. A migration whose end is in the
+/// file or the log is complete without its start (its end carries the start's facts);
+/// one without an end never finished: its start (unless stored already) and an end
+/// with outcome `never_finished`, counting the statements the file holds, are stored.
+pub fn recover(
+    records: &[(String, Record)],
+    in_log: &std::collections::HashSet<String>,
+    now_us: i64,
+    warn_duration_ms: i64,
+) -> Vec<(String, Record)> {
+    use std::collections::{HashMap, HashSet};
+    let ids: Vec<Option<String>> = records.iter().map(|(_, r)| identity(r)).collect();
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(id) = id {
+            last.insert(id, i);
+        }
+    }
+    let ended: HashSet<&str> = records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::MigrationEnd(e) => Some(e.migration.as_str()),
+            _ => None,
+        })
+        .chain(
+            in_log
+                .iter()
+                .filter_map(|i| i.strip_prefix("migration_end ")),
+        )
+        .collect();
+    let mut out = Vec::new();
+    let mut unfinished: Vec<&MigrationStart> = Vec::new();
+    for (i, (text, r)) in records.iter().enumerate() {
+        let Some(id) = &ids[i] else { continue };
+        if last.get(id.as_str()) != Some(&i) {
+            continue;
+        }
+        if let Record::MigrationStart(s) = r {
+            if ended.contains(s.migration.as_str()) {
+                continue;
+            }
+            unfinished.push(s);
+        }
+        if !in_log.contains(id) {
+            out.push((text.clone(), r.clone()));
+        }
+    }
+    for s in unfinished {
+        let (mut statements, mut refused, mut failed) = (0u32, 0u32, 0u32);
+        for (i, (_, r)) in records.iter().enumerate() {
+            if let (Record::Statement(st), Some(id)) = (r, &ids[i]) {
+                if st.migration != s.migration || last.get(id.as_str()) != Some(&i) {
+                    continue;
+                }
+                statements += 1;
+                if st.decision == DecisionKind::Refused {
+                    refused += 1;
+                } else if st.outcome == StatementOutcome::Error {
+                    failed += 1;
+                }
+            }
+        }
+        let end = Record::MigrationEnd(never_finished(
+            s,
+            now_us,
+            warn_duration_ms,
+            statements,
+            refused,
+            failed,
+        ));
+        out.push((end.to_json(), end));
+    }
+    out
+}
+
+/// The end of a migration whose backend died before it finished.
+pub fn never_finished(
+    start: &MigrationStart,
+    now_us: i64,
+    warn_duration_ms: i64,
+    statements: u32,
+    refused: u32,
+    failed: u32,
+) -> MigrationEnd {
+    let started = chrono::DateTime::parse_from_rfc3339(&start.started_at)
+        .map(|t| t.timestamp_micros())
+        .unwrap_or(now_us);
+    MigrationEnd {
+        migration: start.migration.clone(),
+        started_at: start.started_at.clone(),
+        ended_at: iso_time(now_us),
+        duration_us: now_us - started,
+        statements,
+        refused,
+        failed,
+        outcome: MigrationOutcome::NeverFinished,
+        xid: None,
+        drizzle_hashes: vec![],
+        snapshot: None,
+        name: start.name.clone(),
+        phases: start.phases.clone(),
+        over_budget: false,
+        warn_duration_ms,
+        session: start.session.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,6 +937,135 @@ mod tests {
             error: Some("refused".into()),
             lock_timeout_ms: None,
             blockers: vec![],
+        }
+    }
+
+    fn start(key: &str) -> MigrationStart {
+        MigrationStart {
+            migration: key.into(),
+            started_at: iso_time(1_000_000),
+            session: stmt().session,
+            name: Some("m".into()),
+            phases: vec![],
+            first_statement: "DROP TABLE t".into(),
+        }
+    }
+
+    fn rec(r: Record) -> (String, Record) {
+        (r.to_json(), r)
+    }
+
+    fn stmt_n(key: &str, n: u32, refused: bool) -> Record {
+        let mut s = stmt();
+        s.migration = key.into();
+        s.n = n;
+        if !refused {
+            s.decision = DecisionKind::Allowed;
+            s.outcome = StatementOutcome::Ok;
+        }
+        Record::Statement(s)
+    }
+
+    #[test]
+    fn recovery_ends_an_unfinished_migration_and_stores_what_the_log_lacks() {
+        let file = vec![
+            rec(Record::MigrationStart(start("1-2"))),
+            rec(stmt_n("1-2", 1, false)),
+            rec(stmt_n("1-2", 2, true)),
+        ];
+        let in_log = ["statement 1-2 1".to_string()].into_iter().collect();
+        let out = recover(&file, &in_log, 3_000_000, 30_000);
+        let kinds: Vec<_> = out.iter().map(|(_, r)| identity(r).unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "migration_start 1-2",
+                "statement 1-2 2",
+                "migration_end 1-2"
+            ]
+        );
+        let Record::MigrationEnd(e) = &out[2].1 else {
+            panic!()
+        };
+        assert_eq!(e.outcome, MigrationOutcome::NeverFinished);
+        assert_eq!((e.statements, e.refused, e.failed), (2, 1, 0));
+        assert_eq!(e.duration_us, 2_000_000);
+        assert_eq!(e.name.as_deref(), Some("m"));
+        // The texts are what was spooled, so that the stored rows are the same records.
+        assert_eq!(out[1].0, file[2].0);
+    }
+
+    #[test]
+    fn recovery_of_a_finished_migration_stores_no_start_and_no_second_end() {
+        let end = never_finished(&start("1-2"), 2_000_000, 0, 1, 0, 0);
+        let end = Record::MigrationEnd(MigrationEnd {
+            outcome: MigrationOutcome::Committed,
+            ..end
+        });
+        let file = vec![
+            rec(Record::MigrationStart(start("1-2"))),
+            rec(stmt_n("1-2", 1, false)),
+            rec(end),
+        ];
+        let none = std::collections::HashSet::new();
+        let out = recover(&file, &none, 9_000_000, 0);
+        let ids: Vec<_> = out.iter().map(|(_, r)| identity(r).unwrap()).collect();
+        assert_eq!(ids, ["statement 1-2 1", "migration_end 1-2"]);
+        // Everything already stored: nothing again.
+        let all = ids.into_iter().collect();
+        assert!(recover(&file, &all, 9_000_000, 0).is_empty());
+        // The end in the log (not in the file) also completes it.
+        let ended = ["migration_end 1-2".to_string()].into_iter().collect();
+        let out = recover(&file[..2], &ended, 9_000_000, 0);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn a_record_spooled_twice_counts_once_as_last_written() {
+        // A failing statement is spooled when its error is reported and again when its
+        // transaction aborts (with its final duration).
+        let mut first = stmt_n("1-2", 1, true);
+        let Record::Statement(s) = &mut first else {
+            panic!()
+        };
+        s.duration_us = 1;
+        let file = vec![
+            rec(Record::MigrationStart(start("1-2"))),
+            rec(first),
+            rec(stmt_n("1-2", 1, true)),
+        ];
+        let out = recover(&file, &Default::default(), 2_000_000, 0);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[1].0, file[2].0);
+        let Record::MigrationEnd(e) = &out[2].1 else {
+            panic!()
+        };
+        assert_eq!((e.statements, e.refused), (1, 1));
+    }
+
+    #[test]
+    fn row_identity_matches_record_identity() {
+        let records = [
+            Record::MigrationStart(start("1-2")),
+            stmt_n("1-2", 7, false),
+            Record::MigrationEnd(never_finished(&start("1-2"), 5, 0, 0, 0, 0)),
+            Record::PhaseEvent(PhaseEvent {
+                phase_id: 3,
+                event: "approved".into(),
+                by_role: "dba".into(),
+                at: iso_time(5),
+                detail: None,
+            }),
+            Record::Upgrade(Upgrade {
+                at: iso_time(5),
+                from_version: "0.1.0".into(),
+                to_version: "0.2.0".into(),
+                by_role: "postgres".into(),
+            }),
+        ];
+        for r in records {
+            let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+            assert_eq!(row_identity(r.kind(), &v), identity(&r), "{}", r.kind());
         }
     }
 

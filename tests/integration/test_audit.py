@@ -507,39 +507,6 @@ def test_sigkill_leaves_a_never_finished_migration(own_cluster):
     assert "server process (PID %d) was terminated by signal 9" % pid in c.log_text()
 
 
-def test_full_queue_falls_back_to_the_server_log_and_counts_it(own_cluster):
-    c = own_cluster
-    db = c.createdb("fullq", owner="app_owner")
-    with c.connect(db, user="app_owner") as conn:
-        conn.execute("CREATE TABLE q0 (id int)")
-    settle(c, db, 1)
-    # An auditor's lock keeps the writer from storing anything meanwhile.
-    locker = c.connect(db, autocommit=False)
-    locker.execute("LOCK TABLE migsafe.audit_log IN ACCESS EXCLUSIVE MODE")
-    pad = "x" * 2000
-    n = 200  # ~2 kB each: more than the 128 kB this database's ring holds
-    with c.connect(db, user="app_owner") as conn:
-        for i in range(n):
-            conn.execute(f"CREATE TABLE q{i + 1} (id int); COMMENT ON TABLE q{i + 1} IS '{pad}'")
-    locker.rollback()
-    locker.close()
-    with c.connect(db) as conn:
-        fallback = conn.execute("SELECT fallback FROM migsafe._queue_stats()").fetchone()[0]
-        assert conn.execute("SELECT value FROM migsafe.metrics WHERE metric = 'migsafe_dropped_total'").fetchone()[0] == fallback
-    assert fallback > 0
-    logged = [l for l in c.log_text().splitlines() if "pg_migsafe_audit_fallback" in l and '"kind":"statement"' in l]
-    assert logged
-    stored = wait_for(lambda: (lambda r: r if len(r) + len(logged) >= 2 * n + 1 else None)(
-        statements(c, db)), 30, "the queued statements")
-    texts = [s["statement"] for s in stored] + [json.loads(l[l.index("{"):])["statement"] for l in logged]
-    # Every statement is either in the table or in the server log, exactly once.
-    want = ["CREATE TABLE q0 (id int)"] + [s for i in range(n) for s in (f"CREATE TABLE q{i + 1} (id int)", f"COMMENT ON TABLE q{i + 1} IS '{pad}'")]
-    from collections import Counter
-    diff = (Counter(texts) - Counter(want), Counter(want) - Counter(texts))
-    assert diff == (Counter(), Counter()), [(k[:40], v) for d in diff for k, v in d.items()][:10]
-    assert verify(c, db)[0] is True
-
-
 def test_sixteen_sessions_next_to_pgbench_lose_and_duplicate_nothing(cluster):
     db = new_db(cluster)
     with cluster.connect(db, user="app_owner") as c:
