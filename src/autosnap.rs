@@ -100,6 +100,7 @@ pub unsafe fn before(stmt: *mut pg_sys::Node) {
     // transaction's first action: nothing may be written before them.
     if !guc::AUTO_SNAPSHOT.get()
         || !pg_sys::IsTransactionState()
+        || !crate::pgutil::transaction_writable()
         || crate::snapshot::not_in_transaction(stmt).is_some()
     {
         return;

@@ -849,6 +849,11 @@ impl Classifier {
         };
         let cascade = (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE;
         for object in nodes((*s).objects) {
+            if other_relation_kind(t, object) {
+                // DROP TABLE of a view and the like: PostgreSQL refuses the statement
+                // itself, with its own message and the hint naming the right command.
+                continue;
+            }
             match self.object(t, object) {
                 Some(o)
                     if o.protected
@@ -1763,4 +1768,26 @@ unsafe fn collect_func_calls(n: *mut Node, out: &mut Vec<*mut pg_sys::List>) {
         }
         _ => {}
     }
+}
+
+/// Does a DROP of `objtype` name a relation of another kind (DROP TABLE of a view)?
+/// get_object_address would raise its own error for it, without the HINT PostgreSQL's
+/// DROP gives ("Use DROP VIEW to remove a view.").
+unsafe fn other_relation_kind(objtype: pg_sys::ObjectType::Type, object: *mut Node) -> bool {
+    use pg_sys::ObjectType::*;
+    let want: &[u8] = match objtype {
+        OBJECT_TABLE => b"rp",
+        OBJECT_VIEW => b"v",
+        OBJECT_MATVIEW => b"m",
+        OBJECT_SEQUENCE => b"S",
+        OBJECT_FOREIGN_TABLE => b"f",
+        OBJECT_INDEX => b"iI",
+        _ => return false,
+    };
+    if object.is_null() || tag(object) != NodeTag::T_List {
+        return false;
+    }
+    let rv = pg_sys::makeRangeVarFromNameList(object as *mut pg_sys::List);
+    let relid = crate::pgutil::relid_of(rv);
+    relid != pg_sys::InvalidOid && !want.contains(&(pg_sys::get_rel_relkind(relid) as u8))
 }

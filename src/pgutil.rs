@@ -142,6 +142,13 @@ pub unsafe fn row_security_forced(relid: Oid) -> bool {
     with_class(relid, |c| c.relrowsecurity && c.relforcerowsecurity).unwrap_or(false)
 }
 
+/// Can this transaction write (not READ ONLY, not on a hot standby)? pg_migsafe does
+/// none of its own writes in one that cannot: the user's statement then gets
+/// PostgreSQL's own read-only error, not one about pg_migsafe's tables.
+pub fn transaction_writable() -> bool {
+    unsafe { !pg_sys::XactReadOnly && !pg_sys::RecoveryInProgress() }
+}
+
 /// Now, in Unix microseconds.
 pub fn now_unix_us() -> i64 {
     unsafe { pg_sys::GetCurrentTimestamp() + PG_EPOCH_UNIX_US }

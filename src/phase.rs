@@ -202,6 +202,10 @@ pub fn session_phases() -> Vec<(ActivePhase, bool)> {
 /// Records that `phase` approved this statement (and spends a role phase with the
 /// transaction).
 pub fn record_use(phase: i64, rules: &[&str], targets: &[Option<Target>], statement: &str) {
+    if !crate::pgutil::transaction_writable() {
+        // The statement fails with PostgreSQL's read-only error: nothing was used.
+        return;
+    }
     let user = role_name(unsafe { pg_sys::GetUserId() });
     let rules: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
     let objs: Vec<String> = targets

@@ -376,6 +376,10 @@ pub enum Outcome {
 /// # Safety
 /// `stmt` is the statement's utility node.
 pub unsafe fn before(stmt: *mut pg_sys::Node, text: &str, phase: i64) -> Outcome {
+    if !crate::pgutil::transaction_writable() {
+        // The statement fails with PostgreSQL's read-only error; nothing to keep.
+        return Outcome::Run;
+    }
     match (*stmt).type_ {
         NodeTag::T_DropStmt if drop_tables(stmt as *mut pg_sys::DropStmt, text, phase) => {
             Outcome::CarriedOut
