@@ -185,6 +185,7 @@ SELECT m.metric, '', m.value FROM migsafe._queue_stats() q,
                   ('migsafe_queued_total', q.queued::float8),
                   ('migsafe_written_total', q.written::float8),
                   ('migsafe_dropped_total', q.fallback::float8),
+                  ('migsafe_spilled_total', migsafe._queue_spilled()::float8),
                   ('migsafe_writers', q.writers::float8),
                   ('migsafe_last_migration_duration_seconds',
                    coalesce((SELECT duration_us FROM migsafe.migrations WHERE ended_at IS NOT NULL
@@ -194,7 +195,7 @@ REVOKE ALL ON migsafe.statements, migsafe.migrations, migsafe.refusals, migsafe.
               migsafe.duration_trends, migsafe.metrics FROM PUBLIC;
 GRANT SELECT ON migsafe.statements, migsafe.migrations, migsafe.refusals, migsafe.events,
                 migsafe.duration_trends, migsafe.metrics TO migsafe_auditor;
-REVOKE ALL ON FUNCTION migsafe._queue_stats(), migsafe._running_migrations() FROM PUBLIC;
+REVOKE ALL ON FUNCTION migsafe._queue_stats(), migsafe._queue_spilled(), migsafe._running_migrations() FROM PUBLIC;
 -- Only the phase_event trigger (running as the extension's owner in the phase
 -- functions, or in the audit writer) queues phase events: nobody writes "approved by
 -- …" into the log by calling it.
@@ -202,4 +203,4 @@ REVOKE ALL ON FUNCTION migsafe._queue_phase_event(bigint, text, text, text, text
 REVOKE ALL ON FUNCTION migsafe._note_upgrade(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION migsafe._audit_log_append_only(), migsafe._audit_log_writer_only(),
   migsafe._phase_event_to_audit() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION migsafe._queue_stats(), migsafe._running_migrations() TO migsafe_auditor;
+GRANT EXECUTE ON FUNCTION migsafe._queue_stats(), migsafe._queue_spilled(), migsafe._running_migrations() TO migsafe_auditor;

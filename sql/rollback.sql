@@ -479,7 +479,7 @@ REVOKE ALL ON FUNCTION migsafe.diff(bigint, bigint), migsafe.rollback_sql(bigint
   migsafe._holds_data(oid, text), migsafe._set_rollback_phase(bigint, text[], text[], boolean), migsafe._rollback_phase_id(),
   migsafe._rollback_exec(text),
   migsafe._dependents(oid), migsafe._acl_entries(text), migsafe._copyable(oid), migsafe._catalog(jsonb),
-  migsafe._snapshot_part(bigint, jsonb) FROM PUBLIC;
+  migsafe._snapshot_store(bigint, timestamptz, jsonb[], jsonb[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION migsafe.diff(bigint, bigint), migsafe.rollback_sql(bigint)
   TO migsafe_admin, migsafe_approver, migsafe_auditor;
 GRANT EXECUTE ON FUNCTION migsafe._rollback_plan(bigint) TO migsafe_admin, migsafe_approver;

@@ -407,7 +407,10 @@ DECLARE
   new_id bigint;
 BEGIN
   PERFORM migsafe._require_approver('take snapshots');
-  INSERT INTO migsafe.snapshot (label, kind, complete) VALUES (nullif(btrim(label), ''), 'manual', true)
+  -- Ids come from pg_migsafe's counter (as the automatic snapshots' do), not from the
+  -- identity sequence: see migsafe._next_snapshot_id().
+  INSERT INTO migsafe.snapshot (id, label, kind, complete) OVERRIDING SYSTEM VALUE
+  VALUES (migsafe._next_snapshot_id(), nullif(btrim(label), ''), 'manual', true)
   RETURNING id INTO new_id;
   INSERT INTO migsafe.snapshot_part (snapshot_id, part, scope, doc)
   VALUES (new_id, 1, NULL, migsafe._catalog(NULL));
@@ -415,21 +418,24 @@ BEGIN
 END
 $$;
 
--- One part of an automatic snapshot (called by the hook before a migration's DDL).
-CREATE FUNCTION migsafe._snapshot_part(snapshot_id bigint, scope jsonb) RETURNS bigint
+-- Stores an automatic snapshot when its migration commits: the parts the hook read
+-- before the migration's DDL statements (scope NULL: everything). Written at commit,
+-- not when read, so that nothing of it shows in the migration's own session (its
+-- locks, a read-only transaction's error). Returns the id used: the one given, or the
+-- next free one should restored data have taken it.
+CREATE FUNCTION migsafe._snapshot_store(snapshot_id bigint, taken_at timestamptz, scopes jsonb[], docs jsonb[])
+RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   sid bigint := snapshot_id;
-  n int;
 BEGIN
-  IF sid IS NULL THEN
-    INSERT INTO migsafe.snapshot (kind, complete) VALUES ('auto', scope IS NULL) RETURNING id INTO sid;
-  ELSIF scope IS NULL THEN
-    UPDATE migsafe.snapshot s SET complete = true WHERE s.id = sid;
+  IF EXISTS (SELECT 1 FROM migsafe.snapshot s WHERE s.id = sid) THEN
+    SELECT max(s.id) + 1 INTO sid FROM migsafe.snapshot s;
   END IF;
-  SELECT coalesce(max(p.part), 0) + 1 INTO n FROM migsafe.snapshot_part p WHERE p.snapshot_id = sid;
+  INSERT INTO migsafe.snapshot (id, taken_at, kind, complete) OVERRIDING SYSTEM VALUE
+  VALUES (sid, taken_at, 'auto', array_position(scopes, NULL) IS NOT NULL);
   INSERT INTO migsafe.snapshot_part (snapshot_id, part, scope, doc)
-  VALUES (sid, n, scope, migsafe._catalog(scope));
+  SELECT sid, p.n, p.scope, p.doc FROM unnest(scopes, docs) WITH ORDINALITY AS p(scope, doc, n);
   RETURN sid;
 END
 $$;
@@ -454,7 +460,8 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION migsafe._catalog(jsonb), migsafe._snapshot_part(bigint, jsonb),
+REVOKE ALL ON FUNCTION migsafe._catalog(jsonb),
+  migsafe._snapshot_store(bigint, timestamptz, jsonb[], jsonb[]), migsafe._next_snapshot_id(),
   migsafe.snapshot(text), migsafe.drop_snapshots(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION migsafe.snapshot(text) TO migsafe_admin, migsafe_approver;
 GRANT EXECUTE ON FUNCTION migsafe.drop_snapshots(interval) TO migsafe_admin;

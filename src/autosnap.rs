@@ -1,13 +1,22 @@
 //! Automatic snapshots: before each DDL statement of a migration, the state of what
 //! the statement can reach — read only if no earlier statement of the same migration
-//! (top-level transaction) already covered it. The parts go into one snapshot
-//! (`migsafe._snapshot_part()`), inside the migration's own transaction; the audit
-//! log's migration row points to it.
+//! (top-level transaction) already covered it. The parts make one snapshot, stored
+//! when the migration commits (`migsafe._snapshot_store()`); the audit log's migration
+//! row points to it.
 //!
 //! What a statement reaches is read from its parse tree, names resolved through
 //! search_path as the server resolves them. Statements whose reach is not known
 //! exactly (CASCADE drops, unknown DDL, unqualified functions outside CREATE) take a
 //! full snapshot part instead, so the snapshot is never missing anything.
+//!
+//! No trace in the user's session: a part is read in a subtransaction that is rolled
+//! back (the locks the read takes — deparsing a view locks what it reads — are let go
+//! at once, so they neither show in `pg_locks` nor hold up, or deadlock with, other
+//! sessions' DDL later in the migration), kept in memory, and written at commit or
+//! PREPARE; its id comes from a counter in shared memory, not a sequence, so
+//! `lastval()` stays the user's. A read that meets a concurrent DDL (a relation
+//! dropped between the catalog scan and its deparse, or a deadlock it lost) is read
+//! again. In a transaction that cannot write (READ ONLY, a standby), nothing is read.
 
 use crate::engine::schema::scope::Scope;
 use crate::guc;
@@ -25,16 +34,30 @@ pub enum Reach {
     Everything,
 }
 
+struct Part {
+    /// The subtransaction that read it: gone if that one rolls back.
+    sub: pg_sys::SubTransactionId,
+    /// None: everything.
+    scope: Option<Scope>,
+    /// The catalog document (`migsafe._catalog()`), as JSON text.
+    doc: String,
+}
+
 #[derive(Default)]
 struct State {
-    snapshot: Option<(i64, pg_sys::SubTransactionId)>,
-    /// What the parts taken so far cover, with the subtransaction that took each.
-    parts: Vec<(pg_sys::SubTransactionId, Option<Scope>)>,
+    /// The snapshot's id and when its first part was read (Unix µs).
+    snapshot: Option<(i64, i64)>,
+    parts: Vec<Part>,
+    /// Written (at pre-commit): the id it got.
+    stored: Option<i64>,
 }
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
 }
+
+/// How often a part is read again after it met a concurrent DDL.
+const READ_ATTEMPTS: u32 = 5;
 
 pub fn init() {
     unsafe {
@@ -48,11 +71,18 @@ unsafe extern "C-unwind" fn xact_callback(
     _arg: *mut std::ffi::c_void,
 ) {
     use pg_sys::XactEvent::*;
-    if matches!(
-        event,
-        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE
-    ) {
-        let _ = STATE.try_with(|s| *s.borrow_mut() = State::default());
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE
+            if STATE
+                .try_with(|s| s.borrow().stored.is_none() && !s.borrow().parts.is_empty())
+                .unwrap_or(false) =>
+        {
+            store_guarded();
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE => {
+            let _ = STATE.try_with(|s| *s.borrow_mut() = State::default());
+        }
+        _ => {}
     }
 }
 
@@ -67,17 +97,65 @@ unsafe extern "C-unwind" fn subxact_callback(
     }
     let _ = STATE.try_with(|s| {
         let mut s = s.borrow_mut();
-        s.parts.retain(|(sub, _)| *sub < my_subid);
-        if matches!(s.snapshot, Some((_, sub)) if sub >= my_subid) {
+        s.parts.retain(|p| p.sub < my_subid);
+        if s.parts.is_empty() {
+            // Its id stays unused: a gap, as a sequence leaves one.
             *s = State::default();
         }
     });
 }
 
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn store_guarded() {
+    store();
+}
+
+/// Writes the migration's snapshot (at commit or PREPARE; the audit log's end record
+/// asks for it first, to know its id). Does nothing the second time.
+pub fn store() {
+    let pending = STATE.with(|s| {
+        let s = s.borrow();
+        if s.stored.is_some() || s.parts.is_empty() {
+            return None;
+        }
+        let (id, taken_us) = s.snapshot?;
+        let scopes: Vec<Option<String>> = s
+            .parts
+            .iter()
+            .map(|p| p.scope.as_ref().map(|sc| sc.to_json()))
+            .collect();
+        let docs: Vec<String> = s.parts.iter().map(|p| p.doc.clone()).collect();
+        Some((id, taken_us, scopes, docs))
+    });
+    let Some((id, taken_us, scopes, docs)) = pending else {
+        return;
+    };
+    let stored = spi::call::<i64>(
+        As::Superuser,
+        "SELECT migsafe._snapshot_store($1, pg_catalog.to_timestamp($2), \
+                $3::pg_catalog.jsonb[], $4::pg_catalog.jsonb[])",
+        &[
+            id.into(),
+            (taken_us as f64 / 1e6).into(),
+            scopes.into(),
+            docs.into(),
+        ],
+    )
+    .unwrap_or(id);
+    if stored != id {
+        crate::audit::queue::snapshot_id_used(unsafe { pg_sys::MyDatabaseId }, stored);
+    }
+    STATE.with(|s| s.borrow_mut().stored = Some(stored));
+}
+
 /// The automatic snapshot of the running migration, if one was taken.
 pub fn current() -> Option<i64> {
     STATE
-        .try_with(|s| s.borrow().snapshot.map(|(id, _)| id))
+        .try_with(|s| {
+            let s = s.borrow();
+            s.stored
+                .or_else(|| s.snapshot.filter(|_| !s.parts.is_empty()).map(|(id, _)| id))
+        })
         .ok()
         .flatten()
 }
@@ -87,6 +165,72 @@ fn snapshots_installed() -> bool {
         let nsp = pg_sys::get_namespace_oid(c"migsafe".as_ptr(), true);
         nsp != pg_sys::InvalidOid
             && pg_sys::get_relname_relid(c"snapshot_part".as_ptr(), nsp) != pg_sys::InvalidOid
+            && pg_sys::get_relname_relid(c"snapshot".as_ptr(), nsp) != pg_sys::InvalidOid
+    }
+}
+
+/// Does the database's extension SQL store snapshots at commit (0.3.0 on)? A database
+/// still on an earlier release's SQL (until its ALTER EXTENSION UPDATE) has only
+/// `_snapshot_part`, which writes each part inside the transaction as it is read.
+fn stores_at_commit() -> bool {
+    unsafe {
+        let mut names = PgList::<pg_sys::Node>::new();
+        names.push(pg_sys::makeString(pg_sys::pstrdup(c"migsafe".as_ptr())) as *mut pg_sys::Node);
+        names.push(
+            pg_sys::makeString(pg_sys::pstrdup(c"_snapshot_store".as_ptr())) as *mut pg_sys::Node,
+        );
+        let args = [
+            pg_sys::INT8OID,
+            pg_sys::TIMESTAMPTZOID,
+            pg_sys::JSONBARRAYOID,
+            pg_sys::JSONBARRAYOID,
+        ];
+        pg_sys::LookupFuncName(names.into_pg(), 4, args.as_ptr(), true) != pg_sys::InvalidOid
+    }
+}
+
+/// Is an error of a part's read one a concurrent DDL causes (read again)?
+fn concurrent_ddl(e: &pgrx::pg_sys::panic::CaughtError) -> bool {
+    use pgrx::pg_sys::panic::CaughtError::*;
+    use pgrx::PgSqlErrorCode::*;
+    let r = match e {
+        PostgresError(r) | ErrorReport(r) => r,
+        RustPanic { .. } => return false,
+    };
+    match r.sql_error_code() {
+        ERRCODE_T_R_DEADLOCK_DETECTED
+        | ERRCODE_UNDEFINED_TABLE
+        | ERRCODE_UNDEFINED_OBJECT
+        | ERRCODE_UNDEFINED_FUNCTION => true,
+        ERRCODE_INTERNAL_ERROR => {
+            let m = r.message();
+            m.starts_with("could not open relation") || m.starts_with("cache lookup failed")
+        }
+        _ => false,
+    }
+}
+
+/// Reads a part's catalog document, leaving nothing in the user's transaction (see
+/// the module documentation).
+fn read_doc(scope: Option<String>) -> String {
+    let mut attempt = 1;
+    loop {
+        let arg = scope.clone();
+        match spi::rolled_back(|| {
+            spi::one::<String>(
+                As::Superuser,
+                "SELECT migsafe._catalog($1::pg_catalog.jsonb)::pg_catalog.text",
+                &[arg.into()],
+            )
+        }) {
+            Ok(doc) => return doc.unwrap_or_else(|| "{}".into()),
+            Err(e) if attempt < READ_ATTEMPTS && concurrent_ddl(&e) => {
+                attempt += 1;
+                pgrx::check_for_interrupts!();
+                unsafe { pg_sys::pg_usleep(10_000 * attempt as std::ffi::c_long) };
+            }
+            Err(e) => e.rethrow(),
+        }
     }
 }
 
@@ -106,44 +250,65 @@ pub unsafe fn before(stmt: *mut pg_sys::Node) {
         return;
     }
     // A full part covers everything the migration can still do: nothing to work out.
-    if STATE.with(|s| s.borrow().parts.iter().any(|(_, sc)| sc.is_none())) {
+    if STATE.with(|s| s.borrow().parts.iter().any(|p| p.scope.is_none())) {
         return;
     }
     let reach = reach(stmt);
     if matches!(reach, Reach::Nothing) || !snapshots_installed() {
         return;
     }
-    let (sid, missing) = STATE.with(|s| {
+    let missing = STATE.with(|s| {
         let s = s.borrow();
         let mut have = Scope::default();
-        for (_, sc) in &s.parts {
-            have.extend(sc.as_ref().expect("no full part: checked above"));
+        for p in &s.parts {
+            have.extend(p.scope.as_ref().expect("no full part: checked above"));
         }
-        let missing = match &reach {
+        match &reach {
             Reach::Everything => Some(None),
             Reach::Part(want) => have.missing(want).map(Some),
             Reach::Nothing => None,
-        };
-        (s.snapshot.map(|(id, _)| id), missing)
+        }
     });
     let Some(scope) = missing else {
         return;
     };
-    let arg = scope
-        .as_ref()
-        .map(|s| pgrx::JsonB(serde_json::from_str(&s.to_json()).expect("a scope is JSON")));
-    let id = spi::call::<i64>(
-        As::Superuser,
-        "SELECT migsafe._snapshot_part($1, $2)",
-        &[sid.into(), arg.into()],
-    );
+    if !stores_at_commit() {
+        // An earlier release's SQL: its own way, as that release did.
+        let sid = STATE.with(|s| s.borrow().snapshot.map(|(id, _)| id));
+        let arg = scope
+            .as_ref()
+            .map(|s| pgrx::JsonB(serde_json::from_str(&s.to_json()).expect("a scope is JSON")));
+        let id = spi::call::<i64>(
+            As::Superuser,
+            "SELECT migsafe._snapshot_part($1, $2)",
+            &[sid.into(), arg.into()],
+        );
+        let sub = pg_sys::GetCurrentSubTransactionId();
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.snapshot.is_none() {
+                s.snapshot = id.map(|i| (i, 0));
+            }
+            // Written already: nothing to store at commit.
+            s.stored = s.snapshot.map(|(id, _)| id);
+            s.parts.push(Part {
+                sub,
+                scope,
+                doc: String::new(),
+            });
+        });
+        return;
+    }
+    let doc = read_doc(scope.as_ref().map(|s| s.to_json()));
+    let need_id = STATE.with(|s| s.borrow().snapshot.is_none());
+    let id = need_id.then(crate::snapshot::next_snapshot_id);
     let sub = pg_sys::GetCurrentSubTransactionId();
     STATE.with(|s| {
         let mut s = s.borrow_mut();
-        if s.snapshot.is_none() {
-            s.snapshot = id.map(|i| (i, sub));
+        if let Some(id) = id {
+            s.snapshot = Some((id, crate::pgutil::now_unix_us()));
         }
-        s.parts.push((sub, scope));
+        s.parts.push(Part { sub, scope, doc });
     });
 }
 

@@ -18,8 +18,40 @@ use std::collections::BTreeSet;
 pgrx::extension_sql_file!(
     "../sql/snapshots.sql",
     name = "snapshots",
-    requires = ["audit"]
+    requires = ["audit", next_snapshot_id_sql]
 );
+
+/// The next snapshot id of this database (`audit::queue::next_snapshot_id`): not from
+/// the table's identity sequence, so that an automatic snapshot inside a user's
+/// transaction changes neither `lastval()` nor the locks the transaction holds. The
+/// sequence serves only a database beyond the shared-memory table of counters.
+pub fn next_snapshot_id() -> i64 {
+    let largest_stored = || {
+        spi::rolled_back(|| {
+            spi::one::<i64>(
+                As::Superuser,
+                "SELECT coalesce(pg_catalog.max(id), 0) FROM migsafe.snapshot",
+                &[],
+            )
+            .unwrap_or(0)
+        })
+        .unwrap_or_else(|e| e.rethrow())
+    };
+    crate::audit::queue::next_snapshot_id(unsafe { pg_sys::MyDatabaseId }, largest_stored)
+        .unwrap_or_else(|| {
+            spi::one::<i64>(
+                As::Superuser,
+                "SELECT pg_catalog.nextval('migsafe.snapshot_id_seq'::pg_catalog.regclass)",
+                &[],
+            )
+            .unwrap_or(0)
+        })
+}
+
+#[pg_extern(name = "_next_snapshot_id", volatile, parallel_unsafe)]
+fn next_snapshot_id_sql() -> i64 {
+    next_snapshot_id()
+}
 
 pgrx::extension_sql_file!(
     "../sql/rollback.sql",

@@ -216,6 +216,32 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     }
 }
 
+/// Runs `f` in a subtransaction that is rolled back whatever happens: what `f` returns
+/// comes back, and nothing of it stays in the caller's transaction — not the locks it
+/// took (nothing shows in `pg_locks`), not its writes (non-transactional effects such
+/// as advancing a counter in shared memory stay). An error `f` raised is returned, for
+/// the caller to retry or `rethrow()`.
+pub fn rolled_back<R>(f: impl FnOnce() -> R) -> Result<R, Box<pgrx::pg_sys::panic::CaughtError>> {
+    unsafe {
+        let cxt = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(cxt);
+        let f = std::panic::AssertUnwindSafe(f);
+        let r = pgrx::PgTryBuilder::new(move || {
+            let f = f;
+            Ok((f.0)())
+        })
+        .catch_others(|e| Err(Box::new(e)))
+        .execute();
+        pg_sys::MemoryContextSwitchTo(cxt);
+        pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        pg_sys::MemoryContextSwitchTo(cxt);
+        pg_sys::CurrentResourceOwner = owner;
+        r
+    }
+}
+
 /// Sets a setting for the rest of the session (the audit writer's own connection:
 /// whatever `ALTER DATABASE … SET` gave it, it runs with pinned names and no
 /// timeouts of the database owner's choosing).

@@ -1037,6 +1037,9 @@ unsafe extern "C-unwind" fn pre_commit() {
     with(|s| {
         if let Some(m) = s.mig.as_mut() {
             m.drizzle = hashes;
+            // The automatic snapshot is written now (if the audit log's callback runs
+            // first): its id is final only then.
+            crate::autosnap::store();
             m.snapshot = crate::autosnap::current();
             if xid != 0 {
                 m.xid = Some(xid);

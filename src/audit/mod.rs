@@ -22,7 +22,8 @@ pgrx::extension_sql_file!(
         queue_phase_event,
         note_upgrade,
         running_migrations,
-        queue_stats
+        queue_stats,
+        queue_spilled
     ]
 );
 
@@ -224,4 +225,14 @@ fn queue_stats() -> TableIterator<
         (end > 0).then(|| to_ts(end)).flatten(),
         (end > 0).then(|| h.last_migration_duration_us.load(Relaxed)),
     ))
+}
+
+/// Records put in the backlog on disk since the server started (for migsafe.metrics;
+/// a function of its own, so that the SQL of earlier releases, which calls
+/// `_queue_stats` with its columns, keeps working with this library).
+#[pg_extern(name = "_queue_spilled", volatile)]
+fn queue_spilled() -> i64 {
+    queue::header()
+        .map(|h| h.spilled.load(std::sync::atomic::Ordering::Relaxed) as i64)
+        .unwrap_or(0)
 }

@@ -122,9 +122,21 @@ fn layout() -> (usize, usize, usize, usize) {
     let h = std::mem::size_of::<Header>().next_multiple_of(64);
     let slots = (std::mem::size_of::<Slot>() * nslots()).next_multiple_of(64);
     let running = (std::mem::size_of::<Running>() * MAX_RUNNING).next_multiple_of(64);
-    let total = h + slots + running + ring_size() * nslots();
+    let total = h + slots + running + COUNTERS_BYTES + ring_size() * nslots();
     (h, h + slots, h + slots + running, total)
 }
+
+/// Snapshot-id counters: one per database that takes snapshots in this server lifetime.
+pub const MAX_ID_COUNTERS: usize = 8192;
+
+#[repr(C)]
+struct IdCounter {
+    dboid: u32,
+    next: i64,
+}
+
+const COUNTERS_BYTES: usize =
+    (std::mem::size_of::<IdCounter>() * MAX_ID_COUNTERS).next_multiple_of(64);
 
 unsafe fn request() {
     let (_, _, _, total) = layout();
@@ -212,6 +224,11 @@ unsafe fn ring_ptr(i: usize) -> *mut u8 {
     (SHARED as *mut u8).add(rings_off + i * (*SHARED).ring_size as usize)
 }
 
+unsafe fn counter_ptr(i: usize) -> *mut IdCounter {
+    let (_, _, _, rings_off) = layout_of_shared();
+    ((SHARED as *mut u8).add(rings_off - COUNTERS_BYTES) as *mut IdCounter).add(i)
+}
+
 /// Offsets from the values stored in shared memory (the GUCs are PGC_POSTMASTER, but
 /// reading the header makes every process agree even so).
 unsafe fn layout_of_shared() -> (usize, usize, usize, usize) {
@@ -219,7 +236,7 @@ unsafe fn layout_of_shared() -> (usize, usize, usize, usize) {
     let h = std::mem::size_of::<Header>().next_multiple_of(64);
     let slots = (std::mem::size_of::<Slot>() * n).next_multiple_of(64);
     let running = (std::mem::size_of::<Running>() * MAX_RUNNING).next_multiple_of(64);
-    (0, h, h + slots, h + slots + running)
+    (0, h, h + slots, h + slots + running + COUNTERS_BYTES)
 }
 
 struct Guard(*mut pg_sys::LWLock);
@@ -277,6 +294,64 @@ pub fn slot_for(dboid: pg_sys::Oid, claim: bool) -> Option<usize> {
         s.dboid.store(want, Ordering::Release);
         s.exit_requested.store(0, Ordering::Release);
         Some(free)
+    }
+}
+
+/// The next snapshot id of a database, from its counter in shared memory: ids come
+/// from here, not from a sequence, so that taking a snapshot inside a user's
+/// transaction changes neither `lastval()` nor the locks it holds. The first use in a
+/// server lifetime starts the counter after `largest_stored()` (taken without the
+/// lock held); no id handed out in this lifetime can be missing from it then, as ids
+/// are only ever handed out here. A dropped database keeps its counter (a new one that
+/// gets its oid starts past it: larger ids, never a taken one). None when shared memory
+/// is missing or the table of counters is full (more than `MAX_ID_COUNTERS` databases
+/// took snapshots in this server lifetime).
+pub fn next_snapshot_id(dboid: pg_sys::Oid, largest_stored: impl FnOnce() -> i64) -> Option<i64> {
+    let h = header()?;
+    let want = u32::from(dboid);
+    let take = || -> Option<i64> {
+        let _g = unsafe { Guard::exclusive(h.lock) };
+        (0..MAX_ID_COUNTERS).find_map(|i| unsafe {
+            let c = &mut *counter_ptr(i);
+            (c.dboid == want).then(|| {
+                c.next += 1;
+                c.next - 1
+            })
+        })
+    };
+    if let Some(id) = take() {
+        return Some(id);
+    }
+    let start = largest_stored().max(0) + 1;
+    let _g = unsafe { Guard::exclusive(h.lock) };
+    unsafe {
+        if let Some(c) = (0..MAX_ID_COUNTERS)
+            .map(|i| &mut *counter_ptr(i))
+            .find(|c| c.dboid == want)
+        {
+            // Another backend started it meanwhile.
+            c.next += 1;
+            return Some(c.next - 1);
+        }
+        let c = (0..MAX_ID_COUNTERS)
+            .map(|i| &mut *counter_ptr(i))
+            .find(|c| c.dboid == 0)?;
+        c.dboid = want;
+        c.next = start + 1;
+        Some(start)
+    }
+}
+
+/// An id was found taken when its snapshot was stored (data restored meanwhile): the
+/// counter goes past the id used instead.
+pub fn snapshot_id_used(dboid: pg_sys::Oid, id: i64) {
+    let Some(h) = header() else { return };
+    let _g = unsafe { Guard::exclusive(h.lock) };
+    for i in 0..MAX_ID_COUNTERS {
+        let c = unsafe { &mut *counter_ptr(i) };
+        if c.dboid == u32::from(dboid) && c.next <= id {
+            c.next = id + 1;
+        }
     }
 }
 

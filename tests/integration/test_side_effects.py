@@ -48,3 +48,49 @@ def test_drop_table_of_a_view_keeps_postgresqls_hint(any_cluster, request):
             assert (r.error.diag.message_hint or "").startswith("Use DROP "), (sql, r)
         # Nothing was dropped.
         assert c.execute("SELECT count(*) FROM pg_class WHERE relname IN ('base', 'v', 's')").fetchone()[0] == 3
+
+
+def test_lastval_stays_the_users_after_ddl(any_cluster):
+    """The automatic snapshot's id comes from pg_migsafe's counter, not a sequence."""
+    db = new_db(any_cluster)
+    with any_cluster.connect(db, user="app_owner") as c:
+        # A session that never called nextval(): still none after DDL.
+        c.execute("CREATE TABLE lv (id int GENERATED ALWAYS AS IDENTITY, v text)")
+        r = run(c, "SELECT lastval()")
+        assert (r.sqlstate, r.message) == ("55000", "lastval is not yet defined in this session"), r
+        c.execute("INSERT INTO lv (v) VALUES ('a')")
+        c.execute("ALTER TABLE lv ADD COLUMN extra int")
+        assert c.execute("SELECT lastval()").fetchone()[0] == 1
+        c.execute("BEGIN")
+        c.execute("INSERT INTO lv (v) VALUES ('b')")
+        c.execute("ALTER TABLE lv ADD COLUMN more int")
+        c.execute("CREATE INDEX ON lv (v)")
+        assert c.execute("SELECT lastval()").fetchone()[0] == 2
+        c.execute("COMMIT")
+        assert c.execute("SELECT lastval()").fetchone()[0] == 2
+    # The snapshots were taken all the same, each migration pointing to its own.
+    with any_cluster.connect(db) as c:
+        snaps = c.execute("SELECT id FROM migsafe.snapshot WHERE kind = 'auto' ORDER BY id").fetchall()
+        assert len(snaps) == 3, snaps
+        manual = c.execute("SELECT migsafe.snapshot('manual')").fetchone()[0]
+        assert manual > snaps[-1][0]
+
+
+def test_the_automatic_snapshot_holds_no_lock_in_the_users_transaction(any_cluster):
+    db = new_db(any_cluster)
+    with any_cluster.connect(db, user="app_owner") as c:
+        c.execute("CREATE TABLE lk (id int)")
+        c.execute("CREATE VIEW lkv AS SELECT id FROM lk")
+        c.execute("BEGIN")
+        c.execute("ALTER TABLE lk ADD COLUMN note text")
+        c.execute("CREATE OR REPLACE VIEW lkv AS SELECT id, note FROM lk")
+        locks = [r[0] for r in c.execute(
+            "SELECT relation::regclass::text FROM pg_locks WHERE pid = pg_backend_pid() "
+            "AND locktype = 'relation' AND relation IS NOT NULL").fetchall()]
+        assert not [l for l in locks if l.startswith("migsafe.") or "snapshot" in l], locks
+        c.execute("COMMIT")
+    with any_cluster.connect(db) as c:
+        [(sid, complete)] = c.execute("SELECT id, complete FROM migsafe.snapshot WHERE kind = 'auto' "
+                                      "AND taken_at > now() - interval '1 minute' ORDER BY id DESC LIMIT 1").fetchall()
+        parts = c.execute("SELECT count(*) FROM migsafe.snapshot_part WHERE snapshot_id = %s", (sid,)).fetchone()[0]
+        assert parts >= 1

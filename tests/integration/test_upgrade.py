@@ -1,5 +1,6 @@
-"""Upgrades: a database that installed pg_migsafe 0.1.0 (its SQL, kept installable in
-sql/released/, with the new library) moves to the current release with
+"""Upgrades: a database that installed pg_migsafe 0.1.0 or 0.2.0 (their SQL, kept
+installable in sql/released/, with the new library — which works with that SQL until
+the update) moves to the current release with
 `ALTER EXTENSION pg_migsafe UPDATE`, and then has exactly what a fresh install has —
 compared catalog by catalog (functions with their definitions, privileges and security
 attributes, tables and columns, constraints, indexes, triggers, views, types,
@@ -13,6 +14,7 @@ import pytest
 from conftest import new_db, run
 
 OLD = "0.1.0"
+RELEASES = ["0.1.0", "0.2.0"]
 
 # One row per object of the extension's schemas, with everything a user of the
 # extension depends on; an upgraded database and a fresh one must give the same rows.
@@ -102,18 +104,19 @@ def wait_rows(conn, sql, n, timeout=20):
     raise AssertionError(f"timed out waiting for {n} rows of {sql}")
 
 
-@pytest.fixture
-def upgraded(cluster):
-    """A database at 0.1.0 with a history — audit rows, phases (ended, active for a role,
-    pending), manual and automatic snapshots, a table, a column and truncated rows in
-    the recycle bin — then updated."""
+@pytest.fixture(params=RELEASES)
+def upgraded(cluster, request):
+    """A database at an earlier release with a history — audit rows, phases (ended,
+    active for a role, pending), manual and automatic snapshots, a table, a column and
+    truncated rows in the recycle bin — then updated."""
+    old = request.param
     db = new_db(cluster, extension=False)
     with cluster.connect() as su:
         su.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'upgrade_bot') THEN "
                    "CREATE ROLE upgrade_bot LOGIN; END IF; END $$")
     with cluster.connect(db) as c:
-        c.execute(f"CREATE EXTENSION pg_migsafe VERSION '{OLD}'")
-        assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_migsafe'").fetchone()[0] == OLD
+        c.execute(f"CREATE EXTENSION pg_migsafe VERSION '{old}'")
+        assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_migsafe'").fetchone()[0] == old
         c.execute("CREATE TABLE users (id bigint PRIMARY KEY, email text, legacy text)")
         c.execute("INSERT INTO users SELECT g, 'u' || g || '@example.com', 'old' || g FROM generate_series(1, 20) g")
         c.execute("CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint REFERENCES users (id), total int)")
@@ -123,6 +126,8 @@ def upgraded(cluster):
         c.execute("INSERT INTO events VALUES (1, 'a'), (2, 'b')")
         c.execute("CREATE TABLE bot_scratch (id int)")
         c.execute("ALTER TABLE bot_scratch OWNER TO upgrade_bot")
+        # (A rollback re-creates a table as its owner, who needs CREATE on its schema.)
+        c.execute("GRANT CREATE ON SCHEMA public TO upgrade_bot")
         snap = c.execute("SELECT migsafe.snapshot('before')").fetchone()[0]
         # A contract phase, used; the recycle bin gets a table (with its view and FK
         # dependents), a column and truncated rows.
@@ -143,16 +148,21 @@ def upgraded(cluster):
         assert [k for _, k in recycled] == ["table", "column", "truncate"], recycled
         logged = wait_rows(c, "SELECT seq FROM migsafe.audit_log", 10)
         before = {
+            "old": old,
+            "auto_snapshots": c.execute("SELECT count(*) FROM migsafe.snapshot WHERE kind = 'auto'").fetchone()[0],
             "snapshot": snap,
             "recycled": dict((k, i) for i, k in recycled),
             "log_rows": len(logged),
             "phases": c.execute("SELECT id, kind, name, state FROM migsafe.phases ORDER BY id").fetchall(),
         }
-        # Before the update, 0.1.0's rollback with the new library stops with a clear error.
-        r = run(c, f"SELECT * FROM migsafe.rollback({snap}, dry_run => false, force => true)")
-        assert not r.ok and "ALTER EXTENSION pg_migsafe UPDATE" in (r.error.diag.message_hint or ""), r
+        # The new library took the automatic snapshots the old SQL's way.
+        assert before["auto_snapshots"] >= 1
+        if old == "0.1.0":
+            # Before the update, 0.1.0's rollback with the new library stops with a clear error.
+            r = run(c, f"SELECT * FROM migsafe.rollback({snap}, dry_run => false, force => true)")
+            assert not r.ok and "ALTER EXTENSION pg_migsafe UPDATE" in (r.error.diag.message_hint or ""), r
         c.execute("ALTER EXTENSION pg_migsafe UPDATE")
-        assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_migsafe'").fetchone()[0] != OLD
+        assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_migsafe'").fetchone()[0] != old
     return db, before
 
 
@@ -178,9 +188,13 @@ def test_the_log_and_its_chain_survive_and_record_the_upgrade(cluster, upgraded)
         assert rows
         ok, checked, reason = c.execute("SELECT ok, rows_checked, reason FROM migsafe.verify_log()").fetchone()
         assert ok and checked > before["log_rows"], reason
+        old = before["old"]
+        steps = RELEASES[RELEASES.index(old):]  # one upgrade event per step
         up = wait_rows(c, "SELECT record->>'from_version', record->>'to_version' FROM migsafe.events "
-                          "WHERE kind = 'upgrade'", 1)
-        assert up[0][0] == OLD and up[0][1] not in (None, OLD), up
+                          "WHERE kind = 'upgrade' ORDER BY seq", len(steps))
+        now = c.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_migsafe'").fetchone()[0]
+        assert [u[0] for u in up] == steps and up[-1][1] == now, up
+        assert all(a[1] == b[0] for a, b in zip(up, up[1:])), up
         # Statements recorded by 0.1.0 read through the current views.
         assert c.execute("SELECT count(*) FROM migsafe.statements WHERE statement LIKE 'DROP TABLE orders%'").fetchone()[0] == 1
 
@@ -212,17 +226,21 @@ def test_phases_snapshots_and_the_recycle_bin_keep_working(cluster, upgraded):
         assert c.execute("SELECT count(legacy) FROM users").fetchone()[0] == 20
         c.execute("SELECT migsafe.undrop(%s)", (rec["truncate"],))
         assert c.execute("SELECT count(*) FROM events").fetchone()[0] == 2
-        # And a rollback (0.2.0's) to the snapshot 0.1.0 took runs. A table it would
-        # re-create (bot_scratch, dropped empty) is a cannot-revert item: 0.1.0's
-        # snapshots record no owners, and re-created as the caller it would be the
-        # caller's.
+        # And a rollback (the current release's) to the snapshot the old release took
+        # runs. 0.1.0's snapshots record no owners: a table it would re-create
+        # (bot_scratch, dropped empty) is a cannot-revert item, as re-created by the
+        # caller it would be the caller's. 0.2.0's record them: it comes back.
         steps = c.execute("SELECT action, object, status, detail FROM migsafe.rollback(%s, dry_run => false, force => true)",
                           (snap,)).fetchall()
         assert steps[-1][0] == "check", steps
-        [item] = [s for s in steps if s[1] == '"public"."bot_scratch"']
-        assert item[2] == "cannot revert" and "records no owner" in item[3], item
         left = c.execute("SELECT kind, identity, action FROM migsafe.diff(%s)", (snap,)).fetchall()
-        assert left == [("table", '"public"."bot_scratch"', "removed")], (steps, left)
+        if before["old"] == "0.1.0":
+            [item] = [s for s in steps if s[1] == '"public"."bot_scratch"']
+            assert item[2] == "cannot revert" and "records no owner" in item[3], item
+            assert left == [("table", '"public"."bot_scratch"', "removed")], (steps, left)
+        else:
+            assert left == [], (steps, left)
+            assert c.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'bot_scratch'").fetchone()[0] == "upgrade_bot"
 
 
 def test_a_database_still_on_0_1_0_does_not_let_a_login_role_forge_phase_events(cluster):
