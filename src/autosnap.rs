@@ -92,7 +92,9 @@ unsafe extern "C-unwind" fn subxact_callback(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    if event != pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+    if event != pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB
+        || crate::spi::internal_subxact(my_subid)
+    {
         return;
     }
     let _ = STATE.try_with(|s| {

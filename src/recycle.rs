@@ -322,7 +322,9 @@ unsafe extern "C-unwind" fn subxact_callback(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB
+        && !crate::spi::internal_subxact(my_subid)
+    {
         ROLLBACK.with(|r| {
             if let Ok(mut r) = r.try_borrow_mut() {
                 if r.as_ref().is_some_and(|a| a.subxact >= my_subid) {

@@ -227,6 +227,8 @@ pub fn rolled_back<R>(f: impl FnOnce() -> R) -> Result<R, Box<pgrx::pg_sys::pani
         let owner = pg_sys::CurrentResourceOwner;
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(cxt);
+        // Until the rollback below has run its callbacks.
+        let _internal = RestoreInternal(INTERNAL.replace(pg_sys::GetCurrentSubTransactionId()));
         let f = std::panic::AssertUnwindSafe(f);
         let r = pgrx::PgTryBuilder::new(move || {
             let f = f;
@@ -240,6 +242,27 @@ pub fn rolled_back<R>(f: impl FnOnce() -> R) -> Result<R, Box<pgrx::pg_sys::pani
         pg_sys::CurrentResourceOwner = owner;
         r
     }
+}
+
+thread_local! {
+    /// The subtransaction `rolled_back` runs (0: none): its abort, and the aborts of
+    /// subtransactions inside it, are no rollback of the user's work.
+    static INTERNAL: std::cell::Cell<pg_sys::SubTransactionId> = const { std::cell::Cell::new(0) };
+}
+
+struct RestoreInternal(pg_sys::SubTransactionId);
+impl Drop for RestoreInternal {
+    fn drop(&mut self) {
+        INTERNAL.set(self.0);
+    }
+}
+
+/// Is this subtransaction one of pg_migsafe's own, rolled back to leave no trace (see
+/// `rolled_back`)? The features' subtransaction callbacks ignore its abort: nothing of
+/// the user's statement was undone.
+pub fn internal_subxact(subid: pg_sys::SubTransactionId) -> bool {
+    let i = INTERNAL.get();
+    i != 0 && subid >= i
 }
 
 /// Sets a setting for the rest of the session (the audit writer's own connection:
