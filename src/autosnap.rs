@@ -56,8 +56,16 @@ thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
 }
 
-/// How often a part is read again after it met a concurrent DDL.
-const READ_ATTEMPTS: u32 = 5;
+/// How often a part is read again after an object vanished under it.
+const READ_ATTEMPTS: u32 = 10;
+
+/// How a concurrent DDL got in a read's way.
+enum Conflict {
+    /// A lock wait that ran out (or a deadlock the read lost).
+    LockWait,
+    /// An object dropped between the catalog scan and its deparse.
+    Vanished,
+}
 
 pub fn init() {
     unsafe {
@@ -192,47 +200,86 @@ fn stores_at_commit() -> bool {
 }
 
 /// Is an error of a part's read one a concurrent DDL causes (read again)?
-fn concurrent_ddl(e: &pgrx::pg_sys::panic::CaughtError) -> bool {
+fn concurrent_ddl(e: &pgrx::pg_sys::panic::CaughtError) -> Option<Conflict> {
     use pgrx::pg_sys::panic::CaughtError::*;
     use pgrx::PgSqlErrorCode::*;
     let r = match e {
         PostgresError(r) | ErrorReport(r) => r,
-        RustPanic { .. } => return false,
+        RustPanic { .. } => return None,
     };
     match r.sql_error_code() {
-        ERRCODE_T_R_DEADLOCK_DETECTED
-        | ERRCODE_UNDEFINED_TABLE
-        | ERRCODE_UNDEFINED_OBJECT
-        | ERRCODE_UNDEFINED_FUNCTION => true,
+        ERRCODE_LOCK_NOT_AVAILABLE | ERRCODE_T_R_DEADLOCK_DETECTED => Some(Conflict::LockWait),
+        ERRCODE_UNDEFINED_TABLE | ERRCODE_UNDEFINED_OBJECT | ERRCODE_UNDEFINED_FUNCTION => {
+            Some(Conflict::Vanished)
+        }
         ERRCODE_INTERNAL_ERROR => {
             let m = r.message();
-            m.starts_with("could not open relation") || m.starts_with("cache lookup failed")
+            (m.starts_with("could not open relation") || m.starts_with("cache lookup failed"))
+                .then_some(Conflict::Vanished)
         }
-        _ => false,
+        _ => None,
     }
 }
 
 /// Reads a part's catalog document, leaving nothing in the user's transaction (see
-/// the module documentation).
+/// the module documentation). Deparsing a view locks the relations it reads, so a read
+/// can meet concurrent DDL: a lock held by another migration, a relation dropped
+/// between the catalog scan and its deparse. Each attempt waits for a lock at most
+/// half of `deadlock_timeout`, then lets go of everything and tries again with a fresh
+/// snapshot (a fresh one in READ COMMITTED; under REPEATABLE READ the transaction's,
+/// so a dropped relation fails every attempt and its error is raised): a read that
+/// would close a cycle of waits gives way before the deadlock check, so the other
+/// session's DDL goes on instead of failing. Lock waits are retried
+/// for as long as the statement would have waited (its `lock_timeout`, or without end
+/// — cancellable — if it has none); other concurrent-DDL errors `READ_ATTEMPTS` times.
 fn read_doc(scope: Option<String>) -> String {
-    let mut attempt = 1;
+    let started = crate::pgutil::now_unix_us();
+    let user_timeout_ms = unsafe { pg_sys::LockTimeout };
+    let mut per_attempt_ms = (unsafe { pg_sys::DeadlockTimeout } / 2).max(10);
+    if user_timeout_ms > 0 {
+        per_attempt_ms = per_attempt_ms.min(user_timeout_ms);
+    }
+    let wait = std::ffi::CString::new(format!("{per_attempt_ms}ms")).expect("no NUL");
+    let mut other_errors = 0;
+    let mut attempt: i64 = 0;
     loop {
+        attempt += 1;
         let arg = scope.clone();
-        match spi::rolled_back(|| {
-            spi::one::<String>(
+        let r = spi::rolled_back(|| {
+            // Local to the subtransaction: gone with its rollback.
+            spi::set_local(c"lock_timeout", &wait);
+            // A snapshot of its own for each attempt (in READ COMMITTED a fresh one,
+            // which no longer sees what a concurrent DDL dropped meanwhile); the
+            // rollback pops it should the read fail.
+            unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+            let doc = spi::one::<String>(
                 As::Superuser,
                 "SELECT migsafe._catalog($1::pg_catalog.jsonb)::pg_catalog.text",
                 &[arg.into()],
-            )
-        }) {
+            );
+            unsafe { pg_sys::PopActiveSnapshot() };
+            doc
+        });
+        let e = match r {
             Ok(doc) => return doc.unwrap_or_else(|| "{}".into()),
-            Err(e) if attempt < READ_ATTEMPTS && concurrent_ddl(&e) => {
-                attempt += 1;
-                pgrx::check_for_interrupts!();
-                unsafe { pg_sys::pg_usleep(10_000 * attempt as std::ffi::c_long) };
+            Err(e) => e,
+        };
+        let retry = match concurrent_ddl(&e) {
+            Some(Conflict::LockWait) => {
+                user_timeout_ms <= 0
+                    || crate::pgutil::now_unix_us() - started < user_timeout_ms as i64 * 1000
             }
-            Err(e) => e.rethrow(),
+            Some(Conflict::Vanished) => {
+                other_errors += 1;
+                other_errors < READ_ATTEMPTS
+            }
+            None => false,
+        };
+        if !retry {
+            e.rethrow();
         }
+        pgrx::check_for_interrupts!();
+        unsafe { pg_sys::pg_usleep((5_000 * attempt).min(100_000) as std::ffi::c_long) };
     }
 }
 

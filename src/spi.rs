@@ -265,6 +265,22 @@ pub fn internal_subxact(subid: pg_sys::SubTransactionId) -> bool {
     i != 0 && subid >= i
 }
 
+/// Sets a setting until the end of the current (sub)transaction.
+pub fn set_local(name: &std::ffi::CStr, value: &std::ffi::CStr) {
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_LOCAL,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
 /// Sets a setting for the rest of the session (the audit writer's own connection:
 /// whatever `ALTER DATABASE … SET` gave it, it runs with pinned names and no
 /// timeouts of the database owner's choosing).

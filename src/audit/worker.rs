@@ -142,14 +142,17 @@ fn launcher_round(now: i64) {
             queue::abandon(i, "NoWriter");
             continue;
         }
-        if pending > 0 || running || on_disk.binary_search(&dboid).is_ok() {
-            waiting.push((queue::waiting_since(i, now), i, dboid));
+        let records = pending > 0 || on_disk.binary_search(&dboid).is_ok();
+        if records || running {
+            waiting.push((queue::waiting_since(i, now), i, dboid, records));
         }
     }
     waiting.sort_unstable();
     let mut starved = 0;
-    for (_, i, dboid) in waiting {
-        if start_writer(i, pg_sys::Oid::from(dboid)) == Start::NoProcess {
+    for (_, i, dboid, records) in waiting {
+        // A database whose migrations run but that has nothing to store (its writer
+        // watches them for alerts) does not make others yield.
+        if start_writer(i, pg_sys::Oid::from(dboid)) == Start::NoProcess && records {
             starved += 1;
         }
     }
@@ -157,20 +160,26 @@ fn launcher_round(now: i64) {
     if need == 0 {
         return;
     }
-    // Writers that had their turn yield, longest-serving first: each frees a worker
-    // process, and hands its slot to a database that has none.
-    let mut serving: Vec<(i64, usize)> = (0..queue::slot_count())
-        .filter(|&i| {
+    // Writers yield, those with nothing to store first, then those that had their
+    // turn, longest-serving first: each frees a worker process, and hands its slot to a
+    // database that has none.
+    let mut serving: Vec<(bool, i64, usize)> = (0..queue::slot_count())
+        .filter_map(|i| {
             let s = queue::slot(i);
-            s.state.load(Acquire) == queue::RUNNING
-                && !queue::yield_requested(i)
-                && now - s.served_since_us >= queue::WRITER_QUANTUM_US
+            if s.state.load(Acquire) != queue::RUNNING || queue::yield_requested(i) {
+                return None;
+            }
+            let idle = queue::depth(i).0 == 0 && !backlog::pending(s.dboid.load(Acquire));
+            (idle || now - s.served_since_us >= queue::WRITER_QUANTUM_US).then_some((
+                !idle,
+                s.served_since_us,
+                i,
+            ))
         })
-        .map(|i| (queue::slot(i).served_since_us, i))
         .collect();
     serving.sort_unstable();
     let mut heirs = heirs.into_iter();
-    for (_, i) in serving.into_iter().take(need) {
+    for (_, _, i) in serving.into_iter().take(need) {
         queue::request_yield(i, heirs.next().unwrap_or(0));
     }
 }
