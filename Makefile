@@ -10,7 +10,7 @@ PGRX_TEST_DATA := $(TMPBASE)/pgrx-test-data
 DEMO_DIR := $(TMPBASE)/demo
 PYTEST := .venv/bin/pytest
 
-.PHONY: all deps build install test pgtest integration demo demo-stop bench docs fmt lint check-versions clean
+.PHONY: all deps build install test pgtest integration regress-compare demo demo-stop bench bench-audit docs fmt lint check-versions clean
 
 all: build
 
@@ -38,9 +38,19 @@ integration: install
 	mkdir -p $(TMPBASE) && chmod o+rx $(TMPBASE)
 	MIGSAFE_TEST_TMP=$(TMPBASE) $(PYTEST) -p no:cacheprovider -q -rfE tests/integration
 
+# PostgreSQL's own regression suite with pg_migsafe (migsafe.mode = 'warn', extension
+# created) and without, compared file by file after removing pg_migsafe's own messages
+# (tests/tools/regress_compare.py). The suite of the installed server's exact Debian
+# version is fetched once into target/regress-src (apt-get source --download-only).
+# REGRESS_COMPARE_ARGS=--parallel runs each schedule group's tests concurrently.
+REGRESS_COMPARE_ARGS ?=
+regress-compare: install
+	mkdir -p $(TMPBASE) && chmod o+rx $(TMPBASE)
+	MIGSAFE_TEST_TMP=$(TMPBASE) python3 tests/tools/regress_compare.py --pg-config $(PG_CONFIG) --cache $(CURDIR)/target/regress-src $(REGRESS_COMPARE_ARGS)
+
 # `cargo pgrx test` installs its own build (with the tests schema); `integration`
 # installs the real one afterwards.
-test: pgtest integration
+test: pgtest integration regress-compare
 
 demo: install
 	@bash tests/tools/demo.sh start $(DEMO_DIR)
@@ -53,6 +63,14 @@ bench: deps
 	install -m 644 sql/released/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 	mkdir -p $(TMPBASE) && chmod o+rx $(TMPBASE)
 	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/bench.py
+	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/audit_scale.py
+
+# Only the audit log at scale (the section of docs/PERFORMANCE.md it writes).
+bench-audit: deps
+	cargo pgrx install --release --pg-config $(PG_CONFIG) --no-default-features --features $(PG_FEATURE)
+	install -m 644 sql/released/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
+	mkdir -p $(TMPBASE) && chmod o+rx $(TMPBASE)
+	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/audit_scale.py
 
 # Regenerates docs/rules.md from the rule catalog.
 docs:
