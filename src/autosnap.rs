@@ -59,6 +59,10 @@ thread_local! {
 /// How often a part is read again after an object vanished under it.
 const READ_ATTEMPTS: u32 = 10;
 
+/// How long a part's read gives way to concurrent DDL before it waits like any
+/// statement (see `read_doc`).
+const GIVE_WAY_US: i64 = 3_000_000;
+
 /// How a concurrent DDL got in a read's way.
 enum Conflict {
     /// A lock wait that ran out (or a deadlock the read lost).
@@ -224,33 +228,41 @@ fn concurrent_ddl(e: &pgrx::pg_sys::panic::CaughtError) -> Option<Conflict> {
 /// Reads a part's catalog document, leaving nothing in the user's transaction (see
 /// the module documentation). Deparsing a view locks the relations it reads, so a read
 /// can meet concurrent DDL: a lock held by another migration, a relation dropped
-/// between the catalog scan and its deparse. Each attempt waits for a lock at most
-/// half of `deadlock_timeout`, then lets go of everything and tries again with a fresh
-/// snapshot (a fresh one in READ COMMITTED; under REPEATABLE READ the transaction's,
-/// so a dropped relation fails every attempt and its error is raised): a read that
-/// would close a cycle of waits gives way before the deadlock check, so the other
-/// session's DDL goes on instead of failing. Lock waits are retried
-/// for as long as the statement would have waited (its `lock_timeout`, or without end
-/// — cancellable — if it has none); other concurrent-DDL errors `READ_ATTEMPTS` times.
+/// between the catalog scan and its deparse.
+///
+/// For its first `GIVE_WAY_US`, each attempt waits for a lock at most a hundredth of
+/// `deadlock_timeout` (10 ms at most), then lets go of everything it took and tries
+/// again: a read that would close a cycle of waits gives way instead of being caught
+/// in it by another session's deadlock check, so that session's DDL goes on instead of
+/// failing. After that, the read waits as the
+/// statement itself would (its own `lock_timeout`, PostgreSQL's deadlock detection):
+/// a cycle through locks the statement already held would otherwise never be found.
+/// Each attempt has a snapshot of its own (a fresh one in READ COMMITTED), so an object
+/// a concurrent DDL dropped meanwhile is gone from the next attempt; such a vanished
+/// object is retried `READ_ATTEMPTS` times.
 fn read_doc(scope: Option<String>) -> String {
     let started = crate::pgutil::now_unix_us();
     let user_timeout_ms = unsafe { pg_sys::LockTimeout };
-    let mut per_attempt_ms = (unsafe { pg_sys::DeadlockTimeout } / 2).max(10);
+    // Barely waiting: a read caught waiting in a cycle by another session's deadlock
+    // check would make that session's DDL fail.
+    let mut short_ms = (unsafe { pg_sys::DeadlockTimeout } / 100).clamp(1, 10);
     if user_timeout_ms > 0 {
-        per_attempt_ms = per_attempt_ms.min(user_timeout_ms);
+        short_ms = short_ms.min(user_timeout_ms);
     }
-    let wait = std::ffi::CString::new(format!("{per_attempt_ms}ms")).expect("no NUL");
-    let mut other_errors = 0;
+    let short = std::ffi::CString::new(format!("{short_ms}ms")).expect("no NUL");
+    let mut vanished = 0;
     let mut attempt: i64 = 0;
     loop {
         attempt += 1;
+        let giving_way = crate::pgutil::now_unix_us() - started < GIVE_WAY_US;
         let arg = scope.clone();
         let r = spi::rolled_back(|| {
-            // Local to the subtransaction: gone with its rollback.
-            spi::set_local(c"lock_timeout", &wait);
-            // A snapshot of its own for each attempt (in READ COMMITTED a fresh one,
-            // which no longer sees what a concurrent DDL dropped meanwhile); the
-            // rollback pops it should the read fail.
+            if giving_way {
+                // Local to the subtransaction: gone with its rollback.
+                spi::set_local(c"lock_timeout", &short);
+            }
+            // A snapshot of its own for each attempt; the rollback pops it should the
+            // read fail.
             unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
             let doc = spi::one::<String>(
                 As::Superuser,
@@ -265,13 +277,10 @@ fn read_doc(scope: Option<String>) -> String {
             Err(e) => e,
         };
         let retry = match concurrent_ddl(&e) {
-            Some(Conflict::LockWait) => {
-                user_timeout_ms <= 0
-                    || crate::pgutil::now_unix_us() - started < user_timeout_ms as i64 * 1000
-            }
+            Some(Conflict::LockWait) => giving_way,
             Some(Conflict::Vanished) => {
-                other_errors += 1;
-                other_errors < READ_ATTEMPTS
+                vanished += 1;
+                vanished < READ_ATTEMPTS
             }
             None => false,
         };
@@ -701,7 +710,9 @@ pub unsafe fn reach(stmt: *mut pg_sys::Node) -> Reach {
                         | ObjectType::OBJECT_SUBSCRIPTION
                         | ObjectType::OBJECT_AGGREGATE
                         | ObjectType::OBJECT_STATISTIC_EXT
-                ) {
+                ) || model_less(t)
+                {
+                    // Without CASCADE (above), nothing the schema model holds goes.
                     return Reach::Nothing;
                 } else {
                     return Reach::Everything;
@@ -862,7 +873,34 @@ pub unsafe fn reach(stmt: *mut pg_sys::Node) -> Reach {
         | NodeTag::T_DropSubscriptionStmt
         | NodeTag::T_CreateStatsStmt
         | NodeTag::T_AlterStatsStmt
-        | NodeTag::T_SecLabelStmt => return Reach::Nothing,
+        | NodeTag::T_SecLabelStmt
+        // Objects the schema model does not hold (operators, casts, collations, text
+        // search, access methods, languages, foreign-data wrappers and servers…):
+        // creating or altering them changes nothing a snapshot keeps.
+        | NodeTag::T_CreateCastStmt
+        | NodeTag::T_CreateConversionStmt
+        | NodeTag::T_CreateAmStmt
+        | NodeTag::T_CreateOpClassStmt
+        | NodeTag::T_CreateOpFamilyStmt
+        | NodeTag::T_AlterOpFamilyStmt
+        | NodeTag::T_AlterOperatorStmt
+        | NodeTag::T_CreateTransformStmt
+        | NodeTag::T_CreatePLangStmt
+        | NodeTag::T_CreateEventTrigStmt
+        | NodeTag::T_AlterEventTrigStmt
+        | NodeTag::T_AlterTSDictionaryStmt
+        | NodeTag::T_AlterTSConfigurationStmt
+        | NodeTag::T_CreateFdwStmt
+        | NodeTag::T_AlterFdwStmt
+        | NodeTag::T_CreateForeignServerStmt
+        | NodeTag::T_AlterForeignServerStmt
+        | NodeTag::T_CreateUserMappingStmt
+        | NodeTag::T_AlterUserMappingStmt
+        | NodeTag::T_DropUserMappingStmt
+        | NodeTag::T_AlterCollationStmt => return Reach::Nothing,
+        // CREATE AGGREGATE, OPERATOR, TEXT SEARCH …, COLLATION: none in the model; a
+        // base type (CREATE TYPE … (INPUT = …)) neither (only enums and domains are).
+        NodeTag::T_DefineStmt => return Reach::Nothing,
         _ => return Reach::Everything,
     }
     if sc.is_empty() {
@@ -870,4 +908,28 @@ pub unsafe fn reach(stmt: *mut pg_sys::Node) -> Reach {
     } else {
         Reach::Part(sc)
     }
+}
+
+/// Object kinds the schema model does not hold: dropping one (without CASCADE) takes
+/// nothing a snapshot keeps.
+fn model_less(t: ObjectType::Type) -> bool {
+    matches!(
+        t,
+        ObjectType::OBJECT_OPERATOR
+            | ObjectType::OBJECT_OPCLASS
+            | ObjectType::OBJECT_OPFAMILY
+            | ObjectType::OBJECT_CAST
+            | ObjectType::OBJECT_CONVERSION
+            | ObjectType::OBJECT_COLLATION
+            | ObjectType::OBJECT_ACCESS_METHOD
+            | ObjectType::OBJECT_LANGUAGE
+            | ObjectType::OBJECT_TRANSFORM
+            | ObjectType::OBJECT_EVENT_TRIGGER
+            | ObjectType::OBJECT_TSPARSER
+            | ObjectType::OBJECT_TSDICTIONARY
+            | ObjectType::OBJECT_TSTEMPLATE
+            | ObjectType::OBJECT_TSCONFIGURATION
+            | ObjectType::OBJECT_FDW
+            | ObjectType::OBJECT_FOREIGN_SERVER
+    )
 }

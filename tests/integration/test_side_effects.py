@@ -1,7 +1,11 @@
 """pg_migsafe leaves no trace in what a user's session sees (issue #11): DDL in a READ
 ONLY transaction gets PostgreSQL's own read-only error (no automatic snapshot, recycle
-bin or phase bookkeeping is attempted), and DROP TABLE of a view keeps PostgreSQL's
-message and hint — in warn and in enforce mode."""
+bin or phase bookkeeping is attempted), DROP TABLE of a view keeps PostgreSQL's message
+and hint, lastval() stays the user's, the automatic snapshot holds no lock in the
+user's transaction and gives way to concurrent DDL — in warn and in enforce mode."""
+import threading
+import time
+
 import pytest
 
 from conftest import new_db, run
@@ -94,3 +98,34 @@ def test_the_automatic_snapshot_holds_no_lock_in_the_users_transaction(any_clust
                                       "AND taken_at > now() - interval '1 minute' ORDER BY id DESC LIMIT 1").fetchall()
         parts = c.execute("SELECT count(*) FROM migsafe.snapshot_part WHERE snapshot_id = %s", (sid,)).fetchone()[0]
         assert parts >= 1
+
+
+def test_the_automatic_snapshot_gives_way_to_concurrent_ddl(warn_cluster):
+    """A statement whose snapshot reads everything (its reach is not known exactly)
+    meets a view another session is dropping: it waits as the statement itself would
+    (letting go of its locks between short waits), and succeeds once the drop
+    commits (its read is tried again with a fresh snapshot, which no longer has the
+    view) — before, it failed with "could not open relation with OID …"."""
+    db = new_db(warn_cluster)
+    with warn_cluster.connect(db, user="app_owner") as c:
+        c.execute("CREATE TABLE cz (a int)")
+        c.execute("CREATE VIEW czv AS SELECT * FROM cz")
+        c.execute("CREATE INDEX czi ON cz (a)")
+    dropper = warn_cluster.connect(db, user="app_owner", autocommit=False)
+    dropper.execute("DROP VIEW czv")  # ACCESS EXCLUSIVE on the view until commit
+    done = {}
+
+    def other():
+        with warn_cluster.connect(db, user="app_owner") as c2:
+            done["r"] = run(c2, "COMMENT ON INDEX czi IS 'x'")
+
+    t = threading.Thread(target=other)
+    t.start()
+    time.sleep(1.5)  # longer than deadlock_timeout
+    assert t.is_alive(), done
+    dropper.commit()
+    dropper.close()
+    t.join(20)
+    assert not t.is_alive() and done["r"].ok, done
+    with warn_cluster.connect(db) as c:
+        assert c.execute("SELECT obj_description('czi'::regclass)").fetchone()[0] == "x"
