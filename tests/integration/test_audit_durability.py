@@ -122,8 +122,14 @@ def test_a_full_ring_spills_to_disk_at_once_and_loses_nothing(small):
     assert verify(c, db)[0] is True
 
 
-def wait_restarted(c, db, timeout=60):
+def wait_restarted(c, db, mark, timeout=60):
+    """Waits for the crash restart that a SIGKILL after log position `mark` causes:
+    the postmaster reinitialises, then accepts connections again."""
     def up():
+        text = c.log_text()[mark:]
+        i = text.find("all server processes terminated; reinitializing")
+        if i < 0 or "database system is ready to accept connections" not in text[i:]:
+            return False
         try:
             with c.connect(db) as conn:
                 conn.execute("SELECT 1")
@@ -157,13 +163,14 @@ def test_a_refused_statement_survives_a_sigkill_of_the_writer(small):
         tx = c.connect(db, user="app_owner", autocommit=False)
         tx.execute("CREATE TABLE in_open_tx (id int)")
     pid = wait_for(lambda: writer_pid(c, db), 10, "the writer")
+    mark = len(c.log_text())
     os.kill(pid, signal.SIGKILL)
     for conn in (locker, tx):
         try:
             conn.close()
         except psycopg.Error:
             pass
-    wait_restarted(c, db)
+    wait_restarted(c, db, mark)
     rows = settle(c, db, 4, timeout=60)
     exactly_once([r["statement"] for r in rows], [
         "CREATE TABLE keep (id int)", "DROP TABLE keep", "CREATE TABLE after_refusal (id int)",
@@ -191,13 +198,14 @@ def test_a_backend_killed_mid_migration_leaves_its_statements(small):
     # The writer must not have stored them: hold it back, then kill.
     locker = c.connect(db, autocommit=False)
     locker.execute("LOCK TABLE migsafe.audit_log IN ACCESS EXCLUSIVE MODE")
+    mark = len(c.log_text())
     os.kill(pid, signal.SIGKILL)
     for x in (conn, locker):
         try:
             x.close()
         except psycopg.Error:
             pass
-    wait_restarted(c, db)
+    wait_restarted(c, db, mark)
     rows = settle(c, db, 5, timeout=60)
     exactly_once([r["statement"] for r in rows], [f"CREATE TABLE k{i} (id int)" for i in range(5)])
     [m] = wait_for(lambda: (lambda m: m or None)(
