@@ -280,6 +280,10 @@ impl Classifier {
         let lockmode = match objtype {
             OBJECT_TABLE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_SEQUENCE
             | OBJECT_FOREIGN_TABLE | OBJECT_INDEX | OBJECT_COLUMN => pg_sys::NoLock,
+            // A standby takes no heavy lock (AccessShare is the most it may take):
+            // the statement fails there with PostgreSQL's read-only error, which the
+            // heavy lock would have pre-empted.
+            _ if pg_sys::RecoveryInProgress() => pg_sys::AccessShareLock,
             _ => lockmode,
         };
         // RENAME, SET SCHEMA and OWNER TO carry a type's or domain's name as a plain

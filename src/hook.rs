@@ -15,7 +15,8 @@ use crate::engine::phase::{
     approving_phase, cascade_shortfall, suggested_call, target_of, PhaseKind, Target,
 };
 use crate::engine::policy::{
-    decide, render_refusal, render_warning, Decision, Finding, Mode, Report, Settings,
+    decide, render_refusal, render_standby_refusal, render_warning, Decision, Finding, Mode,
+    Report, Settings,
 };
 use crate::engine::rules::Severity;
 use crate::guc;
@@ -190,6 +191,13 @@ fn refuse_or_approve(
     settings: &Settings,
     text: &str,
 ) -> (Vec<PgReport>, Option<(i64, String)>) {
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        let r = render_standby_refusal(&fs, text);
+        return (
+            vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &r)],
+            None,
+        );
+    }
     // Only refusals that are all about destructive rules can be approved (not
     // self-protection, not risky statements refused by migsafe.block_risky).
     let approvable = fs.iter().all(|f| {

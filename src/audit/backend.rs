@@ -368,6 +368,15 @@ fn queue_record(dboid: Oid, r: &Record) -> bool {
         .map(|h| h.ring_size as usize / 2)
         .unwrap_or(1 << 20);
     let json = crate::engine::audit::record_json(r, max);
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        // A standby cannot write its log (it replicates the primary's): the server
+        // log keeps what happened here, one line per record.
+        unsafe {
+            let line = CString::new(format!("pg_migsafe_audit_standby {json}")).unwrap_or_default();
+            crate::report::log_server_only(&line);
+        }
+        return true;
+    }
     spool::append(u32::from(dboid), &json);
     let why = match queue::enqueue(dboid, json.as_bytes()) {
         Ok((slot, pos)) => {
@@ -430,7 +439,9 @@ fn start_migration(now: i64, first: &str) {
     let json = rec.to_json();
     // On disk before the statement runs: survives a SIGKILL of this backend. The
     // spool file starts anew when the log holds everything it had.
-    spool::begin(u32::from(dboid), &json);
+    if !unsafe { pg_sys::RecoveryInProgress() } {
+        spool::begin(u32::from(dboid), &json);
+    }
     // The start record itself is not queued: a migration that ends soon carries its
     // start in its end record, and a writer stores the start of one that runs on
     // (after a second, from the spool file) or never finishes (after a crash).
@@ -714,6 +725,11 @@ unsafe fn heavy_target(
 /// Returns true when the hook must call `lock_safety_end` after the statement.
 #[pg_guard]
 pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
+    // A statement that cannot write fails with PostgreSQL's read-only error; on a
+    // standby no heavy lock can even be tried.
+    if !crate::pgutil::transaction_writable() {
+        return false;
+    }
     let Some((rv, mode)) = heavy_target(stmt) else {
         return false;
     };

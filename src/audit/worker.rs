@@ -63,6 +63,11 @@ pub enum Start {
 
 /// Starts the writer of a slot unless one is running or starting. Never raises.
 pub fn start_writer(slot: usize, dboid: pg_sys::Oid) -> Start {
+    // A standby stores nothing (its log is the primary's): after promotion the
+    // launcher starts writers as usual.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return Start::Running;
+    }
     if !queue::claim_start(slot, now_unix_us()) {
         return Start::Running;
     }

@@ -246,6 +246,27 @@ pub fn render_refusal(
     }
 }
 
+/// A refusal on a hot standby. Nothing can approve DDL there — the server cannot
+/// write, so no phase can be opened on it — and the statement could not run anyway:
+/// the message says where DDL belongs instead of offering a `begin_phase` call.
+pub fn render_standby_refusal(findings: &[Finding], statement: &str) -> Report {
+    let first = &findings[0];
+    let r = first.rule;
+    let mut detail: Vec<String> = findings.iter().map(facts_line).collect();
+    let stmt = shorten(statement.trim(), 300);
+    if !stmt.is_empty() {
+        detail.push(format!("Statement: {stmt}"));
+    }
+    Report {
+        message: format!(
+            "pg_migsafe refused {} on {}: {}; this server is a standby (in recovery): DDL runs on the primary",
+            r.id, first.object, r.message
+        ),
+        detail: detail.join("\n"),
+        hint: "Connect to the primary and run the migration there; a contract phase opened there approves it (migsafe.begin_phase cannot run on a standby).".into(),
+    }
+}
+
 /// Renders one warning (risky, or destructive in warn mode).
 pub fn render_warning(f: &Finding) -> Report {
     let r = f.rule;
@@ -303,6 +324,25 @@ mod tests {
             Decision::Warn(_)
         ));
         assert_eq!(decide(vec![f], &s(Mode::Off)), Decision::Allow);
+    }
+
+    #[test]
+    fn a_refusal_on_a_standby_says_where_ddl_belongs_and_offers_no_phase() {
+        let f = Finding::new(known("drop-table"), "table public.users");
+        let r = render_standby_refusal(&[f], "DROP TABLE users");
+        assert!(r
+            .message
+            .starts_with("pg_migsafe refused drop-table on table public.users: "));
+        assert!(r
+            .message
+            .ends_with("this server is a standby (in recovery): DDL runs on the primary"));
+        assert!(!r.message.contains("begin_phase("), "{}", r.message);
+        assert!(
+            r.detail.ends_with("Statement: DROP TABLE users"),
+            "{}",
+            r.detail
+        );
+        assert!(r.hint.contains("primary"));
     }
 
     #[test]
