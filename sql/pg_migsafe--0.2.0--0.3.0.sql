@@ -63,6 +63,17 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   END
 $$;
 
+CREATE OR REPLACE FUNCTION migsafe._require_primary(what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF pg_catalog.pg_is_in_recovery() THEN
+    RAISE EXCEPTION 'pg_migsafe: % writes, and this server is a standby (in recovery): run it on the primary', what
+      USING ERRCODE = '25006',
+            HINT = 'Phases, snapshots, backups, the recycle bin and rollbacks live on the primary and replicate to the standbys.';
+  END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION migsafe._can_approve(r name) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   SELECT migsafe._holds_role(r, 'migsafe_approver') OR migsafe._holds_role(r, 'migsafe_admin')
@@ -120,6 +131,7 @@ DECLARE
   backup_problem text;
   initial_state text := 'active';
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.begin_phase()');
   IF kind IS NULL OR kind NOT IN ('expand', 'contract') THEN
     RAISE EXCEPTION 'unknown phase kind "%"', coalesce(kind, 'NULL')
       USING ERRCODE = '22023',
@@ -204,6 +216,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   p migsafe.phase;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.end_phase()');
   IF phase_id IS NULL THEN
     SELECT * INTO p FROM migsafe.phase x
      WHERE x.for_role IS NULL AND x.session_pid = pg_backend_pid() AND migsafe._state(x) = 'active'
@@ -257,6 +270,7 @@ DECLARE
   p migsafe.phase := migsafe._pending_for_decision(phase_id);
   backup_problem text;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.approve()');
   IF p.requested_by = session_user THEN
     RAISE EXCEPTION 'role "%" requested phase % and cannot approve it', session_user, phase_id
       USING ERRCODE = '42501', HINT = 'Another member of migsafe_approver must approve it (four eyes).';
@@ -278,6 +292,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   p migsafe.phase := migsafe._pending_for_decision(phase_id);
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.reject()');
   UPDATE migsafe.phase SET state = 'rejected', rejected_by = session_user, reject_reason = reject.reason
    WHERE id = phase_id;
   INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail) VALUES (phase_id, 'rejected', session_user, reject.reason);
@@ -300,6 +315,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   b_id bigint;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.record_backup()');
   PERFORM migsafe._require_approver('record backups');
   IF label IS NULL OR btrim(label) = '' OR location IS NULL OR btrim(location) = '' THEN
     RAISE EXCEPTION 'a backup needs a label and a location' USING ERRCODE = '22023';
@@ -341,6 +357,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   p_id bigint;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.request_rollback()');
   PERFORM migsafe._require_approver('request a rollback');
   IF snapshot IS NULL THEN
     RAISE EXCEPTION 'pg_migsafe: snapshot must not be NULL' USING ERRCODE = '22004';
@@ -1055,6 +1072,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   new_id bigint;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.snapshot()');
   PERFORM migsafe._require_approver('take snapshots');
   -- Ids come from pg_migsafe's counter (as the automatic snapshots' do), not from the
   -- identity sequence: see migsafe._next_snapshot_id().
@@ -1089,6 +1107,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   n bigint;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.drop_snapshots()');
   IF NOT migsafe._holds_role(session_user, 'migsafe_admin') THEN
     RAISE EXCEPTION 'role "%" may not drop snapshots', session_user
       USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin (granted by a superuser) does.';
@@ -1428,6 +1447,7 @@ DECLARE
   dep_owner oid;
   g record;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.undrop()');
   PERFORM migsafe._require_approver('restore from the recycle bin');
   IF id IS NULL OR dependents IS NULL THEN
     RAISE EXCEPTION 'id and dependents must not be NULL' USING ERRCODE = '22004';
@@ -1564,6 +1584,7 @@ DECLARE
   r record;
   n bigint := 0;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.purge()');
   IF NOT migsafe._is_audit_writer() AND NOT migsafe._holds_role(session_user, 'migsafe_admin') THEN
     RAISE EXCEPTION 'role "%" may not purge the recycle bin', session_user
       USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin (granted by a superuser) purges.';
@@ -1960,6 +1981,9 @@ DECLARE
 BEGIN
   IF snapshot IS NULL OR dry_run IS NULL OR force IS NULL THEN
     RAISE EXCEPTION 'pg_migsafe: snapshot, dry_run and force must not be NULL' USING ERRCODE = '22004';
+  END IF;
+  IF NOT dry_run THEN
+    PERFORM migsafe._require_primary('migsafe.rollback(dry_run => false)');
   END IF;
   PERFORM migsafe._rollback_check(snapshot, dry_run);
   IF NOT dry_run THEN

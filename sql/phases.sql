@@ -123,6 +123,20 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   END
 $$;
 
+-- Raises 25006 on a standby: the functions that write (phases, snapshots, backups,
+-- the recycle bin, rollbacks) run on the primary. Their readers (check, diff, verify,
+-- the views) work on a standby.
+CREATE FUNCTION migsafe._require_primary(what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF pg_catalog.pg_is_in_recovery() THEN
+    RAISE EXCEPTION 'pg_migsafe: % writes, and this server is a standby (in recovery): run it on the primary', what
+      USING ERRCODE = '25006',
+            HINT = 'Phases, snapshots, backups, the recycle bin and rollbacks live on the primary and replicate to the standbys.';
+  END IF;
+END
+$$;
+
 CREATE FUNCTION migsafe._can_approve(r name) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   SELECT migsafe._holds_role(r, 'migsafe_approver') OR migsafe._holds_role(r, 'migsafe_admin')
@@ -182,6 +196,7 @@ DECLARE
   backup_problem text;
   initial_state text := 'active';
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.begin_phase()');
   IF kind IS NULL OR kind NOT IN ('expand', 'contract') THEN
     RAISE EXCEPTION 'unknown phase kind "%"', coalesce(kind, 'NULL')
       USING ERRCODE = '22023',
@@ -266,6 +281,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   p migsafe.phase;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.end_phase()');
   IF phase_id IS NULL THEN
     SELECT * INTO p FROM migsafe.phase x
      WHERE x.for_role IS NULL AND x.session_pid = pg_backend_pid() AND migsafe._state(x) = 'active'
@@ -320,6 +336,7 @@ DECLARE
   p migsafe.phase := migsafe._pending_for_decision(phase_id);
   backup_problem text;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.approve()');
   IF p.requested_by = session_user THEN
     RAISE EXCEPTION 'role "%" requested phase % and cannot approve it', session_user, phase_id
       USING ERRCODE = '42501', HINT = 'Another member of migsafe_approver must approve it (four eyes).';
@@ -341,6 +358,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   p migsafe.phase := migsafe._pending_for_decision(phase_id);
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.reject()');
   UPDATE migsafe.phase SET state = 'rejected', rejected_by = session_user, reject_reason = reject.reason
    WHERE id = phase_id;
   INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail) VALUES (phase_id, 'rejected', session_user, reject.reason);
@@ -363,6 +381,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   b_id bigint;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.record_backup()');
   PERFORM migsafe._require_approver('record backups');
   IF label IS NULL OR btrim(label) = '' OR location IS NULL OR btrim(location) = '' THEN
     RAISE EXCEPTION 'a backup needs a label and a location' USING ERRCODE = '22023';
@@ -412,6 +431,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   p_id bigint;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.request_rollback()');
   PERFORM migsafe._require_approver('request a rollback');
   IF snapshot IS NULL THEN
     RAISE EXCEPTION 'pg_migsafe: snapshot must not be NULL' USING ERRCODE = '22004';

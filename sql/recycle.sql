@@ -372,6 +372,7 @@ DECLARE
   dep_owner oid;
   g record;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.undrop()');
   PERFORM migsafe._require_approver('restore from the recycle bin');
   IF id IS NULL OR dependents IS NULL THEN
     RAISE EXCEPTION 'id and dependents must not be NULL' USING ERRCODE = '22004';
@@ -510,6 +511,7 @@ DECLARE
   r record;
   n bigint := 0;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.purge()');
   IF NOT migsafe._is_audit_writer() AND NOT migsafe._holds_role(session_user, 'migsafe_admin') THEN
     RAISE EXCEPTION 'role "%" may not purge the recycle bin', session_user
       USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin (granted by a superuser) purges.';

@@ -347,6 +347,9 @@ BEGIN
   IF snapshot IS NULL OR dry_run IS NULL OR force IS NULL THEN
     RAISE EXCEPTION 'pg_migsafe: snapshot, dry_run and force must not be NULL' USING ERRCODE = '22004';
   END IF;
+  IF NOT dry_run THEN
+    PERFORM migsafe._require_primary('migsafe.rollback(dry_run => false)');
+  END IF;
   PERFORM migsafe._rollback_check(snapshot, dry_run);
   IF NOT dry_run THEN
     RETURN QUERY SELECT * FROM migsafe._rollback_run(snapshot, false, force);

@@ -406,6 +406,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   new_id bigint;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.snapshot()');
   PERFORM migsafe._require_approver('take snapshots');
   -- Ids come from pg_migsafe's counter (as the automatic snapshots' do), not from the
   -- identity sequence: see migsafe._next_snapshot_id().
@@ -446,6 +447,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   n bigint;
 BEGIN
+  PERFORM migsafe._require_primary('migsafe.drop_snapshots()');
   IF NOT migsafe._holds_role(session_user, 'migsafe_admin') THEN
     RAISE EXCEPTION 'role "%" may not drop snapshots', session_user
       USING ERRCODE = '42501', HINT = 'A superuser or a member of migsafe_admin (granted by a superuser) does.';

@@ -28,6 +28,7 @@ def pair():
         c.execute("CREATE TABLE t (id int)")
         c.execute("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'")
         c.execute("CREATE TYPE mood AS ENUM ('ok')")
+        c.execute("SELECT migsafe.snapshot('before the standby')")
     # A standby: a base backup of the primary, streaming from it.
     standby = Cluster.__new__(Cluster)
     base = os.environ.get("MIGSAFE_TEST_TMP", tempfile.gettempdir())
@@ -104,6 +105,36 @@ def test_a_refusal_on_the_standby_says_ddl_belongs_on_the_primary(pair, sql, obj
     with standby.connect() as c:
         assert c.execute("SELECT count(*) FROM pg_stat_activity "
                          "WHERE backend_type = 'pg_migsafe audit writer'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("sql,name", [
+    ("SELECT migsafe.snapshot('x')", "migsafe.snapshot()"),
+    ("SELECT migsafe.begin_phase('contract', 'x', objects => ARRAY['public.t'], skip_expand => true)", "migsafe.begin_phase()"),
+    ("SELECT migsafe.record_backup('b', 's3://x')", "migsafe.record_backup()"),
+    ("SELECT migsafe.purge()", "migsafe.purge()"),
+    ("SELECT migsafe.drop_snapshots('0')", "migsafe.drop_snapshots()"),
+    ("SELECT * FROM migsafe.rollback(1, dry_run => false)", "migsafe.rollback(dry_run => false)"),
+])
+def test_functions_that_write_say_they_run_on_the_primary(pair, sql, name):
+    _, standby = pair
+    with standby.connect("app") as c:
+        r = run(c, sql)
+        assert r.sqlstate == READ_ONLY, r
+        assert r.message == f"pg_migsafe: {name} writes, and this server is a standby (in recovery): run it on the primary", r
+
+
+def test_functions_that_read_work_on_the_standby(pair):
+    _, standby = pair
+    with standby.connect("app") as c:
+        assert c.execute("SELECT count(*) FROM migsafe.check('DROP TABLE t')").fetchone()[0] >= 1
+        assert c.execute("SELECT count(*) FROM migsafe.rules()").fetchone()[0] > 10
+        snap = c.execute("SELECT max(id) FROM migsafe.snapshot").fetchone()[0]
+        c.execute("SELECT * FROM migsafe.diff(%s)", (snap,)).fetchall()
+        c.execute("SELECT migsafe.rollback_sql(%s)", (snap,)).fetchone()
+        c.execute("SELECT * FROM migsafe.rollback(%s)", (snap,)).fetchall()  # a dry run reads only
+        assert c.execute("SELECT ok FROM migsafe.verify_log()").fetchone()[0] is True
+        c.execute("SELECT * FROM migsafe.migrations").fetchall()
+        c.execute("SELECT * FROM migsafe.metrics").fetchall()
 
 
 def test_after_promotion_the_new_primary_records_ddl_and_the_chain_holds(pair):

@@ -595,7 +595,9 @@ def test_drizzle_bookkeeping_table_is_read_without_running_user_code_as_superuse
 # ======================================================================================
 
 PURE_HELPERS = {"_key(text,text)", "_key(text,text,text)", "_split(text)", "_diff_docs(json,json)",
-                "_is_audit_writer()", "_live_doc()"}
+                "_is_audit_writer()", "_live_doc()",
+                # Says whether the server is a standby: pg_is_in_recovery() does too.
+                "_require_primary(text)"}
 
 
 def test_internal_helpers_are_not_executable_by_public(lab):
@@ -652,6 +654,7 @@ PRIVILEGES = [
     ('migsafe._recycle_table(oid,boolean,bigint,text)', True, ''),
     ('migsafe._recycle_truncate(oid,bigint,text)', True, ''),
     ('migsafe._require_approver(text)', False, ''),
+    ('migsafe._require_primary(text)', False, 'public'),
     ('migsafe._rollback_approve(bigint,boolean,boolean)', True, 'migsafe_admin migsafe_approver'),
     ('migsafe._rollback_check(bigint,boolean)', True, 'migsafe_admin migsafe_approver'),
     ('migsafe._rollback_end()', True, 'migsafe_admin migsafe_approver'),
