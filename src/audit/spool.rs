@@ -193,6 +193,10 @@ fn append_line(j: &mut Journal, json: &str) -> std::io::Result<()> {
 /// A record of this backend's database, before it is queued (or, for a failing
 /// statement, when its error is reported).
 pub fn append(dboid: u32, json: &str) -> bool {
+    // A standby keeps no spool: its records go to the server log (see `backend`).
+    if unsafe { pgrx::pg_sys::RecoveryInProgress() } {
+        return false;
+    }
     with_journal(|j| {
         if j.generation == 0 {
             j.generation = 1;

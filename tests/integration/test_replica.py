@@ -105,6 +105,9 @@ def test_a_refusal_on_the_standby_says_ddl_belongs_on_the_primary(pair, sql, obj
     with standby.connect() as c:
         assert c.execute("SELECT count(*) FROM pg_stat_activity "
                          "WHERE backend_type = 'pg_migsafe audit writer'").fetchone()[0] == 0
+    # Nor a spool file (a promoted standby's writer would otherwise store them again).
+    spool = os.path.join(standby.data, "pg_migsafe", "inflight")
+    assert not (os.path.isdir(spool) and os.listdir(spool)), os.listdir(spool)
 
 
 @pytest.mark.parametrize("sql,name", [
