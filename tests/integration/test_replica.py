@@ -83,6 +83,11 @@ def test_ddl_on_the_standby_gets_postgresqls_read_only_error(pair, sql, tag):
     assert "while recovery is in progress" not in log, log[-3000:]
 
 
+def spool_files(cluster):
+    d = os.path.join(cluster.data, "pg_migsafe", "inflight")
+    return set(os.listdir(d)) if os.path.isdir(d) else set()
+
+
 @pytest.mark.parametrize("sql,obj", [
     ("DROP TABLE t", "table public.t"),
     ("DROP FUNCTION f()", "function public.f()"),
@@ -90,12 +95,17 @@ def test_ddl_on_the_standby_gets_postgresqls_read_only_error(pair, sql, tag):
 def test_a_refusal_on_the_standby_says_ddl_belongs_on_the_primary(pair, sql, obj):
     _, standby = pair
     mark = len(standby.log_text())
+    before = spool_files(standby)
     with standby.connect("app") as c:
         r = run(c, sql)
         assert r.sqlstate == "MS001", r
         assert obj in r.message and r.message.endswith(
             "this server is a standby (in recovery): DDL runs on the primary"), r
         assert "begin_phase(" not in r.message and "primary" in (r.error.diag.message_hint or ""), r
+        # Nor a spool file of its own while the session lasts (a promoted standby's
+        # writer would store its records again); what pg_basebackup copied from the
+        # primary's is not the standby's.
+        assert spool_files(standby) <= before, spool_files(standby) - before
     log = standby.log_text()[mark:]
     assert "panicked" not in log and "while recovery is in progress" not in log, log[-3000:]
     # The standby cannot write its audit log: the server log keeps the record.
@@ -105,9 +115,6 @@ def test_a_refusal_on_the_standby_says_ddl_belongs_on_the_primary(pair, sql, obj
     with standby.connect() as c:
         assert c.execute("SELECT count(*) FROM pg_stat_activity "
                          "WHERE backend_type = 'pg_migsafe audit writer'").fetchone()[0] == 0
-    # Nor a spool file (a promoted standby's writer would otherwise store them again).
-    spool = os.path.join(standby.data, "pg_migsafe", "inflight")
-    assert not (os.path.isdir(spool) and os.listdir(spool)), os.listdir(spool)
 
 
 @pytest.mark.parametrize("sql,name", [
