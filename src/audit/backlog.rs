@@ -177,14 +177,15 @@ pub fn databases() -> Vec<u32> {
 }
 
 /// Everything in the database's backlog goes to the server log (for a database no
-/// writer can store into: dropped, or without the extension).
-pub fn drain_to_server_log(dboid: u32, why: &str) -> u64 {
+/// writer can store into: dropped, or without the extension), counted as fallen back.
+pub fn drain_to_server_log(dboid: u32, why: &str) {
     let mut n = 0;
     loop {
         let taken = take(dboid, 64);
         if taken.is_empty() {
             let _ = std::fs::remove_dir(db_dir(dboid));
-            return n;
+            super::queue::count_fallback(n);
+            return;
         }
         for t in taken {
             for r in &t.records {

@@ -515,6 +515,13 @@ impl Batch {
     }
 }
 
+/// Records that went to the server log instead of the table (`migsafe_dropped_total`).
+pub fn count_fallback(n: u64) {
+    if let Some(h) = header() {
+        h.fallback.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// Everything queued in slot `i` goes to the server log (see `Batch::send_to_server_log`).
 pub fn drain_to_server_log(i: usize, why: &str) {
     loop {
@@ -679,10 +686,7 @@ pub fn abandon(i: usize, why: &str) {
     drain_to_server_log(i, why);
     let db = slot(i).dboid.load(Ordering::Acquire);
     if db != 0 {
-        let n = crate::audit::backlog::drain_to_server_log(db, why);
-        if let Some(h) = header() {
-            h.fallback.fetch_add(n, Ordering::Relaxed);
-        }
+        crate::audit::backlog::drain_to_server_log(db, why);
     }
     let s = slot(i);
     unsafe {

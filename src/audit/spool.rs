@@ -302,8 +302,8 @@ pub fn stale_databases(since_us: i64) -> Vec<u32> {
 }
 
 /// Spool files a crash left for a database no writer can store into (dropped): their
-/// records go to the server log, the last resort. Returns how many.
-pub fn drain_stale_to_server_log(dboid: u32, since_us: i64, why: &str) -> u64 {
+/// records go to the server log, the last resort, counted as fallen back.
+pub fn drain_stale_to_server_log(dboid: u32, since_us: i64, why: &str) {
     let mut n = 0;
     for s in stale(since_us) {
         if s.dboid == Some(dboid) {
@@ -314,7 +314,7 @@ pub fn drain_stale_to_server_log(dboid: u32, since_us: i64, why: &str) -> u64 {
             remove(&s.path);
         }
     }
-    n
+    super::queue::count_fallback(n);
 }
 
 pub fn remove(path: &PathBuf) {

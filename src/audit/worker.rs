@@ -139,11 +139,7 @@ fn launcher_round(now: i64) {
         if s.attempts >= 5 && !running {
             // Writers started and never connected (a dropped database): the server
             // log is the last place its records can go.
-            let n = spool::drain_stale_to_server_log(dboid, since, "NoWriter");
-            if let Some(h) = queue::header() {
-                h.fallback
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            }
+            spool::drain_stale_to_server_log(dboid, since, "NoWriter");
             queue::abandon(i, "NoWriter");
             continue;
         }
@@ -238,11 +234,7 @@ pub extern "C-unwind" fn migsafe_audit_writer(arg: pg_sys::Datum) {
         // The extension is not (or no longer) installed here: nothing can be stored.
         let drain = || {
             queue::drain_to_server_log(slot, "NotInstalled");
-            let n = backlog::drain_to_server_log(dboid, "NotInstalled");
-            if let Some(h) = queue::header() {
-                h.fallback
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            }
+            backlog::drain_to_server_log(dboid, "NotInstalled");
         };
         drain();
         while !queue::writer_try_detach(slot, w.dboid) {
