@@ -10,6 +10,7 @@ pub mod engine;
 
 mod audit;
 mod autosnap;
+mod bugs;
 mod classify;
 mod guc;
 mod hook;
@@ -39,6 +40,7 @@ pub extern "C-unwind" fn _PG_init() {
         )
         .report(PgLogLevel::ERROR);
     }
+    bugs::init();
     guc::init();
     track::init();
     hook::init();

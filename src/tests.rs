@@ -185,4 +185,51 @@ mod tests {
         });
         assert!(unpinned.is_empty(), "{unpinned:?}");
     }
+
+    /// A real panic leaves one `pg_migsafe_bug` line on the backend's stderr (the server
+    /// log) and is counted; a PostgreSQL error that travels through Rust frames is not a
+    /// bug and leaves nothing.
+    #[pg_test]
+    fn a_panic_is_logged_as_a_bug_and_a_postgres_error_is_not() {
+        use std::os::fd::AsRawFd;
+        unsafe extern "C" {
+            fn dup(fd: i32) -> i32;
+            fn dup2(old: i32, new: i32) -> i32;
+        }
+        let path = std::env::temp_dir().join(format!("migsafe-bug-{}.log", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        let before = crate::bugs::bugs_seen();
+        let saved = unsafe { dup(2) };
+        assert!(saved >= 0 && unsafe { dup2(file.as_raw_fd(), 2) } == 2);
+
+        let pg_error = crate::spi::rolled_back(|| Spi::run("SELECT 1/0"));
+        let after_pg_error = crate::bugs::bugs_seen();
+        let panicked = std::panic::catch_unwind(|| panic!("a test panic, \"quoted\""));
+
+        unsafe { dup2(saved, 2) };
+        let logged = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(pg_error.is_err() && panicked.is_err());
+        assert_eq!(
+            after_pg_error, before,
+            "a PostgreSQL error counted as a bug: {logged}"
+        );
+        assert_eq!(crate::bugs::bugs_seen(), before + 1);
+        let lines: Vec<&str> = logged
+            .lines()
+            .filter(|l| l.starts_with("pg_migsafe_bug "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{logged}");
+        let json: serde_json::Value =
+            serde_json::from_str(&lines[0]["pg_migsafe_bug ".len()..]).unwrap();
+        assert_eq!(json["message"], "a test panic, \"quoted\"");
+        assert_eq!(json["pid"], std::process::id());
+        assert!(
+            json["location"]
+                .as_str()
+                .unwrap()
+                .starts_with("src/tests.rs:"),
+            "{json}"
+        );
+    }
 }

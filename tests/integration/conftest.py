@@ -6,6 +6,7 @@ import re
 import psycopg
 import pytest
 
+import pgcluster
 from pgcluster import Cluster
 
 REFUSED = "MS001"
@@ -37,6 +38,9 @@ def pytest_sessionfinish(session, exitstatus):
         c.destroy()
     if crashed:
         print(f"\nBACKEND CRASH found in {crashed}")
+        session.exitstatus = 1
+    if pgcluster.BUGS:
+        print("\nA RUST PANIC (a bug) in a server log:\n" + "\n".join(pgcluster.BUGS))
         session.exitstatus = 1
 
 

@@ -46,8 +46,13 @@ class Notice:
         return f"{self.severity} {self.sqlstate}: {self.message_primary}"
 
 
+# `pg_migsafe_bug` lines found in the logs of destroyed clusters.
+BUGS = []
+
+
 class Cluster:
     def __init__(self, name, preload="pg_migsafe", settings=None):
+        self.name = name
         base = os.environ.get("MIGSAFE_TEST_TMP", tempfile.gettempdir())
         self.dir = tempfile.mkdtemp(prefix=f"migsafe-{name}-", dir=base)
         os.chmod(self.dir, 0o755)
@@ -107,6 +112,10 @@ class Cluster:
 
     def destroy(self):
         self.stop()
+        # A Rust panic in pg_migsafe is a bug even when pgrx turns it into an ERROR
+        # (src/bugs.rs logs it); conftest fails the session on any.
+        BUGS.extend(f"{self.name}: {line}" for line in self.log_text().splitlines()
+                    if line.startswith("pg_migsafe_bug "))
         if os.environ.get("MIGSAFE_KEEP_CLUSTERS"):  # debugging: keep data dirs and logs
             print(f"kept {self.dir}")
             return
