@@ -11,7 +11,7 @@
 //! exist unless an earlier statement of the same input creates them.
 
 use crate::engine::policy::Finding;
-use crate::engine::rules::known;
+use crate::engine::rules::{known, RuleId};
 use crate::engine::typechange::{self, ColType, TypeChange};
 use crate::pgutil::{cstr, qualified, quote, relid_of, relkind_word};
 use crate::spi::{self, As};
@@ -153,7 +153,7 @@ impl Classifier {
         }
     }
 
-    fn add(&mut self, rule: &str, object: impl Into<String>) -> &mut Finding {
+    fn add(&mut self, rule: RuleId, object: impl Into<String>) -> &mut Finding {
         self.findings.push(Finding::new(known(rule), object));
         self.findings.last_mut().unwrap()
     }
@@ -195,7 +195,7 @@ impl Classifier {
 
     unsafe fn protect_create(&mut self, schemaname: Option<String>, what: String) {
         if self.creates_in_migsafe(schemaname) {
-            self.add("protect-schema", what);
+            self.add(RuleId::ProtectSchema, what);
         }
     }
 
@@ -469,7 +469,7 @@ impl Classifier {
                     self.simple(
                         pg_sys::ObjectType::OBJECT_TYPE,
                         tn.cast(),
-                        "rename-enum-value",
+                        RuleId::RenameEnumValue,
                         |f| {
                             f.facts.push(format!(
                                 "Label '{}' -> '{}'",
@@ -487,15 +487,15 @@ impl Classifier {
                 let opts = defelem_names((*s).options);
                 if let Some(o) = self.rel((*s).sequence) {
                     if o.protected {
-                        self.add("protect-schema", o.display);
+                        self.add(RuleId::ProtectSchema, o.display);
                     } else if !o.exempt && opts.iter().any(|d| d == "restart") {
-                        self.add("alter-sequence-restart", o.display);
+                        self.add(RuleId::AlterSequenceRestart, o.display);
                     }
                 } else if opts.iter().any(|d| d == "restart")
                     && self.unresolved_applies(&rv_name((*s).sequence))
                 {
                     self.add(
-                        "alter-sequence-restart",
+                        RuleId::AlterSequenceRestart,
                         format!("sequence {}", rv_name((*s).sequence)),
                     );
                 }
@@ -508,40 +508,44 @@ impl Classifier {
                 if (*s).is_vacuumcmd && defelem_names((*s).options).iter().any(|d| d == "full") {
                     let rels = nodes((*s).rels);
                     if rels.is_empty() {
-                        self.add("vacuum-full", "every table of the database");
+                        self.add(RuleId::VacuumFull, "every table of the database");
                     }
                     for r in rels {
                         let rv = (*(r as *mut pg_sys::VacuumRelation)).relation;
-                        self.on_relation(rv, "vacuum-full");
+                        self.on_relation(rv, RuleId::VacuumFull);
                     }
                 }
             }
             NodeTag::T_ClusterStmt => {
                 let s = node as *mut pg_sys::ClusterStmt;
                 if (*s).relation.is_null() {
-                    self.add("cluster", "every clustered table of the database");
+                    self.add(RuleId::Cluster, "every clustered table of the database");
                 } else {
-                    self.on_relation((*s).relation, "cluster");
+                    self.on_relation((*s).relation, RuleId::Cluster);
                 }
             }
             NodeTag::T_RefreshMatViewStmt => {
                 let s = node as *mut pg_sys::RefreshMatViewStmt;
                 if !(*s).concurrent {
-                    self.on_relation((*s).relation, "refresh-matview");
+                    self.on_relation((*s).relation, RuleId::RefreshMatview);
                 }
             }
             NodeTag::T_CreateTrigStmt => {
                 let s = node as *mut pg_sys::CreateTrigStmt;
                 match self.rel((*s).relation) {
                     Some(o) if o.protected => {
-                        self.add("protect-schema", o.display);
+                        self.add(RuleId::ProtectSchema, o.display);
                     }
-                    _ => {
+                    // A new trigger is how an expand phase keeps old and new columns in
+                    // step (dual writes): it is added, not changed. Replacing an existing
+                    // trigger changes what every write already does.
+                    Some(o) if !o.exempt && replaces_trigger(s, o.addr.objectId) => {
                         let name = cstr((*s).trigname).unwrap_or_default();
-                        if let Some(f) = self.on_relation((*s).relation, "create-trigger") {
-                            f.facts.push(format!("Trigger {}", quote(&name)));
-                        }
+                        self.add(RuleId::CreateTrigger, o.display)
+                            .facts
+                            .push(format!("Trigger {} (replaced)", quote(&name)));
                     }
+                    _ => {}
                 }
             }
             NodeTag::T_DropOwnedStmt => {
@@ -554,7 +558,7 @@ impl Classifier {
                     })
                     .collect();
                 self.add(
-                    "drop-owned",
+                    RuleId::DropOwned,
                     format!("everything owned by {}", roles.join(", ")),
                 );
             }
@@ -563,7 +567,7 @@ impl Classifier {
                 let name = cstr((*s).dbname).unwrap_or_default();
                 let exists = pg_sys::get_database_oid((*s).dbname, true) != pg_sys::InvalidOid;
                 if exists || self.unresolved_applies(&name) {
-                    self.add("drop-database", format!("database {}", quote(&name)));
+                    self.add(RuleId::DropDatabase, format!("database {}", quote(&name)));
                 }
             }
             NodeTag::T_DropRoleStmt => {
@@ -574,7 +578,7 @@ impl Classifier {
                         let c = CString::new(name.clone()).unwrap_or_default();
                         let exists = pg_sys::get_role_oid(c.as_ptr(), true) != pg_sys::InvalidOid;
                         if exists || self.unresolved_applies(&name) {
-                            self.add("drop-role", format!("role {}", quote(&name)));
+                            self.add(RuleId::DropRole, format!("role {}", quote(&name)));
                         }
                     }
                 }
@@ -585,19 +589,19 @@ impl Classifier {
                 if pg_sys::get_tablespace_oid((*s).tablespacename, true) != pg_sys::InvalidOid
                     || self.unresolved_applies(&name)
                 {
-                    self.add("drop-object", format!("tablespace {}", quote(&name)));
+                    self.add(RuleId::DropObject, format!("tablespace {}", quote(&name)));
                 }
             }
             NodeTag::T_DropSubscriptionStmt => {
                 let s = node as *mut pg_sys::DropSubscriptionStmt;
                 let name = cstr((*s).subname).unwrap_or_default();
-                self.add("drop-object", format!("subscription {}", quote(&name)));
+                self.add(RuleId::DropObject, format!("subscription {}", quote(&name)));
             }
             NodeTag::T_DropUserMappingStmt => {
                 let s = node as *mut pg_sys::DropUserMappingStmt;
                 let server = cstr((*s).servername).unwrap_or_default();
                 self.add(
-                    "drop-object",
+                    RuleId::DropObject,
                     format!("user mapping for server {}", quote(&server)),
                 );
             }
@@ -606,7 +610,7 @@ impl Classifier {
                 let from = cstr((*s).orig_tablespacename).unwrap_or_default();
                 let to = cstr((*s).new_tablespacename).unwrap_or_default();
                 self.add(
-                    "set-tablespace",
+                    RuleId::SetTablespace,
                     format!("every relation in tablespace {}", quote(&from)),
                 )
                 .facts
@@ -615,7 +619,7 @@ impl Classifier {
             NodeTag::T_AlterExtensionContentsStmt => {
                 let s = node as *mut pg_sys::AlterExtensionContentsStmt;
                 if cstr((*s).extname).as_deref() == Some("pg_migsafe") {
-                    self.add("protect-extension", "extension pg_migsafe");
+                    self.add(RuleId::ProtectExtension, "extension pg_migsafe");
                 }
             }
             NodeTag::T_VariableSetStmt => self.set_var(node as *mut pg_sys::VariableSetStmt, "SET"),
@@ -696,7 +700,7 @@ impl Classifier {
                     self.object_locked((*s).objtype, (*s).object, pg_sys::ShareUpdateExclusiveLock)
                 {
                     if o.protected {
-                        self.add("protect-schema", o.display);
+                        self.add(RuleId::ProtectSchema, o.display);
                     }
                 }
             }
@@ -716,7 +720,7 @@ impl Classifier {
                 let s = node as *mut pg_sys::UpdateStmt;
                 if (*s).whereClause.is_null() && self.check_mode {
                     self.add(
-                        "dml-without-where",
+                        RuleId::DmlWithoutWhere,
                         format!("table {}", rv_name((*s).relation)),
                     );
                 }
@@ -725,7 +729,7 @@ impl Classifier {
                 let s = node as *mut pg_sys::DeleteStmt;
                 if (*s).whereClause.is_null() && self.check_mode {
                     self.add(
-                        "dml-without-where",
+                        RuleId::DmlWithoutWhere,
                         format!("table {}", rv_name((*s).relation)),
                     );
                 }
@@ -740,7 +744,7 @@ impl Classifier {
     unsafe fn on_relation(
         &mut self,
         rv: *mut pg_sys::RangeVar,
-        rule: &str,
+        rule: RuleId,
     ) -> Option<&mut Finding> {
         match self.rel(rv) {
             Some(o) if o.exempt => None,
@@ -757,12 +761,12 @@ impl Classifier {
         &mut self,
         objtype: pg_sys::ObjectType::Type,
         object: *mut Node,
-        rule: &str,
+        rule: RuleId,
         extra: impl FnOnce(&mut Finding),
     ) {
         match self.object(objtype, object) {
             Some(o) if o.protected => {
-                self.add("protect-schema", o.display);
+                self.add(RuleId::ProtectSchema, o.display);
             }
             Some(o) if o.exempt => {}
             Some(o) => extra(self.add(rule, o.display)),
@@ -778,7 +782,7 @@ impl Classifier {
     unsafe fn protect_rel(&mut self, rv: *mut pg_sys::RangeVar) {
         if let Some(o) = self.rel(rv) {
             if o.protected {
-                self.add("protect-schema", o.display);
+                self.add(RuleId::ProtectSchema, o.display);
             }
         }
     }
@@ -786,7 +790,7 @@ impl Classifier {
     unsafe fn protect_object(&mut self, objtype: pg_sys::ObjectType::Type, object: *mut Node) {
         if let Some(o) = self.object(objtype, object) {
             if o.protected {
-                self.add("protect-schema", o.display);
+                self.add(RuleId::ProtectSchema, o.display);
             }
         }
     }
@@ -827,29 +831,29 @@ impl Classifier {
         use pg_sys::ObjectType::*;
         let t = (*s).removeType;
         let rule = match t {
-            OBJECT_TABLE => "drop-table",
-            OBJECT_SCHEMA => "drop-schema",
-            OBJECT_SEQUENCE => "drop-sequence",
-            OBJECT_VIEW => "drop-view",
-            OBJECT_MATVIEW => "drop-materialized-view",
-            OBJECT_TYPE => "drop-type",
-            OBJECT_DOMAIN => "drop-domain",
+            OBJECT_TABLE => Some(RuleId::DropTable),
+            OBJECT_SCHEMA => Some(RuleId::DropSchema),
+            OBJECT_SEQUENCE => Some(RuleId::DropSequence),
+            OBJECT_VIEW => Some(RuleId::DropView),
+            OBJECT_MATVIEW => Some(RuleId::DropMaterializedView),
+            OBJECT_TYPE => Some(RuleId::DropType),
+            OBJECT_DOMAIN => Some(RuleId::DropDomain),
             OBJECT_FUNCTION | OBJECT_PROCEDURE | OBJECT_AGGREGATE | OBJECT_ROUTINE => {
-                "drop-function"
+                Some(RuleId::DropFunction)
             }
-            OBJECT_TRIGGER => "drop-trigger",
-            OBJECT_RULE => "drop-rule",
-            OBJECT_POLICY => "drop-policy",
-            OBJECT_PUBLICATION => "drop-publication",
-            OBJECT_EXTENSION => "drop-extension",
+            OBJECT_TRIGGER => Some(RuleId::DropTrigger),
+            OBJECT_RULE => Some(RuleId::DropRule),
+            OBJECT_POLICY => Some(RuleId::DropPolicy),
+            OBJECT_PUBLICATION => Some(RuleId::DropPublication),
+            OBJECT_EXTENSION => Some(RuleId::DropExtension),
             OBJECT_INDEX => {
                 if (*s).concurrent {
-                    ""
+                    None
                 } else {
-                    "drop-index"
+                    Some(RuleId::DropIndex)
                 }
             }
-            _ => "drop-object",
+            _ => Some(RuleId::DropObject),
         };
         let cascade = (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE;
         for object in nodes((*s).objects) {
@@ -864,9 +868,9 @@ impl Classifier {
                         || (t == OBJECT_EXTENSION && o.display.ends_with(" pg_migsafe")) =>
                 {
                     let r = if t == OBJECT_EXTENSION {
-                        "protect-extension"
+                        RuleId::ProtectExtension
                     } else {
-                        "protect-schema"
+                        RuleId::ProtectSchema
                     };
                     self.add(r, o.display);
                 }
@@ -876,24 +880,24 @@ impl Classifier {
                     } else {
                         Vec::new()
                     };
-                    if !o.exempt && !rule.is_empty() {
+                    if let (false, Some(rule)) = (o.exempt, rule) {
                         self.add(rule, o.display.clone());
                     }
                     if !deps.is_empty() {
-                        let f = self.add("drop-cascade", o.display);
+                        let f = self.add(RuleId::DropCascade, o.display);
                         f.dependents = deps;
                     }
                 }
                 None => {
                     let name = self.unresolved_name(object);
                     if t == OBJECT_EXTENSION && name == "pg_migsafe" && self.check_mode {
-                        self.add("protect-extension", "extension pg_migsafe");
+                        self.add(RuleId::ProtectExtension, "extension pg_migsafe");
                     } else if self.unresolved_applies(&name) {
-                        if !rule.is_empty() {
+                        if let Some(rule) = rule {
                             self.add(rule, name.clone());
                         }
                         if cascade {
-                            self.add("drop-cascade", name).facts.push(
+                            self.add(RuleId::DropCascade, name).facts.push(
                                 "The object does not exist here, so its dependents are unknown"
                                     .into(),
                             );
@@ -911,16 +915,16 @@ impl Classifier {
             let rv = r as *mut pg_sys::RangeVar;
             match self.rel(rv) {
                 Some(o) if o.protected => {
-                    self.add("protect-schema", o.display);
+                    self.add(RuleId::ProtectSchema, o.display);
                 }
                 Some(o) if o.exempt => {}
                 Some(o) => {
                     oids = pg_sys::lappend_oid(oids, o.addr.objectId);
-                    self.add("truncate", o.display);
+                    self.add(RuleId::Truncate, o.display);
                 }
                 None => {
                     if self.unresolved_applies(&rv_name(rv)) {
-                        self.add("truncate", format!("table {}", rv_name(rv)));
+                        self.add(RuleId::Truncate, format!("table {}", rv_name(rv)));
                     }
                 }
             }
@@ -938,7 +942,7 @@ impl Classifier {
                     .findings
                     .iter_mut()
                     .rev()
-                    .find(|f| f.rule.id == "truncate")
+                    .find(|f| f.rule.id == RuleId::Truncate)
                 {
                     f.facts
                         .push("CASCADE also empties the tables that reference it".into());
@@ -956,17 +960,23 @@ impl Classifier {
         match t {
             OBJECT_TABLE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_SEQUENCE
             | OBJECT_FOREIGN_TABLE | OBJECT_INDEX => {
-                let rule = if t == OBJECT_INDEX {
-                    "rename-index"
-                } else {
-                    "rename-table"
-                };
-                match self.rel((*s).relation) {
-                    Some(o) if o.protected => {
-                        self.add("protect-schema", o.display);
+                // What is renamed is what the name resolves to: PostgreSQL lets ALTER
+                // INDEX … RENAME rename a table. Clients do not name indexes, so
+                // renaming a real index breaks nothing.
+                let rel = self.rel((*s).relation);
+                let is_index = match &rel {
+                    Some(o) => {
+                        matches!(pg_sys::get_rel_relkind(o.addr.objectId) as u8, b'i' | b'I')
                     }
+                    None => t == OBJECT_INDEX,
+                };
+                match rel {
+                    Some(o) if o.protected => {
+                        self.add(RuleId::ProtectSchema, o.display);
+                    }
+                    _ if is_index => {}
                     _ => {
-                        if let Some(f) = self.on_relation((*s).relation, rule) {
+                        if let Some(f) = self.on_relation((*s).relation, RuleId::RenameTable) {
                             f.facts.push(fact);
                         }
                     }
@@ -977,40 +987,26 @@ impl Classifier {
                 let table = self.rel((*s).relation);
                 match table {
                     Some(tb) if tb.protected => {
-                        self.add("protect-schema", tb.display);
+                        self.add(RuleId::ProtectSchema, tb.display);
                     }
                     Some(tb) if tb.exempt => {}
-                    Some(tb) if t == OBJECT_TABCONSTRAINT => {
-                        if !self.constraint_is_new(tb.addr.objectId, &sub) {
-                            let f = self.add(
-                                "rename-constraint",
-                                format!(
-                                    "table constraint {} on {}",
-                                    quote(&sub),
-                                    rel_identity(&tb.display)
-                                ),
-                            );
-                            f.facts.push(fact);
-                        }
-                    }
+                    // Constraint names are internal (errors name them, clients do not
+                    // depend on them): renaming one breaks nothing.
+                    Some(_) if t == OBJECT_TABCONSTRAINT => {}
                     Some(tb) => {
                         if let Some((col, _)) = self.column(&tb, &sub) {
                             if !col.exempt {
-                                self.add("rename-column", col.display).facts.push(fact);
+                                self.add(RuleId::RenameColumn, col.display).facts.push(fact);
                             }
                         }
                     }
+                    None if t == OBJECT_TABCONSTRAINT => {}
                     None => {
                         let rname = rv_name((*s).relation);
                         if self.unresolved_applies(&format!("{rname}.{sub}"))
                             && !self.created_earlier(&rname)
                         {
-                            let (rule, what) = if t == OBJECT_TABCONSTRAINT {
-                                ("rename-constraint", "constraint")
-                            } else {
-                                ("rename-column", "column")
-                            };
-                            self.add(rule, format!("{what} {rname}.{sub}"))
+                            self.add(RuleId::RenameColumn, format!("column {rname}.{sub}"))
                                 .facts
                                 .push(fact);
                         }
@@ -1020,7 +1016,7 @@ impl Classifier {
             OBJECT_SCHEMA => {
                 let name = cstr((*s).subname).unwrap_or_default();
                 let node = pg_sys::makeString(pg_sys::pstrdup((*s).subname));
-                self.simple(OBJECT_SCHEMA, node.cast(), "rename-schema", |f| {
+                self.simple(OBJECT_SCHEMA, node.cast(), RuleId::RenameSchema, |f| {
                     f.facts.push(fact)
                 });
                 let _ = name;
@@ -1034,7 +1030,7 @@ impl Classifier {
                         OBJECT_ROLE => "role",
                         _ => "tablespace",
                     };
-                    self.add("rename-object", format!("{kind} {}", quote(&name)))
+                    self.add(RuleId::RenameObject, format!("{kind} {}", quote(&name)))
                         .facts
                         .push(fact);
                 }
@@ -1044,11 +1040,10 @@ impl Classifier {
                 self.protect_rel((*s).relation);
             }
             OBJECT_DOMCONSTRAINT => {
-                self.simple(OBJECT_DOMAIN, (*s).object, "rename-constraint", |f| {
-                    f.facts.push(fact)
-                });
+                // Like a table constraint's name: internal.
+                self.protect_object(OBJECT_DOMAIN, (*s).object);
             }
-            _ => self.simple(t, (*s).object, "rename-object", |f| f.facts.push(fact)),
+            _ => self.simple(t, (*s).object, RuleId::RenameObject, |f| f.facts.push(fact)),
         }
     }
 
@@ -1066,12 +1061,12 @@ impl Classifier {
         let fact = format!("New schema: {}", quote(&newschema));
         let t = (*s).objectType;
         if t == OBJECT_EXTENSION && ((*s).object.is_null() || strval((*s).object) == "pg_migsafe") {
-            self.add("protect-extension", "extension pg_migsafe");
+            self.add(RuleId::ProtectExtension, "extension pg_migsafe");
             return;
         }
         if newschema == "migsafe" && self.migsafe_nsp != pg_sys::InvalidOid {
             self.add(
-                "protect-schema",
+                RuleId::ProtectSchema,
                 "schema migsafe (moving an object into it)".to_string(),
             );
             return;
@@ -1079,40 +1074,39 @@ impl Classifier {
         if !(*s).relation.is_null() {
             match self.rel((*s).relation) {
                 Some(o) if o.protected => {
-                    self.add("protect-schema", o.display);
+                    self.add(RuleId::ProtectSchema, o.display);
                 }
                 _ => {
-                    if let Some(f) = self.on_relation((*s).relation, "set-schema") {
+                    if let Some(f) = self.on_relation((*s).relation, RuleId::SetSchema) {
                         f.facts.push(fact);
                     }
                 }
             }
         } else {
-            self.simple(t, (*s).object, "set-schema", |f| f.facts.push(fact));
+            self.simple(t, (*s).object, RuleId::SetSchema, |f| f.facts.push(fact));
         }
     }
 
     unsafe fn alter_domain(&mut self, s: *mut pg_sys::AlterDomainStmt) {
         let tn = pg_sys::makeTypeNameFromNameList((*s).typeName);
         let rule = match (*s).subtype as u8 {
-            b'T' if (*s).def.is_null() => "drop-default",
-            b'N' => "drop-not-null",
-            b'O' => "set-not-null",
-            b'X' => "drop-constraint",
+            b'T' if (*s).def.is_null() => Some(RuleId::DropDefault),
+            b'N' => Some(RuleId::DropNotNull),
+            b'O' => Some(RuleId::SetNotNull),
+            b'X' => Some(RuleId::DropConstraint),
             b'C' => {
                 let c = (*s).def as *mut pg_sys::Constraint;
                 if !c.is_null() && tag((*s).def) == NodeTag::T_Constraint && (*c).skip_validation {
-                    ""
+                    None
                 } else {
-                    "add-check-constraint"
+                    Some(RuleId::AddCheckConstraint)
                 }
             }
-            _ => "",
+            _ => None,
         };
-        if rule.is_empty() {
-            self.protect_object(pg_sys::ObjectType::OBJECT_DOMAIN, tn.cast());
-        } else {
-            self.simple(pg_sys::ObjectType::OBJECT_DOMAIN, tn.cast(), rule, |_| {});
+        match rule {
+            Some(rule) => self.simple(pg_sys::ObjectType::OBJECT_DOMAIN, tn.cast(), rule, |_| {}),
+            None => self.protect_object(pg_sys::ObjectType::OBJECT_DOMAIN, tn.cast()),
         }
     }
 
@@ -1126,11 +1120,11 @@ impl Classifier {
         }
         match self.rel((*s).relation) {
             Some(o) if o.protected => {
-                self.add("protect-schema", o.display);
+                self.add(RuleId::ProtectSchema, o.display);
             }
             _ if (*s).concurrent => {}
             _ => {
-                if let Some(f) = self.on_relation((*s).relation, "create-index") {
+                if let Some(f) = self.on_relation((*s).relation, RuleId::CreateIndex) {
                     if let Some(i) = idx {
                         f.facts.push(format!("Index {}", quote(&i)));
                     }
@@ -1164,19 +1158,22 @@ impl Classifier {
                                 0,
                             );
                         if !table_new {
-                            self.add("reindex", o.display);
+                            self.add(RuleId::Reindex, o.display);
                         }
                     }
                     None => {
                         if self.unresolved_applies(&rv_name((*s).relation)) {
-                            self.add("reindex", format!("relation {}", rv_name((*s).relation)));
+                            self.add(
+                                RuleId::Reindex,
+                                format!("relation {}", rv_name((*s).relation)),
+                            );
                         }
                     }
                 }
             }
             _ => {
                 let name = cstr((*s).name).unwrap_or_else(|| "current".into());
-                self.add("reindex", format!("every index of {name}"));
+                self.add(RuleId::Reindex, format!("every index of {name}"));
             }
         }
     }
@@ -1187,7 +1184,7 @@ impl Classifier {
         }
         if let Some(name) = cstr((*v).name) {
             if name.to_ascii_lowercase().starts_with("migsafe.") {
-                self.add("protect-settings", format!("setting {name}"))
+                self.add(RuleId::ProtectSettings, format!("setting {name}"))
                     .facts
                     .push(format!("{how} cannot change migsafe.* settings"));
             }
@@ -1202,11 +1199,14 @@ impl Classifier {
         use pg_sys::VariableSetKind::*;
         let name = cstr((*v).name).unwrap_or_default().to_ascii_lowercase();
         if (*v).kind == VAR_RESET_ALL {
-            self.add("protect-settings", "all settings (ALTER SYSTEM RESET ALL)")
-                .facts
-                .push("RESET ALL could remove pg_migsafe from shared_preload_libraries".into());
+            self.add(
+                RuleId::ProtectSettings,
+                "all settings (ALTER SYSTEM RESET ALL)",
+            )
+            .facts
+            .push("RESET ALL could remove pg_migsafe from shared_preload_libraries".into());
         } else if name.starts_with("migsafe.") {
-            self.add("protect-settings", format!("setting {name}"))
+            self.add(RuleId::ProtectSettings, format!("setting {name}"))
                 .facts
                 .push("ALTER SYSTEM cannot change migsafe.* settings".into());
         } else if name == "shared_preload_libraries" {
@@ -1226,7 +1226,7 @@ impl Classifier {
                     }
                 });
             if !keeps {
-                self.add("protect-settings", "setting shared_preload_libraries")
+                self.add(RuleId::ProtectSettings, "setting shared_preload_libraries")
                     .facts
                     .push("The new value would unload pg_migsafe at the next restart".into());
             }
@@ -1240,7 +1240,7 @@ impl Classifier {
         let table = self.rel(rv);
         if let Some(t) = &table {
             if t.protected {
-                self.add("protect-schema", t.display.clone());
+                self.add(RuleId::ProtectSchema, t.display.clone());
                 return;
             }
             if t.exempt {
@@ -1291,13 +1291,13 @@ impl Classifier {
             AT_DropColumn => {
                 if let Some(col) = column(self) {
                     let cascade = (*cmd).behavior == pg_sys::DropBehavior::DROP_CASCADE;
-                    self.add("drop-column", col.clone());
+                    self.add(RuleId::DropColumn, col.clone());
                     if cascade {
                         if let Some(t) = table {
                             if let Some((c, _)) = self.column(t, &colname) {
                                 let deps = self.cascade_dependents(&c.addr);
                                 if !deps.is_empty() {
-                                    self.add("drop-cascade", col).dependents = deps;
+                                    self.add(RuleId::DropCascade, col).dependents = deps;
                                 }
                             }
                         }
@@ -1311,22 +1311,62 @@ impl Classifier {
             }
             AT_DropNotNull => {
                 if let Some(col) = column(self) {
-                    self.add("drop-not-null", col);
+                    self.add(RuleId::DropNotNull, col);
                 }
             }
             AT_SetNotNull => {
-                if let Some(col) = column(self) {
-                    self.add("set-not-null", col);
+                // The scan is of the table, so a column added to an existing table in
+                // this transaction still costs it; PostgreSQL skips it when validated
+                // CHECK constraints prove the column has no NULL.
+                let col = match table {
+                    Some(t) => match self.column(t, &colname) {
+                        Some((c, attnum)) => {
+                            if self.not_null_proven(stmt, t.addr.objectId, attnum) {
+                                None
+                            } else {
+                                Some(c.display)
+                            }
+                        }
+                        // Added earlier in check()'s input: it exists when this runs.
+                        None if self.check_mode => Some(format!(
+                            "column {}.{}",
+                            rel_identity(display),
+                            quote(&colname)
+                        )),
+                        None => None,
+                    },
+                    None => Some(format!(
+                        "column {}.{}",
+                        rel_identity(display),
+                        quote(&colname)
+                    )),
+                };
+                if let Some(col) = col {
+                    self.add(RuleId::SetNotNull, col);
                 }
             }
             AT_ColumnDefault if (*cmd).def.is_null() => {
                 if let Some(col) = column(self) {
-                    self.add("drop-default", col);
+                    self.add(RuleId::DropDefault, col);
                 }
             }
             AT_DropIdentity => {
                 if let Some(col) = column(self) {
-                    self.add("drop-identity", col);
+                    self.add(RuleId::DropIdentity, col);
+                }
+            }
+            // ALTER COLUMN … RESTART: the identity's sequence hands out used values again.
+            AT_SetIdentity
+                if !(*cmd).def.is_null()
+                    && tag((*cmd).def) == NodeTag::T_List
+                    && defelem_names((*cmd).def as *mut pg_sys::List)
+                        .iter()
+                        .any(|d| d == "restart") =>
+            {
+                if let Some(col) = column(self) {
+                    self.add(RuleId::AlterSequenceRestart, col)
+                        .facts
+                        .push("The column's identity sequence restarts".into());
                 }
             }
             AT_DropConstraint => {
@@ -1335,7 +1375,7 @@ impl Classifier {
                     .unwrap_or(false);
                 if !new {
                     self.add(
-                        "drop-constraint",
+                        RuleId::DropConstraint,
                         format!(
                             "table constraint {} on {}",
                             quote(&colname),
@@ -1351,20 +1391,21 @@ impl Classifier {
                 }
             }
             AT_SetUnLogged => {
-                self.add("set-unlogged", display);
+                self.add(RuleId::SetUnlogged, display);
             }
             AT_SetLogged => {
-                self.add("set-logged", display);
+                self.add(RuleId::SetLogged, display);
             }
             AT_SetTableSpace => {
-                self.add("set-tablespace", display)
+                self.add(RuleId::SetTablespace, display)
                     .facts
                     .push(format!("Tablespace {}", quote(&colname)));
             }
             #[cfg(not(any(feature = "pg13", feature = "pg14")))]
             AT_SetAccessMethod => {
-                self.add("set-access-method", display);
+                self.add(RuleId::SetAccessMethod, display);
             }
+            AT_DetachPartition if detach_concurrently((*cmd).def) => {}
             AT_DetachPartition => {
                 let pc = (*cmd).def as *mut pg_sys::PartitionCmd;
                 let part = if pc.is_null() {
@@ -1372,14 +1413,13 @@ impl Classifier {
                 } else {
                     rv_name((*pc).name)
                 };
-                self.add("detach-partition", display)
+                self.add(RuleId::DetachPartition, display)
                     .facts
                     .push(format!("Partition {part}"));
             }
+            // FINALIZE completes an interrupted DETACH … CONCURRENTLY: the safe form.
             #[cfg(not(feature = "pg13"))]
-            AT_DetachPartitionFinalize => {
-                self.add("detach-partition", display);
-            }
+            AT_DetachPartitionFinalize => {}
             AT_AttachPartition => {
                 let pc = (*cmd).def as *mut pg_sys::PartitionCmd;
                 let exempt =
@@ -1390,7 +1430,7 @@ impl Classifier {
                     } else {
                         rv_name((*pc).name)
                     };
-                    self.add("attach-partition", display)
+                    self.add(RuleId::AttachPartition, display)
                         .facts
                         .push(format!("Partition {part}"));
                 }
@@ -1402,27 +1442,29 @@ impl Classifier {
                 } else {
                     rv_name(parent)
                 };
-                self.add("no-inherit", display)
+                self.add(RuleId::NoInherit, display)
                     .facts
                     .push(format!("Parent {p}"));
             }
-            AT_EnableTrig | AT_EnableAlwaysTrig | AT_EnableReplicaTrig | AT_DisableTrig
-            | AT_EnableTrigAll | AT_DisableTrigAll | AT_EnableTrigUser | AT_DisableTrigUser
-            | AT_EnableRule | AT_EnableAlwaysRule | AT_EnableReplicaRule | AT_DisableRule => {
+            // Enabling puts back what the table had; disabling (or ENABLE REPLICA, which
+            // fires only under session_replication_role = replica) stops it firing.
+            AT_DisableTrig | AT_DisableTrigAll | AT_DisableTrigUser | AT_EnableReplicaTrig
+            | AT_DisableRule | AT_EnableReplicaRule => {
                 let what = if colname.is_empty() {
                     "all triggers".to_string()
                 } else {
                     quote(&colname)
                 };
-                self.add("alter-trigger-state", display)
+                self.add(RuleId::AlterTriggerState, display)
                     .facts
                     .push(format!("Trigger or rule {what}"));
             }
-            AT_ReplicaIdentity => {
-                self.add("replica-identity", display);
+            // FULL sends more to logical replication, never less.
+            AT_ReplicaIdentity if replica_identity_kind((*cmd).def) != Some(b'f') => {
+                self.add(RuleId::ReplicaIdentity, display);
             }
             AT_DisableRowSecurity | AT_NoForceRowSecurity => {
-                self.add("disable-rls", display);
+                self.add(RuleId::DisableRls, display);
             }
             _ => {}
         }
@@ -1432,10 +1474,10 @@ impl Classifier {
         use pg_sys::ConstrType::*;
         let name = cstr((*c).conname).map(|n| format!("Constraint {}", quote(&n)));
         let rule = match (*c).contype {
-            CONSTR_FOREIGN if !(*c).skip_validation => "add-foreign-key",
-            CONSTR_CHECK if !(*c).skip_validation => "add-check-constraint",
+            CONSTR_FOREIGN if !(*c).skip_validation => RuleId::AddForeignKey,
+            CONSTR_CHECK if !(*c).skip_validation => RuleId::AddCheckConstraint,
             CONSTR_PRIMARY | CONSTR_UNIQUE | CONSTR_EXCLUSION if (*c).indexname.is_null() => {
-                "add-unique-constraint"
+                RuleId::AddUniqueConstraint
             }
             _ => return,
         };
@@ -1504,12 +1546,12 @@ impl Classifier {
             } else {
                 "generated or identity column"
             };
-            self.add("add-column-generated", coldisplay.clone())
+            self.add(RuleId::AddColumnGenerated, coldisplay.clone())
                 .facts
                 .push(format!("A {why}"));
         } else if !default.is_null() {
             if let Some(f) = self.volatile_function(default) {
-                self.add("add-column-volatile-default", coldisplay.clone())
+                self.add(RuleId::AddColumnVolatileDefault, coldisplay.clone())
                     .facts
                     .push(format!("Default calls volatile function {f}()"));
             }
@@ -1520,7 +1562,7 @@ impl Classifier {
                 let typid = pg_sys::typeTypeId(t);
                 pg_sys::ReleaseSysCache(t);
                 if pg_sys::get_typtype(typid) as u8 == b'd' && pg_sys::DomainHasConstraints(typid) {
-                    self.add("add-column-volatile-default", coldisplay.clone())
+                    self.add(RuleId::AddColumnVolatileDefault, coldisplay.clone())
                         .facts
                         .push(
                             "The column's domain has constraints, checked against every row".into(),
@@ -1534,7 +1576,7 @@ impl Classifier {
                 None => true,
             };
             if has_rows {
-                self.add("add-column-not-null", coldisplay.clone());
+                self.add(RuleId::AddColumnNotNull, coldisplay.clone());
             }
         }
         for c in inline {
@@ -1549,12 +1591,7 @@ impl Classifier {
         if self.check_mode {
             return pg_sys::get_rel_relkind(relid) as u8 != b'v';
         }
-        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-        let owner = pg_sys::pg_class_ownercheck(relid, pg_sys::GetUserId());
-        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
-        let owner =
-            pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, pg_sys::GetUserId());
-        if !owner {
+        if !owns_relation(relid) {
             return true;
         }
         pg_sys::LockRelationOid(relid, pg_sys::AlterTableGetLockLevel((*stmt).cmds));
@@ -1567,6 +1604,48 @@ impl Classifier {
         };
         pg_sys::relation_close(rel, pg_sys::NoLock as _);
         blocks > 0
+    }
+
+    /// Do the table's validated CHECK constraints (or its NOT NULL columns) prove that
+    /// column `attnum` holds no NULL? Then PostgreSQL skips SET NOT NULL's scan. The
+    /// server answers, as ALTER TABLE does: `col IS NOT NULL` tested with
+    /// PartConstraintImpliedByRelConstraint. The hook locks the table as the statement
+    /// will (owners only — for anyone else the answer is "no", and the statement fails
+    /// on its own ownership check); check() and a standby look under ACCESS SHARE,
+    /// released at once.
+    unsafe fn not_null_proven(
+        &self,
+        stmt: *mut pg_sys::AlterTableStmt,
+        relid: Oid,
+        attnum: i16,
+    ) -> bool {
+        let light = self.check_mode || pg_sys::RecoveryInProgress();
+        let lock = if light {
+            pg_sys::AccessShareLock as pg_sys::LOCKMODE
+        } else if owns_relation(relid) {
+            pg_sys::AlterTableGetLockLevel((*stmt).cmds)
+        } else {
+            return false;
+        };
+        let rel = pg_sys::try_relation_open(relid, lock);
+        if rel.is_null() {
+            return false;
+        }
+        let (mut typid, mut typmod, mut coll) = (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+        pg_sys::get_atttypetypmodcoll(relid, attnum, &mut typid, &mut typmod, &mut coll);
+        let test =
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::NullTest>()) as *mut pg_sys::NullTest;
+        (*test).xpr.type_ = NodeTag::T_NullTest;
+        (*test).arg = pg_sys::makeVar(1, attnum, typid, typmod, coll, 0) as *mut pg_sys::Expr;
+        (*test).nulltesttype = pg_sys::NullTestType::IS_NOT_NULL;
+        (*test).argisrow = false;
+        (*test).location = -1;
+        let proven = pg_sys::PartConstraintImpliedByRelConstraint(
+            rel,
+            pg_sys::lappend(std::ptr::null_mut(), test.cast()),
+        );
+        pg_sys::relation_close(rel, if light { lock } else { pg_sys::NoLock as _ });
+        proven
     }
 
     /// The first volatile function a raw default expression calls, if any. Looks
@@ -1659,7 +1738,7 @@ impl Classifier {
         let new_oid = pg_sys::typeTypeId(t);
         pg_sys::ReleaseSysCache(t);
         let Some((old_oid, old_typmod)) = old else {
-            let f = self.add("alter-column-type-rewrite", coldisplay);
+            let f = self.add(RuleId::AlterColumnTypeRewrite, coldisplay);
             f.facts
                 .push("The column's current type is unknown here; assuming a rewrite".into());
             return;
@@ -1675,12 +1754,12 @@ impl Classifier {
         match typechange::classify(&o, &n, coercible, computed_using) {
             TypeChange::Free => {}
             TypeChange::Rewrite(why) => {
-                let f = self.add("alter-column-type-rewrite", coldisplay);
+                let f = self.add(RuleId::AlterColumnTypeRewrite, coldisplay);
                 f.facts.push(fact);
                 f.facts.push(why);
             }
             TypeChange::Lossy(why) => {
-                let f = self.add("alter-column-type-lossy", coldisplay);
+                let f = self.add(RuleId::AlterColumnTypeLossy, coldisplay);
                 f.facts.push(fact);
                 f.facts.push(why);
             }
@@ -1696,6 +1775,46 @@ fn rel_identity(display: &str) -> &str {
         }
     }
     display.split_once(' ').map(|x| x.1).unwrap_or(display)
+}
+
+/// Does the current user own the relation?
+unsafe fn owns_relation(relid: Oid) -> bool {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    return pg_sys::pg_class_ownercheck(relid, pg_sys::GetUserId());
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    return pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, pg_sys::GetUserId());
+}
+
+/// Does CREATE OR REPLACE TRIGGER replace a trigger the table has?
+unsafe fn replaces_trigger(s: *mut pg_sys::CreateTrigStmt, relid: Oid) -> bool {
+    #[cfg(feature = "pg13")]
+    let replace = false;
+    #[cfg(not(feature = "pg13"))]
+    let replace = (*s).replace;
+    replace
+        && !(*s).trigname.is_null()
+        && pg_sys::get_trigger_oid(relid, (*s).trigname, true) != pg_sys::InvalidOid
+}
+
+/// DETACH PARTITION … CONCURRENTLY (PostgreSQL 14+).
+unsafe fn detach_concurrently(def: *mut Node) -> bool {
+    #[cfg(feature = "pg13")]
+    {
+        let _ = def;
+        false
+    }
+    #[cfg(not(feature = "pg13"))]
+    {
+        !def.is_null()
+            && tag(def) == NodeTag::T_PartitionCmd
+            && (*(def as *mut pg_sys::PartitionCmd)).concurrent
+    }
+}
+
+/// REPLICA IDENTITY's kind: d(efault), n(othing), f(ull), i(ndex).
+unsafe fn replica_identity_kind(def: *mut Node) -> Option<u8> {
+    (!def.is_null() && tag(def) == NodeTag::T_ReplicaIdentityStmt)
+        .then(|| (*(def as *mut pg_sys::ReplicaIdentityStmt)).identity_type as u8)
 }
 
 /// Is a USING expression just the column itself, possibly cast?

@@ -214,7 +214,7 @@ fn refuse_or_approve(
     let targets: Vec<Option<Target>> = fs.iter().map(|f| target_of(&f.object)).collect();
     // A rollback approves exactly the statements of its plan.
     if let Some(id) = recycle::rollback_approves(text) {
-        let rules: Vec<&str> = fs.iter().map(|f| f.rule.id).collect();
+        let rules: Vec<&str> = fs.iter().map(|f| f.rule.id.as_str()).collect();
         phase::record_use(id, &rules, &targets, text);
         let objects: Vec<&str> = fs.iter().map(|f| f.object.as_str()).collect();
         let notice = Report {
@@ -241,7 +241,7 @@ fn refuse_or_approve(
             .iter()
             .filter(|f| f.rule.severity == Severity::Destructive)
             .collect();
-        let rules: Vec<&str> = approved.iter().map(|f| f.rule.id).collect();
+        let rules: Vec<&str> = approved.iter().map(|f| f.rule.id.as_str()).collect();
         phase::record_use(p.id, &rules, &targets, text);
         recycle::note_approval(p.id);
         let objects: Vec<&str> = approved.iter().map(|f| f.object.as_str()).collect();

@@ -204,7 +204,7 @@ fn check(
             rows.push((
                 n,
                 text.clone(),
-                f.rule.id.into(),
+                f.rule.id.as_str().into(),
                 f.rule.severity.as_str().into(),
                 Some(f.object.clone()),
                 Some(f.rule.lock.into()),

@@ -1,7 +1,7 @@
 //! Renders `docs/rules.md` from the catalog. A unit test fails when the committed
 //! file is stale; `make docs` (MIGSAFE_BLESS=1) rewrites it.
 
-use super::rules::{Severity, RULES};
+use super::rules::{Severity, RETIRED, RULES};
 use std::fmt::Write;
 
 pub fn render_rules_md() -> String {
@@ -70,6 +70,14 @@ pub fn render_rules_md() -> String {
             let _ = writeln!(s, "Bad:\n\n```sql\n{}\n```\n", r.bad);
             let _ = writeln!(s, "Good:\n\n```sql\n{}\n```\n", r.good);
         }
+    }
+    s.push_str(
+        "## Retired rules\n\n\
+         These ids no longer fire. `migsafe.disabled_rules` still accepts them (and ignores \
+         them), so a configuration written for an earlier release keeps working.\n\n",
+    );
+    for (id, release, why) in RETIRED {
+        let _ = writeln!(s, "- `{id}` (retired in {release}): {why}.");
     }
     s
 }

@@ -371,7 +371,7 @@ pub fn suggested_call(targets: &[Option<Target>]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::rules::known;
+    use crate::engine::rules::{known, RuleId};
 
     fn t(kind: &str, id: &str) -> Target {
         Target {
@@ -462,7 +462,7 @@ mod tests {
             objects: vec![p("public.users.legacy_email")],
         };
         let f = vec![Finding::new(
-            known("drop-column"),
+            known(RuleId::DropColumn),
             "column public.users.legacy_email",
         )];
         let tg = vec![Some(t("column", "public.users.legacy_email"))];
@@ -471,7 +471,10 @@ mod tests {
             Some(7)
         );
         let other = vec![Some(t("table", "public.orders"))];
-        let g = vec![Finding::new(known("drop-table"), "table public.orders")];
+        let g = vec![Finding::new(
+            known(RuleId::DropTable),
+            "table public.orders",
+        )];
         assert_eq!(
             approving_phase(&g, &other, std::slice::from_ref(&contract)),
             None
@@ -485,7 +488,7 @@ mod tests {
         };
         assert_eq!(approving_phase(&f, &tg, &[contract.clone(), expand]), None);
         // Self-protection is never approved.
-        let s = vec![Finding::new(known("protect-schema"), "schema migsafe")];
+        let s = vec![Finding::new(known(RuleId::ProtectSchema), "schema migsafe")];
         assert_eq!(
             approving_phase(&s, &[Some(t("schema", "migsafe"))], &[contract]),
             None
@@ -528,9 +531,9 @@ mod tests {
 
     #[test]
     fn a_cascade_is_approved_only_with_everything_it_reaches() {
-        let mut drop = Finding::new(known("drop-type"), "type public.mood");
+        let mut drop = Finding::new(known(RuleId::DropType), "type public.mood");
         drop.dependents = vec![];
-        let mut cascade = Finding::new(known("drop-cascade"), "type public.mood");
+        let mut cascade = Finding::new(known(RuleId::DropCascade), "type public.mood");
         cascade.dependents = vec!["column public.other.m".into(), "view public.v".into()];
         let f = vec![drop, cascade];
         let tg = vec![

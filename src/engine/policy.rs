@@ -1,7 +1,7 @@
 //! Policy: turns findings and settings into a decision, and renders the messages a
 //! user sees. Plain Rust, no server.
 
-use super::rules::{Rule, Severity, RULES};
+use super::rules::{Rule, RuleId, Severity, RETIRED, RULES};
 use thiserror::Error;
 
 /// `migsafe.mode`.
@@ -86,7 +86,10 @@ pub fn parse_disabled_rules(s: &str) -> Result<Vec<String>, SettingsError> {
         .filter(|p| !p.is_empty())
     {
         let id = id.trim().to_ascii_lowercase();
-        match RULES.iter().find(|r| r.id == id) {
+        if RETIRED.iter().any(|(retired, _, _)| *retired == id) {
+            continue; // a rule that no longer exists has nothing to disable
+        }
+        match RULES.iter().find(|r| r.id.as_str() == id) {
             None => return Err(SettingsError::UnknownRule(id)),
             Some(r) if r.protects_extension => return Err(SettingsError::ProtectedRule(id)),
             Some(_) => {
@@ -115,7 +118,7 @@ pub fn decide(findings: Vec<Finding>, settings: &Settings) -> Decision {
             refuse.push(f);
             continue;
         }
-        if settings.disabled_rules.iter().any(|d| d == r.id) {
+        if settings.disabled_rules.iter().any(|d| d == r.id.as_str()) {
             continue;
         }
         let blocking = settings.mode == Mode::Enforce
@@ -278,7 +281,7 @@ pub fn render_warning(f: &Finding) -> Report {
 }
 
 fn hint_text(findings: &[Finding]) -> String {
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: Vec<RuleId> = Vec::new();
     let mut out = Vec::new();
     for f in findings {
         if !seen.contains(&f.rule.id) {
@@ -314,7 +317,7 @@ mod tests {
 
     #[test]
     fn destructive_is_refused_in_enforce_and_warned_in_warn() {
-        let f = Finding::new(known("drop-table"), "table public.users");
+        let f = Finding::new(known(RuleId::DropTable), "table public.users");
         assert!(matches!(
             decide(vec![f.clone()], &s(Mode::Enforce)),
             Decision::Refuse(_)
@@ -328,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_refusal_on_a_standby_says_where_ddl_belongs_and_offers_no_phase() {
-        let f = Finding::new(known("drop-table"), "table public.users");
+        let f = Finding::new(known(RuleId::DropTable), "table public.users");
         let r = render_standby_refusal(&[f], "DROP TABLE users");
         assert!(r
             .message
@@ -347,7 +350,7 @@ mod tests {
 
     #[test]
     fn risky_warns_unless_block_risky() {
-        let f = Finding::new(known("create-index"), "table public.users");
+        let f = Finding::new(known(RuleId::CreateIndex), "table public.users");
         assert!(matches!(
             decide(vec![f.clone()], &s(Mode::Enforce)),
             Decision::Warn(_)
@@ -367,7 +370,7 @@ mod tests {
 
     #[test]
     fn protection_ignores_warn_mode_and_disabled_rules() {
-        let f = Finding::new(known("protect-extension"), "extension pg_migsafe");
+        let f = Finding::new(known(RuleId::ProtectExtension), "extension pg_migsafe");
         assert!(matches!(
             decide(vec![f.clone()], &s(Mode::Warn)),
             Decision::Refuse(_)
@@ -385,15 +388,15 @@ mod tests {
             disabled_rules: vec!["truncate".into()],
             ..Default::default()
         };
-        let f = Finding::new(known("truncate"), "table public.t");
+        let f = Finding::new(known(RuleId::Truncate), "table public.t");
         assert_eq!(decide(vec![f], &st), Decision::Allow);
-        let g = Finding::new(known("drop-table"), "table public.t");
+        let g = Finding::new(known(RuleId::DropTable), "table public.t");
         assert!(matches!(decide(vec![g], &st), Decision::Refuse(_)));
     }
 
     #[test]
     fn check_only_rules_never_reach_the_hook_decision() {
-        let f = Finding::new(known("dml-without-where"), "table public.t");
+        let f = Finding::new(known(RuleId::DmlWithoutWhere), "table public.t");
         assert_eq!(decide(vec![f], &s(Mode::Enforce)), Decision::Allow);
     }
 
@@ -408,11 +411,16 @@ mod tests {
             parse_disabled_rules("nope"),
             Err(SettingsError::UnknownRule("nope".into()))
         );
+        // Retired rules: accepted and ignored, so old configurations keep working.
+        assert_eq!(
+            parse_disabled_rules("rename-index, truncate").unwrap(),
+            vec!["truncate".to_string()]
+        );
     }
 
     #[test]
     fn refusal_message_stands_on_its_own() {
-        let f = Finding::new(known("drop-cascade"), "table public.users").fact("Owner: app");
+        let f = Finding::new(known(RuleId::DropCascade), "table public.users").fact("Owner: app");
         let mut f = f;
         f.dependents = (0..25).map(|i| format!("view public.v{i}")).collect();
         let r = render_refusal(
@@ -431,7 +439,7 @@ mod tests {
         assert!(r.detail.contains("and 5 more"));
         assert!(r.detail.contains("Owner: app."));
         assert!(r.detail.ends_with("Statement: DROP TABLE users CASCADE"));
-        assert_eq!(r.hint, known("drop-cascade").safe_alternative);
+        assert_eq!(r.hint, known(RuleId::DropCascade).safe_alternative);
     }
 
     #[test]
@@ -440,7 +448,7 @@ mod tests {
             block_risky: true,
             ..Default::default()
         };
-        let f = Finding::new(known("create-index"), "table public.users");
+        let f = Finding::new(known(RuleId::CreateIndex), "table public.users");
         let r = render_refusal(&[f], &st, "", Some("SELECT migsafe.begin_phase(...)"), None);
         assert!(
             r.message.contains("migsafe.block_risky = off"),
@@ -452,7 +460,7 @@ mod tests {
 
     #[test]
     fn refusal_names_the_approving_call_when_phases_exist() {
-        let f = Finding::new(known("drop-table"), "table public.orders");
+        let f = Finding::new(known(RuleId::DropTable), "table public.orders");
         let r = render_refusal(
             &[f],
             &Settings::default(),
@@ -468,7 +476,7 @@ mod tests {
             r.message
         );
         assert!(r.detail.contains("An expand phase is open"));
-        let p = Finding::new(known("protect-schema"), "schema migsafe");
+        let p = Finding::new(known(RuleId::ProtectSchema), "schema migsafe");
         let r = render_refusal(&[p], &Settings::default(), "", Some("SELECT …"), None);
         assert!(r.message.contains("migsafe.mode = 'off'"), "{}", r.message);
     }

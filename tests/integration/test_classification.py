@@ -1,0 +1,135 @@
+"""Classification that needs the live server (issue #12, "context that is right"):
+each case commits a setup, then runs one statement both through migsafe.check() and
+through the hook (in a transaction that is rolled back, as the table owner), and
+expects the same verdict from both — a rule id, or none.
+
+It covers what a static linter gets wrong in both directions: SET NOT NULL is free
+when a validated CHECK proves the column has no NULL (PostgreSQL skips the scan) but
+not when the column was added to an existing table in the same transaction; a cast
+that can fail is lossy whatever USING says; an identity's RESTART reissues used
+values; ALTER INDEX … RENAME naming a table renames the table; and the safe forms
+(ENABLE TRIGGER, REPLICA IDENTITY FULL, DETACH … CONCURRENTLY, a new trigger,
+renaming an index or a constraint) are not flagged."""
+import pytest
+
+from conftest import REFUSED, new_db, run
+
+USERS = ("CREATE TABLE users (id bigint PRIMARY KEY, email text, name text, code text, "
+         "age int CONSTRAINT users_age_check CHECK (age >= 0));\n"
+         "INSERT INTO users SELECT g, 'u' || g || '@example.com', 'n' || g, g::text, 30 "
+         "FROM generate_series(1, 1000) g;\n"
+         "CREATE INDEX users_email_idx ON users (email);")
+TRIGGERED = USERS + (
+    "\nCREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$BEGIN NEW.name := lower(NEW.name); RETURN NEW; END$$;\n"
+    "CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch();")
+PARTED = ("CREATE TABLE events (at date NOT NULL, v int) PARTITION BY RANGE (at);\n"
+          "CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');\n"
+          "INSERT INTO events VALUES ('2025-05-01', 1);")
+
+CASES = [
+    # (id, setup, statement, expected rule or None)
+    ("set-not-null-plain", USERS, "ALTER TABLE users ALTER COLUMN name SET NOT NULL", "set-not-null"),
+    ("set-not-null-proven-by-valid-check",
+     USERS + "\nALTER TABLE users ADD CONSTRAINT users_name_nn CHECK (name IS NOT NULL);",
+     "ALTER TABLE users ALTER COLUMN name SET NOT NULL", None),
+    ("set-not-null-not-valid-check-proves-nothing",
+     USERS + "\nALTER TABLE users ADD CONSTRAINT users_name_nn CHECK (name IS NOT NULL) NOT VALID;",
+     "ALTER TABLE users ALTER COLUMN name SET NOT NULL", "set-not-null"),
+    ("set-not-null-proven-after-validate",
+     USERS + "\nALTER TABLE users ADD CONSTRAINT users_name_nn CHECK (name IS NOT NULL) NOT VALID;"
+             "\nALTER TABLE users VALIDATE CONSTRAINT users_name_nn;",
+     "ALTER TABLE users ALTER COLUMN name SET NOT NULL", None),
+    ("set-not-null-on-a-new-column-of-an-existing-table", USERS,
+     "ALTER TABLE users ADD COLUMN nick text; ALTER TABLE users ALTER COLUMN nick SET NOT NULL",
+     "set-not-null"),
+    ("set-not-null-on-a-new-table", "",
+     "CREATE TABLE t (a int); ALTER TABLE t ALTER COLUMN a SET NOT NULL", None),
+    ("text-to-int-using-cast-is-lossy", USERS,
+     "ALTER TABLE users ALTER COLUMN code TYPE integer USING code::integer", "alter-column-type-lossy"),
+    ("text-to-int-is-lossy", USERS,
+     "ALTER TABLE users ALTER COLUMN code TYPE bigint USING code::bigint", "alter-column-type-lossy"),
+    ("identity-restart",
+     "CREATE TABLE tickets (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, t text);\n"
+     "INSERT INTO tickets (t) SELECT 'x' FROM generate_series(1, 10);",
+     "ALTER TABLE tickets ALTER COLUMN id RESTART WITH 1", "alter-sequence-restart"),
+    ("identity-set-increment-is-fine",
+     "CREATE TABLE tickets (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, t text);",
+     "ALTER TABLE tickets ALTER COLUMN id SET INCREMENT BY 2", None),
+    ("alter-index-rename-of-a-table", USERS, "ALTER INDEX users RENAME TO people", "rename-table"),
+    ("alter-index-rename-of-an-index", USERS,
+     "ALTER INDEX users_email_idx RENAME TO users_email_index", None),
+    ("rename-constraint", USERS,
+     "ALTER TABLE users RENAME CONSTRAINT users_age_check TO users_age_nonnegative", None),
+    ("enable-trigger", TRIGGERED, "ALTER TABLE users ENABLE TRIGGER users_touch", None),
+    ("disable-trigger", TRIGGERED, "ALTER TABLE users DISABLE TRIGGER users_touch",
+     "alter-trigger-state"),
+    ("enable-replica-trigger-stops-it", TRIGGERED,
+     "ALTER TABLE users ENABLE REPLICA TRIGGER users_touch", "alter-trigger-state"),
+    ("new-trigger-for-dual-writes", TRIGGERED,
+     "CREATE TRIGGER users_dual BEFORE INSERT OR UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch()",
+     None),
+    ("create-or-replace-of-a-new-trigger", TRIGGERED,
+     "CREATE OR REPLACE TRIGGER users_dual BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION touch()",
+     None),
+    ("create-or-replace-of-an-existing-trigger", TRIGGERED,
+     "CREATE OR REPLACE TRIGGER users_touch BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION touch()",
+     "create-trigger"),
+    ("replica-identity-full", USERS, "ALTER TABLE users REPLICA IDENTITY FULL", None),
+    ("replica-identity-nothing", USERS, "ALTER TABLE users REPLICA IDENTITY NOTHING",
+     "replica-identity"),
+    ("detach-partition", PARTED, "ALTER TABLE events DETACH PARTITION events_2025",
+     "detach-partition"),
+]
+
+# Run by check() only: they cannot run inside the hook test's transaction block.
+CHECK_ONLY = [
+    ("detach-partition-concurrently", PARTED,
+     "ALTER TABLE events DETACH PARTITION events_2025 CONCURRENTLY", None),
+]
+
+RISKY_OR_WORSE = ("risky", "destructive")
+
+
+def flagged(conn, sql):
+    return sorted({r for (r, sev) in conn.execute(
+        "SELECT rule_id, severity FROM migsafe.check(%s)", (sql,)) if sev in RISKY_OR_WORSE})
+
+
+@pytest.mark.parametrize("case", CASES + CHECK_ONLY, ids=[c[0] for c in CASES + CHECK_ONLY])
+def test_check_verdict(cluster, case):
+    _, setup, sql, expected = case
+    db = new_db(cluster)
+    with cluster.connect(db, "app_owner") as conn:
+        if setup:
+            r = run(conn, setup)
+            assert r.ok, f"setup failed: {r}"
+        got = flagged(conn, sql)
+    assert got == ([expected] if expected else []), got
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_hook_verdict(cluster, case):
+    """The hook agrees with check(): the expected rule is refused or warned, and a
+    statement check() calls safe passes without a warning."""
+    _, setup, sql, expected = case
+    db = new_db(cluster)
+    with cluster.connect(db, "app_owner") as conn:
+        if setup:
+            assert run(conn, setup).ok
+    with cluster.connect(db, "app_owner", autocommit=False) as conn:
+        seen = []
+        ok = True
+        for stmt in [s for s in sql.split(";") if s.strip()]:
+            r = run(conn, stmt)
+            seen += r.warned_rules()
+            if r.sqlstate == REFUSED:
+                seen.append(r.refused_rule())
+            if not r.ok:
+                ok = False
+                break
+        conn.rollback()
+    if expected:
+        assert expected in seen, (seen, r)
+    else:
+        assert ok and not seen, (seen, r)
