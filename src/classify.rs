@@ -17,7 +17,7 @@ use crate::pgutil::{cstr, qualified, quote, relid_of, relkind_word};
 use crate::spi::{self, As};
 use crate::track;
 use pgrx::pg_sys::{self, Node, NodeTag, Oid};
-use pgrx::PgList;
+use pgrx::{pg_guard, PgList};
 use std::ffi::{c_char, CString};
 
 unsafe extern "C-unwind" {
@@ -33,6 +33,12 @@ pub struct Classifier {
     created: std::collections::HashSet<String>,
     created_last: std::collections::HashSet<String>,
     migsafe_nsp: Oid,
+    /// check(): the input has more than one statement, so a runner (or `psql -1`) runs
+    /// them in one transaction block.
+    pub multi_statement: bool,
+    /// check(): enum values added by earlier statements of the input (type, value),
+    /// which PostgreSQL refuses to use before they commit.
+    added_enum_values: Vec<(String, String)>,
     pub findings: Vec<Finding>,
 }
 
@@ -149,6 +155,8 @@ impl Classifier {
             created: Default::default(),
             created_last: Default::default(),
             migsafe_nsp,
+            multi_statement: false,
+            added_enum_values: Vec::new(),
             findings: Vec::new(),
         }
     }
@@ -453,6 +461,9 @@ impl Classifier {
     pub unsafe fn classify(&mut self, node: *mut Node) {
         if node.is_null() {
             return;
+        }
+        if self.check_mode {
+            self.transaction_hazards(node);
         }
         match tag(node) {
             NodeTag::T_DropStmt => self.drop_stmt(node as *mut pg_sys::DropStmt),
@@ -1044,6 +1055,44 @@ impl Classifier {
                 self.protect_object(OBJECT_DOMAIN, (*s).object);
             }
             _ => self.simple(t, (*s).object, RuleId::RenameObject, |f| f.facts.push(fact)),
+        }
+    }
+
+    /// check() only: what makes a migration fail because it runs in one transaction
+    /// block (as Drizzle runs all pending files, and most runners each file).
+    unsafe fn transaction_hazards(&mut self, node: *mut Node) {
+        if self.multi_statement {
+            if let Some(what) = outside_transaction_only(node) {
+                self.add(RuleId::NotInTransaction, format!("statement {what}"));
+            }
+        }
+        if !self.added_enum_values.is_empty() {
+            let values: Vec<String> = self
+                .added_enum_values
+                .iter()
+                .map(|(_, v)| v.clone())
+                .collect();
+            if let Some(v) = uses_string_constant(node, &values) {
+                let ty = self
+                    .added_enum_values
+                    .iter()
+                    .find(|(_, x)| *x == v)
+                    .map(|(t, _)| t.clone())
+                    .unwrap_or_default();
+                self.add(RuleId::EnumValueUsedBeforeCommit, format!("type {ty}"))
+                    .facts
+                    .push(format!("Value '{v}', added earlier in this input"));
+            }
+        }
+        if tag(node) == NodeTag::T_AlterEnumStmt {
+            let s = node as *mut pg_sys::AlterEnumStmt;
+            let ty = name_list((*s).typeName);
+            // A type created in the same transaction may use its new values at once.
+            if (*s).oldVal.is_null() && !self.created_earlier(&ty) {
+                if let Some(v) = cstr((*s).newVal) {
+                    self.added_enum_values.push((ty, v));
+                }
+            }
         }
     }
 
@@ -1775,6 +1824,160 @@ fn rel_identity(display: &str) -> &str {
         }
     }
     display.split_once(' ').map(|x| x.1).unwrap_or(display)
+}
+
+/// The command, if PostgreSQL runs it only outside a transaction block
+/// (PreventInTransactionBlock), e.g. `CREATE INDEX CONCURRENTLY`.
+unsafe fn outside_transaction_only(node: *mut Node) -> Option<String> {
+    let tagname =
+        || cstr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node))).unwrap_or_default();
+    let concurrently = match tag(node) {
+        NodeTag::T_IndexStmt => (*(node as *mut pg_sys::IndexStmt)).concurrent,
+        NodeTag::T_DropStmt => (*(node as *mut pg_sys::DropStmt)).concurrent,
+        NodeTag::T_ReindexStmt => {
+            let s = node as *mut pg_sys::ReindexStmt;
+            use pg_sys::ReindexObjectType::*;
+            if matches!((*s).kind, REINDEX_OBJECT_SYSTEM | REINDEX_OBJECT_DATABASE) {
+                return Some(tagname());
+            }
+            #[cfg(feature = "pg13")]
+            let c = (*s).concurrent;
+            #[cfg(not(feature = "pg13"))]
+            let c = defelem_names((*s).params)
+                .iter()
+                .any(|d| d == "concurrently");
+            c
+        }
+        NodeTag::T_AlterTableStmt => nodes((*(node as *mut pg_sys::AlterTableStmt)).cmds)
+            .into_iter()
+            .any(|c| {
+                tag(c) == NodeTag::T_AlterTableCmd
+                    && (*(c as *mut pg_sys::AlterTableCmd)).subtype
+                        == pg_sys::AlterTableType::AT_DetachPartition
+                    && detach_concurrently((*(c as *mut pg_sys::AlterTableCmd)).def)
+            }),
+        NodeTag::T_VacuumStmt if (*(node as *mut pg_sys::VacuumStmt)).is_vacuumcmd => {
+            return Some(tagname())
+        }
+        NodeTag::T_ClusterStmt if (*(node as *mut pg_sys::ClusterStmt)).relation.is_null() => {
+            return Some(tagname())
+        }
+        NodeTag::T_CreatedbStmt
+        | NodeTag::T_DropdbStmt
+        | NodeTag::T_CreateTableSpaceStmt
+        | NodeTag::T_DropTableSpaceStmt
+        | NodeTag::T_AlterSystemStmt => return Some(tagname()),
+        _ => false,
+    };
+    concurrently.then(|| format!("{} … CONCURRENTLY", tagname()))
+}
+
+/// The first of `values` that the statement uses as a string constant, in a DML
+/// statement, a column default, a CHECK or an index predicate or expression.
+unsafe fn uses_string_constant(node: *mut Node, values: &[String]) -> Option<String> {
+    let mut roots: Vec<*mut Node> = Vec::new();
+    let column = |cd: *mut pg_sys::ColumnDef, roots: &mut Vec<*mut Node>| {
+        roots.push((*cd).raw_default);
+        for c in nodes((*cd).constraints) {
+            if tag(c) == NodeTag::T_Constraint {
+                roots.push((*(c as *mut pg_sys::Constraint)).raw_expr);
+            }
+        }
+    };
+    match tag(node) {
+        NodeTag::T_SelectStmt
+        | NodeTag::T_InsertStmt
+        | NodeTag::T_UpdateStmt
+        | NodeTag::T_DeleteStmt => roots.push(node),
+        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+        NodeTag::T_MergeStmt => roots.push(node),
+        NodeTag::T_AlterTableStmt => {
+            for c in nodes((*(node as *mut pg_sys::AlterTableStmt)).cmds) {
+                if tag(c) != NodeTag::T_AlterTableCmd {
+                    continue;
+                }
+                let def = (*(c as *mut pg_sys::AlterTableCmd)).def;
+                if def.is_null() {
+                    continue;
+                }
+                match tag(def) {
+                    NodeTag::T_ColumnDef => column(def as *mut pg_sys::ColumnDef, &mut roots),
+                    NodeTag::T_Constraint => {
+                        roots.push((*(def as *mut pg_sys::Constraint)).raw_expr)
+                    }
+                    _ if (*(c as *mut pg_sys::AlterTableCmd)).subtype
+                        == pg_sys::AlterTableType::AT_ColumnDefault =>
+                    {
+                        roots.push(def)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        NodeTag::T_CreateStmt => {
+            for e in nodes((*(node as *mut pg_sys::CreateStmt)).tableElts) {
+                match tag(e) {
+                    NodeTag::T_ColumnDef => column(e as *mut pg_sys::ColumnDef, &mut roots),
+                    NodeTag::T_Constraint => roots.push((*(e as *mut pg_sys::Constraint)).raw_expr),
+                    _ => {}
+                }
+            }
+        }
+        NodeTag::T_IndexStmt => {
+            let s = node as *mut pg_sys::IndexStmt;
+            roots.push((*s).whereClause);
+            for p in nodes((*s).indexParams) {
+                if tag(p) == NodeTag::T_IndexElem {
+                    roots.push((*(p as *mut pg_sys::IndexElem)).expr);
+                }
+            }
+        }
+        _ => {}
+    }
+    let mut search = ConstSearch {
+        values,
+        found: None,
+    };
+    for r in roots.into_iter().filter(|r| !r.is_null()) {
+        if const_walker(r, (&mut search as *mut ConstSearch).cast()) {
+            break;
+        }
+    }
+    search.found
+}
+
+struct ConstSearch<'a> {
+    values: &'a [String],
+    found: Option<String>,
+}
+
+/// raw_expression_tree_walker's callback: stops at a string constant in `values`.
+#[pg_guard]
+unsafe extern "C-unwind" fn const_walker(node: *mut Node, cx: *mut std::ffi::c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    pg_sys::check_stack_depth();
+    let search = &mut *(cx as *mut ConstSearch);
+    if tag(node) == NodeTag::T_A_Const {
+        let c = node as *mut pg_sys::A_Const;
+        #[cfg(any(feature = "pg13", feature = "pg14"))]
+        let text = ((*c).val.type_ == NodeTag::T_String)
+            .then(|| cstr((*c).val.val.str_))
+            .flatten();
+        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+        let text = (!(*c).isnull && (*c).val.node.type_ == NodeTag::T_String)
+            .then(|| cstr((*c).val.sval.sval))
+            .flatten();
+        if let Some(t) = text {
+            if search.values.contains(&t) {
+                search.found = Some(t);
+                return true;
+            }
+        }
+        return false;
+    }
+    pg_sys::raw_expression_tree_walker(node, Some(const_walker), cx)
 }
 
 /// Does the current user own the relation?

@@ -157,6 +157,7 @@ fn check(
     let mut rows: Vec<CheckRow> = Vec::new();
     let mut classifier = Classifier::new(true);
     let stmts = unsafe { PgList::<pg_sys::RawStmt>::from_pg(parsed) };
+    classifier.multi_statement = stmts.len() > 1;
     for (i, raw) in stmts.iter_ptr().enumerate() {
         pgrx::check_for_interrupts!();
         let n = (i + 1) as i32;

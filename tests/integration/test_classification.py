@@ -82,10 +82,44 @@ CASES = [
      "detach-partition"),
 ]
 
-# Run by check() only: they cannot run inside the hook test's transaction block.
+MOOD = ("CREATE TYPE mood AS ENUM ('sad', 'ok');\n"
+        "CREATE TABLE people (id int PRIMARY KEY, m mood, note text);\n"
+        "INSERT INTO people VALUES (1, 'ok', 'happy');")
+
+# Run by check() only: they cannot run inside the hook test's transaction block, or
+# are about the transaction a runner wraps around the whole input.
 CHECK_ONLY = [
     ("detach-partition-concurrently", PARTED,
      "ALTER TABLE events DETACH PARTITION events_2025 CONCURRENTLY", None),
+    ("concurrent-index-alone", USERS, "CREATE INDEX CONCURRENTLY users_name_idx ON users (name)",
+     None),
+    ("concurrent-index-in-a-migration", USERS,
+     "ALTER TABLE users ADD COLUMN nick text; CREATE INDEX CONCURRENTLY users_nick_idx ON users (nick)",
+     "not-in-transaction"),
+    ("drop-index-concurrently-in-a-migration", USERS,
+     "CREATE TABLE t (a int); DROP INDEX CONCURRENTLY users_email_idx", "not-in-transaction"),
+    ("reindex-concurrently-in-a-migration", USERS,
+     "CREATE TABLE t (a int); REINDEX INDEX CONCURRENTLY users_email_idx", "not-in-transaction"),
+    ("vacuum-in-a-migration", USERS, "CREATE TABLE t (a int); VACUUM users", "not-in-transaction"),
+    ("enum-value-used-by-update", MOOD,
+     "ALTER TYPE mood ADD VALUE 'happy'; UPDATE people SET m = 'happy' WHERE id = 1",
+     "enum-value-used-before-commit"),
+    ("enum-value-used-as-default", MOOD,
+     "ALTER TYPE mood ADD VALUE 'happy'; ALTER TABLE people ALTER COLUMN m SET DEFAULT 'happy'",
+     "enum-value-used-before-commit"),
+    ("enum-value-used-in-a-check", MOOD,
+     "ALTER TYPE mood ADD VALUE 'happy'; "
+     "ALTER TABLE people ADD CONSTRAINT not_happy CHECK (m <> 'happy') NOT VALID",
+     "enum-value-used-before-commit"),
+    ("enum-value-used-in-a-new-table", MOOD,
+     "ALTER TYPE mood ADD VALUE 'happy'; CREATE TABLE p2 (m mood DEFAULT 'happy')",
+     "enum-value-used-before-commit"),
+    ("enum-value-added-alone", MOOD, "ALTER TYPE mood ADD VALUE 'happy'", None),
+    ("enum-value-other-string-is-fine", MOOD,
+     "ALTER TYPE mood ADD VALUE 'happy'; UPDATE people SET note = 'sad' WHERE id = 1", None),
+    ("enum-of-a-type-created-in-the-migration", "",
+     "CREATE TYPE feel AS ENUM ('a'); ALTER TYPE feel ADD VALUE 'b'; CREATE TABLE f (x feel DEFAULT 'b')",
+     None),
 ]
 
 RISKY_OR_WORSE = ("risky", "destructive")
