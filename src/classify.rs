@@ -39,6 +39,9 @@ pub struct Classifier {
     /// check(): enum values added by earlier statements of the input (type, value),
     /// which PostgreSQL refuses to use before they commit.
     added_enum_values: Vec<(String, String)>,
+    /// check(): existing tables that earlier statements of the input lock ACCESS
+    /// EXCLUSIVE (held until the runner's transaction commits).
+    locked_exclusive: Vec<Oid>,
     pub findings: Vec<Finding>,
 }
 
@@ -157,6 +160,7 @@ impl Classifier {
             migsafe_nsp,
             multi_statement: false,
             added_enum_values: Vec::new(),
+            locked_exclusive: Vec::new(),
             findings: Vec::new(),
         }
     }
@@ -1084,6 +1088,26 @@ impl Classifier {
                     .push(format!("Value '{v}', added earlier in this input"));
             }
         }
+        if self.multi_statement {
+            if let Some(relid) = dml_target(node).filter(|r| self.locked_exclusive.contains(r)) {
+                let rows = crate::pgutil::estimated_rows(relid);
+                if rows != Some(0.0) {
+                    let o = self.rel_obj(relid);
+                    let size = match rows {
+                        Some(n) => format!("About {n:.0} rows (the planner's estimate)"),
+                        None => "The table has never been analysed: its size is unknown".into(),
+                    };
+                    self.add(RuleId::BackfillUnderLock, o.display)
+                        .facts
+                        .push(size);
+                }
+            }
+            if let Some(relid) = exclusive_lock_target(node) {
+                if !self.rel_obj(relid).exempt && !self.locked_exclusive.contains(&relid) {
+                    self.locked_exclusive.push(relid);
+                }
+            }
+        }
         if tag(node) == NodeTag::T_AlterEnumStmt {
             let s = node as *mut pg_sys::AlterEnumStmt;
             let ty = name_list((*s).typeName);
@@ -1870,6 +1894,59 @@ unsafe fn outside_transaction_only(node: *mut Node) -> Option<String> {
         _ => false,
     };
     concurrently.then(|| format!("{} … CONCURRENTLY", tagname()))
+}
+
+/// The table an UPDATE, a DELETE or an INSERT … SELECT … FROM writes (a backfill);
+/// INSERT … VALUES adds a few rows and is not one.
+unsafe fn dml_target(node: *mut Node) -> Option<Oid> {
+    let rv = match tag(node) {
+        NodeTag::T_UpdateStmt => (*(node as *mut pg_sys::UpdateStmt)).relation,
+        NodeTag::T_DeleteStmt => (*(node as *mut pg_sys::DeleteStmt)).relation,
+        NodeTag::T_InsertStmt => {
+            let s = node as *mut pg_sys::InsertStmt;
+            let sel = (*s).selectStmt;
+            if sel.is_null()
+                || tag(sel) != NodeTag::T_SelectStmt
+                || (*(sel as *mut pg_sys::SelectStmt)).fromClause.is_null()
+            {
+                return None;
+            }
+            (*s).relation
+        }
+        _ => return None,
+    };
+    let relid = relid_of(rv);
+    (relid != pg_sys::InvalidOid).then_some(relid)
+}
+
+/// The existing table an ALTER TABLE locks ACCESS EXCLUSIVE (as PostgreSQL computes
+/// the lock: AlterTableGetLockLevel), or that a RENAME renames.
+unsafe fn exclusive_lock_target(node: *mut Node) -> Option<Oid> {
+    let rv = match tag(node) {
+        NodeTag::T_AlterTableStmt => {
+            let s = node as *mut pg_sys::AlterTableStmt;
+            if pg_sys::AlterTableGetLockLevel((*s).cmds) != pg_sys::AccessExclusiveLock as i32 {
+                return None;
+            }
+            (*s).relation
+        }
+        NodeTag::T_RenameStmt => {
+            let s = node as *mut pg_sys::RenameStmt;
+            use pg_sys::ObjectType::*;
+            if !matches!((*s).renameType, OBJECT_TABLE | OBJECT_COLUMN) {
+                return None;
+            }
+            (*s).relation
+        }
+        _ => return None,
+    };
+    if rv.is_null() {
+        return None;
+    }
+    let relid = relid_of(rv);
+    (relid != pg_sys::InvalidOid
+        && matches!(pg_sys::get_rel_relkind(relid) as u8, b'r' | b'p' | b'm'))
+    .then_some(relid)
 }
 
 /// The first of `values` that the statement uses as a string constant, in a DML

@@ -125,6 +125,26 @@ unsafe fn with_class<R>(relid: Oid, f: impl FnOnce(&pg_sys::FormData_pg_class) -
     Some(r)
 }
 
+/// The planner's estimate of a relation's rows (pg_class.reltuples), or None when
+/// the server does not know: never analysed (PostgreSQL 14+ says -1; 13 says 0 with
+/// no pages), or the relation does not exist. An unknown size is never "empty".
+///
+/// # Safety
+/// Catalog access: call inside a transaction.
+pub unsafe fn estimated_rows(relid: Oid) -> Option<f64> {
+    with_class(relid, |c| {
+        let t = c.reltuples as f64;
+        if t > 0.0 {
+            Some(t)
+        } else if t == 0.0 && (cfg!(not(feature = "pg13")) || c.relpages > 0) {
+            Some(0.0)
+        } else {
+            None
+        }
+    })
+    .flatten()
+}
+
 /// The owner of a relation (None if it does not exist).
 ///
 /// # Safety
