@@ -10,7 +10,7 @@
 //! of `migsafe.check()` that will never run, so objects that do not exist are assumed to
 //! exist unless an earlier statement of the same input creates them.
 
-use crate::engine::policy::Finding;
+use crate::engine::policy::{Finding, TableSize};
 use crate::engine::rules::{known, RuleId};
 use crate::engine::typechange::{self, ColType, TypeChange};
 use crate::pgutil::{cstr, qualified, quote, relid_of, relkind_word};
@@ -469,6 +469,38 @@ impl Classifier {
         if self.check_mode {
             self.transaction_hazards(node);
         }
+        let before = self.findings.len();
+        self.classify_statement(node);
+        self.measure(node, before);
+    }
+
+    /// Gives the findings from `first` on whose work goes over the statement's table
+    /// (rewrite, scan, index build) that table's size, as the catalog estimates it.
+    unsafe fn measure(&mut self, node: *mut Node, first: usize) {
+        if !self.findings[first..]
+            .iter()
+            .any(|f| f.rule.work.touches_rows())
+        {
+            return;
+        }
+        let Some(relid) = statement_table(node) else {
+            return;
+        };
+        let size = match (
+            crate::pgutil::estimated_rows(relid),
+            crate::pgutil::estimated_bytes(relid),
+        ) {
+            (Some(rows), Some(bytes)) => TableSize::Estimated { rows, bytes },
+            _ => TableSize::Unknown,
+        };
+        for f in &mut self.findings[first..] {
+            if f.rule.work.touches_rows() && f.size.is_none() {
+                f.size = Some(size);
+            }
+        }
+    }
+
+    unsafe fn classify_statement(&mut self, node: *mut Node) {
         match tag(node) {
             NodeTag::T_DropStmt => self.drop_stmt(node as *mut pg_sys::DropStmt),
             NodeTag::T_TruncateStmt => self.truncate(node as *mut pg_sys::TruncateStmt),
@@ -1894,6 +1926,39 @@ unsafe fn outside_transaction_only(node: *mut Node) -> Option<String> {
         _ => false,
     };
     concurrently.then(|| format!("{} … CONCURRENTLY", tagname()))
+}
+
+/// The existing table whose rows the statement's work goes over (ALTER TABLE, CREATE
+/// INDEX, CLUSTER, REFRESH, VACUUM of one table, REINDEX TABLE / INDEX).
+unsafe fn statement_table(node: *mut Node) -> Option<Oid> {
+    let rv = match tag(node) {
+        NodeTag::T_AlterTableStmt => (*(node as *mut pg_sys::AlterTableStmt)).relation,
+        NodeTag::T_IndexStmt => (*(node as *mut pg_sys::IndexStmt)).relation,
+        NodeTag::T_ClusterStmt => (*(node as *mut pg_sys::ClusterStmt)).relation,
+        NodeTag::T_RefreshMatViewStmt => (*(node as *mut pg_sys::RefreshMatViewStmt)).relation,
+        NodeTag::T_ReindexStmt => (*(node as *mut pg_sys::ReindexStmt)).relation,
+        NodeTag::T_VacuumStmt => {
+            let rels = nodes((*(node as *mut pg_sys::VacuumStmt)).rels);
+            match rels.as_slice() {
+                [one] if tag(*one) == NodeTag::T_VacuumRelation => {
+                    (*(*one as *mut pg_sys::VacuumRelation)).relation
+                }
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    if rv.is_null() {
+        return None;
+    }
+    let mut relid = relid_of(rv);
+    if relid == pg_sys::InvalidOid {
+        return None;
+    }
+    if matches!(pg_sys::get_rel_relkind(relid) as u8, b'i' | b'I') {
+        relid = pg_sys::IndexGetRelation(relid, true);
+    }
+    (relid != pg_sys::InvalidOid).then_some(relid)
 }
 
 /// The table an UPDATE, a DELETE or an INSERT … SELECT … FROM writes (a backfill);

@@ -19,6 +19,7 @@ pub enum GucMode {
 
 pub static MODE: GucSetting<GucMode> = GucSetting::<GucMode>::new(GucMode::Enforce);
 pub static BLOCK_RISKY: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static BLOCK_RISKY_ROWS: GucSetting<i32> = GucSetting::<i32>::new(-1);
 pub static DISABLED_RULES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static MIN_EXPAND_AGE: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static REQUIRE_APPROVAL: GucSetting<bool> = GucSetting::<bool>::new(false);
@@ -83,6 +84,16 @@ pub fn init() {
         c"Refuse risky DDL (heavy locks, rewrites, scans) too, instead of warning.",
         c"Only the server configuration file can set it (reload to apply).",
         &BLOCK_RISKY,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"migsafe.block_risky_rows",
+        c"Refuse risky work (rewrite, scan, index build) on a table with more rows than this, or of unknown size.",
+        c"-1 (default): never; the planner's estimate (pg_class.reltuples) decides. Only the server configuration file can set it.",
+        &BLOCK_RISKY_ROWS,
+        -1,
+        i32::MAX,
         GucContext::Sighup,
         GucFlags::default(),
     );
@@ -199,6 +210,7 @@ pub fn settings() -> Settings {
     Settings {
         mode: mode(),
         block_risky: BLOCK_RISKY.get(),
+        block_risky_rows: BLOCK_RISKY_ROWS.get() as i64,
         disabled_rules: disabled,
     }
 }

@@ -145,6 +145,14 @@ pub unsafe fn estimated_rows(relid: Oid) -> Option<f64> {
     .flatten()
 }
 
+/// A relation's size in bytes as pg_class estimates it (relpages × block size).
+///
+/// # Safety
+/// Catalog access: call inside a transaction.
+pub unsafe fn estimated_bytes(relid: Oid) -> Option<i64> {
+    with_class(relid, |c| c.relpages as i64 * pg_sys::BLCKSZ as i64)
+}
+
 /// The owner of a relation (None if it does not exist).
 ///
 /// # Safety

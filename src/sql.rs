@@ -192,7 +192,8 @@ fn check(
                 Decision::Refuse(_) => "refused",
             };
             let mut message = format!("{} on {}: {}", f.rule.id, f.object, f.rule.message);
-            for fact in &f.facts {
+            let size = f.size.map(crate::engine::policy::TableSize::fact);
+            for fact in f.facts.iter().chain(size.iter()) {
                 message.push_str(". ");
                 message.push_str(fact);
             }

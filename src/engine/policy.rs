@@ -17,6 +17,10 @@ pub enum Mode {
 pub struct Settings {
     pub mode: Mode,
     pub block_risky: bool,
+    /// `migsafe.block_risky_rows`: in enforce mode, risky work (rewrite, scan, index
+    /// build) over a table with more rows than this — or of unknown size — is refused;
+    /// negative: never.
+    pub block_risky_rows: i64,
     pub disabled_rules: Vec<String>,
 }
 
@@ -25,6 +29,7 @@ impl Default for Settings {
         Settings {
             mode: Mode::Enforce,
             block_risky: false,
+            block_risky_rows: -1,
             disabled_rules: Vec::new(),
         }
     }
@@ -40,6 +45,66 @@ pub struct Finding {
     pub facts: Vec<String>,
     /// Objects a CASCADE would also drop (or TRUNCATE … CASCADE would empty).
     pub dependents: Vec<String>,
+    /// The size of the table the rule's work (rewrite, scan, index build) goes over,
+    /// when the classifier measured it.
+    pub size: Option<TableSize>,
+}
+
+/// A table's size as the catalog estimates it (pg_class.reltuples / relpages).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TableSize {
+    /// Never analysed: the server does not know (never taken for empty).
+    Unknown,
+    Estimated {
+        rows: f64,
+        bytes: i64,
+    },
+}
+
+impl TableSize {
+    /// Above `limit` rows? Unknown counts as above.
+    pub fn above(self, limit: i64) -> bool {
+        match self {
+            TableSize::Unknown => true,
+            TableSize::Estimated { rows, .. } => rows > limit as f64,
+        }
+    }
+
+    /// The DETAIL fact, e.g. `Table size: about 1200000 rows, 96 MB (planner's estimate)`.
+    pub fn fact(self) -> String {
+        match self {
+            TableSize::Unknown => {
+                "Table size: unknown (never analysed), so not taken for empty".into()
+            }
+            TableSize::Estimated { rows, bytes } => format!(
+                "Table size: about {rows:.0} rows, {} (planner's estimate)",
+                human_bytes(bytes)
+            ),
+        }
+    }
+}
+
+fn human_bytes(b: i64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} bytes")
+    } else {
+        format!("{v:.0} {}", UNITS[u])
+    }
+}
+
+/// Is a risky finding refused for its table's size alone?
+fn too_big(f: &Finding, settings: &Settings) -> bool {
+    settings.block_risky_rows >= 0
+        && f.rule.severity == Severity::Risky
+        && f.rule.work.touches_rows()
+        && f.size.is_some_and(|s| s.above(settings.block_risky_rows))
 }
 
 impl Finding {
@@ -49,6 +114,7 @@ impl Finding {
             object: object.into(),
             facts: Vec::new(),
             dependents: Vec::new(),
+            size: None,
         }
     }
     pub fn fact(mut self, f: impl Into<String>) -> Self {
@@ -123,7 +189,8 @@ pub fn decide(findings: Vec<Finding>, settings: &Settings) -> Decision {
         }
         let blocking = settings.mode == Mode::Enforce
             && (r.severity == Severity::Destructive
-                || (r.severity == Severity::Risky && settings.block_risky));
+                || (r.severity == Severity::Risky && settings.block_risky)
+                || too_big(&f, settings));
         match (blocking, r.severity) {
             (_, Severity::Safe) => {}
             (true, _) => refuse.push(f),
@@ -149,7 +216,8 @@ pub struct Report {
     pub hint: String,
 }
 
-fn how_to_run(rule: &Rule, settings: &Settings, approval: Option<&str>) -> String {
+fn how_to_run(f: &Finding, settings: &Settings, approval: Option<&str>) -> String {
+    let rule = f.rule;
     if let (Some(call), false, Severity::Destructive) =
         (approval, rule.protects_extension, rule.severity)
     {
@@ -158,6 +226,11 @@ fn how_to_run(rule: &Rule, settings: &Settings, approval: Option<&str>) -> Strin
     if rule.protects_extension {
         "only a DBA can allow it, by setting migsafe.mode = 'off' in postgresql.conf and reloading"
             .into()
+    } else if rule.severity == Severity::Risky && !settings.block_risky && too_big(f, settings) {
+        format!(
+            "the table is over migsafe.block_risky_rows ({} rows); to run it anyway a DBA raises that setting, or adds '{}' to migsafe.disabled_rules, in postgresql.conf and reloads",
+            settings.block_risky_rows, rule.id
+        )
     } else if rule.severity == Severity::Risky && settings.block_risky {
         format!(
             "to run it anyway a DBA sets migsafe.block_risky = off, or adds '{}' to migsafe.disabled_rules, in postgresql.conf and reloads",
@@ -183,7 +256,8 @@ fn facts_line(f: &Finding) -> String {
         r.work.as_str(),
         if r.data_loss { "yes" } else { "no" }
     );
-    for fact in &f.facts {
+    let size = f.size.map(TableSize::fact);
+    for fact in f.facts.iter().chain(size.iter()) {
         s.push(' ');
         let mut chars = fact.chars();
         if let Some(c) = chars.next() {
@@ -232,7 +306,7 @@ pub fn render_refusal(
         r.id,
         first.object,
         r.message,
-        how_to_run(r, settings, approval)
+        how_to_run(first, settings, approval)
     );
     let mut detail: Vec<String> = findings.iter().map(facts_line).collect();
     if let Some(n) = note {
@@ -379,6 +453,76 @@ mod tests {
         assert_eq!(
             parse_disabled_rules("protect-settings"),
             Err(SettingsError::ProtectedRule("protect-settings".into()))
+        );
+    }
+
+    #[test]
+    fn risky_work_on_a_big_or_unknown_table_is_refused_over_the_limit() {
+        let st = Settings {
+            block_risky_rows: 1_000_000,
+            ..Default::default()
+        };
+        let sized = |size| Finding {
+            size,
+            ..Finding::new(known(RuleId::CreateIndex), "table public.users")
+        };
+        let big = TableSize::Estimated {
+            rows: 2e6,
+            bytes: 300 << 20,
+        };
+        let small = TableSize::Estimated {
+            rows: 10.0,
+            bytes: 8192,
+        };
+        assert!(matches!(
+            decide(vec![sized(Some(big))], &st),
+            Decision::Refuse(_)
+        ));
+        assert!(matches!(
+            decide(vec![sized(Some(TableSize::Unknown))], &st),
+            Decision::Refuse(_)
+        ));
+        assert!(matches!(
+            decide(vec![sized(Some(small))], &st),
+            Decision::Warn(_)
+        ));
+        assert!(matches!(decide(vec![sized(None)], &st), Decision::Warn(_)));
+        // Off by default, and only in enforce mode.
+        assert!(matches!(
+            decide(vec![sized(Some(big))], &Settings::default()),
+            Decision::Warn(_)
+        ));
+        let warn = Settings {
+            mode: Mode::Warn,
+            ..st.clone()
+        };
+        assert!(matches!(
+            decide(vec![sized(Some(big))], &warn),
+            Decision::Warn(_)
+        ));
+        // Catalog-only risky work is not about size.
+        let renamed = Finding {
+            size: Some(big),
+            ..Finding::new(known(RuleId::ReplicaIdentity), "table public.users")
+        };
+        assert!(matches!(decide(vec![renamed], &st), Decision::Warn(_)));
+        let r = render_refusal(
+            &[sized(Some(big))],
+            &st,
+            "CREATE INDEX i ON users (email)",
+            None,
+            None,
+        );
+        assert!(
+            r.message
+                .contains("migsafe.block_risky_rows (1000000 rows)"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.detail.contains("Table size: about 2000000 rows, 300 MB"),
+            "{}",
+            r.detail
         );
     }
 

@@ -182,3 +182,44 @@ def test_hook_verdict(cluster, case):
         assert expected in seen, (seen, r)
     else:
         assert ok and not seen, (seen, r)
+
+
+def test_block_risky_rows_refuses_risky_work_on_big_or_unknown_tables(cluster):
+    """migsafe.block_risky_rows: risky work on a table the planner says is bigger, or
+    whose size it does not know (never analysed), is refused; on a small one it is
+    warned; catalog-only risky statements are not about size. check() shows the size."""
+    db = new_db(cluster)
+    with cluster.connect(db, "app_owner") as conn:
+        assert run(conn, "CREATE TABLE big (id int, v text);"
+                         "INSERT INTO big SELECT g, g::text FROM generate_series(1, 5000) g;"
+                         "ANALYZE big;"
+                         "CREATE TABLE small (id int, v text); INSERT INTO small VALUES (1, 'a');"
+                         "ANALYZE small;"
+                         "CREATE TABLE unknown (id int, v text); INSERT INTO unknown VALUES (1, 'a');").ok
+    cluster.configure(migsafe__block_risky_rows="1000")
+    try:
+        with cluster.connect(db, "app_owner", autocommit=False) as conn:
+            r = run(conn, "CREATE INDEX big_v ON big (v)")
+            assert r.sqlstate == REFUSED, r
+            assert "migsafe.block_risky_rows (1000 rows)" in r.message, r.message
+            assert "Table size: about 5000 rows" in r.error.diag.message_detail
+            conn.rollback()
+            r = run(conn, "CREATE INDEX unknown_v ON unknown (v)")
+            assert r.sqlstate == REFUSED, r
+            assert "never analysed" in r.error.diag.message_detail
+            conn.rollback()
+            r = run(conn, "CREATE INDEX small_v ON small (v)")
+            assert r.ok and "create-index" in r.warned_rules(), r
+            conn.rollback()
+            r = run(conn, "ALTER TABLE big REPLICA IDENTITY NOTHING")
+            assert r.ok and "replica-identity" in r.warned_rules(), r
+            conn.rollback()
+        with cluster.connect(db, "app_owner") as conn:
+            (decision, message), = conn.execute(
+                "SELECT decision, message FROM migsafe.check('CREATE INDEX big_v ON big (v)')").fetchall()
+            assert decision == "refused" and "about 5000 rows" in message, message
+    finally:
+        cluster.configure(migsafe__block_risky_rows=None)
+    with cluster.connect(db, "app_owner", autocommit=False) as conn:
+        r = run(conn, "CREATE INDEX big_v ON big (v)")
+        assert r.ok and "create-index" in r.warned_rules(), r
