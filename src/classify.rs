@@ -42,6 +42,10 @@ pub struct Classifier {
     /// check(): existing tables that earlier statements of the input lock ACCESS
     /// EXCLUSIVE (held until the runner's transaction commits).
     locked_exclusive: Vec<Oid>,
+    /// check(): existing relations that earlier statements of the input tied to a
+    /// relation the input creates (bare lower-case name of the new one, the existing
+    /// one's display, its drop rule, whether only CASCADE takes it along).
+    adopted: Vec<(String, String, RuleId, bool)>,
     pub findings: Vec<Finding>,
 }
 
@@ -161,6 +165,7 @@ impl Classifier {
             multi_statement: false,
             added_enum_values: Vec::new(),
             locked_exclusive: Vec::new(),
+            adopted: Vec::new(),
             findings: Vec::new(),
         }
     }
@@ -395,6 +400,46 @@ impl Classifier {
     /// Everything a CASCADE drop of `addr` would also drop, except objects that are
     /// exempt (temporary or created in this transaction). Views are reported as views,
     /// not as their rewrite rules.
+    /// Dropping a relation created in this transaction also drops, with no CASCADE,
+    /// what depends on it automatically: partitions, sequences OWNED BY its columns.
+    /// Those that existed before the transaction are judged as dropped themselves.
+    unsafe fn adopted_relations(&mut self, new: &Obj) {
+        const AUTO: &str = "WITH RECURSIVE d(classid, objid) AS ( \
+               SELECT classid, objid FROM pg_catalog.pg_depend \
+                WHERE refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND refobjid = $1 \
+                  AND deptype = 'a' \
+               UNION \
+               SELECT p.classid, p.objid FROM d JOIN pg_catalog.pg_depend p \
+                   ON p.refclassid = d.classid AND p.refobjid = d.objid AND p.deptype = 'a' ) \
+             SELECT DISTINCT d.objid::int8 FROM d \
+              JOIN pg_catalog.pg_class c ON c.oid = d.objid \
+             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+               AND c.relkind IN ('r', 'p', 'S', 'm', 'f') \
+             ORDER BY 1";
+        let oids: Vec<i64> = spi::select(As::Caller, AUTO, &[new.addr.objectId.into()], |t| {
+            let mut out = Vec::new();
+            for row in t {
+                out.push(row.get::<i64>(1)?.unwrap_or(0));
+            }
+            Ok(out)
+        });
+        for oid in oids {
+            let o = self.rel_obj(Oid::from(oid as u32));
+            if o.exempt {
+                continue;
+            }
+            let rule = if pg_sys::get_rel_relkind(o.addr.objectId) as u8 == b'S' {
+                RuleId::DropSequence
+            } else {
+                RuleId::DropTable
+            };
+            self.add(rule, o.display).facts.push(format!(
+                "Dropped along with {}, which is new in this transaction",
+                new.display
+            ));
+        }
+    }
+
     unsafe fn cascade_dependents(&self, addr: &pg_sys::ObjectAddress) -> Vec<String> {
         // Walk "who depends on this" edges (normal, auto, internal, extension). An
         // object reached that is an internal part of another (a view's rewrite rule)
@@ -930,6 +975,11 @@ impl Classifier {
                     if let (false, Some(rule)) = (o.exempt, rule) {
                         self.add(rule, o.display.clone());
                     }
+                    if o.exempt && o.addr.classId == pg_sys::RelationRelationId {
+                        // New, but what it takes along may not be: an existing table
+                        // attached as its partition, an existing sequence OWNED BY it.
+                        self.adopted_relations(&o);
+                    }
                     if !deps.is_empty() {
                         let f = self.add(RuleId::DropCascade, o.display);
                         f.dependents = deps;
@@ -1140,6 +1190,7 @@ impl Classifier {
                 }
             }
         }
+        self.note_adoptions(node);
         if tag(node) == NodeTag::T_AlterEnumStmt {
             let s = node as *mut pg_sys::AlterEnumStmt;
             let ty = name_list((*s).typeName);
@@ -1149,6 +1200,122 @@ impl Classifier {
                     self.added_enum_values.push((ty, v));
                 }
             }
+        }
+    }
+
+    /// check(): an existing sequence made OWNED BY a column of a table the input
+    /// creates, an existing table attached as a partition of such a table or made to
+    /// inherit from one — dropping the new table later takes it along.
+    unsafe fn note_adoptions(&mut self, node: *mut Node) {
+        let bare = |n: &str| n.rsplit('.').next().unwrap_or(n).to_lowercase();
+        match tag(node) {
+            NodeTag::T_AlterSeqStmt => {
+                let s = node as *mut pg_sys::AlterSeqStmt;
+                for d in nodes((*s).options) {
+                    let d = d as *mut pg_sys::DefElem;
+                    if cstr((*d).defname).as_deref() != Some("owned_by") || (*d).arg.is_null() {
+                        continue;
+                    }
+                    let names: Vec<String> = nodes((*d).arg as *mut pg_sys::List)
+                        .into_iter()
+                        .map(|n| strval(n))
+                        .collect();
+                    if names.len() < 2 {
+                        continue; // OWNED BY NONE
+                    }
+                    let table = names[..names.len() - 1].join(".");
+                    if let Some(seq) = self.rel((*s).sequence).filter(|o| !o.exempt) {
+                        if self.created_earlier(&table) {
+                            self.adopted.push((
+                                bare(&table),
+                                seq.display,
+                                RuleId::DropSequence,
+                                false,
+                            ));
+                        }
+                    }
+                }
+            }
+            NodeTag::T_AlterTableStmt => {
+                let s = node as *mut pg_sys::AlterTableStmt;
+                let target = rv_name((*s).relation);
+                for c in nodes((*s).cmds) {
+                    if tag(c) != NodeTag::T_AlterTableCmd {
+                        continue;
+                    }
+                    let c = c as *mut pg_sys::AlterTableCmd;
+                    let def = (*c).def;
+                    match (*c).subtype {
+                        pg_sys::AlterTableType::AT_AttachPartition
+                            if self.created_earlier(&target)
+                                && !def.is_null()
+                                && tag(def) == NodeTag::T_PartitionCmd =>
+                        {
+                            if let Some(p) = self
+                                .rel((*(def as *mut pg_sys::PartitionCmd)).name)
+                                .filter(|o| !o.exempt)
+                            {
+                                self.adopted.push((
+                                    bare(&target),
+                                    p.display,
+                                    RuleId::DropTable,
+                                    false,
+                                ));
+                            }
+                        }
+                        pg_sys::AlterTableType::AT_AddInherit
+                            if !def.is_null() && tag(def) == NodeTag::T_RangeVar =>
+                        {
+                            let parent = rv_name(def as *mut pg_sys::RangeVar);
+                            if self.created_earlier(&parent) {
+                                if let Some(child) = self.rel((*s).relation).filter(|o| !o.exempt) {
+                                    self.adopted.push((
+                                        bare(&parent),
+                                        child.display,
+                                        RuleId::DropTable,
+                                        true,
+                                    ));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            NodeTag::T_DropStmt => {
+                let s = node as *mut pg_sys::DropStmt;
+                let cascade = (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE;
+                for object in nodes((*s).objects) {
+                    if tag(object) != NodeTag::T_List {
+                        continue;
+                    }
+                    let name = name_list(object as *mut pg_sys::List);
+                    if !self.created_earlier(&name) {
+                        continue;
+                    }
+                    let key = bare(&name);
+                    let taken: Vec<(String, RuleId, bool)> = self
+                        .adopted
+                        .iter()
+                        .filter(|(p, _, _, needs_cascade)| *p == key && (cascade || !needs_cascade))
+                        .map(|(_, d, r, c)| (d.clone(), *r, *c))
+                        .collect();
+                    let mut cascaded = Vec::new();
+                    for (display, rule, by_cascade) in taken {
+                        if by_cascade {
+                            cascaded.push(display);
+                        } else {
+                            self.add(rule, display).facts.push(format!(
+                                "Dropped along with {name}, which this input creates"
+                            ));
+                        }
+                    }
+                    if !cascaded.is_empty() {
+                        self.add(RuleId::DropCascade, name.clone()).dependents = cascaded;
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
