@@ -71,17 +71,9 @@ enum Conflict {
     Vanished,
 }
 
-pub fn init() {
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
-    }
-}
-
-unsafe extern "C-unwind" fn xact_callback(
-    event: pg_sys::XactEvent::Type,
-    _arg: *mut std::ffi::c_void,
-) {
+/// The transaction callback's part (called by `hooks`, first): store the snapshot
+/// before commit, forget it after.
+pub(crate) unsafe fn on_xact(event: pg_sys::XactEvent::Type) {
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE
@@ -98,17 +90,8 @@ unsafe extern "C-unwind" fn xact_callback(
     }
 }
 
-unsafe extern "C-unwind" fn subxact_callback(
-    event: pg_sys::SubXactEvent::Type,
-    my_subid: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    if event != pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB
-        || crate::spi::internal_subxact(my_subid)
-    {
-        return;
-    }
+/// A user's subtransaction rolled back (called by `hooks`): forget the parts it read.
+pub(crate) fn on_subxact_abort(my_subid: pg_sys::SubTransactionId) {
     let _ = STATE.try_with(|s| {
         let mut s = s.borrow_mut();
         s.parts.retain(|p| p.sub < my_subid);

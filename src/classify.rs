@@ -1282,11 +1282,19 @@ impl Classifier {
                     }
                 }
             }
-            NodeTag::T_DropStmt => {
+            NodeTag::T_DropStmt
+                if (*(node as *mut pg_sys::DropStmt)).removeType
+                    == pg_sys::ObjectType::OBJECT_TABLE =>
+            {
                 let s = node as *mut pg_sys::DropStmt;
                 let cascade = (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE;
                 for object in nodes((*s).objects) {
-                    if tag(object) != NodeTag::T_List {
+                    // A table's name: a list of String nodes.
+                    if tag(object) != NodeTag::T_List
+                        || nodes(object as *mut pg_sys::List)
+                            .into_iter()
+                            .any(|n| tag(n) != NodeTag::T_String)
+                    {
                         continue;
                     }
                     let name = name_list(object as *mut pg_sys::List);

@@ -1,12 +1,12 @@
-//! The ProcessUtility hook.
+//! The DDL guard: what the ProcessUtility hook (`hooks.rs`) runs before and after
+//! each utility statement.
 //!
-//! Discipline (as pgaudit does it): the previous hook is saved and chained; statements
-//! that are not DDL return straight away with no allocation and no catalog access; the
-//! classification runs in a #[pg_guard] function so no Rust panic crosses into
-//! PostgreSQL; and the next hook / standard_ProcessUtility is called directly, not
-//! through pgrx's guard, so errors raised by the statement itself reach the client
-//! untouched (SQLSTATE, position, CONTEXT). Nothing with a destructor is alive in this
-//! frame when the next hook runs or when a refusal is raised.
+//! Discipline (as pgaudit does it): statements that are not DDL return straight away
+//! with no allocation and no catalog access; the classification runs in a #[pg_guard]
+//! function so no Rust panic crosses into PostgreSQL; `hooks` calls the next hook /
+//! standard_ProcessUtility directly, not through pgrx's guard, so errors raised by the
+//! statement itself reach the client untouched (SQLSTATE, position, CONTEXT). Nothing
+//! with a destructor is alive in `before_statement`'s frame when a refusal is raised.
 
 use crate::audit::backend as audit;
 use crate::classify::Classifier;
@@ -26,37 +26,6 @@ use crate::report::{self, PgReport, SQLSTATE_APPROVED, SQLSTATE_REFUSED, SQLSTAT
 use pgrx::pg_sys::{self, NodeTag};
 use pgrx::prelude::*;
 use std::ffi::{c_char, CStr};
-
-static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
-
-#[cfg(not(feature = "pg13"))]
-unsafe extern "C-unwind" {
-    #[link_name = "standard_ProcessUtility"]
-    fn raw_standard_process_utility(
-        pstmt: *mut pg_sys::PlannedStmt,
-        query_string: *const c_char,
-        read_only_tree: bool,
-        context: pg_sys::ProcessUtilityContext::Type,
-        params: pg_sys::ParamListInfo,
-        query_env: *mut pg_sys::QueryEnvironment,
-        dest: *mut pg_sys::DestReceiver,
-        qc: *mut pg_sys::QueryCompletion,
-    );
-}
-
-#[cfg(feature = "pg13")]
-unsafe extern "C-unwind" {
-    #[link_name = "standard_ProcessUtility"]
-    fn raw_standard_process_utility(
-        pstmt: *mut pg_sys::PlannedStmt,
-        query_string: *const c_char,
-        context: pg_sys::ProcessUtilityContext::Type,
-        params: pg_sys::ParamListInfo,
-        query_env: *mut pg_sys::QueryEnvironment,
-        dest: *mut pg_sys::DestReceiver,
-        qc: *mut pg_sys::QueryCompletion,
-    );
-}
 
 /// Statements that are never DDL: they pass with a tag comparison (and, for SET and
 /// VACUUM, a look at the name or options — no allocation, no catalog).
@@ -338,7 +307,7 @@ unsafe fn check_statement(
 /// when the statement has been carried out already (moved to the recycle bin).
 /// Plain values only: a refusal longjmps through this frame.
 #[inline]
-unsafe fn before_statement(
+pub(crate) unsafe fn before_statement(
     pstmt: *mut pg_sys::PlannedStmt,
     query_string: *const c_char,
     context: pg_sys::ProcessUtilityContext::Type,
@@ -367,88 +336,13 @@ unsafe fn before_statement(
 
 /// After the statement ran: closes its audit record and lock-safety watch.
 #[inline]
-unsafe fn after_statement(token: usize, lock_watch: bool) {
+pub(crate) unsafe fn after_statement(token: usize, lock_watch: bool) {
     if token != 0 {
         audit_end(token);
     }
     if lock_watch {
         audit::lock_safety_end();
     }
-}
-
-#[cfg(not(feature = "pg13"))]
-unsafe extern "C-unwind" fn migsafe_process_utility(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query_string: *const c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    query_env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    // Plain values only in this frame: errors longjmp through it.
-    let mut token: usize = 0;
-    let mut lock_watch = false;
-    // Carried out already: an approved DROP TABLE moved the table to the recycle bin.
-    let carried_out = before_statement(pstmt, query_string, context, &mut token, &mut lock_watch);
-    if !carried_out {
-        match PREV_PROCESS_UTILITY {
-            Some(prev) => prev(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
-            None => raw_standard_process_utility(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
-        }
-    }
-    after_statement(token, lock_watch);
-}
-
-#[cfg(feature = "pg13")]
-unsafe extern "C-unwind" fn migsafe_process_utility(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query_string: *const c_char,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    query_env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    // Plain values only in this frame: errors longjmp through it.
-    let mut token: usize = 0;
-    let mut lock_watch = false;
-    // Carried out already: an approved DROP TABLE moved the table to the recycle bin.
-    let carried_out = before_statement(pstmt, query_string, context, &mut token, &mut lock_watch);
-    if !carried_out {
-        match PREV_PROCESS_UTILITY {
-            Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),
-            None => raw_standard_process_utility(
-                pstmt,
-                query_string,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
-        }
-    }
-    after_statement(token, lock_watch);
 }
 
 /// ALTER COLUMN … TYPE builds the table's extended statistics again: what existed
@@ -503,11 +397,4 @@ unsafe extern "C-unwind" fn recycle_before(
 #[pg_guard]
 unsafe extern "C-unwind" fn audit_end(token: usize) {
     audit::end_ok(token);
-}
-
-pub fn init() {
-    unsafe {
-        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
-        pg_sys::ProcessUtility_hook = Some(migsafe_process_utility);
-    }
 }

@@ -14,6 +14,7 @@ mod bugs;
 mod classify;
 mod guc;
 mod hook;
+mod hooks;
 mod pgutil;
 mod phase;
 mod recycle;
@@ -42,11 +43,8 @@ pub extern "C-unwind" fn _PG_init() {
     }
     bugs::init();
     guc::init();
-    track::init();
-    hook::init();
     audit::init();
-    recycle::init();
-    autosnap::init();
+    hooks::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -266,17 +266,9 @@ pub fn take_approval() -> i64 {
     APPROVED.replace(0)
 }
 
-pub fn init() {
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
-    }
-}
-
-unsafe extern "C-unwind" fn xact_callback(
-    event: pg_sys::XactEvent::Type,
-    _arg: *mut std::ffi::c_void,
-) {
+/// The transaction callback's part (called by `hooks`, second): a dry run's approvals
+/// cannot commit; the transaction's state goes at its end.
+pub(crate) unsafe fn on_xact(event: pg_sys::XactEvent::Type) {
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
@@ -316,14 +308,8 @@ unsafe extern "C-unwind" fn refuse_dry_run_commit() {
     );
 }
 
-unsafe extern "C-unwind" fn subxact_callback(
-    event: pg_sys::SubXactEvent::Type,
-    my_subid: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB
-        && !crate::spi::internal_subxact(my_subid)
+/// A user's subtransaction rolled back (called by `hooks`).
+pub(crate) fn on_subxact_abort(my_subid: pg_sys::SubTransactionId) {
     {
         ROLLBACK.with(|r| {
             if let Ok(mut r) = r.try_borrow_mut() {

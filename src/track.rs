@@ -33,8 +33,6 @@ thread_local! {
     static DROPPED: RefCell<Vec<(Oid, String, pg_sys::SubTransactionId)>> = const { RefCell::new(Vec::new()) };
 }
 
-static mut PREV_OBJECT_ACCESS_HOOK: pg_sys::object_access_hook_type = None;
-
 /// Was (class, object, sub) created in the current transaction, and absent when it
 /// started?
 pub fn is_new(class_id: Oid, object_id: Oid, sub_id: i32) -> bool {
@@ -198,14 +196,13 @@ fn record(class_id: Oid, object_id: Oid, sub_id: i32, subxact: pg_sys::SubTransa
     });
 }
 
-/// Not #[pg_guard]: it must not catch errors raised by the next hook, and nothing here
-/// can raise one. No value with a destructor is alive when the next hook runs.
-unsafe extern "C-unwind" fn object_access(
+/// The object_access hook's part (called by `hooks`, before the audit's part and the
+/// next hook). Nothing here raises an error that the caller would have to catch.
+pub(crate) unsafe fn on_object_access(
     access: pg_sys::ObjectAccessType::Type,
     class_id: Oid,
     object_id: Oid,
     sub_id: i32,
-    arg: *mut std::ffi::c_void,
 ) {
     if access == pg_sys::ObjectAccessType::OAT_POST_CREATE
         && !(sub_id == 0 && replaceable(class_id) && replaced(class_id, object_id))
@@ -217,10 +214,6 @@ unsafe extern "C-unwind" fn object_access(
         && (class_id == pg_sys::RelationRelationId || class_id == catalog::CONSTRAINT)
     {
         note_drop(class_id, object_id);
-    }
-    crate::audit::backend::object_access(access, class_id, object_id, sub_id);
-    if let Some(prev) = PREV_OBJECT_ACCESS_HOOK {
-        prev(access, class_id, object_id, sub_id, arg);
     }
 }
 
@@ -234,14 +227,12 @@ fn current_subxact() -> pg_sys::SubTransactionId {
     unsafe { raw_current_subxact() }
 }
 
-unsafe extern "C-unwind" fn xact_callback(
-    _event: pg_sys::XactEvent::Type,
-    _arg: *mut std::ffi::c_void,
-) {
-    // Every event ends (or hands off) the transaction's work: commit, abort, prepare,
-    // and their parallel variants. Pre-commit events leave the list alone.
+/// The transaction callback's part (called by `hooks`, last). Every event ends (or
+/// hands off) the transaction's work: commit, abort, prepare, and their parallel
+/// variants. Pre-commit events leave the lists alone.
+pub(crate) fn on_xact(event: pg_sys::XactEvent::Type) {
     use pg_sys::XactEvent::*;
-    match _event {
+    match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {}
         _ => {
             CREATED.with(|c| {
@@ -260,14 +251,8 @@ unsafe extern "C-unwind" fn xact_callback(
     }
 }
 
-unsafe extern "C-unwind" fn subxact_callback(
-    event: pg_sys::SubXactEvent::Type,
-    my_subid: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB
-        && !crate::spi::internal_subxact(my_subid)
+/// A user's subtransaction rolled back (called by `hooks`).
+pub(crate) fn on_subxact_abort(my_subid: pg_sys::SubTransactionId) {
     {
         // Subtransaction ids grow monotonically: everything recorded at or after the
         // aborted one belongs to it or to its children.
@@ -281,14 +266,5 @@ unsafe extern "C-unwind" fn subxact_callback(
                 v.retain(|e| e.2 < my_subid)
             }
         });
-    }
-}
-
-pub fn init() {
-    unsafe {
-        PREV_OBJECT_ACCESS_HOOK = pg_sys::object_access_hook;
-        pg_sys::object_access_hook = Some(object_access);
-        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
     }
 }

@@ -101,17 +101,6 @@ thread_local! {
     static OPEN: Cell<usize> = const { Cell::new(0) };
 }
 
-static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
-
-pub fn init() {
-    unsafe {
-        PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
-        pg_sys::emit_log_hook = Some(emit_log);
-        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
-    }
-}
-
 fn with<R>(f: impl FnOnce(&mut State) -> R) -> Option<R> {
     STATE.with(|s| s.try_borrow_mut().ok().map(|mut s| f(&mut s)))
 }
@@ -900,15 +889,14 @@ unsafe fn release_databases(stmt: *mut pg_sys::Node) {
 /// emit_log_hook: remembers the SQLSTATE and message of an ERROR raised while a
 /// statement is open, and adds the blocking sessions to a lock-timeout error's DETAIL.
 /// Not guarded and allocation-light: it runs inside error reporting.
-unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
+/// The emit_log hook's part (called by `hooks`, before the next hook): an ERROR of an
+/// open statement is spooled at once; a lock timeout gets its DETAIL.
+pub(crate) unsafe fn on_emit_log(edata: *mut pg_sys::ErrorData) {
     if !edata.is_null() && (*edata).elevel >= pg_sys::PGERROR as i32 {
         if OPEN.get() > 0 {
             note_error(edata);
         }
         lock_detail(edata);
-    }
-    if let Some(prev) = PREV_EMIT_LOG_HOOK {
-        prev(edata);
     }
 }
 
@@ -1003,17 +991,8 @@ fn fail_open(s: &mut State, from_subxact: Option<pg_sys::SubTransactionId>) -> V
     out
 }
 
-unsafe extern "C-unwind" fn subxact_callback(
-    event: pg_sys::SubXactEvent::Type,
-    my_subid: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    if event != pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB
-        || crate::spi::internal_subxact(my_subid)
-    {
-        return;
-    }
+/// A user's subtransaction rolled back (called by `hooks`): its open statements failed.
+pub(crate) unsafe fn on_subxact_abort(my_subid: pg_sys::SubTransactionId) {
     lock_safety_end();
     if OPEN.get() == 0 {
         return;
@@ -1024,10 +1003,9 @@ unsafe extern "C-unwind" fn subxact_callback(
     }
 }
 
-unsafe extern "C-unwind" fn xact_callback(
-    event: pg_sys::XactEvent::Type,
-    _arg: *mut std::ffi::c_void,
-) {
+/// The transaction callback's part (called by `hooks`, after the automatic snapshot's,
+/// whose id the end record names).
+pub(crate) unsafe fn on_xact(event: pg_sys::XactEvent::Type) {
     use pg_sys::XactEvent::*;
     match event {
         // Every transaction commits through here: the guarded call only when a
@@ -1055,8 +1033,8 @@ unsafe extern "C-unwind" fn pre_commit() {
     with(|s| {
         if let Some(m) = s.mig.as_mut() {
             m.drizzle = hashes;
-            // The automatic snapshot is written now (if the audit log's callback runs
-            // first): its id is final only then.
+            // The automatic snapshot's part of the callback ran already (hooks calls
+            // it first); store() does nothing then, and writes it if it did not.
             crate::autosnap::store();
             m.snapshot = crate::autosnap::current();
             if xid != 0 {

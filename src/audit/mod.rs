@@ -29,7 +29,6 @@ pgrx::extension_sql_file!(
 
 pub fn init() {
     queue::init();
-    backend::init();
     worker::register_launcher();
 }
 
