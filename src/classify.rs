@@ -46,6 +46,11 @@ pub struct Classifier {
     /// relation the input creates (bare lower-case name of the new one, the existing
     /// one's display, its drop rule, whether only CASCADE takes it along).
     adopted: Vec<(String, String, RuleId, bool)>,
+    /// check(): tables (bare lower-case names) the whole input creates a policy on.
+    policy_tables: std::collections::HashSet<String>,
+    /// check(): constraints the input adds NOT VALID (bare table name, constraint,
+    /// the rule its validation is), so that a VALIDATE in the same input is judged.
+    not_valid_added: Vec<(String, String, RuleId)>,
     pub findings: Vec<Finding>,
 }
 
@@ -166,7 +171,24 @@ impl Classifier {
             added_enum_values: Vec::new(),
             locked_exclusive: Vec::new(),
             adopted: Vec::new(),
+            policy_tables: Default::default(),
+            not_valid_added: Vec::new(),
             findings: Vec::new(),
+        }
+    }
+
+    /// check(): facts about the whole input, before its statements are classified one
+    /// by one (a policy created after ENABLE ROW LEVEL SECURITY still counts).
+    pub unsafe fn note_input(&mut self, stmts: &[*mut Node]) {
+        for &n in stmts {
+            if !n.is_null() && tag(n) == NodeTag::T_CreatePolicyStmt {
+                let rv = (*(n as *mut pg_sys::CreatePolicyStmt)).table;
+                if !rv.is_null() {
+                    if let Some(t) = cstr((*rv).relname) {
+                        self.policy_tables.insert(t.to_lowercase());
+                    }
+                }
+            }
         }
     }
 
@@ -582,6 +604,13 @@ impl Classifier {
                         self.add(RuleId::ProtectSchema, o.display);
                     } else if !o.exempt && opts.iter().any(|d| d == "restart") {
                         self.add(RuleId::AlterSequenceRestart, o.display);
+                    } else if !o.exempt {
+                        let limits = sequence_limits((*s).options);
+                        if !limits.is_empty() {
+                            self.add(RuleId::AlterSequenceLimits, o.display)
+                                .facts
+                                .push(format!("Changes {}", limits.join(", ")));
+                        }
                     }
                 } else if opts.iter().any(|d| d == "restart")
                     && self.unresolved_applies(&rv_name((*s).sequence))
@@ -622,23 +651,10 @@ impl Classifier {
                     self.on_relation((*s).relation, RuleId::RefreshMatview);
                 }
             }
+            // A new trigger is how an expand phase keeps old and new columns in step
+            // (dual writes); replacing one swaps it atomically under a short lock.
             NodeTag::T_CreateTrigStmt => {
-                let s = node as *mut pg_sys::CreateTrigStmt;
-                match self.rel((*s).relation) {
-                    Some(o) if o.protected => {
-                        self.add(RuleId::ProtectSchema, o.display);
-                    }
-                    // A new trigger is how an expand phase keeps old and new columns in
-                    // step (dual writes): it is added, not changed. Replacing an existing
-                    // trigger changes what every write already does.
-                    Some(o) if !o.exempt && replaces_trigger(s, o.addr.objectId) => {
-                        let name = cstr((*s).trigname).unwrap_or_default();
-                        self.add(RuleId::CreateTrigger, o.display)
-                            .facts
-                            .push(format!("Trigger {} (replaced)", quote(&name)));
-                    }
-                    _ => {}
-                }
+                self.protect_rel((*(node as *mut pg_sys::CreateTrigStmt)).relation);
             }
             NodeTag::T_DropOwnedStmt => {
                 let s = node as *mut pg_sys::DropOwnedStmt;
@@ -726,8 +742,27 @@ impl Classifier {
             ),
             // ---- creations: remembered for check(), refused in schema migsafe
             NodeTag::T_CreateStmt => {
-                let rv = (*(node as *mut pg_sys::CreateStmt)).relation;
-                self.created_relation(rv, "table");
+                let cs = node as *mut pg_sys::CreateStmt;
+                self.created_relation((*cs).relation, "table");
+                // A new partition of a table with a populated default partition: that
+                // partition is scanned (under ACCESS EXCLUSIVE) for rows that now
+                // belong to the new one.
+                if !(*cs).partbound.is_null() {
+                    for p in nodes((*cs).inhRelations) {
+                        if let Some(parent) = self.rel(p as *mut pg_sys::RangeVar) {
+                            if !parent.exempt
+                                && self.populated_default_partition(
+                                    parent.addr.objectId,
+                                    pg_sys::AccessExclusiveLock as _,
+                                )
+                            {
+                                self.add(RuleId::AttachPartition, parent.display).facts.push(
+                                    "The default partition has rows: it is scanned for the new partition's".into(),
+                                );
+                            }
+                        }
+                    }
+                }
             }
             NodeTag::T_CreateForeignTableStmt => {
                 let rv = (*(node as *mut pg_sys::CreateStmt)).relation;
@@ -776,8 +811,36 @@ impl Classifier {
             }
             NodeTag::T_RuleStmt => {
                 let rv = (*(node as *mut pg_sys::RuleStmt)).relation;
-                self.protect_rel(rv);
+                match self.rel(rv) {
+                    Some(o) if o.protected => {
+                        self.add(RuleId::ProtectSchema, o.display);
+                    }
+                    _ => {
+                        let name =
+                            cstr((*(node as *mut pg_sys::RuleStmt)).rulename).unwrap_or_default();
+                        if let Some(f) = self.on_relation(rv, RuleId::CreateRule) {
+                            f.facts.push(format!("Rule {}", quote(&name)));
+                        }
+                    }
+                }
             }
+            NodeTag::T_DoStmt if self.check_mode => {
+                self.add(RuleId::OpaqueCode, "a DO block");
+            }
+            NodeTag::T_LockStmt if self.check_mode => {
+                let s = node as *mut pg_sys::LockStmt;
+                if (*s).mode >= pg_sys::ShareLock as i32 {
+                    let mode = lock_mode_name((*s).mode);
+                    for r in nodes((*s).relations) {
+                        if let Some(f) =
+                            self.on_relation(r as *mut pg_sys::RangeVar, RuleId::LockTable)
+                        {
+                            f.facts.push(format!("Mode {mode}"));
+                        }
+                    }
+                }
+            }
+            NodeTag::T_GrantStmt => self.grant(node as *mut pg_sys::GrantStmt),
             NodeTag::T_CreatePolicyStmt => {
                 let rv = (*(node as *mut pg_sys::CreatePolicyStmt)).table;
                 self.protect_rel(rv);
@@ -810,20 +873,18 @@ impl Classifier {
             }
             NodeTag::T_UpdateStmt => {
                 let s = node as *mut pg_sys::UpdateStmt;
-                if (*s).whereClause.is_null() && self.check_mode {
-                    self.add(
-                        RuleId::DmlWithoutWhere,
-                        format!("table {}", rv_name((*s).relation)),
-                    );
+                if self.check_mode
+                    && ((*s).whereClause.is_null() || constant_true((*s).whereClause))
+                {
+                    self.on_relation((*s).relation, RuleId::DmlWithoutWhere);
                 }
             }
             NodeTag::T_DeleteStmt => {
                 let s = node as *mut pg_sys::DeleteStmt;
-                if (*s).whereClause.is_null() && self.check_mode {
-                    self.add(
-                        RuleId::DmlWithoutWhere,
-                        format!("table {}", rv_name((*s).relation)),
-                    );
+                if self.check_mode
+                    && ((*s).whereClause.is_null() || constant_true((*s).whereClause))
+                {
+                    self.on_relation((*s).relation, RuleId::DmlWithoutWhere);
                 }
             }
             _ => {}
@@ -876,6 +937,48 @@ impl Classifier {
             if o.protected {
                 self.add(RuleId::ProtectSchema, o.display);
             }
+        }
+    }
+
+    /// REVOKE of privileges on existing tables, views, sequences or the tables of a
+    /// schema: clients that use them fail.
+    unsafe fn grant(&mut self, s: *mut pg_sys::GrantStmt) {
+        use pg_sys::GrantTargetType::*;
+        use pg_sys::ObjectType::*;
+        if (*s).is_grant {
+            return;
+        }
+        let privs: Vec<String> = nodes((*s).privileges)
+            .into_iter()
+            .filter_map(|p| cstr((*(p as *mut pg_sys::AccessPriv)).priv_name))
+            .collect();
+        let what = if privs.is_empty() {
+            "ALL".to_string()
+        } else {
+            privs.join(", ").to_uppercase()
+        };
+        match ((*s).targtype, (*s).objtype) {
+            (ACL_TARGET_OBJECT, OBJECT_TABLE | OBJECT_SEQUENCE) => {
+                for r in nodes((*s).objects) {
+                    if let Some(f) =
+                        self.on_relation(r as *mut pg_sys::RangeVar, RuleId::RevokePrivileges)
+                    {
+                        f.facts.push(format!("Privileges {what}"));
+                    }
+                }
+            }
+            (ACL_TARGET_ALL_IN_SCHEMA, OBJECT_TABLE | OBJECT_SEQUENCE) => {
+                for n in nodes((*s).objects) {
+                    let schema = strval(n);
+                    self.add(
+                        RuleId::RevokePrivileges,
+                        format!("every table of schema {}", quote(&schema)),
+                    )
+                    .facts
+                    .push(format!("Privileges {what}"));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -1185,8 +1288,18 @@ impl Classifier {
                 }
             }
             if let Some(relid) = exclusive_lock_target(node) {
-                if !self.rel_obj(relid).exempt && !self.locked_exclusive.contains(&relid) {
+                let o = self.rel_obj(relid);
+                if !o.exempt && !self.locked_exclusive.contains(&relid) {
                     self.locked_exclusive.push(relid);
+                    if self.locked_exclusive.len() == WIDE_LOCK_TABLES {
+                        let held: Vec<String> = self.locked_exclusive[..WIDE_LOCK_TABLES - 1]
+                            .iter()
+                            .map(|r| self.rel_obj(*r).display)
+                            .collect();
+                        self.add(RuleId::WideLockWindow, o.display)
+                            .facts
+                            .push(format!("Already held until commit: {}", held.join(", ")));
+                    }
                 }
             }
         }
@@ -1194,8 +1307,9 @@ impl Classifier {
         if tag(node) == NodeTag::T_AlterEnumStmt {
             let s = node as *mut pg_sys::AlterEnumStmt;
             let ty = name_list((*s).typeName);
-            // A type created in the same transaction may use its new values at once.
-            if (*s).oldVal.is_null() && !self.created_earlier(&ty) {
+            // Even a type created in the same transaction cannot use a value added by
+            // ADD VALUE before commit (PostgreSQL 15 raises 55P04 for it too).
+            if (*s).oldVal.is_null() {
                 if let Some(v) = cstr((*s).newVal) {
                     self.added_enum_values.push((ty, v));
                 }
@@ -1374,6 +1488,8 @@ impl Classifier {
             b'N' => Some(RuleId::DropNotNull),
             b'O' => Some(RuleId::SetNotNull),
             b'X' => Some(RuleId::DropConstraint),
+            // VALIDATE CONSTRAINT scans every column of the domain's type.
+            b'V' => Some(RuleId::AddCheckConstraint),
             b'C' => {
                 let c = (*s).def as *mut pg_sys::Constraint;
                 if !c.is_null() && tag((*s).def) == NodeTag::T_Constraint && (*c).skip_validation {
@@ -1398,11 +1514,40 @@ impl Classifier {
                 None => self.remember(i.clone()),
             }
         }
-        match self.rel((*s).relation) {
+        let table = self.rel((*s).relation);
+        // IF NOT EXISTS naming an index that exists builds nothing — and leaves an
+        // INVALID one (a failed CONCURRENTLY build, an ON ONLY parent index) unusable
+        // while the statement "succeeds".
+        if let (true, Some(t), Some(i)) = (
+            (*s).if_not_exists,
+            table.as_ref(),
+            idx.as_ref().and_then(|i| CString::new(i.as_str()).ok()),
+        ) {
+            let existing =
+                pg_sys::get_relname_relid(i.as_ptr(), pg_sys::get_rel_namespace(t.addr.objectId));
+            if existing != pg_sys::InvalidOid {
+                if !t.exempt && index_valid(existing) == Some(false) {
+                    self.add(RuleId::InvalidIndexExists, t.display.clone())
+                        .facts
+                        .push(format!(
+                            "Index {} exists and is INVALID",
+                            quote(&i.to_string_lossy())
+                        ));
+                }
+                return;
+            }
+        }
+        // CREATE INDEX … ON ONLY a partitioned table builds nothing (an invalid parent
+        // index that partitions' indexes are attached to).
+        let only_parent = !(*(*s).relation).inh
+            && table
+                .as_ref()
+                .is_some_and(|t| pg_sys::get_rel_relkind(t.addr.objectId) as u8 == b'p');
+        match table {
             Some(o) if o.protected => {
                 self.add(RuleId::ProtectSchema, o.display);
             }
-            _ if (*s).concurrent => {}
+            _ if (*s).concurrent || only_parent => {}
             _ => {
                 if let Some(f) = self.on_relation((*s).relation, RuleId::CreateIndex) {
                     if let Some(i) = idx {
@@ -1635,6 +1780,48 @@ impl Classifier {
                     self.add(RuleId::DropIdentity, col);
                 }
             }
+            // A new identity starts at 1 (or its START WITH): on a column that already
+            // holds values, inserts that omit it collide with them.
+            AT_AddIdentity if !identity_has_start((*cmd).def) => {
+                if let Some(col) = column(self) {
+                    let populated = table
+                        .map(|t| {
+                            !self.known_empty(t.addr.objectId, pg_sys::AccessExclusiveLock as _)
+                        })
+                        .unwrap_or(true);
+                    if populated {
+                        self.add(RuleId::AlterSequenceRestart, col).facts.push(
+                            "A new identity without START WITH starts at 1 while the column holds values"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            AT_EnableRowSecurity => {
+                let has_policy = match table {
+                    Some(t) => table_has_policy(t.addr.objectId),
+                    None => false,
+                };
+                let later =
+                    rv_last((*stmt).relation).is_some_and(|n| self.policy_tables.contains(&n));
+                if !has_policy && !later {
+                    self.add(RuleId::EnableRlsWithoutPolicy, display);
+                }
+            }
+            AT_ValidateConstraint if self.check_mode => {
+                let t = rv_last((*stmt).relation).unwrap_or_default();
+                let found = self
+                    .not_valid_added
+                    .iter()
+                    .find(|(tb, c, _)| *tb == t && *c == colname)
+                    .map(|(_, _, r)| *r);
+                if let Some(rule) = found {
+                    self.add(rule, display).facts.push(format!(
+                        "Constraint {} is validated in the input that adds it: the ADD's lock is held through the scan",
+                        quote(&colname)
+                    ));
+                }
+            }
             // ALTER COLUMN … RESTART: the identity's sequence hands out used values again.
             AT_SetIdentity
                 if !(*cmd).def.is_null()
@@ -1667,12 +1854,31 @@ impl Classifier {
             AT_AddConstraint => {
                 let def = (*cmd).def;
                 if !def.is_null() && tag(def) == NodeTag::T_Constraint {
-                    self.constraint(display, def as *mut pg_sys::Constraint);
+                    let c = def as *mut pg_sys::Constraint;
+                    self.constraint(display, c);
+                    if self.check_mode && (*c).skip_validation {
+                        let rule = if (*c).contype == pg_sys::ConstrType::CONSTR_FOREIGN {
+                            RuleId::AddForeignKey
+                        } else {
+                            RuleId::AddCheckConstraint
+                        };
+                        if let (Some(t), Some(n)) = (rv_last((*stmt).relation), cstr((*c).conname))
+                        {
+                            self.not_valid_added.push((t, n, rule));
+                        }
+                    }
+                    if let (Some(t), true) = (table, !(*c).indexname.is_null()) {
+                        self.constraint_using_index(stmt, t, c);
+                    }
                 }
             }
             AT_SetUnLogged => {
                 self.add(RuleId::SetUnlogged, display);
             }
+            // A sequence is one row: SET LOGGED rewrites nothing that matters.
+            AT_SetLogged
+                if table
+                    .is_some_and(|t| pg_sys::get_rel_relkind(t.addr.objectId) as u8 == b'S') => {}
             AT_SetLogged => {
                 self.add(RuleId::SetLogged, display);
             }
@@ -1700,19 +1906,43 @@ impl Classifier {
             // FINALIZE completes an interrupted DETACH … CONCURRENTLY: the safe form.
             #[cfg(not(feature = "pg13"))]
             AT_DetachPartitionFinalize => {}
+            // ALTER INDEX … ATTACH PARTITION: a catalog change.
+            AT_AttachPartition
+                if table.is_some_and(|t| {
+                    matches!(pg_sys::get_rel_relkind(t.addr.objectId) as u8, b'i' | b'I')
+                }) => {}
             AT_AttachPartition => {
                 let pc = (*cmd).def as *mut pg_sys::PartitionCmd;
-                let exempt =
-                    !pc.is_null() && self.rel((*pc).name).map(|p| p.exempt).unwrap_or(false);
-                if !exempt {
-                    let part = if pc.is_null() {
+                let part = if pc.is_null() {
+                    None
+                } else {
+                    self.rel((*pc).name)
+                };
+                if part.as_ref().is_some_and(|p| p.exempt) {
+                    return;
+                }
+                let lock = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
+                // The new partition is scanned unless it is empty; the default partition
+                // is scanned whenever it has rows.
+                let part_rows = part
+                    .as_ref()
+                    .map(|p| !self.known_empty(p.addr.objectId, lock))
+                    .unwrap_or(true);
+                let default_rows = table
+                    .map(|t| self.populated_default_partition(t.addr.objectId, lock))
+                    .unwrap_or(false);
+                if part_rows || default_rows {
+                    let name = if pc.is_null() {
                         String::new()
                     } else {
                         rv_name((*pc).name)
                     };
-                    self.add(RuleId::AttachPartition, display)
-                        .facts
-                        .push(format!("Partition {part}"));
+                    let f = self.add(RuleId::AttachPartition, display);
+                    f.facts.push(format!("Partition {name}"));
+                    if default_rows {
+                        f.facts
+                            .push("The default partition has rows: it is scanned too".into());
+                    }
                 }
             }
             AT_DropInherit => {
@@ -1739,8 +1969,12 @@ impl Classifier {
                     .facts
                     .push(format!("Trigger or rule {what}"));
             }
-            // FULL sends more to logical replication, never less.
-            AT_ReplicaIdentity if replica_identity_kind((*cmd).def) != Some(b'f') => {
+            // FULL sends more to logical replication, USING INDEX names another key;
+            // NOTHING makes UPDATE and DELETE fail on a published table, DEFAULT may
+            // send less than before.
+            AT_ReplicaIdentity
+                if matches!(replica_identity_kind((*cmd).def), Some(b'n' | b'd')) =>
+            {
                 self.add(RuleId::ReplicaIdentity, display);
             }
             AT_DisableRowSecurity | AT_NoForceRowSecurity => {
@@ -1926,6 +2160,95 @@ impl Classifier {
         );
         pg_sys::relation_close(rel, if light { lock } else { pg_sys::NoLock as _ });
         proven
+    }
+
+    /// Is the table known to be empty (no data blocks)? The hook looks under the lock
+    /// the statement takes anyway (`hook_lock`, owners only — for anyone else the
+    /// answer is "not known"); check() and a standby under ACCESS SHARE, released at
+    /// once. A partitioned table is not known to be empty.
+    unsafe fn known_empty(&self, relid: Oid, hook_lock: pg_sys::LOCKMODE) -> bool {
+        if pg_sys::get_rel_relkind(relid) as u8 != b'r' {
+            return false;
+        }
+        let light = self.check_mode || pg_sys::RecoveryInProgress();
+        let lock = if light {
+            pg_sys::AccessShareLock as pg_sys::LOCKMODE
+        } else if owns_relation(relid) {
+            hook_lock
+        } else {
+            return false;
+        };
+        let rel = pg_sys::try_relation_open(relid, lock);
+        if rel.is_null() {
+            return false;
+        }
+        let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+        pg_sys::relation_close(rel, if light { lock } else { pg_sys::NoLock as _ });
+        blocks == 0
+    }
+
+    /// Does the partitioned table have a default partition with rows?
+    unsafe fn populated_default_partition(&self, parent: Oid, hook_lock: pg_sys::LOCKMODE) -> bool {
+        let def: Option<i64> = spi::one(
+            As::Caller,
+            "SELECT partdefid::int8 FROM pg_catalog.pg_partitioned_table \
+              WHERE partrelid = $1 AND partdefid <> 0",
+            &[parent.into()],
+        );
+        match def {
+            Some(d) => !self.known_empty(Oid::from(d as u32), hook_lock),
+            None => false,
+        }
+    }
+
+    /// PRIMARY KEY USING INDEX sets NOT NULL on the index's columns: a nullable one is
+    /// scanned under ACCESS EXCLUSIVE, as SET NOT NULL is (unless a CHECK proves it).
+    unsafe fn constraint_using_index(
+        &mut self,
+        stmt: *mut pg_sys::AlterTableStmt,
+        table: &Obj,
+        c: *mut pg_sys::Constraint,
+    ) {
+        if (*c).contype != pg_sys::ConstrType::CONSTR_PRIMARY {
+            return;
+        }
+        let Some(idx) = cstr((*c).indexname) else {
+            return;
+        };
+        let nsp = pg_sys::get_rel_namespace(table.addr.objectId);
+        let Ok(cidx) = CString::new(idx) else {
+            return;
+        };
+        let idxid = pg_sys::get_relname_relid(cidx.as_ptr(), nsp);
+        if idxid == pg_sys::InvalidOid {
+            return;
+        }
+        const NULLABLE: &str = "SELECT a.attnum::int4 FROM pg_catalog.pg_index i \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid \
+                AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::int2[]) \
+              WHERE i.indexrelid = $1 AND NOT a.attnotnull AND a.attnum > 0 ORDER BY 1";
+        let cols: Vec<i32> = spi::select(As::Caller, NULLABLE, &[idxid.into()], |t| {
+            let mut out = Vec::new();
+            for row in t {
+                out.push(row.get::<i32>(1)?.unwrap_or(0));
+            }
+            Ok(out)
+        });
+        for attnum in cols {
+            let name = cstr(pg_sys::get_attname(
+                table.addr.objectId,
+                attnum as i16,
+                true,
+            ))
+            .unwrap_or_default();
+            if let Some((col, a)) = self.column(table, &name) {
+                if !self.not_null_proven(stmt, table.addr.objectId, a) {
+                    self.add(RuleId::SetNotNull, col.display).facts.push(
+                        "PRIMARY KEY USING INDEX sets NOT NULL on this nullable column".into(),
+                    );
+                }
+            }
+        }
     }
 
     /// The first volatile function a raw default expression calls, if any. Looks
@@ -2136,6 +2459,11 @@ unsafe fn statement_table(node: *mut Node) -> Option<Oid> {
     (relid != pg_sys::InvalidOid).then_some(relid)
 }
 
+/// How many existing tables locked ACCESS EXCLUSIVE in one input make a wide lock
+/// window: each is held until commit, and waiting for the next one while holding the
+/// others blocks the clients of all of them.
+const WIDE_LOCK_TABLES: usize = 3;
+
 /// The table an UPDATE, a DELETE or an INSERT … SELECT … FROM writes (a backfill);
 /// INSERT … VALUES adds a few rows and is not one.
 unsafe fn dml_target(node: *mut Node) -> Option<Oid> {
@@ -2305,15 +2633,120 @@ unsafe fn owns_relation(relid: Oid) -> bool {
     return pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, pg_sys::GetUserId());
 }
 
-/// Does CREATE OR REPLACE TRIGGER replace a trigger the table has?
-unsafe fn replaces_trigger(s: *mut pg_sys::CreateTrigStmt, relid: Oid) -> bool {
-    #[cfg(feature = "pg13")]
-    let replace = false;
-    #[cfg(not(feature = "pg13"))]
-    let replace = (*s).replace;
-    replace
-        && !(*s).trigname.is_null()
-        && pg_sys::get_trigger_oid(relid, (*s).trigname, true) != pg_sys::InvalidOid
+/// The last part of a RangeVar's name, lower-case as parsed.
+unsafe fn rv_last(rv: *mut pg_sys::RangeVar) -> Option<String> {
+    if rv.is_null() {
+        return None;
+    }
+    cstr((*rv).relname)
+}
+
+/// ADD GENERATED … AS IDENTITY with a START WITH of its own.
+unsafe fn identity_has_start(def: *mut Node) -> bool {
+    if def.is_null() || tag(def) != NodeTag::T_Constraint {
+        return false;
+    }
+    defelem_names((*(def as *mut pg_sys::Constraint)).options)
+        .iter()
+        .any(|d| d == "start")
+}
+
+/// The options of an ALTER SEQUENCE that can stop an existing sequence or make it
+/// repeat values: a narrower AS type, a (lower) MAXVALUE or MINVALUE, CYCLE.
+unsafe fn sequence_limits(l: *mut pg_sys::List) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for d in nodes(l) {
+        if tag(d) != NodeTag::T_DefElem {
+            continue;
+        }
+        let d = d as *mut pg_sys::DefElem;
+        let arg = (*d).arg;
+        match cstr((*d).defname).as_deref() {
+            Some("as") => {
+                let t = if arg.is_null() || tag(arg) != NodeTag::T_TypeName {
+                    String::new()
+                } else {
+                    name_list((*(arg as *mut pg_sys::TypeName)).names)
+                };
+                if !t.ends_with("int8") && !t.ends_with("bigint") {
+                    out.push("AS (a narrower type)");
+                }
+            }
+            Some("maxvalue") if !arg.is_null() => out.push("MAXVALUE"),
+            Some("minvalue") if !arg.is_null() => out.push("MINVALUE"),
+            Some("cycle") if pg_sys::defGetBoolean(d) => out.push("CYCLE"),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// pg_index.indisvalid of an index (None: not an index).
+unsafe fn index_valid(relid: Oid) -> Option<bool> {
+    spi::one::<bool>(
+        As::Caller,
+        "SELECT indisvalid FROM pg_catalog.pg_index WHERE indexrelid = $1",
+        &[relid.into()],
+    )
+}
+
+/// Does the table have a row-level security policy?
+unsafe fn table_has_policy(relid: Oid) -> bool {
+    spi::one::<bool>(
+        As::Caller,
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = $1)",
+        &[relid.into()],
+    )
+    .unwrap_or(false)
+}
+
+/// A LOCK TABLE mode's name.
+fn lock_mode_name(mode: i32) -> &'static str {
+    match mode as u32 {
+        pg_sys::AccessShareLock => "ACCESS SHARE",
+        pg_sys::RowShareLock => "ROW SHARE",
+        pg_sys::RowExclusiveLock => "ROW EXCLUSIVE",
+        pg_sys::ShareUpdateExclusiveLock => "SHARE UPDATE EXCLUSIVE",
+        pg_sys::ShareLock => "SHARE",
+        pg_sys::ShareRowExclusiveLock => "SHARE ROW EXCLUSIVE",
+        pg_sys::ExclusiveLock => "EXCLUSIVE",
+        _ => "ACCESS EXCLUSIVE",
+    }
+}
+
+/// Is a raw WHERE clause the constant true (`WHERE true`, `WHERE 't'::bool`)?
+unsafe fn constant_true(n: *mut Node) -> bool {
+    if n.is_null() {
+        return false;
+    }
+    match tag(n) {
+        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+        NodeTag::T_A_Const => {
+            let c = n as *mut pg_sys::A_Const;
+            !(*c).isnull && (*c).val.node.type_ == NodeTag::T_Boolean && (*c).val.boolval.boolval
+        }
+        NodeTag::T_TypeCast => {
+            let tc = n as *mut pg_sys::TypeCast;
+            let arg = (*tc).arg;
+            let to = name_list((*(*tc).typeName).names);
+            (to == "pg_catalog.bool" || to == "bool" || to == "boolean")
+                && !arg.is_null()
+                && tag(arg) == NodeTag::T_A_Const
+                && {
+                    let c = arg as *mut pg_sys::A_Const;
+                    #[cfg(any(feature = "pg13", feature = "pg14"))]
+                    let t = ((*c).val.type_ == NodeTag::T_String)
+                        .then(|| cstr((*c).val.val.str_))
+                        .flatten();
+                    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+                    let t = (!(*c).isnull && (*c).val.node.type_ == NodeTag::T_String)
+                        .then(|| cstr((*c).val.sval.sval))
+                        .flatten();
+                    matches!(t.as_deref(), Some("t" | "true"))
+                }
+        }
+        _ => false,
+    }
 }
 
 /// DETACH PARTITION … CONCURRENTLY (PostgreSQL 14+).

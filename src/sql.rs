@@ -158,6 +158,8 @@ fn check(
     let mut classifier = Classifier::new(true);
     let stmts = unsafe { PgList::<pg_sys::RawStmt>::from_pg(parsed) };
     classifier.multi_statement = stmts.len() > 1;
+    let nodes: Vec<*mut pg_sys::Node> = stmts.iter_ptr().map(|r| unsafe { (*r).stmt }).collect();
+    unsafe { classifier.note_input(&nodes) };
     for (i, raw) in stmts.iter_ptr().enumerate() {
         pgrx::check_for_interrupts!();
         let n = (i + 1) as i32;

@@ -74,7 +74,7 @@ CASES = [
      None),
     ("create-or-replace-of-an-existing-trigger", TRIGGERED,
      "CREATE OR REPLACE TRIGGER users_touch BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION touch()",
-     "create-trigger"),
+     None),
     ("replica-identity-full", USERS, "ALTER TABLE users REPLICA IDENTITY FULL", None),
     ("replica-identity-nothing", USERS, "ALTER TABLE users REPLICA IDENTITY NOTHING",
      "replica-identity"),
@@ -148,9 +148,10 @@ CHECK_ONLY = [
     ("enum-value-added-alone", MOOD, "ALTER TYPE mood ADD VALUE 'happy'", None),
     ("enum-value-other-string-is-fine", MOOD,
      "ALTER TYPE mood ADD VALUE 'happy'; UPDATE people SET note = 'sad' WHERE id = 1", None),
+    # PostgreSQL 15 refuses the new value even for a type created in the same transaction.
     ("enum-of-a-type-created-in-the-migration", "",
      "CREATE TYPE feel AS ENUM ('a'); ALTER TYPE feel ADD VALUE 'b'; CREATE TABLE f (x feel DEFAULT 'b')",
-     None),
+     "enum-value-used-before-commit"),
 ]
 
 RISKY_OR_WORSE = ("risky", "destructive")
