@@ -48,6 +48,8 @@ pub struct Classifier {
     adopted: Vec<(String, String, RuleId, bool)>,
     /// check(): tables (bare lower-case names) the whole input creates a policy on.
     policy_tables: std::collections::HashSet<String>,
+    /// check(): views (bare lower-case names) the whole input creates.
+    views_created: std::collections::HashSet<String>,
     /// check(): constraints the input adds NOT VALID (bare table name, constraint,
     /// the rule its validation is), so that a VALIDATE in the same input is judged.
     not_valid_added: Vec<(String, String, RuleId)>,
@@ -172,6 +174,7 @@ impl Classifier {
             locked_exclusive: Vec::new(),
             adopted: Vec::new(),
             policy_tables: Default::default(),
+            views_created: Default::default(),
             not_valid_added: Vec::new(),
             findings: Vec::new(),
         }
@@ -181,6 +184,12 @@ impl Classifier {
     /// by one (a policy created after ENABLE ROW LEVEL SECURITY still counts).
     pub unsafe fn note_input(&mut self, stmts: &[*mut Node]) {
         for &n in stmts {
+            if !n.is_null() && tag(n) == NodeTag::T_ViewStmt {
+                let rv = (*(n as *mut pg_sys::ViewStmt)).view;
+                if let Some(v) = rv_last(rv) {
+                    self.views_created.insert(v.to_lowercase());
+                }
+            }
             if !n.is_null() && tag(n) == NodeTag::T_CreatePolicyStmt {
                 let rv = (*(n as *mut pg_sys::CreatePolicyStmt)).table;
                 if !rv.is_null() {
@@ -603,7 +612,9 @@ impl Classifier {
                     if o.protected {
                         self.add(RuleId::ProtectSchema, o.display);
                     } else if !o.exempt && opts.iter().any(|d| d == "restart") {
-                        self.add(RuleId::AlterSequenceRestart, o.display);
+                        if !restarts_forward(o.addr.objectId, (*s).options) {
+                            self.add(RuleId::AlterSequenceRestart, o.display);
+                        }
                     } else if !o.exempt {
                         let limits = sequence_limits((*s).options);
                         if !limits.is_empty() {
@@ -1170,11 +1181,16 @@ impl Classifier {
                     }
                     None => t == OBJECT_INDEX,
                 };
+                // A view under the old name, created by the same input, keeps clients
+                // working (the rename-with-a-compatibility-view recipe).
+                let shimmed = self.check_mode
+                    && rv_last((*s).relation)
+                        .is_some_and(|old| self.views_created.contains(&old.to_lowercase()));
                 match rel {
                     Some(o) if o.protected => {
                         self.add(RuleId::ProtectSchema, o.display);
                     }
-                    _ if is_index => {}
+                    _ if is_index || shimmed => {}
                     _ => {
                         if let Some(f) = self.on_relation((*s).relation, RuleId::RenameTable) {
                             f.facts.push(fact);
@@ -1304,6 +1320,17 @@ impl Classifier {
             }
         }
         self.note_adoptions(node);
+        if tag(node) == NodeTag::T_SelectStmt {
+            for (seq, to) in setval_calls(node) {
+                if !setval_forward(&seq, to) {
+                    self.add(RuleId::AlterSequenceRestart, format!("sequence {seq}"))
+                        .facts
+                        .push(format!(
+                            "setval to {to}, at or below the last value handed out"
+                        ));
+                }
+            }
+        }
         if tag(node) == NodeTag::T_AlterEnumStmt {
             let s = node as *mut pg_sys::AlterEnumStmt;
             let ty = name_list((*s).typeName);
@@ -2679,6 +2706,134 @@ unsafe fn sequence_limits(l: *mut pg_sys::List) -> Vec<&'static str> {
         }
     }
     out
+}
+
+/// Does RESTART WITH move an ascending sequence past the last value it handed out
+/// (as after a data import)? Then it cannot hand out a used value. Asked of the
+/// server with the caller's rights: without them the answer is no.
+unsafe fn restarts_forward(seq: Oid, options: *mut pg_sys::List) -> bool {
+    let to = nodes(options).into_iter().find_map(|d| {
+        let d = d as *mut pg_sys::DefElem;
+        (tag(d.cast()) == NodeTag::T_DefElem
+            && cstr((*d).defname).as_deref() == Some("restart")
+            && !(*d).arg.is_null())
+        .then(|| pg_sys::defGetInt64(d))
+    });
+    let Some(to) = to else {
+        return false; // RESTART alone goes back to the start value
+    };
+    spi::one::<bool>(
+        As::Caller,
+        "SELECT s.seqincrement > 0 \
+                AND $2 > coalesce(pg_catalog.pg_sequence_last_value(s.seqrelid), s.seqstart - 1) \
+           FROM pg_catalog.pg_sequence s \
+          WHERE s.seqrelid = $1 \
+            AND pg_catalog.has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')",
+        &[seq.into(), to.into()],
+    )
+    .unwrap_or(false)
+}
+
+/// The `setval('name', n)` calls of a statement with a constant name and value.
+unsafe fn setval_calls(node: *mut Node) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = Vec::new();
+    pg_sys::raw_expression_tree_walker(
+        node,
+        Some(setval_walker),
+        (&mut out as *mut Vec<(String, i64)>).cast(),
+    );
+    out
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn setval_walker(node: *mut Node, cx: *mut std::ffi::c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    pg_sys::check_stack_depth();
+    if tag(node) == NodeTag::T_FuncCall {
+        let f = node as *mut pg_sys::FuncCall;
+        let name = nodes((*f).funcname)
+            .last()
+            .map(|n| strval(*n))
+            .unwrap_or_default();
+        let args = nodes((*f).args);
+        if name == "setval" && args.len() >= 2 {
+            if let (Some(seq), Some(to)) = (const_text(args[0]), const_int(args[1])) {
+                (*(cx as *mut Vec<(String, i64)>)).push((seq, to));
+            }
+        }
+    }
+    pg_sys::raw_expression_tree_walker(node, Some(setval_walker), cx)
+}
+
+/// A string constant, possibly cast (`'s'::regclass`).
+unsafe fn const_text(n: *mut Node) -> Option<String> {
+    match tag(n) {
+        NodeTag::T_TypeCast => const_text((*(n as *mut pg_sys::TypeCast)).arg),
+        NodeTag::T_A_Const => {
+            let c = n as *mut pg_sys::A_Const;
+            #[cfg(any(feature = "pg13", feature = "pg14"))]
+            return ((*c).val.type_ == NodeTag::T_String)
+                .then(|| cstr((*c).val.val.str_))
+                .flatten();
+            #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+            return (!(*c).isnull && (*c).val.node.type_ == NodeTag::T_String)
+                .then(|| cstr((*c).val.sval.sval))
+                .flatten();
+        }
+        _ => None,
+    }
+}
+
+/// An integer constant.
+unsafe fn const_int(n: *mut Node) -> Option<i64> {
+    if tag(n) != NodeTag::T_A_Const {
+        return None;
+    }
+    let c = n as *mut pg_sys::A_Const;
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    return ((*c).val.type_ == NodeTag::T_Integer).then(|| (*c).val.val.ival as i64);
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    return (!(*c).isnull && (*c).val.node.type_ == NodeTag::T_Integer)
+        .then(|| (*c).val.ival.ival as i64);
+}
+
+/// Does setval(seq, to) leave an ascending sequence at or past the last value it
+/// handed out? The name is resolved as the server would (the caller's search_path); a
+/// sequence that is not here (the input creates it) is not judged; one the caller may
+/// not read counts as no.
+unsafe fn setval_forward(seq: &str, to: i64) -> bool {
+    // Only plain (unquoted) names: anything else would make the name parser raise
+    // an error here, in check(), rather than when the statement runs.
+    let parts: Vec<&str> = seq.split('.').collect();
+    let plain = parts.len() <= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+        });
+    let (true, Ok(name)) = (plain, CString::new(seq)) else {
+        return true;
+    };
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    let names = pg_sys::stringToQualifiedNameList(name.as_ptr());
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+    let names = pg_sys::stringToQualifiedNameList(name.as_ptr(), std::ptr::null_mut());
+    let relid = relid_of(pg_sys::makeRangeVarFromNameList(names));
+    if relid == pg_sys::InvalidOid {
+        return true;
+    }
+    spi::one::<bool>(
+        As::Caller,
+        "SELECT s.seqincrement > 0 \
+                AND $2 >= coalesce(pg_catalog.pg_sequence_last_value(s.seqrelid), s.seqstart - 1) \
+           FROM pg_catalog.pg_sequence s \
+          WHERE s.seqrelid = $1 \
+            AND pg_catalog.has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')",
+        &[relid.into(), to.into()],
+    )
+    .unwrap_or(false)
 }
 
 /// pg_index.indisvalid of an index (None: not an index).
