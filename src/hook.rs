@@ -9,7 +9,6 @@
 //! with a destructor is alive in `before_statement`'s frame when a refusal is raised.
 
 use crate::audit::backend as audit;
-use crate::classify::Classifier;
 use crate::engine::audit::DecisionKind;
 use crate::engine::phase::{
     approving_phase, cascade_shortfall, suggested_call, target_of, PhaseKind, Target,
@@ -23,6 +22,7 @@ use crate::guc;
 use crate::phase;
 use crate::recycle;
 use crate::report::{self, PgReport, SQLSTATE_APPROVED, SQLSTATE_REFUSED, SQLSTATE_WARNING};
+use crate::stmt::classify::Classifier;
 use pgrx::pg_sys::{self, NodeTag};
 use pgrx::prelude::*;
 use std::ffi::{c_char, CStr};

@@ -11,7 +11,6 @@ pub mod engine;
 mod audit;
 mod autosnap;
 mod bugs;
-mod classify;
 mod guc;
 mod hook;
 mod hooks;
@@ -23,6 +22,7 @@ mod report;
 mod snapshot;
 mod spi;
 mod sql;
+mod stmt;
 mod track;
 
 ::pgrx::pg_module_magic!(name, version);

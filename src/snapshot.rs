@@ -474,48 +474,6 @@ fn live_doc() -> String {
     doc.to_string()
 }
 
-/// Why a statement cannot run inside the dry run's transaction (None: it can).
-pub unsafe fn not_in_transaction(stmt: *mut pg_sys::Node) -> Option<&'static str> {
-    use pg_sys::NodeTag::*;
-    #[cfg(not(feature = "pg13"))]
-    let has_option = |l: *mut pg_sys::List, name: &[u8]| {
-        pgrx::PgList::<pg_sys::DefElem>::from_pg(l)
-            .iter_ptr()
-            .any(|d| {
-                !(*d).defname.is_null() && std::ffi::CStr::from_ptr((*d).defname).to_bytes() == name
-            })
-    };
-    Some(match (*stmt).type_ {
-        T_TransactionStmt => "transaction control: the dry run is one transaction already",
-        T_IndexStmt if (*(stmt as *mut pg_sys::IndexStmt)).concurrent => {
-            "CREATE INDEX CONCURRENTLY cannot run inside a transaction block; run it on its own and check the index is valid"
-        }
-        T_DropStmt if (*(stmt as *mut pg_sys::DropStmt)).concurrent => {
-            "DROP INDEX CONCURRENTLY cannot run inside a transaction block"
-        }
-        #[cfg(feature = "pg13")]
-        T_ReindexStmt if (*(stmt as *mut pg_sys::ReindexStmt)).concurrent => {
-            "REINDEX CONCURRENTLY cannot run inside a transaction block"
-        }
-        #[cfg(not(feature = "pg13"))]
-        T_ReindexStmt if has_option((*(stmt as *mut pg_sys::ReindexStmt)).params, b"concurrently") => {
-            "REINDEX CONCURRENTLY cannot run inside a transaction block"
-        }
-        T_VacuumStmt if (*(stmt as *mut pg_sys::VacuumStmt)).is_vacuumcmd => {
-            "VACUUM cannot run inside a transaction block"
-        }
-        T_CreatedbStmt | T_DropdbStmt => "CREATE/DROP DATABASE cannot run inside a transaction block",
-        T_CreateTableSpaceStmt | T_DropTableSpaceStmt => {
-            "CREATE/DROP TABLESPACE cannot run inside a transaction block"
-        }
-        T_AlterSystemStmt => "ALTER SYSTEM cannot run inside a transaction block",
-        T_CreateSubscriptionStmt | T_DropSubscriptionStmt | T_AlterSubscriptionStmt => {
-            "subscription commands may not run inside a transaction block"
-        }
-        _ => return None,
-    })
-}
-
 /// The statements of a migration as the server splits them (Drizzle's
 /// `--> statement-breakpoint` lines are comments), and whether each can run inside
 /// a transaction.
@@ -536,8 +494,13 @@ fn split(
         .into_iter()
         .enumerate()
         .map(|(i, (text, node))| {
-            let why = unsafe { not_in_transaction(node) };
-            ((i + 1) as i32, text, why.is_none(), why.map(str::to_string))
+            let why = unsafe { crate::stmt::txn::outside_transaction(node) };
+            (
+                (i + 1) as i32,
+                text,
+                why.is_none(),
+                why.map(|w| w.why.to_string()),
+            )
         })
         .collect();
     TableIterator::new(rows)

@@ -1,9 +1,9 @@
 //! SQL functions: migsafe.check(sql) and migsafe.rules().
 
-use crate::classify::Classifier;
 use crate::engine::policy::{decide, Decision};
 use crate::engine::rules::RULES;
 use crate::guc;
+use crate::stmt::classify::Classifier;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;

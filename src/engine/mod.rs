@@ -1,6 +1,6 @@
 //! The engine: pure Rust, no server. The rule catalog, the policy that turns findings
 //! into decisions and messages, type-change analysis and the docs renderer.
-//! The pgrx layer (`crate::hook`, `crate::classify`, `crate::sql`) feeds it facts.
+//! The pgrx layer (`crate::hook`, `crate::stmt`, `crate::sql`) feeds it facts.
 
 pub mod audit;
 pub mod docs;

@@ -10,6 +10,7 @@
 //! of `migsafe.check()` that will never run, so objects that do not exist are assumed to
 //! exist unless an earlier statement of the same input creates them.
 
+use super::txn::{detach_concurrently, outside_transaction};
 use crate::engine::policy::{Finding, TableSize};
 use crate::engine::rules::{known, RuleId};
 use crate::engine::typechange::{self, ColType, TypeChange};
@@ -1267,8 +1268,8 @@ impl Classifier {
     /// block (as Drizzle runs all pending files, and most runners each file).
     unsafe fn transaction_hazards(&mut self, node: *mut Node) {
         if self.multi_statement {
-            if let Some(what) = outside_transaction_only(node) {
-                self.add(RuleId::NotInTransaction, format!("statement {what}"));
+            if let Some(o) = outside_transaction(node).filter(|o| !o.transaction_control) {
+                self.add(RuleId::NotInTransaction, format!("statement {}", o.command));
             }
         }
         if !self.added_enum_values.is_empty() {
@@ -2407,52 +2408,6 @@ fn rel_identity(display: &str) -> &str {
     display.split_once(' ').map(|x| x.1).unwrap_or(display)
 }
 
-/// The command, if PostgreSQL runs it only outside a transaction block
-/// (PreventInTransactionBlock), e.g. `CREATE INDEX CONCURRENTLY`.
-unsafe fn outside_transaction_only(node: *mut Node) -> Option<String> {
-    let tagname =
-        || cstr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node))).unwrap_or_default();
-    let concurrently = match tag(node) {
-        NodeTag::T_IndexStmt => (*(node as *mut pg_sys::IndexStmt)).concurrent,
-        NodeTag::T_DropStmt => (*(node as *mut pg_sys::DropStmt)).concurrent,
-        NodeTag::T_ReindexStmt => {
-            let s = node as *mut pg_sys::ReindexStmt;
-            use pg_sys::ReindexObjectType::*;
-            if matches!((*s).kind, REINDEX_OBJECT_SYSTEM | REINDEX_OBJECT_DATABASE) {
-                return Some(tagname());
-            }
-            #[cfg(feature = "pg13")]
-            let c = (*s).concurrent;
-            #[cfg(not(feature = "pg13"))]
-            let c = defelem_names((*s).params)
-                .iter()
-                .any(|d| d == "concurrently");
-            c
-        }
-        NodeTag::T_AlterTableStmt => nodes((*(node as *mut pg_sys::AlterTableStmt)).cmds)
-            .into_iter()
-            .any(|c| {
-                tag(c) == NodeTag::T_AlterTableCmd
-                    && (*(c as *mut pg_sys::AlterTableCmd)).subtype
-                        == pg_sys::AlterTableType::AT_DetachPartition
-                    && detach_concurrently((*(c as *mut pg_sys::AlterTableCmd)).def)
-            }),
-        NodeTag::T_VacuumStmt if (*(node as *mut pg_sys::VacuumStmt)).is_vacuumcmd => {
-            return Some(tagname())
-        }
-        NodeTag::T_ClusterStmt if (*(node as *mut pg_sys::ClusterStmt)).relation.is_null() => {
-            return Some(tagname())
-        }
-        NodeTag::T_CreatedbStmt
-        | NodeTag::T_DropdbStmt
-        | NodeTag::T_CreateTableSpaceStmt
-        | NodeTag::T_DropTableSpaceStmt
-        | NodeTag::T_AlterSystemStmt => return Some(tagname()),
-        _ => false,
-    };
-    concurrently.then(|| format!("{} … CONCURRENTLY", tagname()))
-}
-
 /// The existing table whose rows the statement's work goes over (ALTER TABLE, CREATE
 /// INDEX, CLUSTER, REFRESH, VACUUM of one table, REINDEX TABLE / INDEX).
 unsafe fn statement_table(node: *mut Node) -> Option<Oid> {
@@ -2901,21 +2856,6 @@ unsafe fn constant_true(n: *mut Node) -> bool {
                 }
         }
         _ => false,
-    }
-}
-
-/// DETACH PARTITION … CONCURRENTLY (PostgreSQL 14+).
-unsafe fn detach_concurrently(def: *mut Node) -> bool {
-    #[cfg(feature = "pg13")]
-    {
-        let _ = def;
-        false
-    }
-    #[cfg(not(feature = "pg13"))]
-    {
-        !def.is_null()
-            && tag(def) == NodeTag::T_PartitionCmd
-            && (*(def as *mut pg_sys::PartitionCmd)).concurrent
     }
 }
 
