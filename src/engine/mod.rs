@@ -3,6 +3,7 @@
 //! The pgrx layer (`crate::hook`, `crate::stmt`, `crate::sql`) feeds it facts.
 
 pub mod audit;
+pub mod detect;
 pub mod docs;
 pub mod phase;
 pub mod policy;

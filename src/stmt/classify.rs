@@ -11,6 +11,7 @@
 //! exist unless an earlier statement of the same input creates them.
 
 use super::txn::{detach_concurrently, outside_transaction};
+use crate::engine::detect::{columns, constraints, sequences};
 use crate::engine::policy::{Finding, TableSize};
 use crate::engine::rules::{known, RuleId};
 use crate::engine::typechange::{self, ColType, TypeChange};
@@ -612,17 +613,17 @@ impl Classifier {
                 if let Some(o) = self.rel((*s).sequence) {
                     if o.protected {
                         self.add(RuleId::ProtectSchema, o.display);
-                    } else if !o.exempt && opts.iter().any(|d| d == "restart") {
-                        if !restarts_forward(o.addr.objectId, (*s).options) {
-                            self.add(RuleId::AlterSequenceRestart, o.display);
-                        }
                     } else if !o.exempt {
-                        let limits = sequence_limits((*s).options);
-                        if !limits.is_empty() {
-                            self.add(RuleId::AlterSequenceLimits, o.display)
-                                .facts
-                                .push(format!("Changes {}", limits.join(", ")));
-                        }
+                        let facts = sequences::AlterSequence {
+                            sequence: o.display.clone(),
+                            restart: opts.iter().any(|d| d == "restart"),
+                            limits: sequence_limits((*s).options),
+                        };
+                        let seq = o.addr.objectId;
+                        let found = sequences::alter_sequence(&facts, || {
+                            restarts_forward(seq, (*s).options)
+                        });
+                        self.findings.extend(found);
                     }
                 } else if opts.iter().any(|d| d == "restart")
                     && self.unresolved_applies(&rv_name((*s).sequence))
@@ -2014,22 +2015,24 @@ impl Classifier {
 
     unsafe fn constraint(&mut self, display: &str, c: *mut pg_sys::Constraint) {
         use pg_sys::ConstrType::*;
-        let name = cstr((*c).conname).map(|n| format!("Constraint {}", quote(&n)));
-        let rule = match (*c).contype {
-            CONSTR_FOREIGN if !(*c).skip_validation => RuleId::AddForeignKey,
-            CONSTR_CHECK if !(*c).skip_validation => RuleId::AddCheckConstraint,
-            CONSTR_PRIMARY | CONSTR_UNIQUE | CONSTR_EXCLUSION if (*c).indexname.is_null() => {
-                RuleId::AddUniqueConstraint
-            }
-            _ => return,
+        let kind = match (*c).contype {
+            CONSTR_FOREIGN => constraints::Kind::ForeignKey,
+            CONSTR_CHECK => constraints::Kind::Check,
+            CONSTR_PRIMARY => constraints::Kind::PrimaryKey,
+            CONSTR_UNIQUE => constraints::Kind::Unique,
+            CONSTR_EXCLUSION => constraints::Kind::Exclusion,
+            _ => constraints::Kind::Other,
         };
-        let f = self.add(rule, display);
-        if let Some(n) = name {
-            f.facts.push(n);
-        }
-        if (*c).contype == CONSTR_FOREIGN && !(*c).pktable.is_null() {
-            f.facts
-                .push(format!("References {}", rv_name((*c).pktable)));
+        let facts = constraints::AddConstraint {
+            table: display.to_string(),
+            kind,
+            name: cstr((*c).conname).map(|n| quote(&n)),
+            not_valid: (*c).skip_validation,
+            using_index: !(*c).indexname.is_null(),
+            references: (!(*c).pktable.is_null()).then(|| rv_name((*c).pktable)),
+        };
+        if let Some(f) = constraints::add_constraint(&facts) {
+            self.findings.push(f);
         }
     }
 
@@ -2082,45 +2085,23 @@ impl Classifier {
             typname.trim_start_matches("pg_catalog."),
             "serial" | "bigserial" | "smallserial" | "serial2" | "serial4" | "serial8"
         );
-        if generated || serial {
-            let why = if serial {
-                "serial column"
-            } else {
-                "generated or identity column"
-            };
-            self.add(RuleId::AddColumnGenerated, coldisplay.clone())
-                .facts
-                .push(format!("A {why}"));
-        } else if !default.is_null() {
-            if let Some(f) = self.volatile_function(default) {
-                self.add(RuleId::AddColumnVolatileDefault, coldisplay.clone())
-                    .facts
-                    .push(format!("Default calls volatile function {f}()"));
-            }
-        } else if !typ.is_null() {
-            let mut typmod = -1;
-            let t = pg_sys::LookupTypeName(std::ptr::null_mut(), typ, &mut typmod, true);
-            if !t.is_null() {
-                let typid = pg_sys::typeTypeId(t);
-                pg_sys::ReleaseSysCache(t);
-                if pg_sys::get_typtype(typid) as u8 == b'd' && pg_sys::DomainHasConstraints(typid) {
-                    self.add(RuleId::AddColumnVolatileDefault, coldisplay.clone())
-                        .facts
-                        .push(
-                            "The column's domain has constraints, checked against every row".into(),
-                        );
-                }
-            }
-        }
-        if not_null && default.is_null() && !generated && !serial {
-            let has_rows = match table {
-                Some(t) => self.has_rows(stmt, t.addr.objectId),
-                None => true,
-            };
-            if has_rows {
-                self.add(RuleId::AddColumnNotNull, coldisplay.clone());
-            }
-        }
+        let facts = columns::AddColumn {
+            column: coldisplay.clone(),
+            generated,
+            serial,
+            default: (!default.is_null()).then(|| columns::Default {
+                volatile_function: self.volatile_function(default),
+            }),
+            not_null,
+            domain_with_constraints: !typ.is_null()
+                && default.is_null()
+                && domain_has_constraints(typ),
+        };
+        let found = columns::add_column(&facts, || match table {
+            Some(t) => self.has_rows(stmt, t.addr.objectId),
+            None => true,
+        });
+        self.findings.extend(found);
         for c in inline {
             self.constraint(display, c);
         }
@@ -2789,6 +2770,18 @@ unsafe fn setval_forward(seq: &str, to: i64) -> bool {
         &[relid.into(), to.into()],
     )
     .unwrap_or(false)
+}
+
+/// Is the type a domain with constraints?
+unsafe fn domain_has_constraints(typ: *mut pg_sys::TypeName) -> bool {
+    let mut typmod = -1;
+    let t = pg_sys::LookupTypeName(std::ptr::null_mut(), typ, &mut typmod, true);
+    if t.is_null() {
+        return false;
+    }
+    let typid = pg_sys::typeTypeId(t);
+    pg_sys::ReleaseSysCache(t);
+    pg_sys::get_typtype(typid) as u8 == b'd' && pg_sys::DomainHasConstraints(typid)
 }
 
 /// pg_index.indisvalid of an index (None: not an index).
