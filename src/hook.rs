@@ -10,12 +10,10 @@
 
 use crate::audit::backend as audit;
 use crate::engine::audit::DecisionKind;
-use crate::engine::phase::{
-    approving_phase, cascade_shortfall, suggested_call, target_of, PhaseKind, Target,
-};
+use crate::engine::phase::{approving_phase, target_of, Target};
 use crate::engine::policy::{
-    decide, render_refusal, render_standby_refusal, render_warning, Decision, Finding, Mode,
-    Report, Settings,
+    approvable, approval_call, decide, refusal_note, render_approval, render_refusal,
+    render_standby_refusal, render_warning, Decision, Finding, Mode, Settings,
 };
 use crate::engine::rules::Severity;
 use crate::guc;
@@ -167,13 +165,7 @@ fn refuse_or_approve(
             None,
         );
     }
-    // Only refusals that are all about destructive rules can be approved (not
-    // self-protection, not risky statements refused by migsafe.block_risky).
-    let approvable = fs.iter().all(|f| {
-        !f.rule.protects_extension
-            && (f.rule.severity == Severity::Destructive || !settings.block_risky)
-    });
-    if settings.mode != Mode::Enforce || !approvable || !phase::available() {
+    if settings.mode != Mode::Enforce || !approvable(&fs, settings) || !phase::available() {
         let r = render_refusal(&fs, settings, text, None, None);
         return (
             vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &r)],
@@ -185,16 +177,8 @@ fn refuse_or_approve(
     if let Some(id) = recycle::rollback_approves(text) {
         let rules: Vec<&str> = fs.iter().map(|f| f.rule.id.as_str()).collect();
         phase::record_use(id, &rules, &targets, text);
-        let objects: Vec<&str> = fs.iter().map(|f| f.object.as_str()).collect();
-        let notice = Report {
-            message: format!(
-                "pg_migsafe: {} on {} approved by rollback phase {id}",
-                rules.join(", "),
-                objects.join(", ")
-            ),
-            detail: String::new(),
-            hint: String::new(),
-        };
+        let all: Vec<&Finding> = fs.iter().collect();
+        let notice = render_approval(&all, &format!("rollback phase {id}"));
         recycle::note_approval(id);
         return (
             vec![PgReport::new(pg_sys::NOTICE, SQLSTATE_APPROVED, &notice)],
@@ -213,18 +197,7 @@ fn refuse_or_approve(
         let rules: Vec<&str> = approved.iter().map(|f| f.rule.id.as_str()).collect();
         phase::record_use(p.id, &rules, &targets, text);
         recycle::note_approval(p.id);
-        let objects: Vec<&str> = approved.iter().map(|f| f.object.as_str()).collect();
-        let notice = Report {
-            message: format!(
-                "pg_migsafe: {} on {} approved by contract phase {} ({})",
-                rules.join(", "),
-                objects.join(", "),
-                p.id,
-                p.name
-            ),
-            detail: String::new(),
-            hint: String::new(),
-        };
+        let notice = render_approval(&approved, &format!("contract phase {} ({})", p.id, p.name));
         let mut out = vec![PgReport::new(pg_sys::NOTICE, SQLSTATE_APPROVED, &notice)];
         out.extend(
             fs.iter()
@@ -233,31 +206,8 @@ fn refuse_or_approve(
         );
         return (out, Some((p.id, p.name.clone())));
     }
-    let note = active
-        .iter()
-        .find(|p| p.kind == PhaseKind::Expand)
-        .map(|p| {
-            format!(
-                "Expand phase {} ({}) is open in this session: destructive statements wait for the contract phase.",
-                p.id, p.name
-            )
-        })
-        .or_else(|| {
-            cascade_shortfall(&fs, &targets, &active).map(|(p, missing)| {
-                format!(
-                    "Contract phase {} ({}) lists the object but not everything the CASCADE would also drop: {}.",
-                    p.id,
-                    p.name,
-                    missing.join(", ")
-                )
-            })
-        });
-    // What a phase would have to list: the objects and everything a CASCADE reaches.
-    let mut wanted = targets.clone();
-    for f in &fs {
-        wanted.extend(f.dependents.iter().map(|d| target_of(d)));
-    }
-    let call = suggested_call(&wanted);
+    let note = refusal_note(&fs, &targets, &active);
+    let call = approval_call(&fs, &targets);
     let r = render_refusal(&fs, settings, text, call.as_deref(), note.as_deref());
     (
         vec![PgReport::new(pg_sys::PGERROR, SQLSTATE_REFUSED, &r)],

@@ -1,6 +1,7 @@
 //! Policy: turns findings and settings into a decision, and renders the messages a
 //! user sees. Plain Rust, no server.
 
+use super::phase::{cascade_shortfall, suggested_call, target_of, ActivePhase, PhaseKind, Target};
 use super::rules::{Rule, RuleId, Severity, RETIRED, RULES};
 use thiserror::Error;
 
@@ -323,6 +324,71 @@ pub fn render_refusal(
     }
 }
 
+/// Can a phase approve this refusal? Only when every finding is about a destructive
+/// rule: never self-protection, never a risky statement refused by
+/// `migsafe.block_risky`.
+pub fn approvable(findings: &[Finding], settings: &Settings) -> bool {
+    findings.iter().all(|f| {
+        !f.rule.protects_extension
+            && (f.rule.severity == Severity::Destructive || !settings.block_risky)
+    })
+}
+
+/// The NOTICE (SQLSTATE MS003) when a phase approves a statement's destructive
+/// findings; `by` names it, e.g. `contract phase 7 (drop legacy)` or `rollback phase 3`.
+pub fn render_approval(approved: &[&Finding], by: &str) -> Report {
+    let rules: Vec<&str> = approved.iter().map(|f| f.rule.id.as_str()).collect();
+    let objects: Vec<&str> = approved.iter().map(|f| f.object.as_str()).collect();
+    Report {
+        message: format!(
+            "pg_migsafe: {} on {} approved by {by}",
+            rules.join(", "),
+            objects.join(", ")
+        ),
+        detail: String::new(),
+        hint: String::new(),
+    }
+}
+
+/// What a refusal should add about the session's phases: an open expand phase (which
+/// approves nothing), or a contract phase that lists the objects but not everything
+/// the CASCADE would also drop.
+pub fn refusal_note(
+    findings: &[Finding],
+    targets: &[Option<Target>],
+    active: &[ActivePhase],
+) -> Option<String> {
+    active
+        .iter()
+        .find(|p| p.kind == PhaseKind::Expand)
+        .map(|p| {
+            format!(
+                "Expand phase {} ({}) is open in this session: destructive statements wait for the contract phase.",
+                p.id, p.name
+            )
+        })
+        .or_else(|| {
+            cascade_shortfall(findings, targets, active).map(|(p, missing)| {
+                format!(
+                    "Contract phase {} ({}) lists the object but not everything the CASCADE would also drop: {}.",
+                    p.id,
+                    p.name,
+                    missing.join(", ")
+                )
+            })
+        })
+}
+
+/// The begin_phase() call a refusal offers: the objects and everything a CASCADE
+/// reaches.
+pub fn approval_call(findings: &[Finding], targets: &[Option<Target>]) -> Option<String> {
+    let mut wanted = targets.to_vec();
+    for f in findings {
+        wanted.extend(f.dependents.iter().map(|d| target_of(d)));
+    }
+    suggested_call(&wanted)
+}
+
 /// A refusal on a hot standby. Nothing can approve DDL there — the server cannot
 /// write, so no phase can be opened on it — and the statement could not run anyway:
 /// the message says where DDL belongs instead of offering a `begin_phase` call.
@@ -524,6 +590,45 @@ mod tests {
             "{}",
             r.detail
         );
+    }
+
+    #[test]
+    fn approval_policy() {
+        let drop = Finding::new(known(RuleId::DropTable), "table public.t");
+        let idx = Finding::new(known(RuleId::CreateIndex), "table public.t");
+        let prot = Finding::new(known(RuleId::ProtectSchema), "schema migsafe");
+        let st = Settings::default();
+        assert!(approvable(&[drop.clone(), idx.clone()], &st));
+        assert!(!approvable(&[drop.clone(), prot], &st));
+        let blocking = Settings {
+            block_risky: true,
+            ..Settings::default()
+        };
+        assert!(!approvable(&[drop.clone(), idx], &blocking));
+        let r = render_approval(&[&drop], "contract phase 7 (cleanup)");
+        assert_eq!(
+            r.message,
+            "pg_migsafe: drop-table on table public.t approved by contract phase 7 (cleanup)"
+        );
+        let targets = vec![target_of("table public.t")];
+        let expand = ActivePhase {
+            id: 3,
+            kind: PhaseKind::Expand,
+            name: "add x".into(),
+            objects: vec![],
+        };
+        assert!(
+            refusal_note(std::slice::from_ref(&drop), &targets, &[expand])
+                .unwrap()
+                .starts_with("Expand phase 3 (add x)")
+        );
+        assert_eq!(
+            refusal_note(std::slice::from_ref(&drop), &targets, &[]),
+            None
+        );
+        assert!(approval_call(&[drop], &targets)
+            .unwrap()
+            .contains("public.t"));
     }
 
     #[test]
