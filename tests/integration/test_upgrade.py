@@ -1,4 +1,4 @@
-"""Upgrades: a database that installed pg_migsafe 0.1.0 or 0.2.0 (their SQL, kept
+"""Upgrades: a database that installed pg_migsafe 0.1.0, 0.2.0 or 0.3.0 (their SQL, kept
 installable in sql/released/, with the new library — which works with that SQL until
 the update) moves to the current release with
 `ALTER EXTENSION pg_migsafe UPDATE`, and then has exactly what a fresh install has —
@@ -14,7 +14,7 @@ import pytest
 from conftest import new_db, run
 
 OLD = "0.1.0"
-RELEASES = ["0.1.0", "0.2.0"]
+RELEASES = ["0.1.0", "0.2.0", "0.3.0"]
 
 # One row per object of the extension's schemas, with everything a user of the
 # extension depends on; an upgraded database and a fresh one must give the same rows.
