@@ -22,6 +22,32 @@ use pgrx::pg_sys::{self, Node, NodeTag, Oid};
 use pgrx::{pg_guard, PgList};
 use std::ffi::{c_char, CString};
 
+/// The join (a SQL fragment, `t` a table, `i` an index of it) that keeps the
+/// publications that send t's UPDATE or DELETE and whose replica identity i is: its
+/// primary key under REPLICA IDENTITY DEFAULT, or the USING INDEX one.
+#[cfg(not(any(feature = "pg13", feature = "pg14")))]
+macro_rules! identity_publications {
+    () => {
+        "JOIN pg_catalog.pg_publication p ON (p.pubupdate OR p.pubdelete) \
+           AND ((t.relreplident = 'd' AND i.indisprimary) OR (t.relreplident = 'i' AND i.indisreplident)) \
+           AND (p.puballtables \
+                OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r \
+                            WHERE r.prpubid = p.oid AND r.prrelid = t.oid) \
+                OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_namespace n \
+                            WHERE n.pnpubid = p.oid AND n.pnnspid = t.relnamespace))"
+    };
+}
+#[cfg(any(feature = "pg13", feature = "pg14"))]
+macro_rules! identity_publications {
+    () => {
+        "JOIN pg_catalog.pg_publication p ON (p.pubupdate OR p.pubdelete) \
+           AND ((t.relreplident = 'd' AND i.indisprimary) OR (t.relreplident = 'i' AND i.indisreplident)) \
+           AND (p.puballtables \
+                OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r \
+                            WHERE r.prpubid = p.oid AND r.prrelid = t.oid))"
+    };
+}
+
 unsafe extern "C-unwind" {
     /// pg_constraint.h (not in pgrx's bindings): the constraint `conname` of table
     /// `relid`, InvalidOid if there is none (`missing_ok`).
@@ -1091,6 +1117,26 @@ impl Classifier {
                     if let (false, Some(rule)) = (o.exempt, rule) {
                         self.add(rule, o.display.clone());
                     }
+                    if t == OBJECT_INDEX && !o.exempt {
+                        let pubs: Option<String> = spi::one(
+                            As::Caller,
+                            concat!(
+                                "SELECT pg_catalog.string_agg(DISTINCT p.pubname::text, ', ') \
+                                   FROM pg_catalog.pg_index i \
+                                   JOIN pg_catalog.pg_class t ON t.oid = i.indrelid ",
+                                identity_publications!(),
+                                " WHERE i.indexrelid = $1"
+                            ),
+                            &[o.addr.objectId.into()],
+                        );
+                        if let Some(p) = pubs {
+                            let table =
+                                self.rel_obj(pg_sys::IndexGetRelation(o.addr.objectId, false));
+                            self.add(RuleId::DropReplicaIdentity, table.display)
+                                .facts
+                                .push(format!("Published by {p}"));
+                        }
+                    }
                     if o.exempt && o.addr.classId == pg_sys::RelationRelationId {
                         // New, but what it takes along may not be: an existing table
                         // attached as its partition, an existing sequence OWNED BY it.
@@ -1878,6 +1924,25 @@ impl Classifier {
                             rel_identity(display)
                         ),
                     );
+                    if let Some(t) = table.filter(|t| !t.exempt) {
+                        let pubs: Option<String> = spi::one(
+                            As::Caller,
+                            concat!(
+                                "SELECT pg_catalog.string_agg(DISTINCT p.pubname::text, ', ') \
+                                   FROM pg_catalog.pg_constraint c \
+                                   JOIN pg_catalog.pg_class t ON t.oid = c.conrelid \
+                                   JOIN pg_catalog.pg_index i ON i.indexrelid = c.conindid ",
+                                identity_publications!(),
+                                " WHERE c.conrelid = $1 AND c.conname = $2"
+                            ),
+                            &[t.addr.objectId.into(), colname.as_str().into()],
+                        );
+                        if let Some(p) = pubs {
+                            self.add(RuleId::DropReplicaIdentity, t.display.clone())
+                                .facts
+                                .push(format!("Published by {p}"));
+                        }
+                    }
                 }
             }
             AT_AddConstraint => {

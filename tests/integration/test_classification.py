@@ -10,6 +10,8 @@ that can fail is lossy whatever USING says; an identity's RESTART reissues used
 values; ALTER INDEX … RENAME naming a table renames the table; and the safe forms
 (ENABLE TRIGGER, REPLICA IDENTITY FULL, DETACH … CONCURRENTLY, a new trigger,
 renaming an index or a constraint) are not flagged."""
+import re
+
 import pytest
 
 from conftest import REFUSED, new_db, run
@@ -80,6 +82,19 @@ CASES = [
      "replica-identity"),
     ("detach-partition", PARTED, "ALTER TABLE events DETACH PARTITION events_2025",
      "detach-partition"),
+    # The replica identity of a published table.
+    ("drop-primary-key-of-a-published-table",
+     "CREATE TABLE pt (id int CONSTRAINT pt_pkey PRIMARY KEY, v text);"
+     "CREATE PUBLICATION pt_pub FOR TABLE pt;",
+     "ALTER TABLE pt DROP CONSTRAINT pt_pkey", ["drop-constraint", "drop-replica-identity"]),
+    ("drop-primary-key-of-an-unpublished-table",
+     "CREATE TABLE pt (id int CONSTRAINT pt_pkey PRIMARY KEY, v text);",
+     "ALTER TABLE pt DROP CONSTRAINT pt_pkey", "drop-constraint"),
+    ("drop-the-identity-index-of-a-published-table",
+     "CREATE TABLE pt (id int NOT NULL, v text); CREATE UNIQUE INDEX pt_id ON pt (id);"
+     "ALTER TABLE pt REPLICA IDENTITY USING INDEX pt_id;"
+     "CREATE PUBLICATION pt_pub2 FOR TABLE pt;",
+     "DROP INDEX pt_id", ["drop-index", "drop-replica-identity"]),
     # Dropping what the transaction created takes along what existed before it.
     ("existing-table-attached-to-a-new-parent",
      "CREATE TABLE old_2024 (at date NOT NULL, v int);\n"
@@ -211,7 +226,9 @@ def test_hook_verdict(cluster, case):
             r = run(conn, stmt)
             seen += r.warned_rules()
             if r.sqlstate == REFUSED:
+                # The message names the first rule; DETAIL has a line per finding.
                 seen.append(r.refused_rule())
+                seen += re.findall(r"Rule ([a-z-]+) \(", r.error.diag.message_detail or "")
             if not r.ok:
                 ok = False
                 break
