@@ -21,71 +21,9 @@ use crate::phase;
 use crate::recycle;
 use crate::report::{self, PgReport, SQLSTATE_APPROVED, SQLSTATE_REFUSED, SQLSTATE_WARNING};
 use crate::stmt::classify::Classifier;
-use pgrx::pg_sys::{self, NodeTag};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::ffi::{c_char, CStr};
-
-/// Statements that are never DDL: they pass with a tag comparison (and, for SET and
-/// VACUUM, a look at the name or options — no allocation, no catalog).
-unsafe fn is_fast_path(stmt: *mut pg_sys::Node) -> bool {
-    match (*stmt).type_ {
-        NodeTag::T_TransactionStmt
-        | NodeTag::T_VariableShowStmt
-        | NodeTag::T_PrepareStmt
-        | NodeTag::T_ExecuteStmt
-        | NodeTag::T_DeallocateStmt
-        | NodeTag::T_DeclareCursorStmt
-        | NodeTag::T_FetchStmt
-        | NodeTag::T_ClosePortalStmt
-        | NodeTag::T_ListenStmt
-        | NodeTag::T_NotifyStmt
-        | NodeTag::T_UnlistenStmt
-        | NodeTag::T_CopyStmt
-        | NodeTag::T_ExplainStmt
-        | NodeTag::T_CheckPointStmt
-        | NodeTag::T_LockStmt
-        | NodeTag::T_DiscardStmt
-        | NodeTag::T_ConstraintsSetStmt
-        | NodeTag::T_DoStmt
-        | NodeTag::T_CallStmt
-        | NodeTag::T_LoadStmt => true,
-        NodeTag::T_VariableSetStmt => {
-            let name = (*(stmt as *mut pg_sys::VariableSetStmt)).name;
-            name.is_null() || !starts_with_migsafe(name)
-        }
-        NodeTag::T_VacuumStmt => !vacuum_full(stmt as *mut pg_sys::VacuumStmt),
-        _ => false,
-    }
-}
-
-unsafe fn starts_with_migsafe(name: *const c_char) -> bool {
-    let prefix = b"migsafe.";
-    for (i, want) in prefix.iter().enumerate() {
-        let c = *name.add(i) as u8;
-        if c == 0 || !c.eq_ignore_ascii_case(want) {
-            return false;
-        }
-    }
-    true
-}
-
-unsafe fn vacuum_full(v: *mut pg_sys::VacuumStmt) -> bool {
-    if !(*v).is_vacuumcmd || (*v).options.is_null() {
-        return false;
-    }
-    let list = (*v).options;
-    for i in 0..(*list).length {
-        let cell = (*list).elements.add(i as usize);
-        let d = (*cell).ptr_value as *mut pg_sys::DefElem;
-        if !d.is_null()
-            && !(*d).defname.is_null()
-            && CStr::from_ptr((*d).defname).to_bytes() == b"full"
-        {
-            return true;
-        }
-    }
-    false
-}
 
 /// The statement's own text inside a query string that may hold several.
 unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) -> String {
@@ -222,7 +160,7 @@ unsafe fn should_inspect(
     ours: bool,
 ) -> bool {
     !stmt.is_null()
-        && !is_fast_path(stmt)
+        && !crate::stmt::kind::is_fast_path(stmt)
         && guc::mode() != Mode::Off
         // The extension's own statement (migsafe._internal(), _run_as()): only that
         // one; what it sets off is inspected.
@@ -299,18 +237,7 @@ pub(crate) unsafe fn after_statement(token: usize, lock_watch: bool) {
 /// before stays "not new" (see `track`).
 #[pg_guard]
 unsafe extern "C-unwind" fn note_rebuilds(stmt: *mut pg_sys::Node) {
-    if (*stmt).type_ != NodeTag::T_AlterTableStmt {
-        return;
-    }
-    let a = stmt as *mut pg_sys::AlterTableStmt;
-    let retypes = pgrx::PgList::<pg_sys::AlterTableCmd>::from_pg((*a).cmds)
-        .iter_ptr()
-        .any(|c| (*c).subtype == pg_sys::AlterTableType::AT_AlterColumnType);
-    if !retypes {
-        return;
-    }
-    let relid = crate::pgutil::relid_of((*a).relation);
-    if relid != pg_sys::InvalidOid {
+    if let Some(relid) = crate::stmt::kind::retyped_table(stmt) {
         crate::track::note_statistics_of(relid);
     }
 }

@@ -3,12 +3,15 @@
 //!
 //! - `classify` — the classifier: a statement's findings for the hook and check();
 //! - `reach` — what a statement reaches in the schema model (the automatic snapshot);
-//! - `txn` — statements that cannot run inside a transaction block.
+//! - `txn` — statements that cannot run inside a transaction block;
+//! - `kind` — the hook's fast path and what its bookkeeping reads;
+//! - `secrets` — which statements carry credentials (for the audit log's redaction).
 //!
-//! Still outside it, and moving here next: the hook's fast path (`hook.rs`), the
-//! recycle bin's DROP / TRUNCATE targets (`recycle.rs`), the audit's lock targets
-//! (`audit/backend.rs`) and credential redaction (`redact.rs`).
+//! Still outside it, and moving here next: the recycle bin's DROP / TRUNCATE
+//! targets (`recycle.rs`) and the audit's lock targets (`audit/backend.rs`).
 
 pub mod classify;
+pub mod kind;
 pub mod reach;
+pub mod secrets;
 pub mod txn;
