@@ -24,10 +24,10 @@ use crate::engine::policy::Finding;
 use crate::guc;
 use crate::pgutil::{cstr, now_unix_us, qualified, quote, relid_of, relkind_word, role_name};
 use crate::spi::{self, As};
-use pgrx::pg_sys::{self, NodeTag, Oid};
+use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::CString;
 
 struct Mig {
     key: String,
@@ -649,65 +649,6 @@ unsafe fn describe(class: Oid, obj: Oid, sub: i32) -> Option<String> {
 
 // ------------------------------------------------------------ lock safety
 
-/// The table a statement locks ACCESS EXCLUSIVE or SHARE ROW EXCLUSIVE, and that mode.
-unsafe fn heavy_target(
-    stmt: *mut pg_sys::Node,
-) -> Option<(*mut pg_sys::RangeVar, pg_sys::LOCKMODE)> {
-    let ae = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
-    let sre = pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE;
-    let first_rv = |l: *mut pg_sys::List| -> Option<*mut pg_sys::RangeVar> {
-        if l.is_null() || (*l).length == 0 {
-            return None;
-        }
-        let n = (*(*l).elements).ptr_value as *mut pg_sys::Node;
-        match (*n).type_ {
-            NodeTag::T_RangeVar => Some(n as *mut pg_sys::RangeVar),
-            NodeTag::T_List => Some(pg_sys::makeRangeVarFromNameList(n as *mut pg_sys::List)),
-            _ => None,
-        }
-    };
-    match (*stmt).type_ {
-        NodeTag::T_AlterTableStmt => {
-            let a = stmt as *mut pg_sys::AlterTableStmt;
-            let mode = pg_sys::AlterTableGetLockLevel((*a).cmds);
-            (mode >= sre).then_some(((*a).relation, mode))
-        }
-        NodeTag::T_TruncateStmt => {
-            first_rv((*(stmt as *mut pg_sys::TruncateStmt)).relations).map(|r| (r, ae))
-        }
-        NodeTag::T_DropStmt => {
-            let d = stmt as *mut pg_sys::DropStmt;
-            use pg_sys::ObjectType::*;
-            match (*d).removeType {
-                OBJECT_TABLE | OBJECT_MATVIEW | OBJECT_VIEW | OBJECT_FOREIGN_TABLE => {
-                    first_rv((*d).objects).map(|r| (r, ae))
-                }
-                _ => None,
-            }
-        }
-        NodeTag::T_RenameStmt => {
-            let r = stmt as *mut pg_sys::RenameStmt;
-            (!(*r).relation.is_null()).then_some(((*r).relation, ae))
-        }
-        NodeTag::T_CreateTrigStmt => {
-            let t = stmt as *mut pg_sys::CreateTrigStmt;
-            Some(((*t).relation, sre))
-        }
-        NodeTag::T_RuleStmt => Some(((*(stmt as *mut pg_sys::RuleStmt)).relation, ae)),
-        NodeTag::T_CreatePolicyStmt => Some(((*(stmt as *mut pg_sys::CreatePolicyStmt)).table, ae)),
-        NodeTag::T_AlterPolicyStmt => Some(((*(stmt as *mut pg_sys::AlterPolicyStmt)).table, ae)),
-        NodeTag::T_ClusterStmt => {
-            let c = stmt as *mut pg_sys::ClusterStmt;
-            (!(*c).relation.is_null()).then_some(((*c).relation, ae))
-        }
-        NodeTag::T_AlterObjectSchemaStmt => {
-            let a = stmt as *mut pg_sys::AlterObjectSchemaStmt;
-            (!(*a).relation.is_null()).then_some(((*a).relation, ae))
-        }
-        _ => None,
-    }
-}
-
 /// Before a statement that takes a heavy lock on an existing table: apply
 /// migsafe.lock_timeout when lock_timeout is 0, and if the lock is not free, name the
 /// sessions holding it (and, for the table's owner, wait for it here to time the wait).
@@ -719,7 +660,7 @@ pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
     if !crate::pgutil::transaction_writable() {
         return false;
     }
-    let Some((rv, mode)) = heavy_target(stmt) else {
+    let Some((rv, mode)) = crate::stmt::locks::heavy_target(stmt) else {
         return false;
     };
     if rv.is_null() {
@@ -850,33 +791,7 @@ fn blockers_of(relid: Oid, mode: usize) -> Vec<Blocker> {
 /// Before DROP DATABASE, CREATE DATABASE … TEMPLATE, ALTER DATABASE … RENAME/SET
 /// TABLESPACE: the writer of that database must leave it (they need it free).
 unsafe fn release_databases(stmt: *mut pg_sys::Node) {
-    let name: Option<*const c_char> = match (*stmt).type_ {
-        NodeTag::T_DropdbStmt => Some((*(stmt as *mut pg_sys::DropdbStmt)).dbname),
-        NodeTag::T_RenameStmt => {
-            let r = stmt as *mut pg_sys::RenameStmt;
-            ((*r).renameType == pg_sys::ObjectType::OBJECT_DATABASE)
-                .then(|| (*r).subname as *const c_char)
-        }
-        NodeTag::T_AlterDatabaseStmt => Some((*(stmt as *mut pg_sys::AlterDatabaseStmt)).dbname),
-        NodeTag::T_CreatedbStmt => {
-            let c = stmt as *mut pg_sys::CreatedbStmt;
-            let mut t: *const c_char = c"template1".as_ptr();
-            let opts = (*c).options;
-            if !opts.is_null() {
-                for i in 0..(*opts).length {
-                    let d = (*(*opts).elements.add(i as usize)).ptr_value as *mut pg_sys::DefElem;
-                    if !(*d).defname.is_null()
-                        && CStr::from_ptr((*d).defname).to_bytes() == b"template"
-                    {
-                        t = pg_sys::defGetString(d);
-                    }
-                }
-            }
-            Some(t)
-        }
-        _ => None,
-    };
-    if let Some(n) = name.filter(|n| !n.is_null()) {
+    if let Some(n) = crate::stmt::locks::database_needed_free(stmt) {
         let oid = pg_sys::get_database_oid(n, true);
         if oid != pg_sys::InvalidOid {
             queue::request_exit(oid);
@@ -886,11 +801,9 @@ unsafe fn release_databases(stmt: *mut pg_sys::Node) {
 
 // ------------------------------------------------------------ errors and ends
 
-/// emit_log_hook: remembers the SQLSTATE and message of an ERROR raised while a
-/// statement is open, and adds the blocking sessions to a lock-timeout error's DETAIL.
-/// Not guarded and allocation-light: it runs inside error reporting.
 /// The emit_log hook's part (called by `hooks`, before the next hook): an ERROR of an
-/// open statement is spooled at once; a lock timeout gets its DETAIL.
+/// open statement is spooled at once; a lock timeout gets its DETAIL. Not guarded and
+/// allocation-light: it runs inside error reporting.
 pub(crate) unsafe fn on_emit_log(edata: *mut pg_sys::ErrorData) {
     if !edata.is_null() && (*edata).elevel >= pg_sys::PGERROR as i32 {
         if OPEN.get() > 0 {

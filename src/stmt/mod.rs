@@ -5,13 +5,15 @@
 //! - `reach` — what a statement reaches in the schema model (the automatic snapshot);
 //! - `txn` — statements that cannot run inside a transaction block;
 //! - `kind` — the hook's fast path and what its bookkeeping reads;
-//! - `secrets` — which statements carry credentials (for the audit log's redaction).
+//! - `secrets` — which statements carry credentials (for the audit log's redaction);
+//! - `locks` — the table a statement locks heavily, the database it needs free.
 //!
 //! Still outside it, and moving here next: the recycle bin's DROP / TRUNCATE
-//! targets (`recycle.rs`) and the audit's lock targets (`audit/backend.rs`).
+//! targets (`recycle.rs`).
 
 pub mod classify;
 pub mod kind;
+pub mod locks;
 pub mod reach;
 pub mod secrets;
 pub mod txn;
