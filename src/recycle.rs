@@ -13,11 +13,11 @@
 
 use crate::engine::policy::Report;
 use crate::guc;
-use crate::pgutil::{cstr, relid_of};
+use crate::pgutil::cstr;
 use crate::spi::{self, As};
-use pgrx::pg_sys::{self, NodeTag};
+use crate::stmt::targets::{recycle_targets, Named, Targets};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgList;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
@@ -340,10 +340,6 @@ fn not_recyclable(rel: pg_sys::Oid, cascade: bool) -> Option<String> {
     )
 }
 
-unsafe fn name_list_text(names: *mut pg_sys::List) -> String {
-    cstr(pg_sys::NameListToString(names)).unwrap_or_default()
-}
-
 unsafe fn rel_name(rel: pg_sys::Oid) -> String {
     let name = cstr(pg_sys::get_rel_name(rel)).unwrap_or_default();
     crate::pgutil::qualified(pg_sys::get_rel_namespace(rel), &name)
@@ -368,14 +364,24 @@ pub unsafe fn before(stmt: *mut pg_sys::Node, text: &str, phase: i64) -> Outcome
         // The statement fails with PostgreSQL's read-only error; nothing to keep.
         return Outcome::Run;
     }
-    match (*stmt).type_ {
-        NodeTag::T_DropStmt if drop_tables(stmt as *mut pg_sys::DropStmt, text, phase) => {
-            Outcome::CarriedOut
+    match recycle_targets(stmt) {
+        Targets::DropTables {
+            tables,
+            cascade,
+            missing_ok,
+        } => {
+            if drop_tables(tables, cascade, missing_ok, text, phase) {
+                Outcome::CarriedOut
+            } else {
+                Outcome::Run
+            }
         }
-        NodeTag::T_AlterTableStmt => drop_columns(stmt as *mut pg_sys::AlterTableStmt, text, phase)
-            .map_or(Outcome::Run, Outcome::Refuse),
-        NodeTag::T_TruncateStmt => truncate(stmt as *mut pg_sys::TruncateStmt, text, phase)
-            .map_or(Outcome::Run, Outcome::Refuse),
+        Targets::DropColumns { table, columns } => {
+            drop_columns(table, &columns, text, phase).map_or(Outcome::Run, Outcome::Refuse)
+        }
+        Targets::Truncate { tables } => {
+            truncate(&tables, text, phase).map_or(Outcome::Run, Outcome::Refuse)
+        }
         _ => Outcome::Run,
     }
 }
@@ -412,22 +418,27 @@ unsafe fn may_own(rel: pg_sys::Oid, or_schema: bool) -> bool {
     }
 }
 
-unsafe fn drop_tables(d: *mut pg_sys::DropStmt, text: &str, phase: i64) -> bool {
-    if (*d).removeType != pg_sys::ObjectType::OBJECT_TABLE || (*d).concurrent {
-        return false;
-    }
-    let cascade = (*d).behavior == pg_sys::DropBehavior::DROP_CASCADE;
+unsafe fn drop_tables(
+    tables: Vec<Named>,
+    cascade: bool,
+    missing_ok: bool,
+    text: &str,
+    phase: i64,
+) -> bool {
     let mut rels = Vec::new();
     let mut missing = Vec::new();
-    for names in PgList::<pg_sys::List>::from_pg((*d).objects).iter_ptr() {
-        let rv = pg_sys::makeRangeVarFromNameList(names);
-        let oid = relid_of(rv);
-        if oid == pg_sys::InvalidOid {
-            if !(*d).missing_ok {
-                return false; // the real DROP reports it
+    for t in tables {
+        let oid = match t {
+            Named::Missing(name) => {
+                if !missing_ok {
+                    return false; // the real DROP reports it
+                }
+                missing.push(name);
+                continue;
             }
-            missing.push(name_list_text(names));
-        } else if pg_sys::get_rel_relkind(oid) as u8 != b'r' {
+            Named::Found(oid) => oid,
+        };
+        if pg_sys::get_rel_relkind(oid) as u8 != b'r' {
             return false; // the real DROP reports the wrong kind
         } else if !may_own(oid, true) {
             // An approval is not a privilege: the real DROP checks the caller's right
@@ -467,18 +478,16 @@ unsafe fn drop_tables(d: *mut pg_sys::DropStmt, text: &str, phase: i64) -> bool 
     true
 }
 
-unsafe fn drop_columns(a: *mut pg_sys::AlterTableStmt, text: &str, phase: i64) -> Option<Report> {
-    let rel = relid_of((*a).relation);
-    if rel == pg_sys::InvalidOid || !may_own(rel, false) {
+unsafe fn drop_columns(
+    rel: pg_sys::Oid,
+    columns: &[String],
+    text: &str,
+    phase: i64,
+) -> Option<Report> {
+    if columns.is_empty() || rel == pg_sys::InvalidOid || !may_own(rel, false) {
         return None; // the real ALTER TABLE reports what is wrong
     }
-    for cmd in PgList::<pg_sys::AlterTableCmd>::from_pg((*a).cmds).iter_ptr() {
-        if (*cmd).subtype != pg_sys::AlterTableType::AT_DropColumn {
-            continue;
-        }
-        let Some(col) = cstr((*cmd).name) else {
-            continue;
-        };
+    for col in columns {
         let id = call_i64(
             "SELECT migsafe._recycle_column($1, $2, $3, $4)",
             vec![rel.into(), col.as_str().into(), phase.into(), text.into()],
@@ -487,7 +496,7 @@ unsafe fn drop_columns(a: *mut pg_sys::AlterTableStmt, text: &str, phase: i64) -
             return Some(too_big(format!(
                 "DROP COLUMN {}.{}",
                 rel_name(rel),
-                crate::pgutil::quote(&col)
+                crate::pgutil::quote(col)
             )));
         }
         if let Some(id) = id {
@@ -499,9 +508,8 @@ unsafe fn drop_columns(a: *mut pg_sys::AlterTableStmt, text: &str, phase: i64) -
     None
 }
 
-unsafe fn truncate(t: *mut pg_sys::TruncateStmt, text: &str, phase: i64) -> Option<Report> {
-    for rv in PgList::<pg_sys::RangeVar>::from_pg((*t).relations).iter_ptr() {
-        let rel = relid_of(rv);
+unsafe fn truncate(tables: &[pg_sys::Oid], text: &str, phase: i64) -> Option<Report> {
+    for &rel in tables {
         if rel == pg_sys::InvalidOid
             || pg_sys::pg_class_aclcheck(rel, pg_sys::GetUserId(), pg_sys::ACL_TRUNCATE as _)
                 != pg_sys::AclResult::ACLCHECK_OK

@@ -6,14 +6,15 @@
 //! - `txn` — statements that cannot run inside a transaction block;
 //! - `kind` — the hook's fast path and what its bookkeeping reads;
 //! - `secrets` — which statements carry credentials (for the audit log's redaction);
-//! - `locks` — the table a statement locks heavily, the database it needs free.
+//! - `locks` — the table a statement locks heavily, the database it needs free;
+//! - `targets` — what an approved statement would destroy (for the recycle bin).
 //!
-//! Still outside it, and moving here next: the recycle bin's DROP / TRUNCATE
-//! targets (`recycle.rs`).
+//! No other module reads a statement's parse tree: they get what they need from here.
 
 pub mod classify;
 pub mod kind;
 pub mod locks;
 pub mod reach;
 pub mod secrets;
+pub mod targets;
 pub mod txn;
