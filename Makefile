@@ -27,8 +27,10 @@ install: deps
 	cargo pgrx install --pg-config $(PG_CONFIG) --no-default-features --features $(PG_FEATURE)
 	install -m 644 sql/released/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 
-# Pure-Rust unit tests and #[pg_test]s, in a fresh pgrx test cluster run as $(RUNAS).
+# The engine's unit tests (crates/engine: plain Rust, no server), then the shell's
+# unit tests and #[pg_test]s, in a fresh pgrx test cluster run as $(RUNAS).
 pgtest: deps
+	cargo test -p migsafe_engine
 	rm -rf $(PGRX_TEST_DATA) && install -d -o $(RUNAS) $(PGRX_TEST_DATA)
 	chmod o+rx $(TMPBASE)
 	cargo pgrx test $(PG_FEATURE) --runas $(RUNAS) --pgdata $(PGRX_TEST_DATA)
@@ -74,7 +76,7 @@ bench-audit: deps
 
 # Regenerates docs/rules.md from the rule catalog.
 docs:
-	MIGSAFE_BLESS=1 cargo test --lib -- engine::docs
+	MIGSAFE_BLESS=1 cargo test -p migsafe_engine -- docs::
 
 # Type-checks PG 13-17 with pgrx's pregenerated bindings (no headers needed).
 check-versions:
@@ -86,6 +88,7 @@ fmt:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --no-default-features --features "$(PG_FEATURE) pg_test" -- -D warnings
+	cargo clippy -p migsafe_engine --all-targets -- -D warnings
 
 clean:
 	-bash tests/tools/demo.sh stop $(DEMO_DIR)

@@ -1,7 +1,7 @@
 //! ALTER TABLE … ADD CONSTRAINT (and the constraints of an ADD COLUMN).
 
-use crate::engine::policy::Finding;
-use crate::engine::rules::{known, RuleId};
+use crate::policy::Finding;
+use crate::rules::{known, RuleId};
 
 /// The kind of a constraint being added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

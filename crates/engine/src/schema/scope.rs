@@ -270,7 +270,7 @@ pub fn restrict(mut s: Schema, scope: Option<&Scope>) -> Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::schema::diff::tests::table;
+    use crate::schema::diff::tests::table;
 
     fn rels(names: &[(&str, &str)]) -> Scope {
         Scope {

@@ -1,7 +1,7 @@
 //! ALTER SEQUENCE (and setval(), in check()).
 
-use crate::engine::policy::Finding;
-use crate::engine::rules::{known, RuleId};
+use crate::policy::Finding;
+use crate::rules::{known, RuleId};
 
 /// What an ALTER SEQUENCE does to an existing sequence.
 #[derive(Debug, Default, Clone)]

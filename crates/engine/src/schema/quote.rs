@@ -247,7 +247,7 @@ pub enum IdentityError {
 
 /// Splits an always-quoted identity (`"public"."my ""t"""`) into its names.
 /// Trailing text after the last quoted name (a function's argument list, see
-/// [`crate::engine::schema::model::Function`]) is returned as the second element.
+/// [`crate::schema::model::Function`]) is returned as the second element.
 pub fn parse_identity_with_tail(s: &str) -> Result<(Vec<String>, String), IdentityError> {
     let err = || IdentityError::Malformed(s.to_string());
     let mut parts = Vec::new();

@@ -2073,7 +2073,7 @@ impl<'a> Planner<'a> {
 #[cfg(test)]
 mod rename_tests {
     use super::*;
-    use crate::engine::schema::diff::tests::table;
+    use crate::schema::diff::tests::table;
 
     #[test]
     fn a_renamed_column_is_renamed_back() {
@@ -2113,9 +2113,9 @@ mod rename_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::schema::diff::tests::{sample, table};
-    use crate::engine::schema::diff::{diff, Action};
-    use crate::engine::schema::quote::identity;
+    use crate::schema::diff::tests::{sample, table};
+    use crate::schema::diff::{diff, Action};
+    use crate::schema::quote::identity;
 
     const USERS: &str = "\"public\".\"users\"";
     const ORDERS: &str = "\"public\".\"orders\"";

@@ -371,7 +371,7 @@ pub fn suggested_call(targets: &[Option<Target>]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::rules::{known, RuleId};
+    use crate::rules::{known, RuleId};
 
     fn t(kind: &str, id: &str) -> Target {
         Target {

@@ -1,7 +1,7 @@
 //! ALTER TABLE … ADD COLUMN.
 
-use crate::engine::policy::Finding;
-use crate::engine::rules::{known, RuleId};
+use crate::policy::Finding;
+use crate::rules::{known, RuleId};
 
 /// What an ADD COLUMN says, and what the catalog says about its type.
 #[derive(Debug, Default, Clone)]

@@ -1,6 +1,8 @@
 //! The engine: pure Rust, no server. The rule catalog, the policy that turns findings
 //! into decisions and messages, type-change analysis and the docs renderer.
-//! The pgrx layer (`crate::hook`, `crate::stmt`, `crate::sql`) feeds it facts.
+//! The pgrx layer (pg_migsafe's `hook`, `stmt`, `sql`) feeds it facts. A crate of its
+//! own: it cannot use pgrx, and `cargo test -p migsafe_engine` runs its tests without a
+//! server.
 
 pub mod audit;
 pub mod detect;

@@ -446,7 +446,7 @@ pub fn shorten(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::rules::known;
+    use crate::rules::known;
 
     fn s(mode: Mode) -> Settings {
         Settings {

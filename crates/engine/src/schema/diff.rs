@@ -19,7 +19,7 @@
 //! `loses_data` says whether going from `before` to `after` destroys stored values:
 //! a removed table, column, sequence or populated materialized view (unless the
 //! snapshot knows the table was empty), a lossy column type change (judged by
-//! [`crate::engine::typechange`] when the column carries its base type name,
+//! [`crate::typechange`] when the column carries its base type name,
 //! category and typmod; assumed lossy otherwise), a plain column becoming generated
 //! (its values are replaced), and enum labels that disappear. Everything else is
 //! `false`.
@@ -29,7 +29,7 @@
 //! policies), then by identity.
 
 use super::model::*;
-use crate::engine::typechange::{self, ColType, TypeChange};
+use crate::typechange::{self, ColType, TypeChange};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -546,7 +546,7 @@ fn table_of(c: &Change) -> (String, u8, String) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::engine::schema::quote::identity;
+    use crate::schema::quote::identity;
 
     pub fn table(schema: &str, name: &str, cols: &[(&str, &str)]) -> Table {
         Table {
