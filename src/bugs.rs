@@ -79,8 +79,22 @@ fn bug_message(payload: &(dyn Any + Send)) -> Option<String> {
     })
 }
 
+/// A panic's message is kept to this many bytes in the log line: one short write
+/// (not interleaved with other processes' output), and no statement text carried whole
+/// into the log.
+const MAX_MESSAGE: usize = 1024;
+
 /// One line, newline-terminated, JSON after the marker (so a log shipper can parse it).
 fn log_line(message: &str, location: &str, pid: u32) -> String {
+    let mut end = message.len().min(MAX_MESSAGE);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = if end < message.len() {
+        format!("{}…", &message[..end])
+    } else {
+        message.to_string()
+    };
     let body = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": pid,
@@ -127,5 +141,19 @@ mod tests {
         assert_eq!(json["location"], "src/x.rs:1:2");
         assert_eq!(json["pid"], 7);
         assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn a_long_message_is_cut_on_a_character_boundary() {
+        let long = "é".repeat(2000);
+        let line = log_line(&long, "src/x.rs:1:2", 7);
+        let json: serde_json::Value =
+            serde_json::from_str(line.strip_prefix("pg_migsafe_bug ").unwrap().trim()).unwrap();
+        let m = json["message"].as_str().unwrap();
+        assert!(
+            m.len() <= MAX_MESSAGE + "…".len() && m.ends_with('…'),
+            "{}",
+            m.len()
+        );
     }
 }

@@ -644,6 +644,17 @@ impl Classifier {
                             sequence: o.display.clone(),
                             restart: opts.iter().any(|d| d == "restart"),
                             limits: sequence_limits((*s).options),
+                            reshapes: opts.iter().any(|d| {
+                                matches!(
+                                    d.as_str(),
+                                    "increment"
+                                        | "as"
+                                        | "cycle"
+                                        | "minvalue"
+                                        | "maxvalue"
+                                        | "start"
+                                )
+                            }),
                         };
                         let seq = o.addr.objectId;
                         let found = sequences::alter_sequence(&facts, || {
@@ -790,10 +801,7 @@ impl Classifier {
                     for p in nodes((*cs).inhRelations) {
                         if let Some(parent) = self.rel(p as *mut pg_sys::RangeVar) {
                             if !parent.exempt
-                                && self.populated_default_partition(
-                                    parent.addr.objectId,
-                                    pg_sys::AccessExclusiveLock as _,
-                                )
+                                && self.populated_default_partition(parent.addr.objectId)
                             {
                                 self.add(RuleId::AttachPartition, parent.display).facts.push(
                                     "The default partition has rows: it is scanned for the new partition's".into(),
@@ -1860,9 +1868,7 @@ impl Classifier {
             AT_AddIdentity if !identity_has_start((*cmd).def) => {
                 if let Some(col) = column(self) {
                     let populated = table
-                        .map(|t| {
-                            !self.known_empty(t.addr.objectId, pg_sys::AccessExclusiveLock as _)
-                        })
+                        .map(|t| !self.known_empty(t.addr.objectId))
                         .unwrap_or(true);
                     if populated {
                         self.add(RuleId::AlterSequenceRestart, col).facts.push(
@@ -2015,15 +2021,14 @@ impl Classifier {
                 if part.as_ref().is_some_and(|p| p.exempt) {
                     return;
                 }
-                let lock = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;
                 // The new partition is scanned unless it is empty; the default partition
                 // is scanned whenever it has rows.
                 let part_rows = part
                     .as_ref()
-                    .map(|p| !self.known_empty(p.addr.objectId, lock))
+                    .map(|p| !self.known_empty(p.addr.objectId))
                     .unwrap_or(true);
                 let default_rows = table
-                    .map(|t| self.populated_default_partition(t.addr.objectId, lock))
+                    .map(|t| self.populated_default_partition(t.addr.objectId))
                     .unwrap_or(false);
                 if part_rows || default_rows {
                     let name = if pc.is_null() {
@@ -2172,97 +2177,66 @@ impl Classifier {
         }
     }
 
-    /// Does the table have rows? Only the table's owner gets an exact answer: we lock
-    /// the table with the lock ALTER TABLE takes anyway, and look at its size (no rows
-    /// if it has no blocks). Anyone else gets "maybe", i.e. yes.
-    unsafe fn has_rows(&self, stmt: *mut pg_sys::AlterTableStmt, relid: Oid) -> bool {
-        if self.check_mode {
-            return pg_sys::get_rel_relkind(relid) as u8 != b'v';
+    /// Does the table have rows? Its data files are looked at without waiting for a
+    /// lock or keeping one (`light_look`); when that is not possible right now, the
+    /// answer is "maybe", i.e. yes. A view has none; a partitioned table is taken to
+    /// have rows in some partition.
+    unsafe fn has_rows(&self, _stmt: *mut pg_sys::AlterTableStmt, relid: Oid) -> bool {
+        match pg_sys::get_rel_relkind(relid) as u8 {
+            b'v' => false,
+            b'r' | b'm' => light_look(relid, |rel| {
+                pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) > 0
+            })
+            .unwrap_or(true),
+            _ => true,
         }
-        if !owns_relation(relid) {
-            return true;
-        }
-        pg_sys::LockRelationOid(relid, pg_sys::AlterTableGetLockLevel((*stmt).cmds));
-        let rel = pg_sys::relation_open(relid, pg_sys::NoLock as _);
-        let kind = (*(*rel).rd_rel).relkind as u8;
-        let blocks = if kind == b'r' || kind == b'm' {
-            pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM)
-        } else {
-            1 // partitioned tables: assume rows in some partition
-        };
-        pg_sys::relation_close(rel, pg_sys::NoLock as _);
-        blocks > 0
     }
 
     /// Do the table's validated CHECK constraints (or its NOT NULL columns) prove that
     /// column `attnum` holds no NULL? Then PostgreSQL skips SET NOT NULL's scan. The
     /// server answers, as ALTER TABLE does: `col IS NOT NULL` tested with
-    /// PartConstraintImpliedByRelConstraint. The hook locks the table as the statement
-    /// will (owners only — for anyone else the answer is "no", and the statement fails
-    /// on its own ownership check); check() and a standby look under ACCESS SHARE,
-    /// released at once.
+    /// PartConstraintImpliedByRelConstraint, on a `light_look` at the table (no wait,
+    /// no lock kept: the hook runs before lock safety, and before PostgreSQL's own
+    /// checks). When the table cannot be looked at right now, the answer is "no".
     unsafe fn not_null_proven(
         &self,
-        stmt: *mut pg_sys::AlterTableStmt,
+        _stmt: *mut pg_sys::AlterTableStmt,
         relid: Oid,
         attnum: i16,
     ) -> bool {
-        let light = self.check_mode || pg_sys::RecoveryInProgress();
-        let lock = if light {
-            pg_sys::AccessShareLock as pg_sys::LOCKMODE
-        } else if owns_relation(relid) {
-            pg_sys::AlterTableGetLockLevel((*stmt).cmds)
-        } else {
-            return false;
-        };
-        let rel = pg_sys::try_relation_open(relid, lock);
-        if rel.is_null() {
-            return false;
-        }
         let (mut typid, mut typmod, mut coll) = (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
         pg_sys::get_atttypetypmodcoll(relid, attnum, &mut typid, &mut typmod, &mut coll);
-        let test =
-            pg_sys::palloc0(std::mem::size_of::<pg_sys::NullTest>()) as *mut pg_sys::NullTest;
-        (*test).xpr.type_ = NodeTag::T_NullTest;
-        (*test).arg = pg_sys::makeVar(1, attnum, typid, typmod, coll, 0) as *mut pg_sys::Expr;
-        (*test).nulltesttype = pg_sys::NullTestType::IS_NOT_NULL;
-        (*test).argisrow = false;
-        (*test).location = -1;
-        let proven = pg_sys::PartConstraintImpliedByRelConstraint(
-            rel,
-            pg_sys::lappend(std::ptr::null_mut(), test.cast()),
-        );
-        pg_sys::relation_close(rel, if light { lock } else { pg_sys::NoLock as _ });
-        proven
+        if typid == pg_sys::InvalidOid {
+            return false;
+        }
+        light_look(relid, |rel| {
+            let test =
+                pg_sys::palloc0(std::mem::size_of::<pg_sys::NullTest>()) as *mut pg_sys::NullTest;
+            (*test).xpr.type_ = NodeTag::T_NullTest;
+            (*test).arg = pg_sys::makeVar(1, attnum, typid, typmod, coll, 0) as *mut pg_sys::Expr;
+            (*test).nulltesttype = pg_sys::NullTestType::IS_NOT_NULL;
+            (*test).argisrow = false;
+            (*test).location = -1;
+            pg_sys::PartConstraintImpliedByRelConstraint(
+                rel,
+                pg_sys::lappend(std::ptr::null_mut(), test.cast()),
+            )
+        })
+        .unwrap_or(false)
     }
 
-    /// Is the table known to be empty (no data blocks)? The hook looks under the lock
-    /// the statement takes anyway (`hook_lock`, owners only — for anyone else the
-    /// answer is "not known"); check() and a standby under ACCESS SHARE, released at
-    /// once. A partitioned table is not known to be empty.
-    unsafe fn known_empty(&self, relid: Oid, hook_lock: pg_sys::LOCKMODE) -> bool {
-        if pg_sys::get_rel_relkind(relid) as u8 != b'r' {
-            return false;
-        }
-        let light = self.check_mode || pg_sys::RecoveryInProgress();
-        let lock = if light {
-            pg_sys::AccessShareLock as pg_sys::LOCKMODE
-        } else if owns_relation(relid) {
-            hook_lock
-        } else {
-            return false;
-        };
-        let rel = pg_sys::try_relation_open(relid, lock);
-        if rel.is_null() {
-            return false;
-        }
-        let blocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
-        pg_sys::relation_close(rel, if light { lock } else { pg_sys::NoLock as _ });
-        blocks == 0
+    /// Is the table known to be empty (no data blocks), by a `light_look`? A table
+    /// that cannot be looked at right now, or a partitioned one, is not known to be.
+    unsafe fn known_empty(&self, relid: Oid) -> bool {
+        pg_sys::get_rel_relkind(relid) as u8 == b'r'
+            && light_look(relid, |rel| {
+                pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM) == 0
+            })
+            .unwrap_or(false)
     }
 
     /// Does the partitioned table have a default partition with rows?
-    unsafe fn populated_default_partition(&self, parent: Oid, hook_lock: pg_sys::LOCKMODE) -> bool {
+    unsafe fn populated_default_partition(&self, parent: Oid) -> bool {
         let def: Option<i64> = spi::one(
             As::Caller,
             "SELECT partdefid::int8 FROM pg_catalog.pg_partitioned_table \
@@ -2270,7 +2244,7 @@ impl Classifier {
             &[parent.into()],
         );
         match def {
-            Some(d) => !self.known_empty(Oid::from(d as u32), hook_lock),
+            Some(d) => !self.known_empty(Oid::from(d as u32)),
             None => false,
         }
     }
@@ -2653,12 +2627,35 @@ unsafe extern "C-unwind" fn const_walker(node: *mut Node, cx: *mut std::ffi::c_v
     pg_sys::raw_expression_tree_walker(node, Some(const_walker), cx)
 }
 
-/// Does the current user own the relation?
-unsafe fn owns_relation(relid: Oid) -> bool {
-    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-    return pg_sys::pg_class_ownercheck(relid, pg_sys::GetUserId());
-    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
-    return pg_sys::object_ownercheck(pg_sys::RelationRelationId, relid, pg_sys::GetUserId());
+/// Looks at a relation without waiting and without keeping a lock: ACCESS SHARE (what
+/// a SELECT takes) if it can be had right now — a conditional request, which also
+/// yields to sessions already queued for the table — held only while `f` runs. None
+/// when the lock is not free or the relation is gone. The hook runs before lock safety
+/// and before PostgreSQL's own checks: it must neither queue for a lock (that would
+/// block every later query on the table, with no lock_timeout) nor take one before the
+/// statement's own lock order (a partition before its parent: deadlocks).
+///
+/// Only for a caller who may read the table (SELECT): whether it is empty, or what its
+/// constraints prove, is no secret to them — and nobody else learns it from a warning
+/// or from check().
+unsafe fn light_look<R>(relid: Oid, f: impl FnOnce(pg_sys::Relation) -> R) -> Option<R> {
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    if pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _)
+        != pg_sys::AclResult::ACLCHECK_OK
+        || !pg_sys::ConditionalLockRelationOid(relid, lock)
+    {
+        return None;
+    }
+    let rel = pg_sys::try_relation_open(relid, pg_sys::NoLock as _);
+    let r = if rel.is_null() {
+        None
+    } else {
+        let r = f(rel);
+        pg_sys::relation_close(rel, pg_sys::NoLock as _);
+        Some(r)
+    };
+    pg_sys::UnlockRelationOid(relid, lock);
+    r
 }
 
 /// The last part of a RangeVar's name, lower-case as parsed.
@@ -2713,12 +2710,15 @@ unsafe fn sequence_limits(l: *mut pg_sys::List) -> Vec<&'static str> {
 /// (as after a data import)? Then it cannot hand out a used value. Asked of the
 /// server with the caller's rights: without them the answer is no.
 unsafe fn restarts_forward(seq: Oid, options: *mut pg_sys::List) -> bool {
+    // An integer constant only: anything else (1.5, a number beyond bigint) is for
+    // PostgreSQL to reject, after its own checks — here it is "not forward".
     let to = nodes(options).into_iter().find_map(|d| {
         let d = d as *mut pg_sys::DefElem;
         (tag(d.cast()) == NodeTag::T_DefElem
             && cstr((*d).defname).as_deref() == Some("restart")
-            && !(*d).arg.is_null())
-        .then(|| pg_sys::defGetInt64(d))
+            && !(*d).arg.is_null()
+            && tag((*d).arg) == NodeTag::T_Integer)
+            .then(|| pg_sys::defGetInt64(d))
     });
     let Some(to) = to else {
         return false; // RESTART alone goes back to the start value
@@ -2808,7 +2808,8 @@ unsafe fn setval_forward(seq: &str, to: i64) -> bool {
     // Only plain (unquoted) names: anything else would make the name parser raise
     // an error here, in check(), rather than when the statement runs.
     let parts: Vec<&str> = seq.split('.').collect();
-    let plain = parts.len() <= 3
+    // (Three parts would name a database: PostgreSQL raises an error for any other.)
+    let plain = parts.len() <= 2
         && parts.iter().all(|p| {
             !p.is_empty()
                 && p.chars()

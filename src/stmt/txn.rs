@@ -26,7 +26,6 @@ pub unsafe fn outside_transaction(stmt: *mut pg_sys::Node) -> Option<OutsideOnly
             !(*d).defname.is_null() && std::ffi::CStr::from_ptr((*d).defname).to_bytes() == name
         })
     };
-    let _ = &has_option;
     let tagname =
         || cstr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(stmt))).unwrap_or_default();
     let concurrently = || format!("{} … CONCURRENTLY", tagname());
@@ -59,8 +58,13 @@ pub unsafe fn outside_transaction(stmt: *mut pg_sys::Node) -> Option<OutsideOnly
             let c = has_option((*s).params, b"concurrently");
             if c {
                 out(concurrently(), "REINDEX CONCURRENTLY cannot run inside a transaction block")
-            } else if matches!((*s).kind, REINDEX_OBJECT_SYSTEM | REINDEX_OBJECT_DATABASE) {
-                out(tagname(), "REINDEX SYSTEM and DATABASE cannot run inside a transaction block")
+            } else if matches!(
+                (*s).kind,
+                REINDEX_OBJECT_SCHEMA | REINDEX_OBJECT_SYSTEM | REINDEX_OBJECT_DATABASE
+            ) {
+                out(tagname(), "REINDEX SCHEMA, SYSTEM and DATABASE cannot run inside a transaction block")
+            } else if cfg!(not(feature = "pg13")) && partitioned((*s).relation) {
+                out(tagname(), "REINDEX of a partitioned table or index cannot run inside a transaction block")
             } else {
                 None
             }
@@ -87,6 +91,22 @@ pub unsafe fn outside_transaction(stmt: *mut pg_sys::Node) -> Option<OutsideOnly
         NodeTag::T_ClusterStmt if (*(stmt as *mut pg_sys::ClusterStmt)).relation.is_null() => {
             out(tagname(), "CLUSTER without a table cannot run inside a transaction block")
         }
+        NodeTag::T_ClusterStmt
+            if cfg!(not(any(feature = "pg13", feature = "pg14")))
+                && partitioned((*(stmt as *mut pg_sys::ClusterStmt)).relation) =>
+        {
+            out(tagname(), "CLUSTER of a partitioned table cannot run inside a transaction block")
+        }
+        NodeTag::T_AlterDatabaseStmt
+            if has_option((*(stmt as *mut pg_sys::AlterDatabaseStmt)).options, b"tablespace") =>
+        {
+            out(tagname(), "ALTER DATABASE … SET TABLESPACE cannot run inside a transaction block")
+        }
+        NodeTag::T_DiscardStmt
+            if (*(stmt as *mut pg_sys::DiscardStmt)).target == pg_sys::DiscardMode::DISCARD_ALL =>
+        {
+            out(tagname(), "DISCARD ALL cannot run inside a transaction block")
+        }
         NodeTag::T_CreatedbStmt | NodeTag::T_DropdbStmt => {
             out(tagname(), "CREATE/DROP DATABASE cannot run inside a transaction block")
         }
@@ -94,13 +114,83 @@ pub unsafe fn outside_transaction(stmt: *mut pg_sys::Node) -> Option<OutsideOnly
             out(tagname(), "CREATE/DROP TABLESPACE cannot run inside a transaction block")
         }
         NodeTag::T_AlterSystemStmt => out(tagname(), "ALTER SYSTEM cannot run inside a transaction block"),
-        NodeTag::T_CreateSubscriptionStmt
-        | NodeTag::T_DropSubscriptionStmt
-        | NodeTag::T_AlterSubscriptionStmt => {
-            out(tagname(), "subscription commands may not run inside a transaction block")
+        // CREATE SUBSCRIPTION that creates a slot (the default), DROP SUBSCRIPTION of one
+        // that has a slot (not known here), ALTER SUBSCRIPTION that refreshes.
+        NodeTag::T_CreateSubscriptionStmt => {
+            let o = (*(stmt as *mut pg_sys::CreateSubscriptionStmt)).options;
+            if option_false(o, b"create_slot") || option_false(o, b"connect") {
+                None
+            } else {
+                out(tagname(), "CREATE SUBSCRIPTION that creates a slot cannot run inside a transaction block")
+            }
+        }
+        NodeTag::T_DropSubscriptionStmt => {
+            out(tagname(), "DROP SUBSCRIPTION of a subscription with a slot cannot run inside a transaction block")
+        }
+        NodeTag::T_AlterSubscriptionStmt => {
+            let a = stmt as *mut pg_sys::AlterSubscriptionStmt;
+            use pg_sys::AlterSubscriptionType::*;
+            let refresh = match (*a).kind {
+                ALTER_SUBSCRIPTION_REFRESH => true,
+                #[cfg(feature = "pg13")]
+                ALTER_SUBSCRIPTION_PUBLICATION => !option_false((*a).options, b"refresh"),
+                #[cfg(not(feature = "pg13"))]
+                ALTER_SUBSCRIPTION_SET_PUBLICATION => !option_false((*a).options, b"refresh"),
+                #[cfg(not(feature = "pg13"))]
+                ALTER_SUBSCRIPTION_ADD_PUBLICATION | ALTER_SUBSCRIPTION_DROP_PUBLICATION => {
+                    !option_false((*a).options, b"refresh")
+                }
+                _ => false,
+            };
+            if refresh {
+                out(tagname(), "ALTER SUBSCRIPTION that refreshes cannot run inside a transaction block")
+            } else {
+                None
+            }
         }
         _ => None,
     }
+}
+
+/// Is the relation a partitioned table or index?
+unsafe fn partitioned(rv: *mut pg_sys::RangeVar) -> bool {
+    if rv.is_null() {
+        return false;
+    }
+    let relid = crate::pgutil::relid_of(rv);
+    relid != pg_sys::InvalidOid && matches!(pg_sys::get_rel_relkind(relid) as u8, b'p' | b'I')
+}
+
+/// An option given as false (`create_slot = false`, `off`, `0`). Read without
+/// defGetBoolean, which raises an error on a value it does not know: that is for the
+/// statement to report when it runs.
+unsafe fn option_false(l: *mut pg_sys::List, name: &[u8]) -> bool {
+    PgList::<pg_sys::DefElem>::from_pg(l).iter_ptr().any(|d| {
+        if (*d).defname.is_null() || std::ffi::CStr::from_ptr((*d).defname).to_bytes() != name {
+            return false;
+        }
+        let arg = (*d).arg;
+        if arg.is_null() {
+            return false; // `create_slot` alone means true
+        }
+        match (*arg).type_ {
+            #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+            NodeTag::T_Boolean => !(*(arg as *mut pg_sys::Boolean)).boolval,
+            NodeTag::T_Integer => {
+                #[cfg(any(feature = "pg13", feature = "pg14"))]
+                let v = (*(arg as *mut pg_sys::Value)).val.ival;
+                #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+                let v = (*(arg as *mut pg_sys::Integer)).ival;
+                v == 0
+            }
+            _ => crate::pgutil::string_node(arg).is_some_and(|v| {
+                matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "false" | "off" | "f" | "no" | "n" | "0"
+                )
+            }),
+        }
+    })
 }
 
 /// DETACH PARTITION … CONCURRENTLY (PostgreSQL 14+).

@@ -11,6 +11,8 @@ values; ALTER INDEX … RENAME naming a table renames the table; and the safe fo
 (ENABLE TRIGGER, REPLICA IDENTITY FULL, DETACH … CONCURRENTLY, a new trigger,
 renaming an index or a constraint) are not flagged."""
 import re
+import threading
+import time
 
 import pytest
 
@@ -180,6 +182,24 @@ CHECK_ONLY = [
     ("delete-where-true", USERS, "DELETE FROM users WHERE true", "dml-without-where"),
     ("update-of-a-table-the-input-creates", USERS,
      "CREATE TABLE f (a int); INSERT INTO f SELECT id FROM users; UPDATE f SET a = 0", None),
+    # Review findings: odd values are not check()'s errors; RESTART with other changes.
+    ("setval-of-a-three-part-name", "", "SELECT setval('x.y.z', 5)", None),
+    ("restart-with-a-fraction", "CREATE SEQUENCE s1;", "ALTER SEQUENCE s1 RESTART WITH 1.5",
+     "alter-sequence-restart"),
+    ("restart-beyond-bigint", "CREATE SEQUENCE s1;",
+     "ALTER SEQUENCE s1 RESTART WITH 99999999999999999999999", "alter-sequence-restart"),
+    ("restart-forward-but-descending", "CREATE SEQUENCE s1; SELECT nextval('s1');",
+     "ALTER SEQUENCE s1 RESTART WITH 1000 INCREMENT BY -1", "alter-sequence-restart"),
+    ("restart-forward-with-cycle", "CREATE SEQUENCE s1; SELECT nextval('s1');",
+     "ALTER SEQUENCE s1 RESTART WITH 1000 MAXVALUE 1001 CYCLE",
+     ["alter-sequence-limits", "alter-sequence-restart"]),
+    ("reindex-schema-in-a-migration", USERS, "CREATE TABLE t (a int); REINDEX SCHEMA public",
+     ["not-in-transaction", "reindex"]),
+    ("discard-all-in-a-migration", USERS, "CREATE TABLE t (a int); DISCARD ALL",
+     "not-in-transaction"),
+    ("subscription-without-slot-in-a-migration", USERS,
+     "CREATE TABLE t (a int); CREATE SUBSCRIPTION s CONNECTION 'dbname=x' PUBLICATION p "
+     "WITH (connect = false)", None),
     ("enum-value-added-alone", MOOD, "ALTER TYPE mood ADD VALUE 'happy'", None),
     ("enum-value-other-string-is-fine", MOOD,
      "ALTER TYPE mood ADD VALUE 'happy'; UPDATE people SET note = 'sad' WHERE id = 1", None),
@@ -279,3 +299,47 @@ def test_block_risky_rows_refuses_risky_work_on_big_or_unknown_tables(cluster):
     with cluster.connect(db, "app_owner", autocommit=False) as conn:
         r = run(conn, "CREATE INDEX big_v ON big (v)")
         assert r.ok and "create-index" in r.warned_rules(), r
+
+
+def test_the_classifier_neither_waits_for_nor_keeps_a_lock(cluster):
+    """Review finding: SET NOT NULL's look at the table's constraints, and ATTACH's
+    look at a partition's size, must not queue for a lock before lock safety applies
+    migsafe.lock_timeout, nor keep one: a busy table gets the conservative answer and
+    the statement then waits as lock safety allows. In a READ ONLY transaction,
+    PostgreSQL's own error comes at once."""
+    cluster.configure(migsafe__lock_timeout="'1s'")
+    try:
+        db = new_db(cluster)
+        with cluster.connect(db, "app_owner") as c:
+            assert run(c, "CREATE TABLE busy (id int, c int); INSERT INTO busy VALUES (1, 1);"
+                          "GRANT SELECT ON busy TO app_user").ok
+        reader = cluster.connect(db, "app_user", autocommit=False)
+        reader.execute("SELECT count(*) FROM busy")  # ACCESS SHARE, idle in transaction
+        with cluster.connect(db, "app_owner") as c:
+            t0 = time.time()
+            r = run(c, "ALTER TABLE busy ALTER COLUMN c SET NOT NULL")
+            waited = time.time() - t0
+            assert r.sqlstate == "55P03" and waited < 8, (r, waited)
+            t0 = time.time()
+            r = run(c, "BEGIN READ ONLY; ALTER TABLE busy ALTER COLUMN c SET NOT NULL")
+            assert r.sqlstate == "25006" and time.time() - t0 < 1.5, r
+            c.execute("ROLLBACK")
+        # A table someone is about to lock ACCESS EXCLUSIVE (queued behind the reader):
+        # the look yields to the queue instead of jumping it; check() answers at once.
+        waiter = cluster.connect(db, "app_owner", autocommit=False)
+        waiter.execute("SET lock_timeout = '20s'")
+        th = threading.Thread(target=lambda: run(waiter, "LOCK TABLE busy IN ACCESS EXCLUSIVE MODE"))
+        th.start()
+        time.sleep(0.5)
+        with cluster.connect(db, "app_owner") as c:
+            t0 = time.time()
+            rows = c.execute("SELECT rule_id FROM migsafe.check("
+                             "'ALTER TABLE busy ALTER COLUMN c SET NOT NULL')").fetchall()
+            assert time.time() - t0 < 1.5 and rows == [("set-not-null",)], rows
+        reader.rollback()
+        reader.close()
+        th.join(30)
+        waiter.rollback()
+        waiter.close()
+    finally:
+        cluster.configure(migsafe__lock_timeout=None)

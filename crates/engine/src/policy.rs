@@ -326,11 +326,13 @@ pub fn render_refusal(
 
 /// Can a phase approve this refusal? Only when every finding is about a destructive
 /// rule: never self-protection, never a risky statement refused by
-/// `migsafe.block_risky`.
+/// `migsafe.block_risky` or by `migsafe.block_risky_rows` (a DBA's limit that no
+/// migration's own phase lifts).
 pub fn approvable(findings: &[Finding], settings: &Settings) -> bool {
     findings.iter().all(|f| {
         !f.rule.protects_extension
-            && (f.rule.severity == Severity::Destructive || !settings.block_risky)
+            && (f.rule.severity == Severity::Destructive
+                || (!settings.block_risky && !too_big(f, settings)))
     })
 }
 
@@ -604,7 +606,22 @@ mod tests {
             block_risky: true,
             ..Settings::default()
         };
-        assert!(!approvable(&[drop.clone(), idx], &blocking));
+        assert!(!approvable(&[drop.clone(), idx.clone()], &blocking));
+        // A contract phase does not lift migsafe.block_risky_rows either.
+        let big = Finding {
+            size: Some(TableSize::Estimated {
+                rows: 1e6,
+                bytes: 1 << 30,
+            }),
+            ..Finding::new(known(RuleId::AlterColumnTypeRewrite), "column public.t.c")
+        };
+        let limit = Settings {
+            block_risky_rows: 1000,
+            ..Settings::default()
+        };
+        assert!(!approvable(&[drop.clone(), big.clone()], &limit));
+        assert!(approvable(&[drop.clone(), big], &Settings::default()));
+        assert!(approvable(&[drop.clone(), idx], &limit));
         let r = render_approval(&[&drop], "contract phase 7 (cleanup)");
         assert_eq!(
             r.message,

@@ -13,22 +13,28 @@ pub struct AlterSequence {
     /// The limits it changes that can stop the sequence or make it repeat: a narrower
     /// AS type, MAXVALUE, MINVALUE, CYCLE.
     pub limits: Vec<&'static str>,
+    /// The statement also changes INCREMENT, AS, CYCLE, MINVALUE, MAXVALUE or START:
+    /// where RESTART goes can no longer be judged from the sequence as it is.
+    pub reshapes: bool,
 }
 
 /// The finding of one ALTER SEQUENCE. `restarts_forward` (does RESTART WITH go past
 /// the last value handed out?) is asked only for a RESTART.
-pub fn alter_sequence(
-    s: &AlterSequence,
-    restarts_forward: impl FnOnce() -> bool,
-) -> Option<Finding> {
-    if s.restart {
-        return (!restarts_forward())
-            .then(|| Finding::new(known(RuleId::AlterSequenceRestart), &s.sequence));
+pub fn alter_sequence(s: &AlterSequence, restarts_forward: impl FnOnce() -> bool) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if s.restart && (s.reshapes || !restarts_forward()) {
+        out.push(Finding::new(
+            known(RuleId::AlterSequenceRestart),
+            &s.sequence,
+        ));
     }
-    (!s.limits.is_empty()).then(|| {
-        Finding::new(known(RuleId::AlterSequenceLimits), &s.sequence)
-            .fact(format!("Changes {}", s.limits.join(", ")))
-    })
+    if !s.limits.is_empty() {
+        out.push(
+            Finding::new(known(RuleId::AlterSequenceLimits), &s.sequence)
+                .fact(format!("Changes {}", s.limits.join(", "))),
+        );
+    }
+    out
 }
 
 #[cfg(test)]
@@ -42,6 +48,10 @@ mod tests {
         }
     }
 
+    fn rules(fs: &[Finding]) -> Vec<&'static str> {
+        fs.iter().map(|f| f.rule.id.as_str()).collect()
+    }
+
     #[test]
     fn restart_is_judged_by_where_it_goes() {
         let r = AlterSequence {
@@ -49,21 +59,40 @@ mod tests {
             ..seq()
         };
         assert_eq!(
-            alter_sequence(&r, || false).map(|f| f.rule.id.as_str()),
-            Some("alter-sequence-restart")
+            rules(&alter_sequence(&r, || false)),
+            ["alter-sequence-restart"]
         );
-        assert!(alter_sequence(&r, || true).is_none());
+        assert!(alter_sequence(&r, || true).is_empty());
+        // A RESTART that also changes the increment or the limits is not judged
+        // from the sequence as it is.
+        let reshaped = AlterSequence {
+            reshapes: true,
+            ..r
+        };
+        assert_eq!(
+            rules(&alter_sequence(&reshaped, || panic!("not asked"))),
+            ["alter-sequence-restart"]
+        );
     }
 
     #[test]
-    fn limits_are_flagged_and_other_options_are_not() {
-        assert!(alter_sequence(&seq(), || panic!("no restart")).is_none());
+    fn limits_are_flagged_with_or_without_a_restart() {
+        assert!(alter_sequence(&seq(), || panic!("no restart")).is_empty());
         let l = AlterSequence {
             limits: vec!["MAXVALUE", "CYCLE"],
             ..seq()
         };
-        let f = alter_sequence(&l, || panic!("no restart")).unwrap();
-        assert_eq!(f.rule.id.as_str(), "alter-sequence-limits");
-        assert_eq!(f.facts, ["Changes MAXVALUE, CYCLE"]);
+        let fs = alter_sequence(&l, || panic!("no restart"));
+        assert_eq!(rules(&fs), ["alter-sequence-limits"]);
+        assert_eq!(fs[0].facts, ["Changes MAXVALUE, CYCLE"]);
+        let both = AlterSequence {
+            restart: true,
+            reshapes: true,
+            ..l
+        };
+        assert_eq!(
+            rules(&alter_sequence(&both, || true)),
+            ["alter-sequence-restart", "alter-sequence-limits"]
+        );
     }
 }
