@@ -10,6 +10,7 @@
 //! of `migsafe.check()` that will never run, so objects that do not exist are assumed to
 //! exist unless an earlier statement of the same input creates them.
 
+use super::nodes::{const_int, const_text, defelem_names, name_list, nodes, rv_name, strval, tag};
 use super::txn::{detach_concurrently, outside_transaction};
 use crate::engine::detect::{columns, constraints, sequences};
 use crate::engine::policy::{Finding, TableSize};
@@ -96,43 +97,6 @@ struct Obj {
 }
 
 // ------------------------------------------------------------------ small helpers
-
-unsafe fn tag(n: *mut Node) -> NodeTag {
-    (*n).type_
-}
-
-unsafe fn nodes(l: *mut pg_sys::List) -> Vec<*mut Node> {
-    PgList::<Node>::from_pg(l).iter_ptr().collect()
-}
-
-/// The text of a String (PG 15+) / Value (PG 13-14) node; empty for anything else.
-unsafe fn strval(n: *mut Node) -> String {
-    crate::pgutil::string_node(n).unwrap_or_default()
-}
-
-unsafe fn name_list(l: *mut pg_sys::List) -> String {
-    if l.is_null() {
-        return String::new();
-    }
-    cstr(pg_sys::NameListToString(l)).unwrap_or_default()
-}
-
-unsafe fn rv_name(rv: *mut pg_sys::RangeVar) -> String {
-    match cstr((*rv).schemaname) {
-        Some(s) => format!("{}.{}", s, cstr((*rv).relname).unwrap_or_default()),
-        None => cstr((*rv).relname).unwrap_or_default(),
-    }
-}
-
-fn defelem_names(l: *mut pg_sys::List) -> Vec<String> {
-    unsafe {
-        nodes(l)
-            .into_iter()
-            .filter(|n| tag(*n) == NodeTag::T_DefElem)
-            .filter_map(|n| cstr((*(n as *mut pg_sys::DefElem)).defname))
-            .collect()
-    }
-}
 
 /// Builtin type names the type-change logic knows; other types compare by oid.
 fn type_name(oid: Oid) -> String {
@@ -2607,16 +2571,7 @@ unsafe extern "C-unwind" fn const_walker(node: *mut Node, cx: *mut std::ffi::c_v
     pg_sys::check_stack_depth();
     let search = &mut *(cx as *mut ConstSearch);
     if tag(node) == NodeTag::T_A_Const {
-        let c = node as *mut pg_sys::A_Const;
-        #[cfg(any(feature = "pg13", feature = "pg14"))]
-        let text = ((*c).val.type_ == NodeTag::T_String)
-            .then(|| cstr((*c).val.val.str_))
-            .flatten();
-        #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-        let text = (!(*c).isnull && (*c).val.node.type_ == NodeTag::T_String)
-            .then(|| cstr((*c).val.sval.sval))
-            .flatten();
-        if let Some(t) = text {
+        if let Some(t) = const_text(node) {
             if search.values.contains(&t) {
                 search.found = Some(t);
                 return true;
@@ -2723,16 +2678,7 @@ unsafe fn restarts_forward(seq: Oid, options: *mut pg_sys::List) -> bool {
     let Some(to) = to else {
         return false; // RESTART alone goes back to the start value
     };
-    spi::one::<bool>(
-        As::Caller,
-        "SELECT s.seqincrement > 0 \
-                AND $2 > coalesce(pg_catalog.pg_sequence_last_value(s.seqrelid), s.seqstart - 1) \
-           FROM pg_catalog.pg_sequence s \
-          WHERE s.seqrelid = $1 \
-            AND pg_catalog.has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')",
-        &[seq.into(), to.into()],
-    )
-    .unwrap_or(false)
+    sequence_moves_forward(seq, to, false)
 }
 
 /// The `setval('name', n)` calls of a statement with a constant name and value.
@@ -2768,38 +2714,6 @@ unsafe extern "C-unwind" fn setval_walker(node: *mut Node, cx: *mut std::ffi::c_
     pg_sys::raw_expression_tree_walker(node, Some(setval_walker), cx)
 }
 
-/// A string constant, possibly cast (`'s'::regclass`).
-unsafe fn const_text(n: *mut Node) -> Option<String> {
-    match tag(n) {
-        NodeTag::T_TypeCast => const_text((*(n as *mut pg_sys::TypeCast)).arg),
-        NodeTag::T_A_Const => {
-            let c = n as *mut pg_sys::A_Const;
-            #[cfg(any(feature = "pg13", feature = "pg14"))]
-            return ((*c).val.type_ == NodeTag::T_String)
-                .then(|| cstr((*c).val.val.str_))
-                .flatten();
-            #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-            return (!(*c).isnull && (*c).val.node.type_ == NodeTag::T_String)
-                .then(|| cstr((*c).val.sval.sval))
-                .flatten();
-        }
-        _ => None,
-    }
-}
-
-/// An integer constant.
-unsafe fn const_int(n: *mut Node) -> Option<i64> {
-    if tag(n) != NodeTag::T_A_Const {
-        return None;
-    }
-    let c = n as *mut pg_sys::A_Const;
-    #[cfg(any(feature = "pg13", feature = "pg14"))]
-    return ((*c).val.type_ == NodeTag::T_Integer).then(|| (*c).val.val.ival as i64);
-    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-    return (!(*c).isnull && (*c).val.node.type_ == NodeTag::T_Integer)
-        .then(|| (*c).val.ival.ival as i64);
-}
-
 /// Does setval(seq, to) leave an ascending sequence at or past the last value it
 /// handed out? The name is resolved as the server would (the caller's search_path); a
 /// sequence that is not here (the input creates it) is not judged; one the caller may
@@ -2826,14 +2740,23 @@ unsafe fn setval_forward(seq: &str, to: i64) -> bool {
     if relid == pg_sys::InvalidOid {
         return true;
     }
+    sequence_moves_forward(relid, to, true)
+}
+
+/// Does an ascending sequence set to `to` stay past the last value it handed out?
+/// `to_is_last`: `to` counts as handed out (setval's default is_called), so reaching
+/// the last value exactly is still forward; RESTART WITH must go beyond it.
+/// Asked with the caller's rights: a sequence they may not read counts as no.
+unsafe fn sequence_moves_forward(seq: Oid, to: i64, to_is_last: bool) -> bool {
     spi::one::<bool>(
         As::Caller,
         "SELECT s.seqincrement > 0 \
-                AND $2 >= coalesce(pg_catalog.pg_sequence_last_value(s.seqrelid), s.seqstart - 1) \
+                AND CASE WHEN $3 THEN $2 >= coalesce(pg_catalog.pg_sequence_last_value(s.seqrelid), s.seqstart - 1) \
+                         ELSE $2 > coalesce(pg_catalog.pg_sequence_last_value(s.seqrelid), s.seqstart - 1) END \
            FROM pg_catalog.pg_sequence s \
           WHERE s.seqrelid = $1 \
             AND pg_catalog.has_sequence_privilege(s.seqrelid, 'SELECT,USAGE')",
-        &[relid.into(), to.into()],
+        &[seq.into(), to.into(), to_is_last.into()],
     )
     .unwrap_or(false)
 }
@@ -2901,18 +2824,7 @@ unsafe fn constant_true(n: *mut Node) -> bool {
             (to == "pg_catalog.bool" || to == "bool" || to == "boolean")
                 && !arg.is_null()
                 && tag(arg) == NodeTag::T_A_Const
-                && {
-                    let c = arg as *mut pg_sys::A_Const;
-                    #[cfg(any(feature = "pg13", feature = "pg14"))]
-                    let t = ((*c).val.type_ == NodeTag::T_String)
-                        .then(|| cstr((*c).val.val.str_))
-                        .flatten();
-                    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-                    let t = (!(*c).isnull && (*c).val.node.type_ == NodeTag::T_String)
-                        .then(|| cstr((*c).val.sval.sval))
-                        .flatten();
-                    matches!(t.as_deref(), Some("t" | "true"))
-                }
+                && matches!(const_text(arg).as_deref(), Some("t" | "true"))
         }
         _ => false,
     }

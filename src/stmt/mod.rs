@@ -7,13 +7,15 @@
 //! - `kind` — the hook's fast path and what its bookkeeping reads;
 //! - `secrets` — which statements carry credentials (for the audit log's redaction);
 //! - `locks` — the table a statement locks heavily, the database it needs free;
-//! - `targets` — what an approved statement would destroy (for the recycle bin).
+//! - `targets` — what an approved statement would destroy (for the recycle bin);
+//! - `nodes` — the node helpers they share (the PostgreSQL 13/14 differences once).
 //!
 //! No other module reads a statement's parse tree: they get what they need from here.
 
 pub mod classify;
 pub mod kind;
 pub mod locks;
+pub mod nodes;
 pub mod reach;
 pub mod secrets;
 pub mod targets;

@@ -3,6 +3,7 @@
 //! run (which runs a migration in one transaction) and check()'s
 //! `not-in-transaction` rule (a runner wraps a migration in one) go by.
 
+use super::nodes::has_option;
 use crate::pgutil::cstr;
 use pgrx::pg_sys::{self, NodeTag};
 use pgrx::PgList;
@@ -21,11 +22,6 @@ pub struct OutsideOnly {
 /// # Safety
 /// `stmt` is a raw parse tree node.
 pub unsafe fn outside_transaction(stmt: *mut pg_sys::Node) -> Option<OutsideOnly> {
-    let has_option = |l: *mut pg_sys::List, name: &[u8]| {
-        PgList::<pg_sys::DefElem>::from_pg(l).iter_ptr().any(|d| {
-            !(*d).defname.is_null() && std::ffi::CStr::from_ptr((*d).defname).to_bytes() == name
-        })
-    };
     let tagname =
         || cstr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(stmt))).unwrap_or_default();
     let concurrently = || format!("{} … CONCURRENTLY", tagname());
@@ -55,7 +51,7 @@ pub unsafe fn outside_transaction(stmt: *mut pg_sys::Node) -> Option<OutsideOnly
             #[cfg(feature = "pg13")]
             let c = (*s).concurrent;
             #[cfg(not(feature = "pg13"))]
-            let c = has_option((*s).params, b"concurrently");
+            let c = has_option((*s).params, "concurrently");
             if c {
                 out(concurrently(), "REINDEX CONCURRENTLY cannot run inside a transaction block")
             } else if matches!(
@@ -98,7 +94,7 @@ pub unsafe fn outside_transaction(stmt: *mut pg_sys::Node) -> Option<OutsideOnly
             out(tagname(), "CLUSTER of a partitioned table cannot run inside a transaction block")
         }
         NodeTag::T_AlterDatabaseStmt
-            if has_option((*(stmt as *mut pg_sys::AlterDatabaseStmt)).options, b"tablespace") =>
+            if has_option((*(stmt as *mut pg_sys::AlterDatabaseStmt)).options, "tablespace") =>
         {
             out(tagname(), "ALTER DATABASE … SET TABLESPACE cannot run inside a transaction block")
         }

@@ -1,0 +1,105 @@
+//! Node helpers of the statement layer, written once: node tags, lists, String and
+//! A_Const values, name lists, DefElem names — with the PostgreSQL 13/14 vs 15+
+//! differences in one place.
+
+use crate::pgutil::cstr;
+use pgrx::pg_sys::{self, Node, NodeTag};
+use pgrx::PgList;
+
+/// # Safety
+/// `n` is a valid node.
+pub unsafe fn tag(n: *mut Node) -> NodeTag {
+    (*n).type_
+}
+
+/// The elements of a List (none for NIL).
+///
+/// # Safety
+/// `l` is a List of nodes, or null.
+pub unsafe fn nodes(l: *mut pg_sys::List) -> Vec<*mut Node> {
+    PgList::<Node>::from_pg(l).iter_ptr().collect()
+}
+
+/// The text of a String (PG 15+) / Value (PG 13-14) node; empty for anything else.
+///
+/// # Safety
+/// `n` is a node, or null.
+pub unsafe fn strval(n: *mut Node) -> String {
+    crate::pgutil::string_node(n).unwrap_or_default()
+}
+
+/// A name list as PostgreSQL prints it (`public.t`).
+///
+/// # Safety
+/// `l` is a List of String nodes, or null.
+pub unsafe fn name_list(l: *mut pg_sys::List) -> String {
+    if l.is_null() {
+        return String::new();
+    }
+    cstr(pg_sys::NameListToString(l)).unwrap_or_default()
+}
+
+/// A RangeVar as written (`schema.name` or `name`).
+///
+/// # Safety
+/// `rv` is a valid RangeVar.
+pub unsafe fn rv_name(rv: *mut pg_sys::RangeVar) -> String {
+    match cstr((*rv).schemaname) {
+        Some(s) => format!("{}.{}", s, cstr((*rv).relname).unwrap_or_default()),
+        None => cstr((*rv).relname).unwrap_or_default(),
+    }
+}
+
+/// The names of the DefElems of an option list.
+pub fn defelem_names(l: *mut pg_sys::List) -> Vec<String> {
+    unsafe {
+        nodes(l)
+            .into_iter()
+            .filter(|n| tag(*n) == NodeTag::T_DefElem)
+            .filter_map(|n| cstr((*(n as *mut pg_sys::DefElem)).defname))
+            .collect()
+    }
+}
+
+/// Does an option list have an option of this name?
+pub fn has_option(l: *mut pg_sys::List, name: &str) -> bool {
+    defelem_names(l).iter().any(|d| d == name)
+}
+
+/// A string constant, possibly cast (`'s'::regclass`).
+///
+/// # Safety
+/// `n` is a valid node.
+pub unsafe fn const_text(n: *mut Node) -> Option<String> {
+    match tag(n) {
+        NodeTag::T_TypeCast => const_text((*(n as *mut pg_sys::TypeCast)).arg),
+        NodeTag::T_A_Const => {
+            let c = n as *mut pg_sys::A_Const;
+            #[cfg(any(feature = "pg13", feature = "pg14"))]
+            return ((*c).val.type_ == NodeTag::T_String)
+                .then(|| cstr((*c).val.val.str_))
+                .flatten();
+            #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+            return (!(*c).isnull && (*c).val.node.type_ == NodeTag::T_String)
+                .then(|| cstr((*c).val.sval.sval))
+                .flatten();
+        }
+        _ => None,
+    }
+}
+
+/// An integer constant.
+///
+/// # Safety
+/// `n` is a valid node.
+pub unsafe fn const_int(n: *mut Node) -> Option<i64> {
+    if tag(n) != NodeTag::T_A_Const {
+        return None;
+    }
+    let c = n as *mut pg_sys::A_Const;
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    return ((*c).val.type_ == NodeTag::T_Integer).then(|| (*c).val.val.ival as i64);
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    return (!(*c).isnull && (*c).val.node.type_ == NodeTag::T_Integer)
+        .then(|| (*c).val.ival.ival as i64);
+}
