@@ -10,13 +10,19 @@
 //! of `migsafe.check()` that will never run, so objects that do not exist are assumed to
 //! exist unless an earlier statement of the same input creates them.
 
-use super::nodes::{const_int, const_text, defelem_names, name_list, nodes, rv_name, strval, tag};
+use super::nodes::{
+    const_int, const_text, defelem_names, name_list, nodes, relid_of, rv_name, strval, tag,
+};
 use super::txn::{detach_concurrently, outside_transaction};
-use crate::engine::detect::{columns, constraints, sequences};
+use crate::engine::detect::drops::{self, DropKind};
+use crate::engine::detect::migration::Migration;
+use crate::engine::detect::renames::{self, Renamed};
+use crate::engine::detect::target::{identity, Target};
+use crate::engine::detect::{columns, constraints, indexes, sequences, tables};
 use crate::engine::policy::{Finding, TableSize};
 use crate::engine::rules::{known, RuleId};
 use crate::engine::typechange::{self, ColType, TypeChange};
-use crate::pgutil::{cstr, qualified, quote, relid_of, relkind_word};
+use crate::pgutil::{cstr, qualified, quote, relkind_word};
 use crate::spi::{self, As};
 use crate::track;
 use pgrx::pg_sys::{self, Node, NodeTag, Oid};
@@ -62,15 +68,9 @@ pub struct Classifier {
     created: std::collections::HashSet<String>,
     created_last: std::collections::HashSet<String>,
     migsafe_nsp: Oid,
-    /// check(): the input has more than one statement, so a runner (or `psql -1`) runs
-    /// them in one transaction block.
-    pub multi_statement: bool,
-    /// check(): enum values added by earlier statements of the input (type, value),
-    /// which PostgreSQL refuses to use before they commit.
-    added_enum_values: Vec<(String, String)>,
-    /// check(): existing tables that earlier statements of the input lock ACCESS
-    /// EXCLUSIVE (held until the runner's transaction commits).
-    locked_exclusive: Vec<Oid>,
+    /// check(): the input as a whole (one transaction block when it has more than
+    /// one statement), statement after statement.
+    pub migration: Migration,
     /// check(): existing relations that earlier statements of the input tied to a
     /// relation the input creates (bare lower-case name of the new one, the existing
     /// one's display, its drop rule, whether only CASCADE takes it along).
@@ -94,6 +94,20 @@ struct Obj {
     exempt: bool,
     /// Lives in schema migsafe (or is pg_migsafe / schema migsafe itself).
     protected: bool,
+}
+
+impl Obj {
+    /// What the rule families are told about it.
+    fn target(&self) -> Target {
+        let d = self.display.clone();
+        if self.protected {
+            Target::Protected(d)
+        } else if self.exempt {
+            Target::New(d)
+        } else {
+            Target::Existing(d)
+        }
+    }
 }
 
 // ------------------------------------------------------------------ small helpers
@@ -161,9 +175,7 @@ impl Classifier {
             created: Default::default(),
             created_last: Default::default(),
             migsafe_nsp,
-            multi_statement: false,
-            added_enum_values: Vec::new(),
-            locked_exclusive: Vec::new(),
+            migration: Migration::default(),
             adopted: Vec::new(),
             policy_tables: Default::default(),
             views_created: Default::default(),
@@ -263,6 +275,27 @@ impl Classifier {
             display: format!("{} {}", kind, qualified(nsp, &name)),
             exempt: temp || track::is_new(pg_sys::RelationRelationId, oid, 0),
             protected: self.is_protected_nsp(nsp),
+        }
+    }
+
+    /// A name that did not resolve: judged only by check() of an input that did
+    /// not create it.
+    fn missing(&self, display: String, name: &str) -> Target {
+        Target::Missing {
+            display,
+            applies: self.unresolved_applies(name),
+        }
+    }
+
+    /// Any object through get_object_address (locked as DROP and RENAME lock it),
+    /// as a target.
+    unsafe fn object_target(&self, objtype: pg_sys::ObjectType::Type, object: *mut Node) -> Target {
+        match self.object(objtype, object) {
+            Some(o) => o.target(),
+            None => {
+                let name = self.unresolved_name(object);
+                self.missing(name.clone(), &name)
+            }
         }
     }
 
@@ -910,14 +943,14 @@ impl Classifier {
         rv: *mut pg_sys::RangeVar,
         rule: RuleId,
     ) -> Option<&mut Finding> {
-        match self.rel(rv) {
-            Some(o) if o.exempt => None,
-            Some(o) => Some(self.add(rule, o.display)),
-            None if !rv.is_null() && self.unresolved_applies(&rv_name(rv)) => {
-                Some(self.add(rule, format!("relation {}", rv_name(rv))))
-            }
-            None => None,
-        }
+        let target = match self.rel(rv) {
+            Some(o) if o.exempt => Target::New(o.display),
+            Some(o) => Target::Existing(o.display),
+            None if rv.is_null() => return None,
+            None => self.missing(format!("relation {}", rv_name(rv)), &rv_name(rv)),
+        };
+        self.findings.push(target.breaks(rule)?);
+        self.findings.last_mut()
     }
 
     /// A rule on one object resolved through get_object_address.
@@ -928,18 +961,11 @@ impl Classifier {
         rule: RuleId,
         extra: impl FnOnce(&mut Finding),
     ) {
-        match self.object(objtype, object) {
-            Some(o) if o.protected => {
-                self.add(RuleId::ProtectSchema, o.display);
+        if let Some(mut f) = self.object_target(objtype, object).guarded(rule) {
+            if f.rule.id == rule {
+                extra(&mut f);
             }
-            Some(o) if o.exempt => {}
-            Some(o) => extra(self.add(rule, o.display)),
-            None => {
-                let name = self.unresolved_name(object);
-                if self.unresolved_applies(&name) {
-                    extra(self.add(rule, name));
-                }
-            }
+            self.findings.push(f);
         }
     }
 
@@ -1036,306 +1062,233 @@ impl Classifier {
     unsafe fn drop_stmt(&mut self, s: *mut pg_sys::DropStmt) {
         use pg_sys::ObjectType::*;
         let t = (*s).removeType;
-        let rule = match t {
-            OBJECT_TABLE => Some(RuleId::DropTable),
-            OBJECT_SCHEMA => Some(RuleId::DropSchema),
-            OBJECT_SEQUENCE => Some(RuleId::DropSequence),
-            OBJECT_VIEW => Some(RuleId::DropView),
-            OBJECT_MATVIEW => Some(RuleId::DropMaterializedView),
-            OBJECT_TYPE => Some(RuleId::DropType),
-            OBJECT_DOMAIN => Some(RuleId::DropDomain),
+        let kind = match t {
+            OBJECT_TABLE => DropKind::Table,
+            OBJECT_SCHEMA => DropKind::Schema,
+            OBJECT_SEQUENCE => DropKind::Sequence,
+            OBJECT_VIEW => DropKind::View,
+            OBJECT_MATVIEW => DropKind::MaterializedView,
+            OBJECT_TYPE => DropKind::Type,
+            OBJECT_DOMAIN => DropKind::Domain,
             OBJECT_FUNCTION | OBJECT_PROCEDURE | OBJECT_AGGREGATE | OBJECT_ROUTINE => {
-                Some(RuleId::DropFunction)
+                DropKind::Routine
             }
-            OBJECT_TRIGGER => Some(RuleId::DropTrigger),
-            OBJECT_RULE => Some(RuleId::DropRule),
-            OBJECT_POLICY => Some(RuleId::DropPolicy),
-            OBJECT_PUBLICATION => Some(RuleId::DropPublication),
-            OBJECT_EXTENSION => Some(RuleId::DropExtension),
-            OBJECT_INDEX => {
-                if (*s).concurrent {
-                    None
-                } else {
-                    Some(RuleId::DropIndex)
-                }
-            }
-            _ => Some(RuleId::DropObject),
+            OBJECT_TRIGGER => DropKind::Trigger,
+            OBJECT_RULE => DropKind::Rule,
+            OBJECT_POLICY => DropKind::Policy,
+            OBJECT_PUBLICATION => DropKind::Publication,
+            OBJECT_EXTENSION => DropKind::Extension,
+            OBJECT_INDEX => DropKind::Index {
+                concurrently: (*s).concurrent,
+            },
+            _ => DropKind::Other,
         };
         let cascade = (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE;
+        let mut dropped = Vec::new();
         for object in nodes((*s).objects) {
             if other_relation_kind(t, object) {
                 // DROP TABLE of a view and the like: PostgreSQL refuses the statement
                 // itself, with its own message and the hint naming the right command.
                 continue;
             }
-            match self.object(t, object) {
-                Some(o)
-                    if o.protected
-                        || (t == OBJECT_EXTENSION && o.display.ends_with(" pg_migsafe")) =>
-                {
-                    let r = if t == OBJECT_EXTENSION {
-                        RuleId::ProtectExtension
-                    } else {
-                        RuleId::ProtectSchema
-                    };
-                    self.add(r, o.display);
-                }
+            let d = match self.object(t, object) {
                 Some(o) => {
-                    let deps = if cascade {
-                        self.cascade_dependents(&o.addr)
-                    } else {
-                        Vec::new()
-                    };
-                    if let (false, Some(rule)) = (o.exempt, rule) {
-                        self.add(rule, o.display.clone());
+                    let mut d = drops::Dropped::new(o.target());
+                    d.pg_migsafe = t == OBJECT_EXTENSION && o.display.ends_with(" pg_migsafe");
+                    if cascade {
+                        d.dependents = self.cascade_dependents(&o.addr);
                     }
-                    if t == OBJECT_INDEX && !o.exempt {
-                        let pubs: Option<String> = spi::one(
-                            As::Caller,
-                            concat!(
-                                "SELECT pg_catalog.string_agg(DISTINCT p.pubname::text, ', ') \
-                                   FROM pg_catalog.pg_index i \
-                                   JOIN pg_catalog.pg_class t ON t.oid = i.indrelid ",
-                                identity_publications!(),
-                                " WHERE i.indexrelid = $1"
-                            ),
-                            &[o.addr.objectId.into()],
-                        );
-                        if let Some(p) = pubs {
-                            let table =
-                                self.rel_obj(pg_sys::IndexGetRelation(o.addr.objectId, false));
-                            self.add(RuleId::DropReplicaIdentity, table.display)
-                                .facts
-                                .push(format!("Published by {p}"));
-                        }
+                    if t == OBJECT_INDEX && !o.exempt && !o.protected {
+                        d.identity_of = self.published_identity(o.addr.objectId);
                     }
                     if o.exempt && o.addr.classId == pg_sys::RelationRelationId {
                         // New, but what it takes along may not be: an existing table
                         // attached as its partition, an existing sequence OWNED BY it.
                         self.adopted_relations(&o);
                     }
-                    if !deps.is_empty() {
-                        let f = self.add(RuleId::DropCascade, o.display);
-                        f.dependents = deps;
-                    }
+                    d
                 }
                 None => {
                     let name = self.unresolved_name(object);
-                    if t == OBJECT_EXTENSION && name == "pg_migsafe" && self.check_mode {
-                        self.add(RuleId::ProtectExtension, "extension pg_migsafe");
-                    } else if self.unresolved_applies(&name) {
-                        if let Some(rule) = rule {
-                            self.add(rule, name.clone());
-                        }
-                        if cascade {
-                            self.add(RuleId::DropCascade, name).facts.push(
-                                "The object does not exist here, so its dependents are unknown"
-                                    .into(),
-                            );
-                        }
-                    }
+                    let mut d = drops::Dropped::new(self.missing(name.clone(), &name));
+                    d.pg_migsafe = t == OBJECT_EXTENSION && name == "pg_migsafe" && self.check_mode;
+                    d
                 }
-            }
+            };
+            dropped.push(d);
         }
+        self.findings.extend(drops::drop(kind, cascade, &dropped));
+    }
+
+    /// The table an index is the replica identity of, and the publications that
+    /// publish it: (table, publications).
+    unsafe fn published_identity(&self, index: Oid) -> Option<(String, String)> {
+        let pubs: Option<String> = spi::one(
+            As::Caller,
+            concat!(
+                "SELECT pg_catalog.string_agg(DISTINCT p.pubname::text, ', ') \
+                   FROM pg_catalog.pg_index i \
+                   JOIN pg_catalog.pg_class t ON t.oid = i.indrelid ",
+                identity_publications!(),
+                " WHERE i.indexrelid = $1"
+            ),
+            &[index.into()],
+        );
+        let table = self.rel_obj(pg_sys::IndexGetRelation(index, false));
+        pubs.map(|p| (table.display, p))
     }
 
     unsafe fn truncate(&mut self, s: *mut pg_sys::TruncateStmt) {
         let cascade = (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE;
         let mut oids = std::ptr::null_mut();
+        let mut tables = Vec::new();
         for r in nodes((*s).relations) {
             let rv = r as *mut pg_sys::RangeVar;
-            match self.rel(rv) {
-                Some(o) if o.protected => {
-                    self.add(RuleId::ProtectSchema, o.display);
-                }
-                Some(o) if o.exempt => {}
+            tables.push(match self.rel(rv) {
                 Some(o) => {
-                    oids = pg_sys::lappend_oid(oids, o.addr.objectId);
-                    self.add(RuleId::Truncate, o.display);
-                }
-                None => {
-                    if self.unresolved_applies(&rv_name(rv)) {
-                        self.add(RuleId::Truncate, format!("table {}", rv_name(rv)));
+                    if !o.exempt && !o.protected {
+                        oids = pg_sys::lappend_oid(oids, o.addr.objectId);
                     }
+                    o.target()
                 }
-            }
+                None => self.missing(format!("table {}", rv_name(rv)), &rv_name(rv)),
+            });
         }
+        let mut referencing = Vec::new();
         if cascade && !oids.is_null() {
             let fks = PgList::<Oid>::from_pg(pg_sys::heap_truncate_find_FKs(oids));
-            let deps: Vec<String> = fks
+            referencing = fks
                 .iter_oid()
                 .map(|oid| self.rel_obj(oid))
                 .filter(|o| !o.exempt)
                 .map(|o| o.display)
                 .collect();
-            if !deps.is_empty() {
-                if let Some(f) = self
-                    .findings
-                    .iter_mut()
-                    .rev()
-                    .find(|f| f.rule.id == RuleId::Truncate)
-                {
-                    f.facts
-                        .push("CASCADE also empties the tables that reference it".into());
-                    f.dependents = deps;
-                }
-            }
         }
+        self.findings.extend(drops::truncate(&tables, &referencing));
     }
 
     unsafe fn rename(&mut self, s: *mut pg_sys::RenameStmt) {
         use pg_sys::ObjectType::*;
         let t = (*s).renameType;
         let newname = cstr((*s).newname).unwrap_or_default();
-        let fact = format!("New name: {}", quote(&newname));
-        match t {
+        let (what, target) = match t {
             OBJECT_TABLE | OBJECT_VIEW | OBJECT_MATVIEW | OBJECT_SEQUENCE
             | OBJECT_FOREIGN_TABLE | OBJECT_INDEX => {
                 // What is renamed is what the name resolves to: PostgreSQL lets ALTER
-                // INDEX … RENAME rename a table. Clients do not name indexes, so
-                // renaming a real index breaks nothing.
+                // INDEX … RENAME rename a table.
                 let rel = self.rel((*s).relation);
-                let is_index = match &rel {
+                let index = match &rel {
                     Some(o) => {
                         matches!(pg_sys::get_rel_relkind(o.addr.objectId) as u8, b'i' | b'I')
                     }
                     None => t == OBJECT_INDEX,
                 };
-                // A view under the old name, created by the same input, keeps clients
-                // working (the rename-with-a-compatibility-view recipe).
-                let shimmed = self.check_mode
+                let compat_view = self.check_mode
                     && rv_last((*s).relation)
                         .is_some_and(|old| self.views_created.contains(&old.to_lowercase()));
-                match rel {
-                    Some(o) if o.protected => {
-                        self.add(RuleId::ProtectSchema, o.display);
+                let target = match rel {
+                    Some(o) => o.target(),
+                    None => {
+                        let name = rv_name((*s).relation);
+                        self.missing(format!("relation {name}"), &name)
                     }
-                    _ if is_index || shimmed => {}
-                    _ => {
-                        if let Some(f) = self.on_relation((*s).relation, RuleId::RenameTable) {
-                            f.facts.push(fact);
-                        }
-                    }
-                }
+                };
+                (Renamed::Relation { index, compat_view }, target)
             }
             OBJECT_COLUMN | OBJECT_ATTRIBUTE | OBJECT_TABCONSTRAINT => {
                 let sub = cstr((*s).subname).unwrap_or_default();
-                let table = self.rel((*s).relation);
-                match table {
-                    Some(tb) if tb.protected => {
-                        self.add(RuleId::ProtectSchema, tb.display);
-                    }
-                    Some(tb) if tb.exempt => {}
-                    // Constraint names are internal (errors name them, clients do not
-                    // depend on them): renaming one breaks nothing.
-                    Some(_) if t == OBJECT_TABCONSTRAINT => {}
-                    Some(tb) => {
-                        if let Some((col, _)) = self.column(&tb, &sub) {
-                            if !col.exempt {
-                                self.add(RuleId::RenameColumn, col.display).facts.push(fact);
-                            }
-                        }
-                    }
-                    None if t == OBJECT_TABCONSTRAINT => {}
+                let what = if t == OBJECT_TABCONSTRAINT {
+                    Renamed::Internal
+                } else {
+                    Renamed::Column
+                };
+                let target = match self.rel((*s).relation) {
+                    Some(tb) if tb.protected || tb.exempt => tb.target(),
+                    Some(tb) => match self.column(&tb, &sub) {
+                        Some((col, _)) => col.target(),
+                        None => Target::Missing {
+                            display: sub,
+                            applies: false,
+                        },
+                    },
                     None => {
                         let rname = rv_name((*s).relation);
-                        if self.unresolved_applies(&format!("{rname}.{sub}"))
-                            && !self.created_earlier(&rname)
-                        {
-                            self.add(RuleId::RenameColumn, format!("column {rname}.{sub}"))
-                                .facts
-                                .push(fact);
+                        Target::Missing {
+                            display: format!("column {rname}.{sub}"),
+                            applies: self.unresolved_applies(&format!("{rname}.{sub}"))
+                                && !self.created_earlier(&rname),
                         }
                     }
-                }
+                };
+                (what, target)
             }
             OBJECT_SCHEMA => {
-                let name = cstr((*s).subname).unwrap_or_default();
                 let node = pg_sys::makeString(pg_sys::pstrdup((*s).subname));
-                self.simple(OBJECT_SCHEMA, node.cast(), RuleId::RenameSchema, |f| {
-                    f.facts.push(fact)
-                });
-                let _ = name;
+                (
+                    Renamed::Schema,
+                    self.object_target(OBJECT_SCHEMA, node.cast()),
+                )
             }
             OBJECT_DATABASE | OBJECT_ROLE | OBJECT_TABLESPACE => {
                 let name = cstr((*s).subname).unwrap_or_default();
                 let node = pg_sys::makeString(pg_sys::pstrdup((*s).subname));
-                if self.object(t, node.cast()).is_some() || self.unresolved_applies(&name) {
-                    let kind = match t {
-                        OBJECT_DATABASE => "database",
-                        OBJECT_ROLE => "role",
-                        _ => "tablespace",
-                    };
-                    self.add(RuleId::RenameObject, format!("{kind} {}", quote(&name)))
-                        .facts
-                        .push(fact);
-                }
+                let kind = match t {
+                    OBJECT_DATABASE => "database",
+                    OBJECT_ROLE => "role",
+                    _ => "tablespace",
+                };
+                let display = format!("{kind} {}", quote(&name));
+                let target = if self.object(t, node.cast()).is_some() {
+                    Target::Existing(display)
+                } else {
+                    self.missing(display, &name)
+                };
+                (Renamed::Global, target)
             }
             OBJECT_TRIGGER | OBJECT_POLICY | OBJECT_RULE => {
-                // Internal names; renaming them breaks no client.
-                self.protect_rel((*s).relation);
+                // The name belongs to its table: only the table's protection counts.
+                let target = match self.rel((*s).relation) {
+                    Some(o) => o.target(),
+                    None => Target::New(String::new()),
+                };
+                (Renamed::Internal, target)
             }
-            OBJECT_DOMCONSTRAINT => {
-                // Like a table constraint's name: internal.
-                self.protect_object(OBJECT_DOMAIN, (*s).object);
-            }
-            _ => self.simple(t, (*s).object, RuleId::RenameObject, |f| f.facts.push(fact)),
-        }
+            OBJECT_DOMCONSTRAINT => match self.object(OBJECT_DOMAIN, (*s).object) {
+                Some(o) => (Renamed::Internal, o.target()),
+                None => (Renamed::Internal, Target::New(String::new())),
+            },
+            _ => (Renamed::Other, self.object_target(t, (*s).object)),
+        };
+        self.findings
+            .extend(renames::rename(what, &target, &newname));
     }
 
     /// check() only: what makes a migration fail because it runs in one transaction
     /// block (as Drizzle runs all pending files, and most runners each file).
     unsafe fn transaction_hazards(&mut self, node: *mut Node) {
-        if self.multi_statement {
-            if let Some(o) = outside_transaction(node).filter(|o| !o.transaction_control) {
-                self.add(RuleId::NotInTransaction, format!("statement {}", o.command));
-            }
+        if let Some(o) = outside_transaction(node).filter(|o| !o.transaction_control) {
+            self.findings
+                .extend(self.migration.outside_transaction(&o.command));
         }
-        if !self.added_enum_values.is_empty() {
-            let values: Vec<String> = self
-                .added_enum_values
-                .iter()
-                .map(|(_, v)| v.clone())
-                .collect();
+        let values = self.migration.added_enum_values();
+        if !values.is_empty() {
             if let Some(v) = uses_string_constant(node, &values) {
-                let ty = self
-                    .added_enum_values
-                    .iter()
-                    .find(|(_, x)| *x == v)
-                    .map(|(t, _)| t.clone())
-                    .unwrap_or_default();
-                self.add(RuleId::EnumValueUsedBeforeCommit, format!("type {ty}"))
-                    .facts
-                    .push(format!("Value '{v}', added earlier in this input"));
+                self.findings.extend(self.migration.enum_value_used(&v));
             }
         }
-        if self.multi_statement {
-            if let Some(relid) = dml_target(node).filter(|r| self.locked_exclusive.contains(r)) {
-                let rows = crate::pgutil::estimated_rows(relid);
-                if rows != Some(0.0) {
-                    let o = self.rel_obj(relid);
-                    let size = match rows {
-                        Some(n) => format!("About {n:.0} rows (the planner's estimate)"),
-                        None => "The table has never been analysed: its size is unknown".into(),
-                    };
-                    self.add(RuleId::BackfillUnderLock, o.display)
-                        .facts
-                        .push(size);
-                }
-            }
+        if let Some(relid) = dml_target(node).filter(|r| self.migration.holds_exclusive(r.to_u32()))
+        {
+            let rows = crate::pgutil::estimated_rows(relid);
+            let table = self.rel_obj(relid).display;
+            self.findings
+                .extend(self.migration.backfill(relid.to_u32(), &table, rows));
+        }
+        if self.migration.multi_statement {
             if let Some(relid) = exclusive_lock_target(node) {
                 let o = self.rel_obj(relid);
-                if !o.exempt && !self.locked_exclusive.contains(&relid) {
-                    self.locked_exclusive.push(relid);
-                    if self.locked_exclusive.len() == WIDE_LOCK_TABLES {
-                        let held: Vec<String> = self.locked_exclusive[..WIDE_LOCK_TABLES - 1]
-                            .iter()
-                            .map(|r| self.rel_obj(*r).display)
-                            .collect();
-                        self.add(RuleId::WideLockWindow, o.display)
-                            .facts
-                            .push(format!("Already held until commit: {}", held.join(", ")));
-                    }
+                if !o.exempt {
+                    let wide = self.migration.locks_exclusive(relid.to_u32(), o.display);
+                    self.findings.extend(wide);
                 }
             }
         }
@@ -1358,7 +1311,7 @@ impl Classifier {
             // ADD VALUE before commit (PostgreSQL 15 raises 55P04 for it too).
             if (*s).oldVal.is_null() {
                 if let Some(v) = cstr((*s).newVal) {
-                    self.added_enum_values.push((ty, v));
+                    self.migration.enum_value_added(ty, v);
                 }
             }
         }
@@ -1499,58 +1452,61 @@ impl Classifier {
     unsafe fn set_schema(&mut self, s: *mut pg_sys::AlterObjectSchemaStmt) {
         use pg_sys::ObjectType::*;
         let newschema = cstr((*s).newschema).unwrap_or_default();
-        let fact = format!("New schema: {}", quote(&newschema));
         let t = (*s).objectType;
-        if t == OBJECT_EXTENSION && ((*s).object.is_null() || strval((*s).object) == "pg_migsafe") {
-            self.add(RuleId::ProtectExtension, "extension pg_migsafe");
-            return;
-        }
-        if newschema == "migsafe" && self.migsafe_nsp != pg_sys::InvalidOid {
-            self.add(
-                RuleId::ProtectSchema,
-                "schema migsafe (moving an object into it)".to_string(),
-            );
-            return;
-        }
-        if !(*s).relation.is_null() {
+        let pg_migsafe =
+            t == OBJECT_EXTENSION && ((*s).object.is_null() || strval((*s).object) == "pg_migsafe");
+        let into_migsafe = newschema == "migsafe" && self.migsafe_nsp != pg_sys::InvalidOid;
+        let target = if pg_migsafe || into_migsafe {
+            Target::New(String::new())
+        } else if !(*s).relation.is_null() {
             match self.rel((*s).relation) {
-                Some(o) if o.protected => {
-                    self.add(RuleId::ProtectSchema, o.display);
-                }
-                _ => {
-                    if let Some(f) = self.on_relation((*s).relation, RuleId::SetSchema) {
-                        f.facts.push(fact);
-                    }
+                Some(o) => o.target(),
+                None => {
+                    let name = rv_name((*s).relation);
+                    self.missing(format!("relation {name}"), &name)
                 }
             }
         } else {
-            self.simple(t, (*s).object, RuleId::SetSchema, |f| f.facts.push(fact));
-        }
+            self.object_target(t, (*s).object)
+        };
+        self.findings.extend(renames::set_schema(
+            &target,
+            &newschema,
+            into_migsafe,
+            pg_migsafe,
+        ));
     }
 
     unsafe fn alter_domain(&mut self, s: *mut pg_sys::AlterDomainStmt) {
+        use crate::engine::detect::domains::{self, DomainChange};
         let tn = pg_sys::makeTypeNameFromNameList((*s).typeName);
-        let rule = match (*s).subtype as u8 {
-            b'T' if (*s).def.is_null() => Some(RuleId::DropDefault),
-            b'N' => Some(RuleId::DropNotNull),
-            b'O' => Some(RuleId::SetNotNull),
-            b'X' => Some(RuleId::DropConstraint),
-            // VALIDATE CONSTRAINT scans every column of the domain's type.
-            b'V' => Some(RuleId::AddCheckConstraint),
+        let change = match (*s).subtype as u8 {
+            b'T' if (*s).def.is_null() => DomainChange::DropDefault,
+            b'T' => DomainChange::SetDefault,
+            b'N' => DomainChange::DropNotNull,
+            b'O' => DomainChange::SetNotNull,
+            b'X' => DomainChange::DropConstraint,
+            b'V' => DomainChange::ValidateConstraint,
             b'C' => {
                 let c = (*s).def as *mut pg_sys::Constraint;
-                if !c.is_null() && tag((*s).def) == NodeTag::T_Constraint && (*c).skip_validation {
-                    None
-                } else {
-                    Some(RuleId::AddCheckConstraint)
+                DomainChange::AddConstraint {
+                    not_valid: !c.is_null()
+                        && tag((*s).def) == NodeTag::T_Constraint
+                        && (*c).skip_validation,
                 }
             }
-            _ => None,
+            _ => DomainChange::Other,
         };
-        match rule {
-            Some(rule) => self.simple(pg_sys::ObjectType::OBJECT_DOMAIN, tn.cast(), rule, |_| {}),
-            None => self.protect_object(pg_sys::ObjectType::OBJECT_DOMAIN, tn.cast()),
-        }
+        let domain = if domains::domain_rule(change).is_some() {
+            self.object_target(pg_sys::ObjectType::OBJECT_DOMAIN, tn.cast())
+        } else {
+            // Only its protection counts: resolve without judging a missing name.
+            match self.object(pg_sys::ObjectType::OBJECT_DOMAIN, tn.cast()) {
+                Some(o) => o.target(),
+                None => Target::New(String::new()),
+            }
+        };
+        self.findings.extend(domains::alter_domain(change, &domain));
     }
 
     unsafe fn create_index(&mut self, s: *mut pg_sys::IndexStmt) {
@@ -1562,9 +1518,7 @@ impl Classifier {
             }
         }
         let table = self.rel((*s).relation);
-        // IF NOT EXISTS naming an index that exists builds nothing — and leaves an
-        // INVALID one (a failed CONCURRENTLY build, an ON ONLY parent index) unusable
-        // while the statement "succeeds".
+        let mut exists = None;
         if let (true, Some(t), Some(i)) = (
             (*s).if_not_exists,
             table.as_ref(),
@@ -1573,81 +1527,72 @@ impl Classifier {
             let existing =
                 pg_sys::get_relname_relid(i.as_ptr(), pg_sys::get_rel_namespace(t.addr.objectId));
             if existing != pg_sys::InvalidOid {
-                if !t.exempt && index_valid(existing) == Some(false) {
-                    self.add(RuleId::InvalidIndexExists, t.display.clone())
-                        .facts
-                        .push(format!(
-                            "Index {} exists and is INVALID",
-                            quote(&i.to_string_lossy())
-                        ));
-                }
-                return;
+                exists = Some(index_valid(existing));
             }
         }
-        // CREATE INDEX … ON ONLY a partitioned table builds nothing (an invalid parent
-        // index that partitions' indexes are attached to).
         let only_parent = !(*(*s).relation).inh
             && table
                 .as_ref()
                 .is_some_and(|t| pg_sys::get_rel_relkind(t.addr.objectId) as u8 == b'p');
-        match table {
-            Some(o) if o.protected => {
-                self.add(RuleId::ProtectSchema, o.display);
+        let table = match table {
+            Some(o) => o.target(),
+            None => {
+                let name = rv_name((*s).relation);
+                self.missing(format!("relation {name}"), &name)
             }
-            _ if (*s).concurrent || only_parent => {}
-            _ => {
-                if let Some(f) = self.on_relation((*s).relation, RuleId::CreateIndex) {
-                    if let Some(i) = idx {
-                        f.facts.push(format!("Index {}", quote(&i)));
-                    }
-                }
-            }
-        }
+        };
+        self.findings
+            .extend(indexes::create_index(&indexes::CreateIndex {
+                table,
+                name: idx,
+                concurrently: (*s).concurrent,
+                only_parent,
+                exists,
+            }));
     }
 
     unsafe fn reindex(&mut self, s: *mut pg_sys::ReindexStmt) {
         #[cfg(feature = "pg13")]
         let concurrent = (*s).concurrent;
         #[cfg(not(feature = "pg13"))]
-        let concurrent = defelem_names((*s).params)
-            .iter()
-            .any(|d| d == "concurrently");
-        if concurrent {
-            return;
-        }
+        let concurrent = super::txn::option_on((*s).params, "concurrently");
         use pg_sys::ReindexObjectType::*;
-        match (*s).kind {
-            REINDEX_OBJECT_INDEX | REINDEX_OBJECT_TABLE => {
-                match self.rel((*s).relation) {
-                    Some(o) if o.exempt => {}
-                    Some(o) => {
-                        // An index created in this transaction is exempt, and so is an
-                        // index of a table created in this transaction.
-                        let table_new = pg_sys::get_rel_relkind(o.addr.objectId) as u8 == b'i'
-                            && track::is_new(
-                                pg_sys::RelationRelationId,
-                                pg_sys::IndexGetRelation(o.addr.objectId, true),
-                                0,
-                            );
-                        if !table_new {
-                            self.add(RuleId::Reindex, o.display);
-                        }
-                    }
-                    None => {
-                        if self.unresolved_applies(&rv_name((*s).relation)) {
-                            self.add(
-                                RuleId::Reindex,
-                                format!("relation {}", rv_name((*s).relation)),
-                            );
-                        }
+        let r = match (*s).kind {
+            _ if concurrent => indexes::Reindex::Concurrently,
+            REINDEX_OBJECT_INDEX | REINDEX_OBJECT_TABLE => match self.rel((*s).relation) {
+                Some(o) => {
+                    // An index created in this transaction is exempt, and so is an
+                    // index of a table created in this transaction.
+                    let of_new_table = !o.exempt
+                        && pg_sys::get_rel_relkind(o.addr.objectId) as u8 == b'i'
+                        && track::is_new(
+                            pg_sys::RelationRelationId,
+                            pg_sys::IndexGetRelation(o.addr.objectId, true),
+                            0,
+                        );
+                    // Reindexing pg_migsafe's own tables is harmless and judged
+                    // like any other.
+                    let target = if o.exempt {
+                        Target::New(o.display)
+                    } else {
+                        Target::Existing(o.display)
+                    };
+                    indexes::Reindex::Relation {
+                        target,
+                        of_new_table,
                     }
                 }
-            }
-            _ => {
-                let name = cstr((*s).name).unwrap_or_else(|| "current".into());
-                self.add(RuleId::Reindex, format!("every index of {name}"));
-            }
-        }
+                None => {
+                    let name = rv_name((*s).relation);
+                    indexes::Reindex::Relation {
+                        target: self.missing(format!("relation {name}"), &name),
+                        of_new_table: false,
+                    }
+                }
+            },
+            _ => indexes::Reindex::Many(cstr((*s).name).unwrap_or_else(|| "current".into())),
+        };
+        self.findings.extend(indexes::reindex(&r));
     }
 
     unsafe fn set_var(&mut self, v: *mut pg_sys::VariableSetStmt, how: &str) {
@@ -1742,6 +1687,7 @@ impl Classifier {
         cmd: *mut pg_sys::AlterTableCmd,
     ) {
         use pg_sys::AlterTableType::*;
+        use tables::Change;
         let colname = cstr((*cmd).name).unwrap_or_default();
         // A column of this table: None = exempt (new) or missing in hook mode.
         let column = |me: &Self| -> Option<String> {
@@ -1757,117 +1703,72 @@ impl Classifier {
                 }
             }
         };
+        let relkind = table.map(|t| pg_sys::get_rel_relkind(t.addr.objectId) as u8);
         let st = (*cmd).subtype;
-        match st {
-            AT_AddColumn | AT_AddColumnToView => self.add_column(stmt, table, display, (*cmd).def),
-            AT_DropColumn => {
-                if let Some(col) = column(self) {
-                    let cascade = (*cmd).behavior == pg_sys::DropBehavior::DROP_CASCADE;
-                    self.add(RuleId::DropColumn, col.clone());
-                    if cascade {
-                        if let Some(t) = table {
-                            if let Some((c, _)) = self.column(t, &colname) {
-                                let deps = self.cascade_dependents(&c.addr);
-                                if !deps.is_empty() {
-                                    self.add(RuleId::DropCascade, col).dependents = deps;
-                                }
-                            }
-                        }
-                    }
-                }
+        let change = match st {
+            AT_AddColumn | AT_AddColumnToView => {
+                self.add_column(stmt, table, display, (*cmd).def);
+                None
             }
             AT_AlterColumnType => {
                 if let Some(col) = column(self) {
                     self.alter_column_type(table, col, &colname, (*cmd).def);
                 }
+                None
             }
-            AT_DropNotNull => {
-                if let Some(col) = column(self) {
-                    self.add(RuleId::DropNotNull, col);
+            AT_AddConstraint => {
+                self.add_constraint(stmt, table, display, (*cmd).def);
+                None
+            }
+            AT_DropColumn => column(self).map(|col| {
+                let cascade = (*cmd).behavior == pg_sys::DropBehavior::DROP_CASCADE;
+                let dependents = match (cascade, table) {
+                    (true, Some(t)) => self
+                        .column(t, &colname)
+                        .map(|(c, _)| self.cascade_dependents(&c.addr))
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                Change::DropColumn {
+                    column: col,
+                    dependents,
                 }
-            }
+            }),
+            AT_DropNotNull => column(self).map(|column| Change::DropNotNull { column }),
             AT_SetNotNull => {
                 // The scan is of the table, so a column added to an existing table in
                 // this transaction still costs it; PostgreSQL skips it when validated
                 // CHECK constraints prove the column has no NULL.
-                let col = match table {
+                let named = || format!("column {}.{}", identity(display), quote(&colname));
+                match table {
                     Some(t) => match self.column(t, &colname) {
-                        Some((c, attnum)) => {
-                            if self.not_null_proven(stmt, t.addr.objectId, attnum) {
-                                None
-                            } else {
-                                Some(c.display)
-                            }
-                        }
+                        Some((c, attnum)) => Some(Change::SetNotNull {
+                            column: c.display,
+                            proven: self.not_null_proven(stmt, t.addr.objectId, attnum),
+                        }),
                         // Added earlier in check()'s input: it exists when this runs.
-                        None if self.check_mode => Some(format!(
-                            "column {}.{}",
-                            rel_identity(display),
-                            quote(&colname)
-                        )),
+                        None if self.check_mode => Some(Change::SetNotNull {
+                            column: named(),
+                            proven: false,
+                        }),
                         None => None,
                     },
-                    None => Some(format!(
-                        "column {}.{}",
-                        rel_identity(display),
-                        quote(&colname)
-                    )),
-                };
-                if let Some(col) = col {
-                    self.add(RuleId::SetNotNull, col);
+                    None => Some(Change::SetNotNull {
+                        column: named(),
+                        proven: false,
+                    }),
                 }
             }
             AT_ColumnDefault if (*cmd).def.is_null() => {
-                if let Some(col) = column(self) {
-                    self.add(RuleId::DropDefault, col);
-                }
+                column(self).map(|column| Change::DropDefault { column })
             }
-            AT_DropIdentity => {
-                if let Some(col) = column(self) {
-                    self.add(RuleId::DropIdentity, col);
-                }
-            }
-            // A new identity starts at 1 (or its START WITH): on a column that already
-            // holds values, inserts that omit it collide with them.
+            AT_DropIdentity => column(self).map(|column| Change::DropIdentity { column }),
             AT_AddIdentity if !identity_has_start((*cmd).def) => {
-                if let Some(col) = column(self) {
-                    let populated = table
-                        .map(|t| !self.known_empty(t.addr.objectId))
-                        .unwrap_or(true);
-                    if populated {
-                        self.add(RuleId::AlterSequenceRestart, col).facts.push(
-                            "A new identity without START WITH starts at 1 while the column holds values"
-                                .into(),
-                        );
-                    }
-                }
+                column(self).map(|column| Change::AddIdentityFromOne {
+                    column,
+                    populated: table.is_none_or(|t| !self.known_empty(t.addr.objectId)),
+                })
             }
-            AT_EnableRowSecurity => {
-                let has_policy = match table {
-                    Some(t) => table_has_policy(t.addr.objectId),
-                    None => false,
-                };
-                let later =
-                    rv_last((*stmt).relation).is_some_and(|n| self.policy_tables.contains(&n));
-                if !has_policy && !later {
-                    self.add(RuleId::EnableRlsWithoutPolicy, display);
-                }
-            }
-            AT_ValidateConstraint if self.check_mode => {
-                let t = rv_last((*stmt).relation).unwrap_or_default();
-                let found = self
-                    .not_valid_added
-                    .iter()
-                    .find(|(tb, c, _)| *tb == t && *c == colname)
-                    .map(|(_, _, r)| *r);
-                if let Some(rule) = found {
-                    self.add(rule, display).facts.push(format!(
-                        "Constraint {} is validated in the input that adds it: the ADD's lock is held through the scan",
-                        quote(&colname)
-                    ));
-                }
-            }
-            // ALTER COLUMN … RESTART: the identity's sequence hands out used values again.
             AT_SetIdentity
                 if !(*cmd).def.is_null()
                     && tag((*cmd).def) == NodeTag::T_List
@@ -1875,106 +1776,68 @@ impl Classifier {
                         .iter()
                         .any(|d| d == "restart") =>
             {
-                if let Some(col) = column(self) {
-                    self.add(RuleId::AlterSequenceRestart, col)
-                        .facts
-                        .push("The column's identity sequence restarts".into());
-                }
+                column(self).map(|column| Change::RestartIdentity { column })
+            }
+            AT_EnableRowSecurity => Some(Change::EnableRls {
+                has_policy: table.is_some_and(|t| table_has_policy(t.addr.objectId))
+                    || rv_last((*stmt).relation).is_some_and(|n| self.policy_tables.contains(&n)),
+            }),
+            AT_ValidateConstraint if self.check_mode => {
+                let t = rv_last((*stmt).relation).unwrap_or_default();
+                self.not_valid_added
+                    .iter()
+                    .find(|(tb, c, _)| *tb == t && *c == colname)
+                    .map(|(_, _, rule)| Change::ValidateAddedInInput {
+                        constraint: colname.clone(),
+                        rule: *rule,
+                    })
             }
             AT_DropConstraint => {
-                let new = table
-                    .map(|t| self.constraint_is_new(t.addr.objectId, &colname))
-                    .unwrap_or(false);
-                if !new {
-                    self.add(
-                        RuleId::DropConstraint,
-                        format!(
-                            "table constraint {} on {}",
-                            quote(&colname),
-                            rel_identity(display)
+                let new = table.is_some_and(|t| self.constraint_is_new(t.addr.objectId, &colname));
+                let published_by = match table.filter(|t| !t.exempt) {
+                    Some(t) if !new => spi::one(
+                        As::Caller,
+                        concat!(
+                            "SELECT pg_catalog.string_agg(DISTINCT p.pubname::text, ', ') \
+                               FROM pg_catalog.pg_constraint c \
+                               JOIN pg_catalog.pg_class t ON t.oid = c.conrelid \
+                               JOIN pg_catalog.pg_index i ON i.indexrelid = c.conindid ",
+                            identity_publications!(),
+                            " WHERE c.conrelid = $1 AND c.conname = $2"
                         ),
-                    );
-                    if let Some(t) = table.filter(|t| !t.exempt) {
-                        let pubs: Option<String> = spi::one(
-                            As::Caller,
-                            concat!(
-                                "SELECT pg_catalog.string_agg(DISTINCT p.pubname::text, ', ') \
-                                   FROM pg_catalog.pg_constraint c \
-                                   JOIN pg_catalog.pg_class t ON t.oid = c.conrelid \
-                                   JOIN pg_catalog.pg_index i ON i.indexrelid = c.conindid ",
-                                identity_publications!(),
-                                " WHERE c.conrelid = $1 AND c.conname = $2"
-                            ),
-                            &[t.addr.objectId.into(), colname.as_str().into()],
-                        );
-                        if let Some(p) = pubs {
-                            self.add(RuleId::DropReplicaIdentity, t.display.clone())
-                                .facts
-                                .push(format!("Published by {p}"));
-                        }
-                    }
-                }
+                        &[t.addr.objectId.into(), colname.as_str().into()],
+                    ),
+                    _ => None,
+                };
+                Some(Change::DropConstraint {
+                    constraint: colname.clone(),
+                    new,
+                    published_by,
+                })
             }
-            AT_AddConstraint => {
-                let def = (*cmd).def;
-                if !def.is_null() && tag(def) == NodeTag::T_Constraint {
-                    let c = def as *mut pg_sys::Constraint;
-                    self.constraint(display, c);
-                    if self.check_mode && (*c).skip_validation {
-                        let rule = if (*c).contype == pg_sys::ConstrType::CONSTR_FOREIGN {
-                            RuleId::AddForeignKey
-                        } else {
-                            RuleId::AddCheckConstraint
-                        };
-                        if let (Some(t), Some(n)) = (rv_last((*stmt).relation), cstr((*c).conname))
-                        {
-                            self.not_valid_added.push((t, n, rule));
-                        }
-                    }
-                    if let (Some(t), true) = (table, !(*c).indexname.is_null()) {
-                        self.constraint_using_index(stmt, t, c);
-                    }
-                }
-            }
-            AT_SetUnLogged => {
-                self.add(RuleId::SetUnlogged, display);
-            }
-            // A sequence is one row: SET LOGGED rewrites nothing that matters.
-            AT_SetLogged
-                if table
-                    .is_some_and(|t| pg_sys::get_rel_relkind(t.addr.objectId) as u8 == b'S') => {}
-            AT_SetLogged => {
-                self.add(RuleId::SetLogged, display);
-            }
-            AT_SetTableSpace => {
-                self.add(RuleId::SetTablespace, display)
-                    .facts
-                    .push(format!("Tablespace {}", quote(&colname)));
-            }
+            AT_SetUnLogged => Some(Change::SetUnlogged),
+            AT_SetLogged => Some(Change::SetLogged {
+                sequence: relkind == Some(b'S'),
+            }),
+            AT_SetTableSpace => Some(Change::SetTablespace {
+                tablespace: colname.clone(),
+            }),
             #[cfg(not(any(feature = "pg13", feature = "pg14")))]
-            AT_SetAccessMethod => {
-                self.add(RuleId::SetAccessMethod, display);
-            }
-            AT_DetachPartition if detach_concurrently((*cmd).def) => {}
+            AT_SetAccessMethod => Some(Change::SetAccessMethod),
             AT_DetachPartition => {
                 let pc = (*cmd).def as *mut pg_sys::PartitionCmd;
-                let part = if pc.is_null() {
-                    String::new()
-                } else {
-                    rv_name((*pc).name)
-                };
-                self.add(RuleId::DetachPartition, display)
-                    .facts
-                    .push(format!("Partition {part}"));
+                Some(Change::DetachPartition {
+                    partition: if pc.is_null() {
+                        String::new()
+                    } else {
+                        rv_name((*pc).name)
+                    },
+                    concurrently: detach_concurrently((*cmd).def),
+                })
             }
             // FINALIZE completes an interrupted DETACH … CONCURRENTLY: the safe form.
             #[cfg(not(feature = "pg13"))]
-            AT_DetachPartitionFinalize => {}
-            // ALTER INDEX … ATTACH PARTITION: a catalog change.
-            AT_AttachPartition
-                if table.is_some_and(|t| {
-                    matches!(pg_sys::get_rel_relkind(t.addr.objectId) as u8, b'i' | b'I')
-                }) => {}
+            AT_DetachPartitionFinalize => None,
             AT_AttachPartition => {
                 let pc = (*cmd).def as *mut pg_sys::PartitionCmd;
                 let part = if pc.is_null() {
@@ -1982,68 +1845,85 @@ impl Classifier {
                 } else {
                     self.rel((*pc).name)
                 };
-                if part.as_ref().is_some_and(|p| p.exempt) {
-                    return;
-                }
-                // The new partition is scanned unless it is empty; the default partition
-                // is scanned whenever it has rows.
-                let part_rows = part
-                    .as_ref()
-                    .map(|p| !self.known_empty(p.addr.objectId))
-                    .unwrap_or(true);
-                let default_rows = table
-                    .map(|t| self.populated_default_partition(t.addr.objectId))
-                    .unwrap_or(false);
-                if part_rows || default_rows {
-                    let name = if pc.is_null() {
+                let index = matches!(relkind, Some(b'i' | b'I'));
+                let new = part.as_ref().is_some_and(|p| p.exempt);
+                let skip = index || new;
+                Some(Change::AttachPartition {
+                    partition: if pc.is_null() {
                         String::new()
                     } else {
                         rv_name((*pc).name)
-                    };
-                    let f = self.add(RuleId::AttachPartition, display);
-                    f.facts.push(format!("Partition {name}"));
-                    if default_rows {
-                        f.facts
-                            .push("The default partition has rows: it is scanned too".into());
-                    }
-                }
+                    },
+                    index,
+                    new,
+                    // The new partition is scanned unless it is empty; the default
+                    // partition is scanned whenever it has rows.
+                    rows: !skip
+                        && part
+                            .as_ref()
+                            .is_none_or(|p| !self.known_empty(p.addr.objectId)),
+                    default_rows: !skip
+                        && table.is_some_and(|t| self.populated_default_partition(t.addr.objectId)),
+                })
             }
             AT_DropInherit => {
                 let parent = (*cmd).def as *mut pg_sys::RangeVar;
-                let p = if parent.is_null() {
-                    String::new()
-                } else {
-                    rv_name(parent)
-                };
-                self.add(RuleId::NoInherit, display)
-                    .facts
-                    .push(format!("Parent {p}"));
+                Some(Change::NoInherit {
+                    parent: if parent.is_null() {
+                        String::new()
+                    } else {
+                        rv_name(parent)
+                    },
+                })
             }
             // Enabling puts back what the table had; disabling (or ENABLE REPLICA, which
             // fires only under session_replication_role = replica) stops it firing.
             AT_DisableTrig | AT_DisableTrigAll | AT_DisableTrigUser | AT_EnableReplicaTrig
-            | AT_DisableRule | AT_EnableReplicaRule => {
-                let what = if colname.is_empty() {
-                    "all triggers".to_string()
-                } else {
-                    quote(&colname)
-                };
-                self.add(RuleId::AlterTriggerState, display)
-                    .facts
-                    .push(format!("Trigger or rule {what}"));
-            }
+            | AT_DisableRule | AT_EnableReplicaRule => Some(Change::DisableTrigger {
+                name: (!colname.is_empty()).then(|| colname.clone()),
+            }),
             // FULL sends more to logical replication, USING INDEX names another key;
             // NOTHING makes UPDATE and DELETE fail on a published table, DEFAULT may
             // send less than before.
             AT_ReplicaIdentity
                 if matches!(replica_identity_kind((*cmd).def), Some(b'n' | b'd')) =>
             {
-                self.add(RuleId::ReplicaIdentity, display);
+                Some(Change::ReplicaIdentityNarrowed)
             }
-            AT_DisableRowSecurity | AT_NoForceRowSecurity => {
-                self.add(RuleId::DisableRls, display);
+            AT_DisableRowSecurity | AT_NoForceRowSecurity => Some(Change::DisableRls),
+            _ => None,
+        };
+        if let Some(c) = change {
+            self.findings.extend(tables::alter_table(display, &c));
+        }
+    }
+
+    /// ALTER TABLE … ADD CONSTRAINT: judged by the constraints family; a NOT VALID
+    /// one is remembered for a VALIDATE later in the same check() input.
+    unsafe fn add_constraint(
+        &mut self,
+        stmt: *mut pg_sys::AlterTableStmt,
+        table: Option<&Obj>,
+        display: &str,
+        def: *mut Node,
+    ) {
+        if def.is_null() || tag(def) != NodeTag::T_Constraint {
+            return;
+        }
+        let c = def as *mut pg_sys::Constraint;
+        self.constraint(display, c);
+        if self.check_mode && (*c).skip_validation {
+            let rule = if (*c).contype == pg_sys::ConstrType::CONSTR_FOREIGN {
+                RuleId::AddForeignKey
+            } else {
+                RuleId::AddCheckConstraint
+            };
+            if let (Some(t), Some(n)) = (rv_last((*stmt).relation), cstr((*c).conname)) {
+                self.not_valid_added.push((t, n, rule));
             }
-            _ => {}
+        }
+        if let (Some(t), true) = (table, !(*c).indexname.is_null()) {
+            self.constraint_using_index(stmt, t, c);
         }
     }
 
@@ -2382,16 +2262,6 @@ impl Classifier {
     }
 }
 
-/// `table public.users` -> `public.users`.
-fn rel_identity(display: &str) -> &str {
-    for kind in ["materialized view ", "foreign table "] {
-        if let Some(rest) = display.strip_prefix(kind) {
-            return rest;
-        }
-    }
-    display.split_once(' ').map(|x| x.1).unwrap_or(display)
-}
-
 /// The existing table whose rows the statement's work goes over (ALTER TABLE, CREATE
 /// INDEX, CLUSTER, REFRESH, VACUUM of one table, REINDEX TABLE / INDEX).
 unsafe fn statement_table(node: *mut Node) -> Option<Oid> {
@@ -2424,11 +2294,6 @@ unsafe fn statement_table(node: *mut Node) -> Option<Oid> {
     }
     (relid != pg_sys::InvalidOid).then_some(relid)
 }
-
-/// How many existing tables locked ACCESS EXCLUSIVE in one input make a wide lock
-/// window: each is held until commit, and waiting for the next one while holding the
-/// others blocks the clients of all of them.
-const WIDE_LOCK_TABLES: usize = 3;
 
 /// The table an UPDATE, a DELETE or an INSERT … SELECT … FROM writes (a backfill);
 /// INSERT … VALUES adds a few rows and is not one.
@@ -2930,6 +2795,6 @@ unsafe fn other_relation_kind(objtype: pg_sys::ObjectType::Type, object: *mut No
         return false;
     }
     let rv = pg_sys::makeRangeVarFromNameList(object as *mut pg_sys::List);
-    let relid = crate::pgutil::relid_of(rv);
+    let relid = super::nodes::relid_of(rv);
     relid != pg_sys::InvalidOid && !want.contains(&(pg_sys::get_rel_relkind(relid) as u8))
 }

@@ -8,4 +8,11 @@
 
 pub mod columns;
 pub mod constraints;
+pub mod domains;
+pub mod drops;
+pub mod indexes;
+pub mod migration;
+pub mod renames;
 pub mod sequences;
+pub mod tables;
+pub mod target;
