@@ -64,21 +64,24 @@ enum Conflict {
 }
 
 /// The transaction callback's part (called by `hooks`, first): store the snapshot
-/// before commit, forget it after.
-pub(crate) unsafe fn on_xact(event: pg_sys::XactEvent::Type) {
+/// before commit, and return its id (for the audit's end record); forget it after.
+pub(crate) unsafe fn on_xact(event: pg_sys::XactEvent::Type) -> Option<i64> {
     use pg_sys::XactEvent::*;
     match event {
-        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
             if STATE
                 .try_with(|s| s.borrow().stored.is_none() && !s.borrow().parts.is_empty())
-                .unwrap_or(false) =>
-        {
-            store_guarded();
+                .unwrap_or(false)
+            {
+                store_guarded();
+            }
+            current()
         }
         XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE => {
             let _ = STATE.try_with(|s| *s.borrow_mut() = State::default());
+            None
         }
-        _ => {}
+        _ => None,
     }
 }
 
@@ -101,7 +104,7 @@ unsafe extern "C-unwind" fn store_guarded() {
 
 /// Writes the migration's snapshot (at commit or PREPARE; the audit log's end record
 /// asks for it first, to know its id). Does nothing the second time.
-pub fn store() {
+fn store() {
     let pending = STATE.with(|s| {
         let s = s.borrow();
         if s.stored.is_some() || s.parts.is_empty() {
@@ -138,7 +141,7 @@ pub fn store() {
 }
 
 /// The automatic snapshot of the running migration, if one was taken.
-pub fn current() -> Option<i64> {
+fn current() -> Option<i64> {
     STATE
         .try_with(|s| {
             let s = s.borrow();

@@ -170,7 +170,10 @@ unsafe extern "C-unwind" fn migsafe_object_access(
     arg: *mut std::ffi::c_void,
 ) {
     crate::track::on_object_access(access, class_id, object_id, sub_id);
-    crate::audit::backend::object_access(access, class_id, object_id, sub_id);
+    // The recycle bin's own DDL is not the user's: the statement notes the move itself.
+    if !crate::recycle::internal() {
+        crate::audit::backend::object_access(access, class_id, object_id, sub_id);
+    }
     if let Some(prev) = PREV_OBJECT_ACCESS {
         prev(access, class_id, object_id, sub_id, arg);
     }
@@ -193,9 +196,10 @@ unsafe extern "C-unwind" fn migsafe_xact_callback(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
 ) {
-    crate::autosnap::on_xact(event);
+    // The automatic snapshot is stored first: the audit's end record names it.
+    let snapshot = crate::autosnap::on_xact(event);
     crate::recycle::on_xact(event);
-    crate::audit::backend::on_xact(event);
+    crate::audit::backend::on_xact(event, snapshot);
     crate::track::on_xact(event);
 }
 

@@ -93,21 +93,6 @@ pub fn role_name(oid: Oid) -> String {
         .unwrap_or_else(|| u32::from(oid).to_string())
 }
 
-/// The relation a RangeVar names, resolved through search_path like the server does,
-/// without a lock; InvalidOid if there is none.
-///
-/// # Safety
-/// `rv` is a valid RangeVar; call inside a transaction.
-pub unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> Oid {
-    pg_sys::RangeVarGetRelidExtended(
-        rv,
-        pg_sys::NoLock as _,
-        pg_sys::RVROption::RVR_MISSING_OK,
-        None,
-        std::ptr::null_mut(),
-    )
-}
-
 /// Reads a relation's pg_class row from the syscache (None if it does not exist).
 ///
 /// # Safety

@@ -22,7 +22,7 @@ use crate::engine::audit::{lock_conflicts, lock_mode, LOCK_MODES};
 use crate::engine::phase::PhaseKind;
 use crate::engine::policy::Finding;
 use crate::guc;
-use crate::pgutil::{cstr, now_unix_us, qualified, quote, relid_of, relkind_word, role_name};
+use crate::pgutil::{cstr, now_unix_us, qualified, quote, relkind_word, role_name};
 use crate::spi::{self, As};
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
@@ -521,14 +521,15 @@ pub fn running_keys() -> Vec<(String, i32, i64)> {
 
 /// From the object_access_hook (not guarded, must not raise): notes objects the open
 /// statement creates, alters or drops. Drops are described now, while they exist.
+/// (`hooks` does not call it for the recycle bin's own DDL, which is not the user's:
+/// the statement notes the move itself.)
 pub unsafe fn object_access(
     access: pg_sys::ObjectAccessType::Type,
     class: Oid,
     obj: Oid,
     sub: i32,
 ) {
-    // The recycle bin's own DDL is not the user's: the statement notes the move itself.
-    if OPEN.get() == 0 || crate::recycle::internal() {
+    if OPEN.get() == 0 {
         return;
     }
     use pg_sys::ObjectAccessType::*;
@@ -660,14 +661,10 @@ pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
     if !crate::pgutil::transaction_writable() {
         return false;
     }
-    let Some((rv, mode)) = crate::stmt::locks::heavy_target(stmt) else {
+    let Some((relid, mode)) = crate::stmt::locks::heavy_target(stmt) else {
         return false;
     };
-    if rv.is_null() {
-        return false;
-    }
-    let relid = relid_of(rv);
-    if relid == pg_sys::InvalidOid || crate::track::is_new(pg_sys::RelationRelationId, relid, 0) {
+    if crate::track::is_new(pg_sys::RelationRelationId, relid, 0) {
         return false;
     }
     let configured = guc::LOCK_TIMEOUT.get();
@@ -916,9 +913,9 @@ pub(crate) unsafe fn on_subxact_abort(my_subid: pg_sys::SubTransactionId) {
     }
 }
 
-/// The transaction callback's part (called by `hooks`, after the automatic snapshot's,
-/// whose id the end record names).
-pub(crate) unsafe fn on_xact(event: pg_sys::XactEvent::Type) {
+/// The transaction callback's part (called by `hooks`, after the automatic snapshot's:
+/// `snapshot` is its id, which the end record names).
+pub(crate) unsafe fn on_xact(event: pg_sys::XactEvent::Type, snapshot: Option<i64>) {
     use pg_sys::XactEvent::*;
     match event {
         // Every transaction commits through here: the guarded call only when a
@@ -926,7 +923,7 @@ pub(crate) unsafe fn on_xact(event: pg_sys::XactEvent::Type) {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE
             if with(|s| s.mig.is_some()).unwrap_or(false) =>
         {
-            pre_commit()
+            pre_commit(snapshot.unwrap_or(0))
         }
         XACT_EVENT_COMMIT => finish(MigrationOutcome::Committed),
         XACT_EVENT_PREPARE => finish(MigrationOutcome::Prepared),
@@ -938,18 +935,16 @@ pub(crate) unsafe fn on_xact(event: pg_sys::XactEvent::Type) {
     }
 }
 
-/// Still inside the transaction: the Drizzle hashes it inserted.
+/// Still inside the transaction: the Drizzle hashes it inserted, and the automatic
+/// snapshot's id (0: none; ids start at 1).
 #[pg_guard]
-unsafe extern "C-unwind" fn pre_commit() {
+unsafe extern "C-unwind" fn pre_commit(snapshot: i64) {
     let hashes = drizzle_hashes();
     let xid = pg_sys::GetTopFullTransactionIdIfAny().value;
     with(|s| {
         if let Some(m) = s.mig.as_mut() {
             m.drizzle = hashes;
-            // The automatic snapshot's part of the callback ran already (hooks calls
-            // it first); store() does nothing then, and writes it if it did not.
-            crate::autosnap::store();
-            m.snapshot = crate::autosnap::current();
+            m.snapshot = (snapshot > 0).then_some(snapshot);
             if xid != 0 {
                 m.xid = Some(xid);
             }

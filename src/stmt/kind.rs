@@ -84,6 +84,6 @@ pub unsafe fn retyped_table(stmt: *mut pg_sys::Node) -> Option<pg_sys::Oid> {
     if !retypes {
         return None;
     }
-    let relid = crate::pgutil::relid_of((*a).relation);
+    let relid = super::nodes::relid_of((*a).relation);
     (relid != pg_sys::InvalidOid).then_some(relid)
 }

@@ -4,11 +4,21 @@
 use pgrx::pg_sys::{self, NodeTag};
 use std::ffi::{c_char, CStr};
 
-/// The table a statement locks ACCESS EXCLUSIVE or SHARE ROW EXCLUSIVE, and that mode.
+/// The existing relation a statement locks ACCESS EXCLUSIVE or SHARE ROW EXCLUSIVE,
+/// resolved through search_path as the server will (without a lock), and that mode.
 ///
 /// # Safety
-/// `stmt` is a utility statement's parse tree.
-pub unsafe fn heavy_target(
+/// `stmt` is a utility statement's parse tree; call inside a transaction.
+pub unsafe fn heavy_target(stmt: *mut pg_sys::Node) -> Option<(pg_sys::Oid, pg_sys::LOCKMODE)> {
+    let (rv, mode) = heavy_range_var(stmt)?;
+    if rv.is_null() {
+        return None;
+    }
+    let relid = super::nodes::relid_of(rv);
+    (relid != pg_sys::InvalidOid).then_some((relid, mode))
+}
+
+unsafe fn heavy_range_var(
     stmt: *mut pg_sys::Node,
 ) -> Option<(*mut pg_sys::RangeVar, pg_sys::LOCKMODE)> {
     let ae = pg_sys::AccessExclusiveLock as pg_sys::LOCKMODE;

@@ -1,6 +1,7 @@
 //! The statement layer: the code that reads PostgreSQL's raw parse trees of utility
 //! statements and resolves the names in them as the server does.
 //!
+//! - `parse` — SQL text into parse trees, split as the server splits it;
 //! - `classify` — the classifier: a statement's findings for the hook and check();
 //! - `reach` — what a statement reaches in the schema model (the automatic snapshot);
 //! - `txn` — statements that cannot run inside a transaction block;
@@ -16,6 +17,7 @@ pub mod classify;
 pub mod kind;
 pub mod locks;
 pub mod nodes;
+pub mod parse;
 pub mod reach;
 pub mod secrets;
 pub mod targets;

@@ -103,3 +103,50 @@ pub unsafe fn const_int(n: *mut Node) -> Option<i64> {
     return (!(*c).isnull && (*c).val.node.type_ == NodeTag::T_Integer)
         .then(|| (*c).val.ival.ival as i64);
 }
+
+/// Byte offsets in `sql` of the tokens that spell `keyword` (lower case), found with
+/// PostgreSQL's own scanner: never inside a string, a comment or a quoted name.
+pub fn keyword_locations(sql: &str, keyword: &str) -> Vec<usize> {
+    let c_sql = std::ffi::CString::new(sql.replace('\0', " ")).unwrap_or_default();
+    let bytes = sql.as_bytes();
+    let mut out = Vec::new();
+    unsafe {
+        let mut extra: pg_sys::core_yy_extra_type = std::mem::zeroed();
+        let scanner = pg_sys::scanner_init(
+            c_sql.as_ptr(),
+            &mut extra,
+            &raw const pg_sys::ScanKeywords,
+            pg_sys::ScanKeywordTokens.as_ptr(),
+        );
+        let mut val: pg_sys::core_YYSTYPE = std::mem::zeroed();
+        let mut loc: std::ffi::c_int = 0;
+        while pg_sys::core_yylex(&mut val, &mut loc, scanner) != 0 {
+            let at = loc as usize;
+            let end = at + keyword.len();
+            let word = bytes.get(at..end);
+            let next = bytes.get(end).copied().unwrap_or(b' ');
+            if word.is_some_and(|w| w.eq_ignore_ascii_case(keyword.as_bytes()))
+                && !(next.is_ascii_alphanumeric() || next == b'_' || next == b'$' || next >= 0x80)
+            {
+                out.push(at);
+            }
+        }
+        pg_sys::scanner_finish(scanner);
+    }
+    out
+}
+
+/// The relation a RangeVar names, resolved through search_path like the server does,
+/// without a lock; InvalidOid if there is none.
+///
+/// # Safety
+/// `rv` is a valid RangeVar; call inside a transaction.
+pub unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
+    pg_sys::RangeVarGetRelidExtended(
+        rv,
+        pg_sys::NoLock as _,
+        pg_sys::RVROption::RVR_MISSING_OK,
+        None,
+        std::ptr::null_mut(),
+    )
+}

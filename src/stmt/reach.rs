@@ -2,8 +2,9 @@
 //! automatic snapshot must read before the statement runs (`autosnap`), worked out
 //! from the parse tree and names resolved as the server resolves them.
 
+use super::nodes::relid_of;
 use crate::engine::schema::scope::Scope;
-use crate::pgutil::{cstr, relid_of};
+use crate::pgutil::cstr;
 use pgrx::pg_sys::{self, NodeTag, ObjectType, Oid};
 use pgrx::PgList;
 

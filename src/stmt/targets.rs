@@ -2,7 +2,8 @@
 //! bin (`recycle.rs`): the tables a DROP TABLE names, the columns an ALTER TABLE
 //! drops, the tables a TRUNCATE empties — names resolved as the server resolves them.
 
-use crate::pgutil::{cstr, relid_of};
+use super::nodes::relid_of;
+use crate::pgutil::cstr;
 use pgrx::pg_sys::{self, NodeTag};
 use pgrx::PgList;
 
