@@ -394,6 +394,7 @@ DECLARE
   n int := 0;
   findings jsonb;
   changes jsonb;
+  cmm text;
 BEGIN
   IF sql IS NULL THEN
     RAISE EXCEPTION 'pg_migsafe: sql must not be NULL' USING ERRCODE = '22004';
@@ -410,7 +411,7 @@ BEGIN
       IF failed THEN
         r.outcome := 'not run';
         r.detail := 'an earlier statement failed; a real run would stop there';
-      ELSIF NOT st.runnable THEN
+      ELSIF NOT st.runnable AND migsafe._in_transaction_form(st.statement) IS NULL THEN
         r.outcome := 'not run';
         r.detail := st.why;
       ELSE
@@ -421,7 +422,17 @@ BEGIN
         t0 := clock_timestamp();
         err := NULL;
         BEGIN
-          EXECUTE st.statement;
+          IF st.runnable THEN
+            EXECUTE st.statement;
+          ELSE
+            -- CONCURRENTLY cannot run in the dry run's transaction: its plain form makes
+            -- the same change, so that the statements after it are judged as if it had
+            -- run. The guard's warnings about the plain form are not the migration's.
+            cmm := current_setting('client_min_messages');
+            PERFORM set_config('client_min_messages', 'error', true);
+            EXECUTE migsafe._in_transaction_form(st.statement);
+            PERFORM set_config('client_min_messages', cmm, true);
+          END IF;
         EXCEPTION WHEN OTHERS THEN
           err := SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')';
           r.outcome := CASE WHEN SQLSTATE = 'MS001' THEN 'refused' ELSE 'error' END;
@@ -430,6 +441,10 @@ BEGIN
         IF err IS NOT NULL THEN
           failed := true;
           r.detail := err;
+        ELSIF NOT st.runnable THEN
+          r.outcome := 'ok';
+          r.detail := st.why || '. Replayed here without CONCURRENTLY, so that the statements after it see its effect; '
+                      'a real run takes none of the plain form''s locks and its duration differs';
         ELSE
           r.outcome := 'ok';
           r.locks := ARRAY(SELECT DISTINCT c.oid::regclass::text || ': ' || l.mode

@@ -490,7 +490,7 @@ fn split(
         name!(why, Option<String>),
     ),
 > {
-    let rows: Vec<_> = crate::sql::statements(sql)
+    let rows: Vec<_> = crate::stmt::parse::statements(sql)
         .into_iter()
         .enumerate()
         .map(|(i, (text, node))| {
@@ -504,4 +504,12 @@ fn split(
         })
         .collect();
     TableIterator::new(rows)
+}
+
+/// For the dry run: the plain form of a statement that cannot run in a transaction
+/// block only because of CONCURRENTLY (NULL for any other statement). Text only:
+/// the dry run runs it with EXECUTE, as the caller, through the guard.
+#[pg_extern(name = "_in_transaction_form", stable, parallel_unsafe)]
+fn in_transaction_form(statement: &str) -> Option<String> {
+    crate::stmt::txn::in_transaction_text(statement)
 }

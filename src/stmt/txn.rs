@@ -51,7 +51,7 @@ pub unsafe fn outside_transaction(stmt: *mut pg_sys::Node) -> Option<OutsideOnly
             #[cfg(feature = "pg13")]
             let c = (*s).concurrent;
             #[cfg(not(feature = "pg13"))]
-            let c = has_option((*s).params, "concurrently");
+            let c = option_on((*s).params, "concurrently");
             if c {
                 out(concurrently(), "REINDEX CONCURRENTLY cannot run inside a transaction block")
             } else if matches!(
@@ -153,7 +153,7 @@ unsafe fn partitioned(rv: *mut pg_sys::RangeVar) -> bool {
     if rv.is_null() {
         return false;
     }
-    let relid = crate::pgutil::relid_of(rv);
+    let relid = super::nodes::relid_of(rv);
     relid != pg_sys::InvalidOid && matches!(pg_sys::get_rel_relkind(relid) as u8, b'p' | b'I')
 }
 
@@ -205,4 +205,86 @@ pub unsafe fn detach_concurrently(def: *mut pg_sys::Node) -> bool {
             && (*def).type_ == NodeTag::T_PartitionCmd
             && (*(def as *mut pg_sys::PartitionCmd)).concurrent
     }
+}
+
+/// Is the boolean option `name` given and on (`CONCURRENTLY`, `CONCURRENTLY true`;
+/// not `CONCURRENTLY false`)?
+///
+/// # Safety
+/// `l` is a list of DefElem nodes, or NIL.
+pub unsafe fn option_on(l: *mut pg_sys::List, name: &str) -> bool {
+    has_option(l, name) && !option_false(l, name.as_bytes())
+}
+
+/// Clears CONCURRENTLY from a CREATE INDEX, DROP INDEX or REINDEX, in place (a REINDEX loses its `concurrently` option, whatever its
+/// value): the same change in its plain form. False for any other statement.
+unsafe fn strip_concurrently(stmt: *mut pg_sys::Node) -> bool {
+    match (*stmt).type_ {
+        NodeTag::T_IndexStmt => (*(stmt as *mut pg_sys::IndexStmt)).concurrent = false,
+        NodeTag::T_DropStmt => (*(stmt as *mut pg_sys::DropStmt)).concurrent = false,
+        NodeTag::T_ReindexStmt => {
+            let s = stmt as *mut pg_sys::ReindexStmt;
+            #[cfg(feature = "pg13")]
+            {
+                (*s).concurrent = false;
+            }
+            #[cfg(not(feature = "pg13"))]
+            {
+                let mut kept = std::ptr::null_mut();
+                for d in PgList::<pg_sys::DefElem>::from_pg((*s).params).iter_ptr() {
+                    if cstr((*d).defname).as_deref() != Some("concurrently") {
+                        kept = pg_sys::lappend(kept, d.cast());
+                    }
+                }
+                (*s).params = kept;
+            }
+        }
+        // DETACH PARTITION … CONCURRENTLY is not among them: its plain form is one the
+        // guard refuses without an approval, so it says nothing of the migration.
+        _ => return false,
+    }
+    true
+}
+
+/// The text of a statement's plain form, when it cannot run in a transaction block
+/// only because of CONCURRENTLY (CREATE INDEX, DROP INDEX, REINDEX): the same change, which the dry run runs so that the statements after
+/// it see its effect. None for every other statement, and for one whose plain form
+/// cannot be written by taking out its CONCURRENTLY.
+///
+/// The text is found with PostgreSQL's own scanner (the keyword, never a string, a
+/// comment or a quoted name) and proven by parsing it: its parse tree must be the
+/// original's with CONCURRENTLY cleared, and it must run in a transaction block.
+pub fn in_transaction_text(text: &str) -> Option<String> {
+    let stmts = super::parse::statements(text);
+    let [(text, node)] = stmts.as_slice() else {
+        return None;
+    };
+    unsafe {
+        match outside_transaction(*node) {
+            Some(o) if !o.transaction_control => {}
+            _ => return None,
+        }
+        let want = pg_sys::copyObjectImpl((*node).cast()) as *mut pg_sys::Node;
+        if !strip_concurrently(want) || outside_transaction(want).is_some() {
+            return None;
+        }
+        for at in super::nodes::keyword_locations(text, "concurrently") {
+            let (before, after) = (&text[..at], &text[at + "concurrently".len()..]);
+            for plain in ["", "CONCURRENTLY false"] {
+                let candidate = format!("{before}{plain}{after}");
+                let Some(got) = super::parse::parse_one(&candidate) else {
+                    continue;
+                };
+                if outside_transaction(got).is_some() {
+                    continue;
+                }
+                let stripped = pg_sys::copyObjectImpl(got.cast()) as *mut pg_sys::Node;
+                strip_concurrently(stripped);
+                if pg_sys::equal(want.cast(), stripped.cast()) {
+                    return Some(candidate);
+                }
+            }
+        }
+    }
+    None
 }

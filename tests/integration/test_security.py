@@ -596,6 +596,8 @@ def test_drizzle_bookkeeping_table_is_read_without_running_user_code_as_superuse
 
 PURE_HELPERS = {"_key(text,text)", "_key(text,text,text)", "_split(text)", "_diff_docs(json,json)",
                 "_is_audit_writer()", "_live_doc()",
+                # Text in, text out: the plain form of a CONCURRENTLY statement (dry runs).
+                "_in_transaction_form(text)",
                 # Says whether the server is a standby: pg_is_in_recovery() does too.
                 "_require_primary(text)"}
 
@@ -634,6 +636,7 @@ PRIVILEGES = [
     ('migsafe._diff_docs(json,json)', False, 'public'),
     ('migsafe._holds_data(oid,text)', False, ''),
     ('migsafe._holds_role(name,name)', False, ''),
+    ('migsafe._in_transaction_form(text)', False, 'public'),
     ('migsafe._internal(text)', False, ''),
     ('migsafe._is_audit_writer()', False, 'public'),
     ('migsafe._keep_or_refuse(bigint,bigint)', False, ''),

@@ -653,7 +653,7 @@ def test_dry_run_reports_and_keeps_nothing(cluster, base):
                      'ALTER TABLE "users" ADD COLUMN "age" int')
         rows = c.execute("SELECT step, statement, outcome, findings, locks, rewritten, duration_ms, detail, changes "
                          "FROM migsafe.dry_run(%s) ORDER BY step", (migration,)).fetchall()
-        assert [r[2] for r in rows] == ["ok", "ok", "not run", "ok", "would succeed"], rows
+        assert [r[2] for r in rows] == ["ok", "ok", "ok", "ok", "would succeed"], rows
         assert rows[0][1].startswith('CREATE TABLE "shipments"')
         assert rows[1][1].startswith('ALTER TABLE "orders"')     # no breakpoint comment in front
         assert "orders: AccessExclusiveLock" in rows[1][4]
@@ -661,12 +661,99 @@ def test_dry_run_reports_and_keeps_nothing(cluster, base):
         assert rows[3][5] == []                                  # ADD COLUMN does not
         assert any(f["rule_id"] == "alter-column-type-rewrite" for f in rows[1][3]), rows[1][3]
         assert "cannot run inside a transaction block" in rows[2][7]
+        assert "Replayed here without CONCURRENTLY" in rows[2][7]
+        assert rows[2][4] == []                                  # not the plain form's locks
         assert all(r[6] is not None for r in rows if r[2] == "ok")
         changes = {(ch["kind"], ch["identity"], ch["action"]) for ch in rows[-1][8]}
         assert ("table", '"public"."shipments"', "added") in changes
         assert ("column", '"public"."users"."age"', "added") in changes
+        assert ("index", '"public"."ship_idx"', "added") in changes
         assert one(c, "SELECT to_regclass('shipments')") is None
         assert one(c, "SELECT count(*) FROM information_schema.columns WHERE column_name = 'age'") == 0
+
+
+def test_dry_run_judges_what_follows_a_concurrent_statement_as_if_it_had_run(cluster, base):
+    # The expand recipe for a unique key: build the index concurrently, then attach it.
+    # Run in one transaction, the first statement cannot run; replayed in its plain
+    # form, the second finds the index, as it will in the real run.
+    with cluster.connect(base) as c:
+        c.execute("CREATE TABLE events (id int, at date) PARTITION BY RANGE (at)")
+        c.execute("CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')")
+        before = one(c, "SHOW client_min_messages")
+        cases = [
+            ("CREATE UNIQUE INDEX CONCURRENTLY users_name_key ON users (name);\n"
+             "ALTER TABLE users ADD CONSTRAINT users_name_uq UNIQUE USING INDEX users_name_key",
+             ["ok", "ok", "would succeed"]),
+            ("DROP INDEX CONCURRENTLY orders_user_idx;\nCREATE INDEX orders_user_idx ON orders (user_id, id)",
+             ["ok", "ok", "would succeed"]),
+            ("REINDEX (CONCURRENTLY) TABLE orders;\nREINDEX TABLE CONCURRENTLY users",
+             ["ok", "ok", "would succeed"]),
+            # The plain DETACH needs an approval the concurrent one does not: not replayed,
+            # and what follows runs on the table as it is.
+            ("ALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY;\nALTER TABLE users ADD COLUMN y int",
+             ["not run", "ok", "would succeed"]),
+            # Not a CONCURRENTLY form: nothing to replay, the statement is reported as such.
+            ("VACUUM users;\nALTER TABLE users ADD COLUMN z int", ["not run", "ok", "would succeed"]),
+            ("REINDEX SCHEMA CONCURRENTLY public", ["not run", "would succeed"]),
+            # A replay that fails is the migration failing, as a real run would.
+            ("CREATE UNIQUE INDEX CONCURRENTLY orders_user_key ON orders (note);\n"
+             "INSERT INTO orders (user_id, total, note) VALUES (1, 1, 'note 1')",
+             ["ok", "error", "would fail"]),
+        ]
+        for sql, outcomes in cases:
+            rows = c.execute("SELECT outcome, detail FROM migsafe.dry_run(%s) ORDER BY step", (sql,)).fetchall()
+            assert [r[0] for r in rows] == outcomes, (sql, rows)
+        # Everything was rolled back, the replays included, and the session is as it was.
+        assert one(c, "SELECT to_regclass('users_name_key')") is None
+        assert one(c, "SELECT indexdef FROM pg_indexes WHERE indexname = 'orders_user_idx'") \
+            == "CREATE INDEX orders_user_idx ON public.orders USING btree (user_id)"
+        assert one(c, "SELECT count(*) FROM pg_inherits WHERE inhrelid = 'events_2024'::regclass") == 1
+        assert one(c, "SHOW client_min_messages") == before
+
+
+def test_the_plain_form_of_a_concurrent_statement(cluster, base):
+    # migsafe._in_transaction_form() only writes text; the dry run EXECUTEs it as the
+    # caller, through the guard. The keyword is found by PostgreSQL's scanner (never in
+    # a string, a comment or a quoted name) and the text is proven by parsing it.
+    cases = {
+        "CREATE INDEX CONCURRENTLY i ON users (name)": "CREATE INDEX  i ON users (name)",
+        'create unique index concurrently "concurrently" on users ("concurrently")':
+            'create unique index  "concurrently" on users ("concurrently")',
+        "CREATE INDEX CONCURRENTLY i ON users (name) WHERE name <> 'CONCURRENTLY' /* concurrently */":
+            "CREATE INDEX  i ON users (name) WHERE name <> 'CONCURRENTLY' /* concurrently */",
+        "DROP INDEX CONCURRENTLY IF EXISTS orders_user_idx": "DROP INDEX  IF EXISTS orders_user_idx",
+        "REINDEX TABLE CONCURRENTLY users": "REINDEX TABLE  users",
+        "REINDEX (CONCURRENTLY) INDEX orders_user_idx": "REINDEX (CONCURRENTLY false) INDEX orders_user_idx",
+        "REINDEX (VERBOSE, CONCURRENTLY true) TABLE users": None,   # no plain form by taking it out
+        # The plain DETACH needs an approval the concurrent one does not: not replayed.
+        "ALTER TABLE events DETACH PARTITION events_2024 CONCURRENTLY": None,
+        # Not a CONCURRENTLY form, or not only one: nothing.
+        "REINDEX SCHEMA CONCURRENTLY public": None,
+        "REINDEX (CONCURRENTLY false) TABLE users": None,
+        "CREATE INDEX i ON users (name)": None,
+        "VACUUM users": None,
+        "DROP TABLE users": None,
+        "CREATE INDEX CONCURRENTLY i ON users (name); DROP TABLE users": None,
+        "": None,
+    }
+    with cluster.connect(base) as c:
+        for sql, plain in cases.items():
+            assert one(c, "SELECT migsafe._in_transaction_form(%s)", (sql,)) == plain, sql
+    with cluster.connect() as c:
+        run(c, "CREATE ROLE replay_app LOGIN")
+    with cluster.connect(base) as c:
+        c.execute("GRANT SELECT ON users TO replay_app")
+    with cluster.connect(base, "replay_app") as c:
+        # A dry run can do nothing its caller could not: the plain form runs as them.
+        rows = c.execute("SELECT outcome, detail FROM migsafe.dry_run('CREATE INDEX CONCURRENTLY x ON users (name)')"
+                         ).fetchall()
+        assert rows[0][0] == "error" and "must be owner" in rows[0][1], rows
+    with cluster.connect(base) as c:
+        # ... and the guard judges it: it cannot reach pg_migsafe's own.
+        rows = c.execute("SELECT outcome, detail FROM migsafe.dry_run("
+                         "'CREATE INDEX CONCURRENTLY x ON migsafe.audit_log (id)')").fetchall()
+        assert rows[0][0] == "refused" and "protect-schema" in rows[0][1], rows
+        assert one(c, "SELECT count(*) FROM pg_indexes WHERE indexname = 'x'") == 0
 
 
 def test_dry_run_stops_at_a_refusal_like_a_real_run(cluster, base):
