@@ -66,6 +66,7 @@ bench: deps
 	mkdir -p $(TMPBASE) && chmod o+rx $(TMPBASE)
 	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/bench.py
 	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/audit_scale.py
+	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/work_rates.py
 
 # Only the audit log at scale (the section of docs/PERFORMANCE.md it writes).
 bench-audit: deps

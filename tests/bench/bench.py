@@ -401,13 +401,15 @@ path is a node-tag comparison per utility statement; a classified DDL statement 
 few catalog lookups (and one SPI query for an ADD COLUMN default that calls a function).
 """
         path = os.path.join(ROOT, "docs", "PERFORMANCE.md")
-        # The audit-scale section (tests/bench/audit_scale.py, run after this) stays.
+        # The audit-scale and work-rates sections (tests/bench/audit_scale.py and
+        # work_rates.py, run after this) stay.
         kept = ""
         if os.path.exists(path):
             old = open(path).read()
-            b, e = old.find("<!-- audit-scale: begin -->"), old.find("<!-- audit-scale: end -->")
-            if 0 <= b < e:
-                kept = "\n" + old[b:e + len("<!-- audit-scale: end -->")] + "\n"
+            for section in ("audit-scale", "work-rates"):
+                b, e = old.find(f"<!-- {section}: begin -->"), old.find(f"<!-- {section}: end -->")
+                if 0 <= b < e:
+                    kept += "\n" + old[b:e + len(f"<!-- {section}: end -->")] + "\n"
         with open(path, "w") as f:
             f.write(doc + kept)
         print("\n".join(lines))

@@ -2,7 +2,7 @@
 //! user sees. Plain Rust, no server.
 
 use super::phase::{cascade_shortfall, suggested_call, target_of, ActivePhase, PhaseKind, Target};
-use super::rules::{Rule, RuleId, Severity, RETIRED, RULES};
+use super::rules::{Rule, RuleId, Severity, TableWork, RETIRED, RULES};
 use thiserror::Error;
 
 /// `migsafe.mode`.
@@ -71,18 +71,51 @@ impl TableSize {
         }
     }
 
-    /// The DETAIL fact, e.g. `Table size: about 1200000 rows, 96 MB (planner's estimate)`.
-    pub fn fact(self) -> String {
+    /// The DETAIL fact, e.g. `Table size: about 1200000 rows, 96 MB (planner's
+    /// estimate); the table rewrite takes roughly 1 s`.
+    pub fn fact(self, work: TableWork) -> String {
         match self {
             TableSize::Unknown => {
                 "Table size: unknown (never analysed), so not taken for empty".into()
             }
-            TableSize::Estimated { rows, bytes } => format!(
-                "Table size: about {rows:.0} rows, {} (planner's estimate)",
-                human_bytes(bytes)
-            ),
+            TableSize::Estimated { rows, bytes } => {
+                let mut s = format!(
+                    "Table size: about {rows:.0} rows, {} (planner's estimate)",
+                    human_bytes(bytes)
+                );
+                if let Some(d) = work_duration(bytes, work) {
+                    s.push_str(&format!("; the {} takes {d}", work.as_str()));
+                }
+                s
+            }
         }
     }
+}
+
+/// How fast PostgreSQL does each kind of table work, in bytes of table per second:
+/// round figures at or below what `make bench` measures on the reference machine
+/// (docs/PERFORMANCE.md, "Table work rates"), so that estimates lean long.
+pub const WORK_RATES: [(TableWork, f64); 3] = [
+    (TableWork::Scan, 400.0 * MB),
+    (TableWork::Rewrite, 100.0 * MB),
+    (TableWork::Build, 50.0 * MB),
+];
+const MB: f64 = 1024.0 * 1024.0;
+
+/// Roughly how long `work` takes on a table of `bytes`: "under a second",
+/// "roughly 40 s", "roughly 12 min", "roughly 3 h". None for catalog-only work.
+pub fn work_duration(bytes: i64, work: TableWork) -> Option<String> {
+    let rate = WORK_RATES.iter().find(|(w, _)| *w == work)?.1;
+    let secs = bytes.max(0) as f64 / rate;
+    Some(if secs < 1.0 {
+        "under a second".into()
+    } else if secs < 90.0 {
+        format!("roughly {secs:.0} s")
+    } else if secs < 90.0 * 60.0 {
+        format!("roughly {:.0} min", secs / 60.0)
+    } else {
+        format!("roughly {:.0} h", secs / 3600.0)
+    })
 }
 
 fn human_bytes(b: i64) -> String {
@@ -257,7 +290,7 @@ fn facts_line(f: &Finding) -> String {
         r.work.as_str(),
         if r.data_loss { "yes" } else { "no" }
     );
-    let size = f.size.map(TableSize::fact);
+    let size = f.size.map(|s| s.fact(f.rule.work));
     for fact in f.facts.iter().chain(size.iter()) {
         s.push(' ');
         let mut chars = fact.chars();
@@ -588,10 +621,50 @@ mod tests {
             r.message
         );
         assert!(
-            r.detail.contains("Table size: about 2000000 rows, 300 MB"),
+            r.detail.contains(
+                "Table size: about 2000000 rows, 300 MB (planner's estimate); \
+                 the index build takes roughly 6 s."
+            ),
             "{}",
             r.detail
         );
+    }
+
+    #[test]
+    fn the_size_says_roughly_how_long_the_work_takes() {
+        let mb = |n: i64| n * 1024 * 1024;
+        assert_eq!(
+            work_duration(mb(10), TableWork::Scan).as_deref(),
+            Some("under a second")
+        );
+        assert_eq!(
+            work_duration(mb(3000), TableWork::Rewrite).as_deref(),
+            Some("roughly 30 s")
+        );
+        assert_eq!(
+            work_duration(mb(50 * 600), TableWork::Build).as_deref(),
+            Some("roughly 10 min")
+        );
+        assert_eq!(
+            work_duration(mb(100 * 3600 * 5), TableWork::Rewrite).as_deref(),
+            Some("roughly 5 h")
+        );
+        assert_eq!(work_duration(mb(1000), TableWork::None), None);
+        let s = TableSize::Estimated {
+            rows: 5000.0,
+            bytes: 262144,
+        };
+        assert_eq!(
+            s.fact(TableWork::Scan),
+            "Table size: about 5000 rows, 256 kB (planner's estimate); the full scan takes under a second"
+        );
+        assert_eq!(
+            s.fact(TableWork::None),
+            "Table size: about 5000 rows, 256 kB (planner's estimate)"
+        );
+        assert!(TableSize::Unknown
+            .fact(TableWork::Rewrite)
+            .contains("unknown"));
     }
 
     #[test]
