@@ -212,6 +212,7 @@ pub unsafe fn detach_concurrently(def: *mut pg_sys::Node) -> bool {
 ///
 /// # Safety
 /// `l` is a list of DefElem nodes, or NIL.
+#[cfg_attr(feature = "pg13", allow(dead_code))] // PostgreSQL 13's REINDEX has a flag
 pub unsafe fn option_on(l: *mut pg_sys::List, name: &str) -> bool {
     has_option(l, name) && !option_false(l, name.as_bytes())
 }
