@@ -36,7 +36,11 @@ CREATE TABLE migsafe.phase (
   rejected_by   name,
   reject_reason text,
   ended_at      timestamptz,
-  used_xid      xid8
+  used_xid      xid8,
+  -- A phase for a role that covers every transaction of the role until it ends or
+  -- expires (a deploy of several migrations, each committed on its own), instead of
+  -- being spent by the first transaction that uses it.
+  deploy        boolean     NOT NULL DEFAULT false
 );
 
 CREATE TABLE migsafe.phase_use (
@@ -91,7 +95,8 @@ SELECT p.id, p.kind, p.name, migsafe._state(p) AS state, p.reason, p.objects,
        p.requested_by, p.requested_at, p.valid_until, p.skip_expand, p.keep_data,
        p.approved_by, p.approved_at, p.rejected_by, p.reject_reason, p.ended_at,
        (SELECT count(*) FROM migsafe.phase_use u WHERE u.phase_id = p.id) AS statements_approved,
-       (SELECT array_agg(u.statement ORDER BY u.used_at) FROM migsafe.phase_use u WHERE u.phase_id = p.id) AS statements
+       (SELECT array_agg(u.statement ORDER BY u.used_at) FROM migsafe.phase_use u WHERE u.phase_id = p.id) AS statements,
+       p.deploy
   FROM migsafe.phase p;
 
 GRANT SELECT ON migsafe.phases TO migsafe_admin, migsafe_approver, migsafe_auditor;
@@ -184,7 +189,8 @@ CREATE FUNCTION migsafe.begin_phase(
   for_role name DEFAULT NULL,
   valid_for interval DEFAULT '1 hour',
   skip_expand boolean DEFAULT false,
-  keep_data boolean DEFAULT true
+  keep_data boolean DEFAULT true,
+  deploy boolean DEFAULT false
 ) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -221,6 +227,11 @@ BEGIN
   END IF;
   IF name IS NULL OR btrim(name) = '' THEN
     RAISE EXCEPTION 'a phase needs a name (the migration it belongs to)' USING ERRCODE = '22023';
+  END IF;
+  IF deploy IS NULL OR (deploy AND for_role IS NULL) THEN
+    RAISE EXCEPTION 'deploy => true is for a phase opened for a role (for_role => ...)'
+      USING ERRCODE = '22023',
+            HINT = 'A phase of your own session covers every transaction of the session already.';
   END IF;
   IF valid_for IS NULL OR valid_for <= interval '0' OR valid_for > interval '7 days' THEN
     RAISE EXCEPTION 'valid_for must be between 0 and 7 days, not %', coalesce(valid_for::text, 'NULL')
@@ -260,11 +271,12 @@ BEGIN
   END IF;
 
   INSERT INTO migsafe.phase (kind, name, reason, objects, for_role, session_pid, session_start,
-                             requested_by, valid_until, skip_expand, keep_data, state)
+                             requested_by, valid_until, skip_expand, keep_data, state, deploy)
   SELECT kind, name, reason, norm, for_role,
          CASE WHEN for_role IS NULL THEN pg_backend_pid() END,
          CASE WHEN for_role IS NULL THEN (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_backend_pid()) END,
-         caller, clock_timestamp() + valid_for, skip_expand, coalesce(keep_data, true), initial_state
+         caller, clock_timestamp() + valid_for, skip_expand, coalesce(keep_data, true), initial_state,
+         begin_phase.deploy
   RETURNING id INTO p_id;
   INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail)
   VALUES (p_id, 'requested', caller, reason);
@@ -406,9 +418,24 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
    ORDER BY p.id
 $$;
 
+-- Used by the hook (as the extension's owner) when it refuses a statement: the phases
+-- for the session's roles that an earlier transaction spent while they were still
+-- valid, so that the refusal can say a phase was there and is spent.
+CREATE FUNCTION migsafe._spent_phases_for_session(session_role name, current_role_ name)
+RETURNS TABLE (id bigint, kind text, name text, objects text[], ended_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT p.id, p.kind, p.name, p.objects, p.ended_at FROM migsafe.phase p
+   WHERE p.state = 'used' AND p.used_xid IS DISTINCT FROM pg_current_xact_id_if_assigned()
+     AND p.valid_until > clock_timestamp()
+     AND p.for_role IN (session_role, current_role_)
+   ORDER BY p.id DESC
+   LIMIT 20
+$$;
+
 -- Records that a phase approved a statement. A phase for a role is used up by the
 -- transaction that ran approved statements: if it commits, the phase is spent; if it
--- rolls back, so does this update.
+-- rolls back, so does this update. A deploy phase is not: it covers every transaction
+-- of its role until it ends or expires.
 CREATE FUNCTION migsafe._record_use(p_id bigint, by_role name, rule_ids text[], objs text[], stmt text)
 RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
@@ -416,7 +443,7 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
   VALUES (p_id, by_role, rule_ids, objs, stmt);
   WITH spent AS (
     UPDATE migsafe.phase SET state = 'used', used_xid = pg_current_xact_id(), ended_at = clock_timestamp()
-     WHERE id = p_id AND for_role IS NOT NULL AND state = 'active'
+     WHERE id = p_id AND for_role IS NOT NULL AND state = 'active' AND NOT deploy
     RETURNING id)
   INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail)
   SELECT id, 'used', by_role, 'spent by the transaction that ran it' FROM spent;
@@ -452,6 +479,7 @@ BEGIN
 END
 $$;
 
+REVOKE ALL ON FUNCTION migsafe._spent_phases_for_session(name, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION migsafe._phases_for_session(name, name), migsafe._record_use(bigint, name, text[], text[], text),
   migsafe._can_approve(name), migsafe._holds_role(name, name), migsafe._require_approver(text),
   migsafe._backup_ok(interval), migsafe._pending_for_decision(bigint), migsafe._state(migsafe.phase),

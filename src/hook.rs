@@ -13,7 +13,7 @@ use crate::engine::audit::DecisionKind;
 use crate::engine::phase::{approving_phase, target_of, Target};
 use crate::engine::policy::{
     approvable, approval_call, decide, refusal_note, render_approval, render_refusal,
-    render_standby_refusal, render_warning, Decision, Finding, Mode, Settings,
+    render_standby_refusal, render_warning, spent_note, Decision, Finding, Mode, Settings,
 };
 use crate::engine::rules::Severity;
 use crate::guc;
@@ -40,11 +40,13 @@ unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query: *const c_char) 
 /// Classifies the statement and returns the reports to raise (terminated by an entry
 /// with level 0), palloc'd in the current memory context, or null.
 /// Also opens the statement's audit record: `*token` is what `audit_end` needs.
+/// `nested`: run by a function or a DO block, not sent by the client.
 #[pg_guard]
 unsafe extern "C-unwind" fn inspect(
     pstmt: *mut pg_sys::PlannedStmt,
     query: *const c_char,
     token: *mut usize,
+    nested: bool,
 ) -> *mut PgReport {
     let mut c = Classifier::new(false);
     c.classify((*pstmt).utilityStmt);
@@ -53,7 +55,15 @@ unsafe extern "C-unwind" fn inspect(
     let (text, credentials) =
         crate::redact::statement((*pstmt).utilityStmt, &statement_text(pstmt, query));
     if c.findings.is_empty() {
-        *token = audit::begin(pstmt, &text, credentials, &[], DecisionKind::Allowed, None);
+        *token = audit::begin(
+            pstmt,
+            nested,
+            &text,
+            credentials,
+            &[],
+            DecisionKind::Allowed,
+            None,
+        );
         return std::ptr::null_mut();
     }
     let settings = guc::settings();
@@ -61,11 +71,27 @@ unsafe extern "C-unwind" fn inspect(
     let all = findings.clone();
     let reports: Vec<PgReport> = match decide(findings, &settings) {
         Decision::Allow => {
-            *token = audit::begin(pstmt, &text, credentials, &all, DecisionKind::Allowed, None);
+            *token = audit::begin(
+                pstmt,
+                nested,
+                &text,
+                credentials,
+                &all,
+                DecisionKind::Allowed,
+                None,
+            );
             return std::ptr::null_mut();
         }
         Decision::Warn(fs) => {
-            *token = audit::begin(pstmt, &text, credentials, &all, DecisionKind::Warned, None);
+            *token = audit::begin(
+                pstmt,
+                nested,
+                &text,
+                credentials,
+                &all,
+                DecisionKind::Warned,
+                None,
+            );
             fs.iter()
                 .map(|f| PgReport::new(pg_sys::WARNING, SQLSTATE_WARNING, &render_warning(f)))
                 .collect()
@@ -77,7 +103,15 @@ unsafe extern "C-unwind" fn inspect(
             } else {
                 DecisionKind::Refused
             };
-            *token = audit::begin(pstmt, &text, credentials, &all, decision, approved_by);
+            *token = audit::begin(
+                pstmt,
+                nested,
+                &text,
+                credentials,
+                &all,
+                decision,
+                approved_by,
+            );
             reports
         }
     };
@@ -110,7 +144,15 @@ fn refuse_or_approve(
             None,
         );
     }
-    let targets: Vec<Option<Target>> = fs.iter().map(|f| target_of(&f.object)).collect();
+    let targets: Vec<Option<Target>> = fs
+        .iter()
+        .map(|f| {
+            target_of(&f.object).map(|t| Target {
+                owner: t.owner.or_else(|| f.owner.clone()),
+                ..t
+            })
+        })
+        .collect();
     // A rollback approves exactly the statements of its plan.
     if let Some(id) = recycle::rollback_approves(text) {
         let rules: Vec<&str> = fs.iter().map(|f| f.rule.id.as_str()).collect();
@@ -144,7 +186,8 @@ fn refuse_or_approve(
         );
         return (out, Some((p.id, p.name.clone())));
     }
-    let note = refusal_note(&fs, &targets, &active);
+    let note = refusal_note(&fs, &targets, &active)
+        .or_else(|| spent_note(&fs, &targets, &phase::spent_phases()));
     let call = approval_call(&fs, &targets);
     let r = render_refusal(&fs, settings, text, call.as_deref(), note.as_deref());
     (
@@ -177,8 +220,9 @@ unsafe fn check_statement(
     pstmt: *mut pg_sys::PlannedStmt,
     query: *const c_char,
     token: *mut usize,
+    nested: bool,
 ) {
-    let reports = inspect(pstmt, query, token);
+    let reports = inspect(pstmt, query, token, nested);
     if reports.is_null() {
         return;
     }
@@ -206,7 +250,8 @@ pub(crate) unsafe fn before_statement(
     if !should_inspect((*pstmt).utilityStmt, context, ours) {
         return false;
     }
-    check_statement(pstmt, query_string, token);
+    let nested = context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_QUERY;
+    check_statement(pstmt, query_string, token, nested);
     note_rebuilds((*pstmt).utilityStmt);
     *lock_watch = audit::lock_safety((*pstmt).utilityStmt);
     auto_snapshot((*pstmt).utilityStmt);

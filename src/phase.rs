@@ -55,13 +55,18 @@ fn first_missing(entries: &[(String, ObjectPattern)]) -> Option<String> {
                                  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p \
                                                     WHERE p.pubname OPERATOR(pg_catalog.=) u.n)";
     let mut groups: Vec<(&'static str, Vec<&str>, Vec<&str>)> = Vec::new();
+    // Relations named with their kind: the kind must be the relation's.
+    let mut kinded: Vec<(&String, &ObjectPattern)> = Vec::new();
     for (entry, p) in entries {
         let sql = match p.kind.as_deref() {
             None if p.identity_parts() >= 3 => COLUMN,
-            None
-            | Some(
+            None => RELATION,
+            Some(
                 "table" | "view" | "materialized view" | "sequence" | "foreign table" | "index",
-            ) => RELATION,
+            ) => {
+                kinded.push((entry, p));
+                continue;
+            }
             Some("function" | "procedure" | "aggregate") => FUNCTION,
             Some("type" | "domain") => TYPE,
             Some("schema") => SCHEMA,
@@ -69,7 +74,13 @@ fn first_missing(entries: &[(String, ObjectPattern)]) -> Option<String> {
             Some("extension") => EXTENSION,
             Some("database") => DATABASE,
             Some("publication") => PUBLICATION,
-            // Triggers, rules, policies, constraints…: checked when used.
+            Some(k @ ("trigger" | "rule" | "policy" | "constraint")) => {
+                if !on_object_exists(k, &p.identity) {
+                    return Some(entry.clone());
+                }
+                continue;
+            }
+            // Collations, tablespaces…: checked when used.
             Some(_) => continue,
         };
         match groups.iter_mut().find(|g| g.0 == sql) {
@@ -80,6 +91,28 @@ fn first_missing(entries: &[(String, ObjectPattern)]) -> Option<String> {
             None => groups.push((sql, vec![&p.identity], vec![entry])),
         }
     }
+    if !kinded.is_empty() {
+        let names: Vec<String> = kinded.iter().map(|(_, p)| p.identity.clone()).collect();
+        let kinds: Vec<String> = kinded
+            .iter()
+            .map(|(_, p)| p.kind.clone().unwrap_or_default())
+            .collect();
+        if let Some(i) = spi::one::<i64>(
+            As::Caller,
+            "SELECT min(u.i) FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) \
+                    WITH ORDINALITY AS u(n, k, i) \
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c \
+                                 WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(u.n) \
+                                   AND c.relkind OPERATOR(pg_catalog.=) ANY (CASE u.k \
+                                         WHEN 'table' THEN '{r,p}'::pg_catalog.\"char\"[] \
+                                         WHEN 'view' THEN '{v}' WHEN 'materialized view' THEN '{m}' \
+                                         WHEN 'sequence' THEN '{S}' WHEN 'foreign table' THEN '{f}' \
+                                         ELSE '{i,I}' END))",
+            &[names.into(), kinds.into()],
+        ) {
+            return kinded.get(i as usize - 1).map(|(e, _)| e.to_string());
+        }
+    }
     for (sql, identities, shown) in groups {
         pgrx::check_for_interrupts!();
         let names: Vec<String> = identities.iter().map(|s| s.to_string()).collect();
@@ -88,6 +121,58 @@ fn first_missing(entries: &[(String, ObjectPattern)]) -> Option<String> {
         }
     }
     None
+}
+
+/// A trigger, rule, policy or constraint entry (`name on schema.table`, or `name on
+/// schema.domain` for a domain's constraint): does it name one that exists?
+fn on_object_exists(kind: &str, identity: &str) -> bool {
+    let Some((name, owner)) = identity.rsplit_once(" on ") else {
+        return false;
+    };
+    let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => name.to_string(),
+    };
+    spi::one::<bool>(
+        As::Caller,
+        "SELECT CASE $3 \
+           WHEN 'trigger' THEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t \
+                                        WHERE t.tgrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($2) \
+                                          AND t.tgname OPERATOR(pg_catalog.=) $1 AND NOT t.tgisinternal) \
+           WHEN 'rule' THEN EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r \
+                                     WHERE r.ev_class OPERATOR(pg_catalog.=) pg_catalog.to_regclass($2) \
+                                       AND r.rulename OPERATOR(pg_catalog.=) $1) \
+           WHEN 'policy' THEN EXISTS (SELECT 1 FROM pg_catalog.pg_policy p \
+                                       WHERE p.polrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($2) \
+                                         AND p.polname OPERATOR(pg_catalog.=) $1) \
+           ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
+                         WHERE c.conname OPERATOR(pg_catalog.=) $1 \
+                           AND (c.conrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($2) \
+                                OR c.contypid OPERATOR(pg_catalog.=) pg_catalog.to_regtype($2))) END",
+        &[name.as_str().into(), owner.trim().into(), kind.into()],
+    )
+    .unwrap_or(false)
+}
+
+/// The entry that would have named `identity` (written without its kind, or with
+/// the wrong one): `type public.post_status` for a missing `public.post_status`.
+fn spelling_for(identity: &str) -> Option<String> {
+    spi::one::<String>(
+        As::Caller,
+        "SELECT coalesce( \
+           (SELECT CASE c.relkind WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view ' \
+                                  WHEN 'S' THEN 'sequence ' WHEN 'f' THEN 'foreign table ' \
+                                  WHEN 'i' THEN 'index ' WHEN 'I' THEN 'index ' ELSE 'table ' END \
+                   OPERATOR(pg_catalog.||) $1 \
+              FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)), \
+           (SELECT CASE t.typtype WHEN 'd' THEN 'domain ' ELSE 'type ' END OPERATOR(pg_catalog.||) $1 \
+              FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.to_regtype($1)), \
+           (SELECT CASE p.prokind WHEN 'p' THEN 'procedure ' WHEN 'a' THEN 'aggregate ' ELSE 'function ' END \
+                   OPERATOR(pg_catalog.||) p.oid::pg_catalog.regprocedure::pg_catalog.text \
+              FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regproc($1)), \
+           (SELECT 'schema ' OPERATOR(pg_catalog.||) $1 WHERE pg_catalog.to_regnamespace($1) IS NOT NULL))",
+        &[identity.into()],
+    )
 }
 
 /// Most entries a phase may list.
@@ -141,11 +226,25 @@ fn check_objects(objects: Vec<Option<String>>) -> Vec<String> {
         out.push(norm);
     }
     if let Some(missing) = first_missing(&to_check) {
-        pgrx::ereport!(
-            ERROR,
+        let identity = parse_pattern(&missing)
+            .map(|p| p.identity)
+            .unwrap_or_default();
+        // A name the server's to_reg* functions cannot read has no other spelling.
+        let spelled = spi::in_subtransaction(|| spelling_for(&identity))
+            .ok()
+            .flatten()
+            .filter(|s| *s != missing);
+        let mut e = pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("object \"{missing}\" does not exist")
+            format!("object \"{missing}\" does not exist"),
+            "_check_objects",
         );
+        if let Some(s) = spelled {
+            e = e.set_hint(format!(
+                "An object of another kind has that name: write \"{s}\"."
+            ));
+        }
+        e.report(PgLogLevel::ERROR);
     }
     out
 }
@@ -192,6 +291,42 @@ pub fn session_phases() -> Vec<(ActivePhase, bool)> {
                         objects,
                     },
                     for_role,
+                ));
+            }
+            Ok(out)
+        },
+    )
+}
+
+/// The contract phases for this session's roles that an earlier transaction spent
+/// while they were still valid, with when: read only to explain a refusal.
+pub fn spent_phases() -> Vec<(ActivePhase, String)> {
+    let session = role_name(unsafe { pg_sys::GetSessionUserId() });
+    let current = role_name(unsafe { pg_sys::GetUserId() });
+    spi::select(
+        As::Superuser,
+        "SELECT id, kind, name, objects, ended_at::pg_catalog.text \
+           FROM migsafe._spent_phases_for_session($1::name, $2::name)",
+        &[session.into(), current.into()],
+        |rows| {
+            let mut out = Vec::new();
+            for row in rows {
+                let kind = row.get::<String>(2)?.unwrap_or_default();
+                let Some(kind) = PhaseKind::parse(&kind) else {
+                    continue;
+                };
+                let objects: Vec<String> = row.get::<Vec<String>>(4)?.unwrap_or_default();
+                out.push((
+                    ActivePhase {
+                        id: row.get::<i64>(1)?.unwrap_or(0),
+                        kind,
+                        name: row.get::<String>(3)?.unwrap_or_default(),
+                        objects: objects
+                            .iter()
+                            .filter_map(|o| parse_pattern(o).ok())
+                            .collect(),
+                    },
+                    row.get::<String>(5)?.unwrap_or_default(),
                 ));
             }
             Ok(out)

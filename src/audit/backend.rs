@@ -184,8 +184,10 @@ fn audit_here() -> bool {
 
 /// Called by the hook (inside its guarded classification) before a classified
 /// statement runs. Returns a token for `end_ok`, or 0 when nothing is recorded.
+/// `nested`: a function or a DO block runs it (the client did not send it).
 pub fn begin(
     pstmt: *mut pg_sys::PlannedStmt,
+    nested: bool,
     text: &str,
     credentials: bool,
     findings: &[Finding],
@@ -246,7 +248,8 @@ pub fn begin(
             }
         }
         let n = mig.statements;
-        let nesting = s.open.len() as u32;
+        // DDL statements open around it, plus one when a function or a DO block runs it.
+        let nesting = s.open.len() as u32 + u32::from(nested);
         s.open.push(Open {
             n,
             credentials,

@@ -1100,6 +1100,10 @@ impl Classifier {
                     }
                     if t == OBJECT_INDEX && !o.exempt && !o.protected {
                         d.identity_of = self.published_identity(o.addr.objectId);
+                        let table = pg_sys::IndexGetRelation(o.addr.objectId, true);
+                        if table != pg_sys::InvalidOid {
+                            d.owner = Some(identity(&self.rel_obj(table).display).to_string());
+                        }
                     }
                     if o.exempt && o.addr.classId == pg_sys::RelationRelationId {
                         // New, but what it takes along may not be: an existing table

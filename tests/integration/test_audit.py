@@ -100,6 +100,26 @@ def test_one_migration_per_transaction_with_statement_numbers(cluster):
     assert m["statements"] == 3 and m["name"] == "release 7"
 
 
+def test_nesting_says_whether_the_client_sent_the_statement(cluster):
+    # 0 for what the client sent (simple and extended protocol alike), more for what a
+    # DO block or a function runs.
+    db = new_db(cluster)
+    with cluster.connect(db, user="app_owner") as c:
+        c.execute("CREATE TABLE t (id int)")
+        c.execute("ALTER TABLE t ADD COLUMN a int", prepare=True)
+        c.execute("DO $$ BEGIN EXECUTE 'ALTER TABLE t ADD COLUMN b int'; ALTER TABLE t ADD COLUMN c int; END $$")
+        c.execute("CREATE FUNCTION add_d() RETURNS void LANGUAGE sql AS 'ALTER TABLE t ADD COLUMN d int'")
+        c.execute("SELECT add_d()")
+    rows = settle(cluster, db, 6)
+    nesting = {r["statement"]: r["nesting"] for r in rows}
+    assert nesting["CREATE TABLE t (id int)"] == 0
+    assert nesting["ALTER TABLE t ADD COLUMN a int"] == 0
+    assert nesting["ALTER TABLE t ADD COLUMN b int"] == 1
+    assert nesting["ALTER TABLE t ADD COLUMN c int"] == 1
+    assert nesting["ALTER TABLE t ADD COLUMN d int"] == 1
+    assert nesting[next(k for k in nesting if k.startswith("CREATE FUNCTION"))] == 0
+
+
 def test_refused_statement_is_recorded_although_its_transaction_rolled_back(cluster):
     db = new_db(cluster)
     with cluster.connect(db, user="app_owner") as c:

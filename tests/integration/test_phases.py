@@ -87,6 +87,53 @@ def test_story1_patterns(cluster, pdb):
         assert run(conn, "DROP TABLE orders").refused_rule() == "drop-table"
 
 
+def test_a_table_entry_covers_everything_on_the_table(cluster, pdb):
+    # The docs' "a table, and everything on it": its columns and constraints, and its
+    # triggers, rules and policies too (dropping an index is risky, never refused).
+    with cluster.connect(pdb, "app_migrator") as conn:
+        conn.execute("CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';"
+                     "CREATE TRIGGER orders_audit BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION noop();"
+                     "CREATE TRIGGER users_audit BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION noop();"
+                     "CREATE POLICY orders_mine ON orders USING (true);"
+                     "CREATE RULE orders_quiet AS ON DELETE TO orders DO INSTEAD NOTHING")
+    with cluster.connect(pdb) as conn:
+        begin(conn, "contract", "orders-cleanup", objects=["public.orders"], skip_expand=True)
+        for sql in ["DROP TRIGGER orders_audit ON orders",
+                    "DROP POLICY orders_mine ON orders", "DROP RULE orders_quiet ON orders",
+                    "ALTER TABLE orders DROP CONSTRAINT orders_pkey"]:
+            r = run(conn, sql)
+            assert r.ok and r.notices and r.notices[0].sqlstate == APPROVED, (sql, r)
+        # Not what is on another table.
+        assert run(conn, "DROP TRIGGER users_audit ON users").refused_rule() == "drop-trigger"
+
+
+def test_phase_entries_name_what_exists_or_say_how_to_spell_it(cluster, pdb):
+    with cluster.connect(pdb) as conn:
+        conn.execute("CREATE TYPE post_status AS ENUM ('draft');"
+                     "CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';"
+                     "CREATE TRIGGER orders_audit BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION noop()")
+        for entry in ["trigger orders_audit on public.nonexistent", "trigger nope on public.orders",
+                      "policy nope on public.orders", "rule nope on public.orders",
+                      "constraint nope on public.orders"]:
+            r = run(conn, "SELECT migsafe.begin_phase('contract', 'x', objects => ARRAY[%s], skip_expand => true)",
+                    (entry,))
+            assert r.sqlstate == "42704" and f'object "{entry}" does not exist' in r.message, (entry, r)
+        for entry in ["trigger orders_audit on public.orders", "constraint orders_pkey on public.orders"]:
+            assert begin(conn, "contract", "ok", objects=[entry], skip_expand=True) > 0
+            conn.execute("SELECT migsafe.end_phase()")
+        for entry, spelled in [("public.post_status", "type public.post_status"),
+                               ("table public.post_status", "type public.post_status"),
+                               ("public.noop", "function public.noop()"),
+                               ("view public.orders", "table public.orders")]:
+            r = run(conn, "SELECT migsafe.begin_phase('contract', 'x', objects => ARRAY[%s], skip_expand => true)",
+                    (entry,))
+            assert r.sqlstate == "42704", (entry, r)
+            assert r.error.diag.message_hint == f'An object of another kind has that name: write "{spelled}".', \
+                (entry, r.error.diag.message_hint)
+        r = run(conn, "SELECT migsafe.begin_phase('contract', 'x', objects => ARRAY['public.nope'], skip_expand => true)")
+        assert r.sqlstate == "42704" and r.error.diag.message_hint is None, r
+
+
 def test_story2_expand_before_contract(cluster, pdb):
     with cluster.connect(pdb) as conn:
         r = run(conn, "SELECT migsafe.begin_phase('contract', 'users-v2', objects => ARRAY['public.users.legacy_email'])")
@@ -144,6 +191,43 @@ def test_story3_approval_for_another_role_outlives_the_dba_session(cluster, pdb)
         assert mig.execute("SELECT count(*) FROM migsafe.current_phase()").fetchone()[0] == 0
     with cluster.connect(pdb) as su:
         assert su.execute("SELECT state FROM migsafe.phases WHERE id = %s", (pid,)).fetchone()[0] == "used"
+
+
+def test_story3_a_deploy_phase_covers_every_transaction_of_a_migrator_that_commits_per_file(cluster, pdb):
+    # Django, Sqitch, sql-migrate, Alembic: one transaction per migration file. Two
+    # pending contract migrations under one phase.
+    files = ["ALTER TABLE users DROP COLUMN legacy_email", "DROP TABLE orders"]
+    with cluster.connect(pdb, "dba_anna") as dba:
+        one_tx = begin(dba, "contract", "release 9", objects=["public.users.legacy_email", "public.orders"],
+                       for_role="app_migrator", valid_for="30 minutes", skip_expand=True)
+    with cluster.connect(pdb, "app_migrator") as mig:
+        assert run(mig, files[0]).ok
+        # The first file's transaction spent the phase: the refusal of the second says so.
+        r = run(mig, files[1])
+        assert r.refused_rule() == "drop-table", r
+        detail = r.error.diag.message_detail or ""
+        assert f"Contract phase {one_tx} (release 9) covers it, but was spent" in detail, detail
+        assert "deploy => true" in detail
+    with cluster.connect(pdb, "dba_anna") as dba:
+        deploy = begin(dba, "contract", "release 9b", objects=["public.orders", "public.tmp_import_*"],
+                       for_role="app_migrator", valid_for="30 minutes", skip_expand=True, deploy=True)
+    with cluster.connect(pdb, "app_migrator") as mig:
+        for sql in ["DROP TABLE orders", "DROP TABLE tmp_import_a", "DROP TABLE tmp_import_b"]:
+            r = run(mig, sql)                                  # three transactions
+            assert r.ok and r.notices[0].sqlstate == APPROVED, (sql, r)
+        assert mig.execute("SELECT count(*) FROM migsafe.current_phase()").fetchone()[0] == 1
+    with cluster.connect(pdb, "dba_anna") as dba:
+        row = dba.execute("SELECT state, statements_approved, deploy FROM migsafe.phases WHERE id = %s",
+                          (deploy,)).fetchone()
+        assert row == ("active", 3, True), row
+        assert dba.execute("SELECT migsafe.end_phase(%s)", (deploy,)).fetchone()[0] == deploy
+    with cluster.connect(pdb, "app_migrator") as mig:
+        assert run(mig, "DROP TABLE users").refused_rule() == "drop-table"
+    with cluster.connect(pdb) as su:
+        # A deploy phase is for a role: a session's own phase covers its transactions already.
+        r = run(su, "SELECT migsafe.begin_phase('contract', 'x', objects => ARRAY['public.users'], "
+                    "skip_expand => true, deploy => true)")
+        assert r.sqlstate == "22023" and "for_role" in r.message, r
 
 
 def test_story4_four_eyes(cluster, pdb):

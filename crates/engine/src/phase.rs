@@ -3,7 +3,8 @@
 //!
 //! An object entry is `[kind ]identity`, where identity is written as
 //! `pg_identify_object()` writes it (schema-qualified, quoted where needed):
-//! `public.users` (a table, and everything on it), `public.users.legacy_email` (one
+//! `public.users` (a table, and everything on it: its columns, constraints, indexes,
+//! triggers, rules and policies), `public.users.legacy_email` (one
 //! column), `function public.add_tax(numeric)`, `type public.mood`, `schema reporting`.
 //! `*` and `?` are wildcards in the identity (`public.tmp_*`). Without a kind, an entry
 //! names a relation (table, view, sequence…) or, with three parts, a column.
@@ -19,6 +20,8 @@ pub struct Target {
     pub kind: String,
     /// Identity as pg_identify_object writes it, e.g. `public.users.legacy_email`.
     pub identity: String,
+    /// The relation it belongs to when the identity does not say (an index's table).
+    pub owner: Option<String>,
 }
 
 /// One entry of a phase's object list.
@@ -47,6 +50,8 @@ const RELATION_KINDS: &[&str] = &[
     "sequence",
     "foreign table",
 ];
+/// What is "on" a relation: an entry for the relation covers it.
+const ON_RELATION: &[&str] = &["column", "constraint", "index", "trigger", "rule", "policy"];
 const KINDS: &[&str] = &[
     "table",
     "view",
@@ -168,29 +173,30 @@ impl ObjectPattern {
         split_parts(&self.identity).len()
     }
 
-    /// Does this entry cover the target? A relation entry also covers the relation's
-    /// columns and constraints; a column entry covers that column only.
+    /// Does this entry cover the target? A relation entry also covers what is on the
+    /// relation (columns, constraints, indexes, triggers, rules, policies); a column
+    /// entry covers that column only.
     pub fn covers(&self, t: &Target) -> bool {
         let relation_target = RELATION_KINDS.contains(&t.kind.as_str());
+        let on_relation = || {
+            ON_RELATION.contains(&t.kind.as_str())
+                && t.owner
+                    .clone()
+                    .or_else(|| owner_of(&t.identity))
+                    .is_some_and(|o| glob(&self.identity, &o))
+        };
         match &self.kind {
             Some(k) if k == &t.kind => glob(&self.identity, &t.identity),
-            Some(k)
-                if RELATION_KINDS.contains(&k.as_str())
-                    && (t.kind == "column" || t.kind == "constraint") =>
-            {
-                owner_of(&t.identity).is_some_and(|o| glob(&self.identity, &o))
-            }
+            Some(k) if RELATION_KINDS.contains(&k.as_str()) => on_relation(),
             Some(_) => false,
             None => {
                 let parts = split_parts(&self.identity).len();
                 if parts == 3 {
                     t.kind == "column" && glob(&self.identity, &t.identity)
-                } else if relation_target {
-                    glob(&self.identity, &t.identity)
-                } else if t.kind == "column" || t.kind == "constraint" {
-                    owner_of(&t.identity).is_some_and(|o| glob(&self.identity, &o))
+                } else if relation_target || t.kind == "index" {
+                    glob(&self.identity, &t.identity) || on_relation()
                 } else {
-                    false
+                    on_relation()
                 }
             }
         }
@@ -228,6 +234,7 @@ pub fn target_of(object: &str) -> Option<Target> {
             return Some(Target {
                 kind: kind.to_string(),
                 identity: rest.to_string(),
+                owner: None,
             });
         }
     }
@@ -235,6 +242,7 @@ pub fn target_of(object: &str) -> Option<Target> {
     KINDS.contains(&kind).then(|| Target {
         kind: kind.to_string(),
         identity: rest.to_string(),
+        owner: None,
     })
 }
 
@@ -377,6 +385,7 @@ mod tests {
         Target {
             kind: kind.into(),
             identity: id.into(),
+            owner: None,
         }
     }
     fn p(s: &str) -> ObjectPattern {
@@ -438,6 +447,33 @@ mod tests {
         assert!(e.covers(&t("constraint", "orders_total_check on public.orders")));
         assert!(!e.covers(&t("table", "public.orders_archive")));
         assert!(!e.covers(&t("function", "public.orders()")));
+    }
+
+    #[test]
+    fn a_relation_entry_covers_everything_on_it() {
+        let index = |owner: &str| Target {
+            owner: Some(owner.into()),
+            ..t("index", "public.idx_total")
+        };
+        for e in [
+            p("public.orders"),
+            p("table public.orders"),
+            p("public.ord*"),
+        ] {
+            assert!(e.covers(&t("trigger", "audit on public.orders")), "{e:?}");
+            assert!(e.covers(&t("policy", "mine on public.orders")), "{e:?}");
+            assert!(e.covers(&t("rule", "r on public.orders")), "{e:?}");
+            assert!(e.covers(&index("public.orders")), "{e:?}");
+            assert!(!e.covers(&index("public.users")), "{e:?}");
+            assert!(!e.covers(&t("trigger", "audit on public.users")), "{e:?}");
+        }
+        // An index named by its own entry, with or without the kind; an index whose
+        // table is unknown is covered only so.
+        assert!(p("index public.idx_total").covers(&index("public.users")));
+        assert!(p("public.orders_total_idx").covers(&t("index", "public.orders_total_idx")));
+        assert!(!p("public.orders").covers(&t("index", "public.orders_total_idx")));
+        // A column entry covers no trigger of its table.
+        assert!(!p("public.orders.total").covers(&t("trigger", "audit on public.orders")));
     }
 
     #[test]

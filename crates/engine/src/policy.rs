@@ -49,6 +49,9 @@ pub struct Finding {
     /// The size of the table the rule's work (rewrite, scan, index build) goes over,
     /// when the classifier measured it.
     pub size: Option<TableSize>,
+    /// The relation the object belongs to when its name does not say (an index's
+    /// table, e.g. `public.users`): a phase entry for the relation covers it.
+    pub owner: Option<String>,
 }
 
 /// A table's size as the catalog estimates it (pg_class.reltuples / relpages).
@@ -149,6 +152,7 @@ impl Finding {
             facts: Vec::new(),
             dependents: Vec::new(),
             size: None,
+            owner: None,
         }
     }
     pub fn fact(mut self, f: impl Into<String>) -> Self {
@@ -412,6 +416,29 @@ pub fn refusal_note(
                 )
             })
         })
+}
+
+/// What a refusal should say when a contract phase for the session's role would have
+/// approved the statement but an earlier transaction spent it (`spent`: such phases,
+/// with when they were spent): a migrator that commits each file on its own needs a
+/// phase that covers the whole deploy.
+pub fn spent_note(
+    findings: &[Finding],
+    targets: &[Option<Target>],
+    spent: &[(ActivePhase, String)],
+) -> Option<String> {
+    let phases: Vec<ActivePhase> = spent.iter().map(|(p, _)| p.clone()).collect();
+    let p = super::phase::approving_phase(findings, targets, &phases)?;
+    let at = spent
+        .iter()
+        .find(|(q, _)| q.id == p.id)
+        .map(|(_, at)| at.as_str())
+        .unwrap_or("");
+    Some(format!(
+        "Contract phase {} ({}) covers it, but was spent by the transaction that used it first (committed at {at}): \
+         a phase for a role approves one transaction unless it was opened with deploy => true.",
+        p.id, p.name
+    ))
 }
 
 /// The begin_phase() call a refusal offers: the objects and everything a CASCADE
@@ -719,6 +746,33 @@ mod tests {
         assert!(approval_call(&[drop], &targets)
             .unwrap()
             .contains("public.t"));
+    }
+
+    #[test]
+    fn a_refusal_says_which_phase_an_earlier_transaction_spent() {
+        let drop = Finding::new(known(RuleId::DropTable), "table public.t");
+        let targets = vec![target_of("table public.t")];
+        let phase = |id, entry: &str| ActivePhase {
+            id,
+            kind: PhaseKind::Contract,
+            name: "release 9".into(),
+            objects: vec![crate::phase::parse_pattern(entry).unwrap()],
+        };
+        let spent = vec![
+            (
+                phase(4, "public.other"),
+                "2026-12-02 10:00:00+00".to_string(),
+            ),
+            (phase(5, "public.t"), "2026-12-02 10:05:00+00".to_string()),
+        ];
+        let note = spent_note(std::slice::from_ref(&drop), &targets, &spent).unwrap();
+        assert!(
+            note.starts_with("Contract phase 5 (release 9) covers it, but was spent"),
+            "{note}"
+        );
+        assert!(note.contains("committed at 2026-12-02 10:05:00+00"));
+        assert!(note.contains("deploy => true"));
+        assert_eq!(spent_note(&[drop], &targets, &spent[..1]), None);
     }
 
     #[test]

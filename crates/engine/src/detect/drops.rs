@@ -65,6 +65,9 @@ pub struct Dropped {
     /// A dropped index that is its table's replica identity in a publication:
     /// (the table, the publications).
     pub identity_of: Option<(String, String)>,
+    /// The relation it belongs to when its name does not say (a dropped index's
+    /// table, e.g. `public.users`): a phase entry for the table covers it.
+    pub owner: Option<String>,
 }
 
 impl Dropped {
@@ -74,6 +77,7 @@ impl Dropped {
             pg_migsafe: false,
             dependents: Vec::new(),
             identity_of: None,
+            owner: None,
         }
     }
 }
@@ -96,7 +100,10 @@ pub fn drop(kind: DropKind, cascade: bool, objects: &[Dropped]) -> Vec<Finding> 
             out.push(Finding::new(known(r), display));
             continue;
         }
-        out.extend(rule.and_then(|r| o.target.breaks(r)));
+        out.extend(rule.and_then(|r| o.target.breaks(r)).map(|mut f| {
+            f.owner = o.owner.clone();
+            f
+        }));
         if let (Target::Existing(_), Some((table, pubs))) = (&o.target, &o.identity_of) {
             out.push(
                 Finding::new(known(RuleId::DropReplicaIdentity), table)
@@ -217,6 +224,18 @@ mod tests {
     fn dropping_a_published_replica_identity_index_breaks_replication() {
         let mut i = existing("index public.users_email_key");
         i.identity_of = Some(("table public.users".into(), "pub1".into()));
+        let mut plain = i.clone();
+        plain.identity_of = None;
+        plain.owner = Some("public.users".into());
+        let fs = drop(
+            DropKind::Index {
+                concurrently: false,
+            },
+            false,
+            &[plain],
+        );
+        assert_eq!(ids(&fs), ["drop-index"]);
+        assert_eq!(fs[0].owner.as_deref(), Some("public.users"));
         let fs = drop(DropKind::Index { concurrently: true }, false, &[i]);
         assert_eq!(ids(&fs), ["drop-replica-identity"]);
         assert_eq!(fs[0].object, "table public.users");
