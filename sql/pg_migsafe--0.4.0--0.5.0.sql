@@ -2,12 +2,27 @@
 -- See CHANGELOG.md: migsafe.dry_run() runs a CONCURRENTLY statement in its plain form
 -- (new helper migsafe._in_transaction_form); a phase for a role can cover a whole
 -- deploy (migsafe.phase.deploy, begin_phase(..., deploy => true)), and a refusal says
--- when a phase was spent by an earlier transaction (migsafe._spent_phases_for_session).
+-- when a phase was spent by an earlier transaction (migsafe._spent_phases_for_session);
+-- maintenance tools' work objects are recorded (migsafe.work_object).
 -- Rows are kept as they are (tests/integration/test_upgrade.py compares an updated
 -- database with a fresh install, catalog by catalog).
 
 -- Phases that cover a deploy: existing phases keep their behaviour.
 ALTER TABLE migsafe.phase ADD COLUMN deploy boolean NOT NULL DEFAULT false;
+
+-- Work objects of maintenance tools (pg_repack).
+CREATE TABLE migsafe.work_object (
+  classid       oid         NOT NULL,
+  objid         oid         NOT NULL,
+  identity      text        NOT NULL,
+  created_by    name        NOT NULL,
+  session_pid   int         NOT NULL,
+  session_start timestamptz NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  PRIMARY KEY (classid, objid)
+);
+REVOKE ALL ON migsafe.work_object FROM PUBLIC;
+GRANT SELECT ON migsafe.work_object TO migsafe_auditor;
 
 CREATE OR REPLACE FUNCTION "_in_transaction_form"(
 	"statement" TEXT /* & str */

@@ -68,7 +68,22 @@ CREATE TABLE migsafe.backup (
   recorded_by name        NOT NULL
 );
 
-REVOKE ALL ON migsafe.phase, migsafe.phase_use, migsafe.phase_event, migsafe.backup FROM PUBLIC;
+-- Work objects (src/work.rs, docs/tools.md): what a maintenance tool (pg_repack)
+-- creates for one operation and drops when it is done. Recorded by the hook, as the
+-- superuser, when the creating transaction commits; while the creating session runs,
+-- sessions of the same role drop them without an approval.
+CREATE TABLE migsafe.work_object (
+  classid       oid         NOT NULL,
+  objid         oid         NOT NULL,
+  identity      text        NOT NULL,
+  created_by    name        NOT NULL,
+  session_pid   int         NOT NULL,
+  session_start timestamptz NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  PRIMARY KEY (classid, objid)
+);
+
+REVOKE ALL ON migsafe.phase, migsafe.phase_use, migsafe.phase_event, migsafe.backup, migsafe.work_object FROM PUBLIC;
 
 -- Every function of the extension runs with search_path = pg_catalog, pg_temp (pg_temp
 -- last: a temporary table cannot stand in for a catalog, and functions and operators
@@ -100,7 +115,8 @@ SELECT p.id, p.kind, p.name, migsafe._state(p) AS state, p.reason, p.objects,
   FROM migsafe.phase p;
 
 GRANT SELECT ON migsafe.phases TO migsafe_admin, migsafe_approver, migsafe_auditor;
-GRANT SELECT ON migsafe.phase, migsafe.phase_use, migsafe.phase_event, migsafe.backup TO migsafe_auditor;
+GRANT SELECT ON migsafe.phase, migsafe.phase_use, migsafe.phase_event, migsafe.backup, migsafe.work_object
+  TO migsafe_auditor;
 
 -- Does role `member` hold `role` in a way that counts for approvals? A superuser
 -- holds every role. Otherwise a membership (direct or through other roles) counts;

@@ -200,7 +200,19 @@ unsafe extern "C-unwind" fn migsafe_xact_callback(
     let snapshot = crate::autosnap::on_xact(event);
     crate::recycle::on_xact(event);
     crate::audit::backend::on_xact(event, snapshot);
+    if matches!(
+        event,
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE
+    ) {
+        work_pre_commit();
+    }
     crate::track::on_xact(event);
+}
+
+/// The work objects a maintenance tool created (see `work`), recorded before commit.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn work_pre_commit() {
+    crate::work::on_pre_commit();
 }
 
 unsafe extern "C-unwind" fn migsafe_subxact_callback(

@@ -25,6 +25,7 @@ mod spi;
 mod sql;
 mod stmt;
 mod track;
+mod work;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -55,6 +55,18 @@ pub fn is_new(class_id: Oid, object_id: Oid, sub_id: i32) -> bool {
     }
 }
 
+/// The whole objects (no columns) created in the current transaction: (catalog,
+/// object).
+pub fn created_objects() -> Vec<(Oid, Oid)> {
+    CREATED.with(|c| {
+        c.borrow()
+            .iter()
+            .filter(|e| e.sub_id == 0)
+            .map(|e| (e.class_id, e.object_id))
+            .collect()
+    })
+}
+
 /// The identity of an index (`schema.name`), a table constraint (`name on
 /// schema.table`) or an extended statistics object: what ALTER COLUMN … TYPE builds
 /// again. None for anything else.

@@ -1093,7 +1093,17 @@ impl Classifier {
             }
             let d = match self.object(t, object) {
                 Some(o) => {
-                    let mut d = drops::Dropped::new(o.target());
+                    // A maintenance tool's work object, dropped while its operation
+                    // runs (see `work`): no client's.
+                    let work = !o.exempt
+                        && !o.protected
+                        && matches!(t, OBJECT_TABLE | OBJECT_TYPE | OBJECT_TRIGGER)
+                        && crate::work::is_work_object(o.addr.classId, o.addr.objectId);
+                    let mut d = drops::Dropped::new(if work {
+                        Target::New(o.display.clone())
+                    } else {
+                        o.target()
+                    });
                     d.pg_migsafe = t == OBJECT_EXTENSION && o.display.ends_with(" pg_migsafe");
                     if cascade {
                         d.dependents = self.cascade_dependents(&o.addr);

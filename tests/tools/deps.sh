@@ -8,6 +8,7 @@
 #   - cargo-pgrx =0.18.1 and `cargo pgrx init` against the system PostgreSQL 15
 #   - a Python venv in .venv with the integration-test tools (tests/requirements.txt)
 #   - Node.js/npm and the Drizzle test project's packages (npm ci from its lockfile)
+#   - pg_repack (postgresql-$PG_MAJOR-repack) at a version built for the installed server
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PG_MAJOR=${PG_MAJOR:-15}
@@ -35,6 +36,30 @@ if ! have_pkg postgresql-server-dev-$PG_MAJOR; then
   echo "deps: installing postgresql-server-dev-$PG_MAJOR=$V"
   apt_install "postgresql-server-dev-$PG_MAJOR=$V"
 fi
+# A PostgreSQL extension package, at the newest version apt has that installs next to
+# the server as it is (postgresql-$PG_MAJOR=$V stays: an extension built for a newer
+# minor release would upgrade the server under the tests).
+apt_install_for_server() {
+  local pkg=$1 ver
+  have_pkg "$pkg" && return 0
+  if [ -z "$apt_updated" ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  for ver in $(apt-cache madison "$pkg" | awk '{print $3}'); do
+    if apt-get install -s -qq --no-upgrade "$pkg=$ver" "postgresql-$PG_MAJOR=$V" >/dev/null 2>&1 \
+       && ! apt-get install -s -qq --no-upgrade "$pkg=$ver" "postgresql-$PG_MAJOR=$V" 2>/dev/null | grep -q "^Inst postgresql-$PG_MAJOR "; then
+      echo "deps: installing $pkg=$ver (for postgresql-$PG_MAJOR $V)"
+      apt_install "$pkg=$ver" "postgresql-$PG_MAJOR=$V"
+      return 0
+    fi
+  done
+  echo "deps: no version of $pkg installs next to postgresql-$PG_MAJOR $V" >&2
+  return 1
+}
+# Maintenance tools the integration tests run unchanged (tests/integration/test_tools.py).
+apt_install_for_server "postgresql-$PG_MAJOR-repack"
+
 missing=()
 for p in sudo libssl-dev pkg-config python3-venv; do have_pkg "$p" || missing+=("$p"); done
 if [ ! -f /usr/share/postgresql/$PG_MAJOR/extension/pg_stat_statements.control ]; then missing+=(postgresql-contrib); fi

@@ -1,0 +1,139 @@
+//! Work objects: what a maintenance tool creates for one operation and drops when the
+//! operation is done — pg_repack's log table, its copy of the table and the row type
+//! of its key in schema `repack`, and the trigger on the user's table that feeds the
+//! log. pg_repack drops them minutes later, from another transaction and another
+//! connection, with `DROP TRIGGER IF EXISTS` and `DROP TABLE IF EXISTS`; treated as
+//! the user's objects, those drops would need an approval, the tool would retry them
+//! forever and leave its trigger copying every write of the user's table.
+//!
+//! The principle, not the tool's name: an object is a work object when
+//! * it was created by a role that may create there for the extension — a table or a
+//!   type in a schema that belongs to an extension, created by the schema's owner or
+//!   a superuser; or a trigger whose function belongs to an extension;
+//! * it is recorded here when the transaction that created it commits (as the
+//!   superuser, in `migsafe.work_object`, which no other role may write);
+//! * and the operation still runs: the session that created it is alive, and the
+//!   session dropping it is of the same role.
+//!
+//! Such an object is no client's: dropping it needs no approval. A user cannot
+//! disguise a real table as one: it would have to be created, by the dropping role,
+//! in an extension's schema it owns (or as a superuser), by a session that still runs;
+//! an ordinary table in an ordinary schema never qualifies, and a work object whose
+//! creator has ended is judged like any other table. Rows of ended sessions are
+//! deleted at the next recording.
+
+use crate::pgutil::role_name;
+use crate::spi::{self, As};
+use pgrx::pg_sys::{self, Oid};
+
+/// Is the work-object table installed in this database (0.5.0 or later)?
+fn installed() -> bool {
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"migsafe".as_ptr(), true);
+        nsp != pg_sys::InvalidOid
+            && pg_sys::get_relname_relid(c"work_object".as_ptr(), nsp) != pg_sys::InvalidOid
+    }
+}
+
+/// Could this new object be a work object? A cheap look first (no query for an
+/// ordinary CREATE TABLE): a relation in a schema that belongs to an extension, or
+/// any trigger.
+fn candidate(class: Oid, object: Oid) -> bool {
+    unsafe {
+        if class == pg_sys::TriggerRelationId {
+            return true;
+        }
+        if class != pg_sys::RelationRelationId {
+            return false;
+        }
+        let nsp = pg_sys::get_rel_namespace(object);
+        nsp != pg_sys::InvalidOid
+            && pg_sys::getExtensionOfObject(pg_sys::NamespaceRelationId, nsp) != pg_sys::InvalidOid
+    }
+}
+
+/// The transaction callback's part before commit (called by `hooks`): records the
+/// work objects this transaction created (types come with their schema's relations;
+/// an extension's own members are not work objects). A failure to record is a
+/// WARNING, never a failed commit: the objects are then judged like any others.
+pub(crate) fn on_pre_commit() {
+    let created = crate::track::created_objects();
+    if !created.iter().any(|&(c, o)| candidate(c, o)) || !installed() {
+        return;
+    }
+    let recorded = spi::in_subtransaction(|| record(&created));
+    if let Err(e) = recorded {
+        pgrx::warning!("pg_migsafe: the work objects of this transaction were not recorded: {e}");
+    }
+}
+
+fn record(created: &[(Oid, Oid)]) {
+    let classes: Vec<i64> = created.iter().map(|&(c, _)| u32::from(c) as i64).collect();
+    let objects: Vec<i64> = created.iter().map(|&(_, o)| u32::from(o) as i64).collect();
+    let role = role_name(unsafe { pg_sys::GetSessionUserId() });
+    spi::run(
+        As::Superuser,
+        "WITH gone AS ( \
+           DELETE FROM migsafe.work_object w \
+            WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
+                               WHERE a.pid OPERATOR(pg_catalog.=) w.session_pid \
+                                 AND a.backend_start OPERATOR(pg_catalog.=) w.session_start)) \
+         INSERT INTO migsafe.work_object (classid, objid, identity, created_by, session_pid, session_start) \
+         SELECT o.c, o.o, (pg_catalog.pg_identify_object(o.c, o.o, 0)).identity, $3, \
+                pg_catalog.pg_backend_pid(), \
+                (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a \
+                  WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()) \
+           FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.int8[])) \
+                AS x(c8, o8) \
+          CROSS JOIN LATERAL (SELECT x.c8::pg_catalog.oid AS c, x.o8::pg_catalog.oid AS o) o \
+          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m \
+                             WHERE m.classid OPERATOR(pg_catalog.=) o.c AND m.objid OPERATOR(pg_catalog.=) o.o \
+                               AND m.deptype OPERATOR(pg_catalog.=) 'e') \
+            AND CASE \
+            WHEN o.c OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+              OR o.c OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS ( \
+                SELECT 1 FROM pg_catalog.pg_namespace n \
+                  JOIN pg_catalog.pg_depend d \
+                    ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass \
+                   AND d.objid OPERATOR(pg_catalog.=) n.oid AND d.deptype OPERATOR(pg_catalog.=) 'e' \
+                 WHERE n.oid OPERATOR(pg_catalog.=) (CASE WHEN o.c OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+                              THEN (SELECT r.relnamespace FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) o.o) \
+                              ELSE (SELECT t.typnamespace FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) o.o) END) \
+                   AND (n.nspowner OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $3) \
+                        OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $3))) \
+            WHEN o.c OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN EXISTS ( \
+                SELECT 1 FROM pg_catalog.pg_trigger t \
+                  JOIN pg_catalog.pg_depend d \
+                    ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass \
+                   AND d.objid OPERATOR(pg_catalog.=) t.tgfoid AND d.deptype OPERATOR(pg_catalog.=) 'e' \
+                 WHERE t.oid OPERATOR(pg_catalog.=) o.o AND NOT t.tgisinternal) \
+            ELSE false END \
+         ON CONFLICT (classid, objid) DO UPDATE \
+           SET identity = EXCLUDED.identity, created_by = EXCLUDED.created_by, \
+               session_pid = EXCLUDED.session_pid, session_start = EXCLUDED.session_start, \
+               created_at = EXCLUDED.created_at",
+        &[classes.into(), objects.into(), role.as_str().into()],
+    );
+}
+
+/// Is this existing object a work object of an operation still running, created by
+/// a session of the caller's session role? Asked only for a DROP of an existing
+/// object.
+pub fn is_work_object(class: Oid, object: Oid) -> bool {
+    if !installed() {
+        return false;
+    }
+    let role = role_name(unsafe { pg_sys::GetSessionUserId() });
+    spi::one::<bool>(
+        As::Superuser,
+        "SELECT EXISTS (SELECT 1 FROM migsafe.work_object w \
+                          JOIN pg_catalog.pg_stat_activity a \
+                            ON a.pid OPERATOR(pg_catalog.=) w.session_pid \
+                           AND a.backend_start OPERATOR(pg_catalog.=) w.session_start \
+                         WHERE w.classid OPERATOR(pg_catalog.=) $1 AND w.objid OPERATOR(pg_catalog.=) $2 \
+                           AND w.created_by OPERATOR(pg_catalog.=) $3 \
+                           AND w.identity OPERATOR(pg_catalog.=) (pg_catalog.pg_identify_object($1, $2, 0)).identity)",
+        &[class.into(), object.into(), role.as_str().into()],
+    )
+    .unwrap_or(false)
+}

@@ -1,0 +1,129 @@
+"""Maintenance tools run unchanged under enforcement (issue #13): pg_repack from
+Debian (postgresql-15-repack, installed by `make test` at a version built for the
+installed server) repacks a table with no approval and no setting change, its data
+intact, and leaves nothing behind; the objects it drops are its own work objects, and a
+user cannot pass a real table off as one."""
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import new_db, run
+
+PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
+PG_REPACK = os.path.join(PGBIN, "pg_repack")
+
+pytestmark = pytest.mark.skipif(not os.path.exists(PG_REPACK) and shutil.which("pg_repack") is None,
+                                reason="pg_repack is installed by make test (tests/tools/deps.sh)")
+
+
+def one(conn, sql, params=None):
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else row[0]
+
+
+def repack(cluster, db, *args):
+    return subprocess.run([PG_REPACK, "-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres",
+                           "-d", db, *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def rdb(cluster):
+    db = new_db(cluster, owner="postgres")
+    with cluster.connect(db) as c:
+        c.execute("CREATE EXTENSION pg_repack")
+        c.execute("CREATE TABLE big (id bigint PRIMARY KEY, v text, n int);"
+                  "CREATE INDEX big_n ON big (n);"
+                  "INSERT INTO big SELECT g, md5(g::text), g % 100 FROM generate_series(1, 50000) g;"
+                  "DELETE FROM big WHERE id % 3 = 0; ANALYZE big")
+    return db
+
+
+def test_pg_repack_runs_unchanged_under_enforce(cluster, rdb):
+    with cluster.connect(rdb) as c:
+        assert one(c, "SHOW migsafe.mode") == "enforce"
+        before = one(c, "SELECT pg_relation_filenode('big')")
+        digest = one(c, "SELECT md5(string_agg(id || v || n, ',' ORDER BY id)) FROM big")
+    r = repack(cluster, rdb, "-t", "big")
+    assert r.returncode == 0, r.stderr
+    assert "refused" not in r.stderr, r.stderr
+    with cluster.connect(rdb) as c:
+        assert one(c, "SELECT pg_relation_filenode('big')") != before          # really rewritten
+        assert one(c, "SELECT md5(string_agg(id || v || n, ',' ORDER BY id)) FROM big") == digest
+        # Nothing left behind: no trigger on the user's table, no log or copy table.
+        assert one(c, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'big'::regclass") == 0
+        assert one(c, "SELECT count(*) FROM pg_class WHERE relnamespace = 'repack'::regnamespace "
+                      "AND (relname LIKE 'log\\_%' OR relname LIKE 'table\\_%')") == 0
+        assert one(c, "SELECT count(*) FROM pg_type WHERE typnamespace = 'repack'::regnamespace "
+                      "AND typname LIKE 'pk\\_%'") == 0
+        # Its drops were allowed as work objects, never refused; the audit log has them.
+        refused = c.execute("SELECT count(*) FROM migsafe.statements WHERE decision = 'refused'").fetchone()[0]
+        assert refused == 0
+        assert run(c, "SELECT 1").ok
+
+
+def test_pg_repack_while_the_table_is_written(cluster, rdb):
+    stop = threading.Event()
+    written = []
+
+    def writer():
+        with cluster.connect(rdb) as w:
+            i = 100000
+            while not stop.is_set():
+                w.execute("INSERT INTO big VALUES (%s, 'w', 1)", (i,))
+                written.append(i)
+                i += 1
+                time.sleep(0.002)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        r = repack(cluster, rdb, "-t", "big")
+    finally:
+        stop.set()
+        t.join()
+    assert r.returncode == 0, r.stderr
+    with cluster.connect(rdb) as c:
+        assert written and one(c, "SELECT count(*) FROM big WHERE id >= 100000") == len(written)
+        assert one(c, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'big'::regclass") == 0
+
+
+def test_a_real_table_cannot_pass_for_a_work_object(cluster, rdb):
+    with cluster.connect() as c:
+        run(c, "CREATE ROLE tool_mimic LOGIN")
+    with cluster.connect(rdb) as c:
+        c.execute("GRANT CREATE ON SCHEMA public TO tool_mimic; GRANT USAGE, CREATE ON SCHEMA repack TO tool_mimic")
+        # A table the superuser made in pg_repack's schema in an earlier session: no
+        # running operation of this session's role created it.
+        c.execute("CREATE TABLE repack.log_424242 (id int); INSERT INTO repack.log_424242 VALUES (1)")
+    with cluster.connect(rdb) as c:
+        assert run(c, "DROP TABLE repack.log_424242").refused_rule() == "drop-table"
+    with cluster.connect(rdb, "tool_mimic") as m:
+        # A role that may create in the extension's schema but does not own it, and is
+        # no superuser: its tables there are ordinary tables.
+        m.execute("CREATE TABLE repack.log_1 (id int)")
+        assert run(m, "DROP TABLE repack.log_1").refused_rule() == "drop-table"
+        # Its own table in an ordinary schema, and a trigger calling an ordinary function.
+        m.execute("CREATE TABLE mine (id int); CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql "
+                  "AS 'BEGIN RETURN NEW; END'; CREATE TRIGGER t BEFORE INSERT ON mine FOR EACH ROW EXECUTE FUNCTION f()")
+        assert run(m, "DROP TRIGGER t ON mine").refused_rule() == "drop-trigger"
+        assert run(m, "DROP TABLE mine").refused_rule() == "drop-table"
+    with cluster.connect(rdb) as su:
+        # The superuser's own work object, while its session runs, from another session
+        # of the same role: allowed; once the creating session has ended: judged again.
+        su.execute("CREATE TABLE repack.table_7 (id int)")
+        with cluster.connect(rdb) as other:
+            assert run(other, "DROP TABLE IF EXISTS repack.table_7").ok
+        su.execute("CREATE TABLE repack.table_8 (id int)")
+        assert one(su, "SELECT count(*) FROM migsafe.work_object WHERE identity = 'repack.table_8' "
+                       "AND classid = 'pg_class'::regclass") == 1
+    with cluster.connect(rdb) as c:
+        assert run(c, "DROP TABLE repack.table_8").refused_rule() == "drop-table"
+    with cluster.connect(rdb, "tool_mimic") as m:
+        # The record is pg_migsafe's: no one else writes it.
+        assert run(m, "INSERT INTO migsafe.work_object VALUES (1259, 1, 'x', 'tool_mimic', 1, now())").sqlstate \
+            == "42501"
