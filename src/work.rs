@@ -7,20 +7,22 @@
 //! forever and leave its trigger copying every write of the user's table.
 //!
 //! The principle, not the tool's name: an object is a work object when
-//! * it was created by a role that may create there for the extension — a table or a
-//!   type in a schema that belongs to an extension, created by the schema's owner or
-//!   a superuser; or a trigger whose function belongs to an extension;
+//! * a superuser created it for an extension's operation — a table or a type in a
+//!   schema that belongs to an extension, or a trigger whose function belongs to an
+//!   extension (not an extension member itself). Superusers only: they can do
+//!   anything anyway, so the exemption gives no one more than they had, while a role
+//!   that owns an extension (a trusted one) could otherwise add a schema of its own
+//!   to it and pass its tables off as work objects;
 //! * it is recorded here when the transaction that created it commits (as the
 //!   superuser, in `migsafe.work_object`, which no other role may write);
 //! * and the operation still runs: the session that created it is alive, and the
 //!   session dropping it is of the same role.
 //!
 //! Such an object is no client's: dropping it needs no approval. A user cannot
-//! disguise a real table as one: it would have to be created, by the dropping role,
-//! in an extension's schema it owns (or as a superuser), by a session that still runs;
-//! an ordinary table in an ordinary schema never qualifies, and a work object whose
-//! creator has ended is judged like any other table. Rows of ended sessions are
-//! deleted at the next recording.
+//! disguise a real table as one: a non-superuser's objects never qualify, an ordinary
+//! table in an ordinary schema never does, and a work object whose creating session
+//! has ended is judged like any other table. Rows of ended sessions are deleted at the
+//! next recording.
 
 use crate::pgutil::role_name;
 use crate::spi::{self, As};
@@ -89,6 +91,7 @@ fn record(created: &[(Oid, Oid)]) {
           WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m \
                              WHERE m.classid OPERATOR(pg_catalog.=) o.c AND m.objid OPERATOR(pg_catalog.=) o.o \
                                AND m.deptype OPERATOR(pg_catalog.=) 'e') \
+            AND (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $3) \
             AND CASE \
             WHEN o.c OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
               OR o.c OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass THEN EXISTS ( \
@@ -99,8 +102,7 @@ fn record(created: &[(Oid, Oid)]) {
                  WHERE n.oid OPERATOR(pg_catalog.=) (CASE WHEN o.c OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
                               THEN (SELECT r.relnamespace FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) o.o) \
                               ELSE (SELECT t.typnamespace FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) o.o) END) \
-                   AND (n.nspowner OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $3) \
-                        OR (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $3))) \
+                   ) \
             WHEN o.c OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN EXISTS ( \
                 SELECT 1 FROM pg_catalog.pg_trigger t \
                   JOIN pg_catalog.pg_depend d \

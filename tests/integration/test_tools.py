@@ -96,17 +96,24 @@ def test_a_real_table_cannot_pass_for_a_work_object(cluster, rdb):
     with cluster.connect() as c:
         run(c, "CREATE ROLE tool_mimic LOGIN")
     with cluster.connect(rdb) as c:
-        c.execute("GRANT CREATE ON SCHEMA public TO tool_mimic; GRANT USAGE, CREATE ON SCHEMA repack TO tool_mimic")
+        c.execute("GRANT CREATE ON SCHEMA public TO tool_mimic; GRANT USAGE, CREATE ON SCHEMA repack TO tool_mimic;"
+                  f"GRANT CREATE ON DATABASE {rdb} TO tool_mimic")
         # A table the superuser made in pg_repack's schema in an earlier session: no
         # running operation of this session's role created it.
         c.execute("CREATE TABLE repack.log_424242 (id int); INSERT INTO repack.log_424242 VALUES (1)")
     with cluster.connect(rdb) as c:
         assert run(c, "DROP TABLE repack.log_424242").refused_rule() == "drop-table"
     with cluster.connect(rdb, "tool_mimic") as m:
-        # A role that may create in the extension's schema but does not own it, and is
-        # no superuser: its tables there are ordinary tables.
+        # A role that may create in the extension's schema, and is no superuser: its
+        # tables there are ordinary tables.
         m.execute("CREATE TABLE repack.log_1 (id int)")
         assert run(m, "DROP TABLE repack.log_1").refused_rule() == "drop-table"
+        # Nor does a schema of its own, added to an extension it owns (a trusted one),
+        # make its tables work objects.
+        m.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto; CREATE SCHEMA mimic; "
+                  "ALTER EXTENSION pgcrypto ADD SCHEMA mimic; CREATE TABLE mimic.real_data (id int)")
+        with cluster.connect(rdb, "tool_mimic") as m2:
+            assert run(m2, "DROP TABLE mimic.real_data").refused_rule() == "drop-table"
         # Its own table in an ordinary schema, and a trigger calling an ordinary function.
         m.execute("CREATE TABLE mine (id int); CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql "
                   "AS 'BEGIN RETURN NEW; END'; CREATE TRIGGER t BEFORE INSERT ON mine FOR EACH ROW EXECUTE FUNCTION f()")
