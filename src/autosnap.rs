@@ -153,12 +153,8 @@ fn current() -> Option<i64> {
 }
 
 fn snapshots_installed() -> bool {
-    unsafe {
-        let nsp = pg_sys::get_namespace_oid(c"migsafe".as_ptr(), true);
-        nsp != pg_sys::InvalidOid
-            && pg_sys::get_relname_relid(c"snapshot_part".as_ptr(), nsp) != pg_sys::InvalidOid
-            && pg_sys::get_relname_relid(c"snapshot".as_ptr(), nsp) != pg_sys::InvalidOid
-    }
+    crate::pgutil::migsafe_relation(c"snapshot_part").is_some()
+        && crate::pgutil::migsafe_relation(c"snapshot").is_some()
 }
 
 /// Does the database's extension SQL store snapshots at commit (0.3.0 on)? A database

@@ -200,10 +200,7 @@ unsafe extern "C-unwind" fn migsafe_xact_callback(
     let snapshot = crate::autosnap::on_xact(event);
     crate::recycle::on_xact(event);
     crate::audit::backend::on_xact(event, snapshot);
-    if matches!(
-        event,
-        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE
-    ) {
+    if event == pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT {
         work_pre_commit();
     }
     crate::track::on_xact(event);

@@ -172,6 +172,27 @@ pub fn backend_start_unix_us() -> i64 {
     unsafe { pg_sys::MyStartTimestamp + PG_EPOCH_UNIX_US }
 }
 
+/// One of pg_migsafe's own tables in this database, by name: `migsafe.<name>` when it
+/// belongs to the installed extension pg_migsafe. A table of that name that does not —
+/// in a database without the extension, where any role may create a schema called
+/// `migsafe` — is not ours, and nothing may read or write it with raised privileges.
+pub fn migsafe_relation(name: &std::ffi::CStr) -> Option<Oid> {
+    unsafe {
+        let ext = pg_sys::get_extension_oid(c"pg_migsafe".as_ptr(), true);
+        if ext == pg_sys::InvalidOid {
+            return None;
+        }
+        let nsp = pg_sys::get_namespace_oid(c"migsafe".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        let rel = pg_sys::get_relname_relid(name.as_ptr(), nsp);
+        (rel != pg_sys::InvalidOid
+            && pg_sys::getExtensionOfObject(pg_sys::RelationRelationId, rel) == ext)
+            .then_some(rel)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -251,11 +251,7 @@ fn check_objects(objects: Vec<Option<String>>) -> Vec<String> {
 
 /// Is two-phase approval installed in this database?
 pub fn available() -> bool {
-    unsafe {
-        let nsp = pg_sys::get_namespace_oid(c"migsafe".as_ptr(), true);
-        nsp != pg_sys::InvalidOid
-            && pg_sys::get_relname_relid(c"phase".as_ptr(), nsp) != pg_sys::InvalidOid
-    }
+    crate::pgutil::migsafe_relation(c"phase").is_some()
 }
 
 /// The phases that may approve statements of this session right now (read as the

@@ -28,41 +28,48 @@ use crate::pgutil::role_name;
 use crate::spi::{self, As};
 use pgrx::pg_sys::{self, Oid};
 
-/// Is the work-object table installed in this database (0.5.0 or later)?
+/// Is pg_migsafe's work-object table installed in this database (0.5.0 or later),
+/// and is it the extension's own (see `pgutil::migsafe_relation`)?
 fn installed() -> bool {
-    unsafe {
-        let nsp = pg_sys::get_namespace_oid(c"migsafe".as_ptr(), true);
-        nsp != pg_sys::InvalidOid
-            && pg_sys::get_relname_relid(c"work_object".as_ptr(), nsp) != pg_sys::InvalidOid
-    }
+    crate::pgutil::migsafe_relation(c"work_object").is_some()
 }
 
-/// Could this new object be a work object? A cheap look first (no query for an
-/// ordinary CREATE TABLE): a relation in a schema that belongs to an extension, or
-/// any trigger.
-fn candidate(class: Oid, object: Oid) -> bool {
-    unsafe {
-        if class == pg_sys::TriggerRelationId {
-            return true;
-        }
+/// Is the session's role a superuser (the only one whose objects can be work objects)?
+fn session_superuser() -> bool {
+    unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) }
+}
+
+/// Did this transaction create a relation in a schema that belongs to an extension?
+/// The cheap look that comes first (no query for an ordinary CREATE TABLE, nor for a
+/// foreign key's triggers): a trigger is a work object only next to such a relation,
+/// created by the same transaction for the same operation.
+fn creates_in_extension_schema(created: &[(Oid, Oid)]) -> bool {
+    created.iter().any(|&(class, object)| unsafe {
         if class != pg_sys::RelationRelationId {
             return false;
         }
         let nsp = pg_sys::get_rel_namespace(object);
         nsp != pg_sys::InvalidOid
             && pg_sys::getExtensionOfObject(pg_sys::NamespaceRelationId, nsp) != pg_sys::InvalidOid
-    }
+    })
 }
 
-/// The transaction callback's part before commit (called by `hooks`): records the
-/// work objects this transaction created (types come with their schema's relations;
-/// an extension's own members are not work objects). A failure to record is a
+/// The transaction callback's part before commit (called by `hooks`; not at PREPARE:
+/// a prepared transaction is no running operation): records the work objects this
+/// transaction created — relations and composite types in an extension's schema,
+/// triggers calling a function of that same extension (a table's row and array types,
+/// and an extension's own members, are not work objects). A failure to record is a
 /// WARNING, never a failed commit: the objects are then judged like any others.
 pub(crate) fn on_pre_commit() {
-    let created = crate::track::created_objects();
-    if !created.iter().any(|&(c, o)| candidate(c, o)) || !installed() {
+    if !session_superuser() {
         return;
     }
+    let mut created = crate::track::created_objects();
+    if !creates_in_extension_schema(&created) || !installed() {
+        return;
+    }
+    created.sort_by_key(|&(c, o)| (u32::from(c), u32::from(o)));
+    created.dedup();
     let recorded = spi::in_subtransaction(|| record(&created));
     if let Err(e) = recorded {
         pgrx::warning!("pg_migsafe: the work objects of this transaction were not recorded: {e}");
@@ -77,17 +84,29 @@ fn record(created: &[(Oid, Oid)]) {
         As::Superuser,
         "WITH gone AS ( \
            DELETE FROM migsafe.work_object w \
-            WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
-                               WHERE a.pid OPERATOR(pg_catalog.=) w.session_pid \
-                                 AND a.backend_start OPERATOR(pg_catalog.=) w.session_start)) \
+            WHERE (w.classid, w.objid) IN ( \
+                    SELECT s.classid, s.objid FROM migsafe.work_object s \
+                     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a \
+                                        WHERE a.pid OPERATOR(pg_catalog.=) s.session_pid \
+                                          AND a.backend_start OPERATOR(pg_catalog.=) s.session_start) \
+                       FOR UPDATE SKIP LOCKED)), \
+         created AS ( \
+           SELECT x.c8::pg_catalog.oid AS c, x.o8::pg_catalog.oid AS o \
+             FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.int8[])) \
+                  AS x(c8, o8)), \
+         exts AS ( \
+           SELECT DISTINCT d.refobjid AS ext FROM created o \
+             JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) o.o \
+             JOIN pg_catalog.pg_depend d \
+               ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass \
+              AND d.objid OPERATOR(pg_catalog.=) r.relnamespace AND d.deptype OPERATOR(pg_catalog.=) 'e' \
+            WHERE o.c OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass) \
          INSERT INTO migsafe.work_object (classid, objid, identity, created_by, session_pid, session_start) \
          SELECT o.c, o.o, (pg_catalog.pg_identify_object(o.c, o.o, 0)).identity, $3, \
                 pg_catalog.pg_backend_pid(), \
                 (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a \
                   WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()) \
-           FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]), pg_catalog.unnest($2::pg_catalog.int8[])) \
-                AS x(c8, o8) \
-          CROSS JOIN LATERAL (SELECT x.c8::pg_catalog.oid AS c, x.o8::pg_catalog.oid AS o) o \
+           FROM created o \
           WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m \
                              WHERE m.classid OPERATOR(pg_catalog.=) o.c AND m.objid OPERATOR(pg_catalog.=) o.o \
                                AND m.deptype OPERATOR(pg_catalog.=) 'e') \
@@ -101,14 +120,19 @@ fn record(created: &[(Oid, Oid)]) {
                    AND d.objid OPERATOR(pg_catalog.=) n.oid AND d.deptype OPERATOR(pg_catalog.=) 'e' \
                  WHERE n.oid OPERATOR(pg_catalog.=) (CASE WHEN o.c OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
                               THEN (SELECT r.relnamespace FROM pg_catalog.pg_class r WHERE r.oid OPERATOR(pg_catalog.=) o.o) \
-                              ELSE (SELECT t.typnamespace FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) o.o) END) \
-                   ) \
+                              ELSE (SELECT t.typnamespace FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) o.o \
+                                       AND t.typcategory OPERATOR(pg_catalog.<>) 'A' \
+                                       AND (t.typrelid OPERATOR(pg_catalog.=) 0 OR EXISTS ( \
+                                            SELECT 1 FROM pg_catalog.pg_class c \
+                                             WHERE c.oid OPERATOR(pg_catalog.=) t.typrelid \
+                                               AND c.relkind OPERATOR(pg_catalog.=) 'c'))) END)) \
             WHEN o.c OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN EXISTS ( \
                 SELECT 1 FROM pg_catalog.pg_trigger t \
                   JOIN pg_catalog.pg_depend d \
                     ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass \
                    AND d.objid OPERATOR(pg_catalog.=) t.tgfoid AND d.deptype OPERATOR(pg_catalog.=) 'e' \
-                 WHERE t.oid OPERATOR(pg_catalog.=) o.o AND NOT t.tgisinternal) \
+                 WHERE t.oid OPERATOR(pg_catalog.=) o.o AND NOT t.tgisinternal \
+                   AND d.refobjid OPERATOR(pg_catalog.=) ANY (SELECT e.ext FROM exts e)) \
             ELSE false END \
          ON CONFLICT (classid, objid) DO UPDATE \
            SET identity = EXCLUDED.identity, created_by = EXCLUDED.created_by, \
@@ -122,7 +146,7 @@ fn record(created: &[(Oid, Oid)]) {
 /// a session of the caller's session role? Asked only for a DROP of an existing
 /// object.
 pub fn is_work_object(class: Oid, object: Oid) -> bool {
-    if !installed() {
+    if !session_superuser() || !installed() {
         return false;
     }
     let role = role_name(unsafe { pg_sys::GetSessionUserId() });

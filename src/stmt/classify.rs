@@ -481,7 +481,8 @@ impl Classifier {
         });
         for oid in oids {
             let o = self.rel_obj(Oid::from(oid as u32));
-            if o.exempt {
+            if o.exempt || crate::work::is_work_object(pg_sys::RelationRelationId, o.addr.objectId)
+            {
                 continue;
             }
             let rule = if pg_sys::get_rel_relkind(o.addr.objectId) as u8 == b'S' {
@@ -489,8 +490,13 @@ impl Classifier {
             } else {
                 RuleId::DropTable
             };
+            let why = if new.exempt {
+                "new in this transaction"
+            } else {
+                "a maintenance tool's work object"
+            };
             self.add(rule, o.display).facts.push(format!(
-                "Dropped along with {}, which is new in this transaction",
+                "Dropped along with {}, which is {why}",
                 new.display
             ));
         }
@@ -1108,6 +1114,12 @@ impl Classifier {
                     if cascade {
                         d.dependents = self.cascade_dependents(&o.addr);
                     }
+                    if t == OBJECT_TRIGGER {
+                        // The table it is on, from the catalog (a name may contain " on ").
+                        if let Some(table) = trigger_table(o.addr.objectId) {
+                            d.owner = Some(identity(&self.rel_obj(table).display).to_string());
+                        }
+                    }
                     if t == OBJECT_INDEX && !o.exempt && !o.protected {
                         d.identity_of = self.published_identity(o.addr.objectId);
                         let table = pg_sys::IndexGetRelation(o.addr.objectId, true);
@@ -1115,7 +1127,7 @@ impl Classifier {
                             d.owner = Some(identity(&self.rel_obj(table).display).to_string());
                         }
                     }
-                    if o.exempt && o.addr.classId == pg_sys::RelationRelationId {
+                    if (o.exempt || work) && o.addr.classId == pg_sys::RelationRelationId {
                         // New, but what it takes along may not be: an existing table
                         // attached as its partition, an existing sequence OWNED BY it.
                         self.adopted_relations(&o);
@@ -2274,6 +2286,15 @@ impl Classifier {
             }
         }
     }
+}
+
+/// The table a trigger is on.
+unsafe fn trigger_table(trigger: Oid) -> Option<Oid> {
+    spi::one::<Oid>(
+        As::Superuser,
+        "SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid OPERATOR(pg_catalog.=) $1",
+        &[trigger.into()],
+    )
 }
 
 /// The existing table whose rows the statement's work goes over (ALTER TABLE, CREATE

@@ -89,7 +89,8 @@ def test_story1_patterns(cluster, pdb):
 
 def test_a_table_entry_covers_everything_on_the_table(cluster, pdb):
     # The docs' "a table, and everything on it": its columns and constraints, and its
-    # triggers, rules and policies too (dropping an index is risky, never refused).
+    # triggers too (dropping an index is risky, never refused); not its policies and
+    # rules.
     with cluster.connect(pdb, "app_migrator") as conn:
         conn.execute("CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';"
                      "CREATE TRIGGER orders_audit BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION noop();"
@@ -98,11 +99,15 @@ def test_a_table_entry_covers_everything_on_the_table(cluster, pdb):
                      "CREATE RULE orders_quiet AS ON DELETE TO orders DO INSTEAD NOTHING")
     with cluster.connect(pdb) as conn:
         begin(conn, "contract", "orders-cleanup", objects=["public.orders"], skip_expand=True)
-        for sql in ["DROP TRIGGER orders_audit ON orders",
-                    "DROP POLICY orders_mine ON orders", "DROP RULE orders_quiet ON orders",
-                    "ALTER TABLE orders DROP CONSTRAINT orders_pkey"]:
+        for sql in ["DROP TRIGGER orders_audit ON orders", "ALTER TABLE orders DROP CONSTRAINT orders_pkey"]:
             r = run(conn, sql)
             assert r.ok and r.notices and r.notices[0].sqlstate == APPROVED, (sql, r)
+        # Policies and rules are named on their own: dropping one can widen access.
+        assert run(conn, "DROP POLICY orders_mine ON orders").refused_rule() == "drop-policy"
+        assert run(conn, "DROP RULE orders_quiet ON orders").refused_rule() == "drop-rule"
+        begin(conn, "contract", "orders-policy", objects=["policy orders_mine on public.orders"], skip_expand=True)
+        r = run(conn, "DROP POLICY orders_mine ON orders")
+        assert r.ok and r.notices[0].sqlstate == APPROVED, r
         # Not what is on another table.
         assert run(conn, "DROP TRIGGER users_audit ON users").refused_rule() == "drop-trigger"
 

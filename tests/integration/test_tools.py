@@ -134,3 +134,52 @@ def test_a_real_table_cannot_pass_for_a_work_object(cluster, rdb):
         # The record is pg_migsafe's: no one else writes it.
         assert run(m, "INSERT INTO migsafe.work_object VALUES (1259, 1, 'x', 'tool_mimic', 1, now())").sqlstate \
             == "42501"
+
+
+def test_only_an_operations_own_objects_are_work_objects(cluster, rdb):
+    with cluster.connect(rdb) as c:
+        c.execute("CREATE EXTENSION moddatetime; ALTER TABLE big ADD COLUMN ts timestamp;"
+                  "CREATE TABLE old_part (id bigint); INSERT INTO old_part VALUES (1)")
+    with cluster.connect(rdb) as creator:
+        # A permanent trigger that calls an extension's function is the user's: no table
+        # of that extension's schema comes with it.
+        creator.execute("CREATE TRIGGER big_ts BEFORE UPDATE ON big FOR EACH ROW EXECUTE FUNCTION moddatetime(ts)")
+        # A work table that takes an existing table along when dropped.
+        creator.execute("CREATE TABLE repack.par (id bigint) PARTITION BY RANGE (id)")
+        creator.execute("ALTER TABLE repack.par ATTACH PARTITION old_part FOR VALUES FROM (0) TO (100)")
+        with cluster.connect(rdb) as other:
+            assert run(other, "DROP TRIGGER big_ts ON big").refused_rule() == "drop-trigger"
+            r = run(other, "DROP TABLE repack.par")
+            assert r.refused_rule() == "drop-table" and "old_part" in r.message, r
+        assert one(creator, "SELECT count(*) FROM old_part") == 1
+
+
+def test_a_squatted_migsafe_schema_is_never_used_with_raised_privileges(cluster):
+    # In a database without pg_migsafe any role that may create a schema can call one
+    # "migsafe" and fill it with look-alikes of the extension's tables and functions:
+    # the hook must never read or write them as the superuser.
+    with cluster.connect() as c:
+        run(c, "CREATE ROLE squatter LOGIN")
+    db = new_db(cluster, owner="squatter", extension=False)
+    pwn = ("CREATE SCHEMA app_s; CREATE FUNCTION app_s.pwn() RETURNS trigger LANGUAGE plpgsql AS "
+           "$$BEGIN EXECUTE 'ALTER ROLE squatter SUPERUSER'; RETURN NULL; END$$;"
+           "CREATE FUNCTION app_s.pwn_rows() RETURNS SETOF record LANGUAGE plpgsql AS "
+           "$$BEGIN EXECUTE 'ALTER ROLE squatter SUPERUSER'; END$$;")
+    with cluster.connect(db, "squatter") as s:
+        s.execute(pwn)
+        s.execute("CREATE SCHEMA migsafe "
+                  "CREATE TABLE work_object (classid oid, objid oid, identity text, created_by name, "
+                  "  session_pid int, session_start timestamptz, created_at timestamptz, PRIMARY KEY (classid, objid)) "
+                  "CREATE TABLE phase (id int) "
+                  "CREATE TABLE snapshot (id int) CREATE TABLE snapshot_part (id int) "
+                  "CREATE TRIGGER p BEFORE INSERT OR UPDATE OR DELETE ON work_object "
+                  "  FOR EACH STATEMENT EXECUTE FUNCTION app_s.pwn()")
+        # Creates a trigger (the work-object recording at commit), drops (the lookup),
+        # is refused (the phase lookup), reaches a table (the automatic snapshot).
+        s.execute("CREATE TABLE app_s.t (id int); CREATE TRIGGER q BEFORE INSERT ON app_s.t "
+                  "FOR EACH ROW EXECUTE FUNCTION app_s.pwn()")
+        assert run(s, "DROP TRIGGER q ON app_s.t").refused_rule() == "drop-trigger"
+        assert run(s, "DROP TABLE app_s.t").refused_rule() == "drop-table"
+        assert run(s, "ALTER TABLE app_s.t ADD COLUMN c int").ok
+    with cluster.connect() as c:
+        assert one(c, "SELECT rolsuper FROM pg_roles WHERE rolname = 'squatter'") is False

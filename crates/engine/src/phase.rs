@@ -3,8 +3,8 @@
 //!
 //! An object entry is `[kind ]identity`, where identity is written as
 //! `pg_identify_object()` writes it (schema-qualified, quoted where needed):
-//! `public.users` (a table, and everything on it: its columns, constraints, indexes,
-//! triggers, rules and policies), `public.users.legacy_email` (one
+//! `public.users` (a table, and everything on it: its columns, constraints, indexes
+//! and triggers; not its policies and rules), `public.users.legacy_email` (one
 //! column), `function public.add_tax(numeric)`, `type public.mood`, `schema reporting`.
 //! `*` and `?` are wildcards in the identity (`public.tmp_*`). Without a kind, an entry
 //! names a relation (table, view, sequence…) or, with three parts, a column.
@@ -50,8 +50,10 @@ const RELATION_KINDS: &[&str] = &[
     "sequence",
     "foreign table",
 ];
-/// What is "on" a relation: an entry for the relation covers it.
-const ON_RELATION: &[&str] = &["column", "constraint", "index", "trigger", "rule", "policy"];
+/// What is "on" a relation: an entry for the relation covers it. Not its policies or
+/// rules: dropping one can widen access or change what a statement does, so a phase
+/// names them (`policy p on public.t`).
+const ON_RELATION: &[&str] = &["column", "constraint", "index", "trigger"];
 const KINDS: &[&str] = &[
     "table",
     "view",
@@ -174,8 +176,8 @@ impl ObjectPattern {
     }
 
     /// Does this entry cover the target? A relation entry also covers what is on the
-    /// relation (columns, constraints, indexes, triggers, rules, policies); a column
-    /// entry covers that column only.
+    /// relation (columns, constraints, indexes, triggers); a column entry covers that
+    /// column only.
     pub fn covers(&self, t: &Target) -> bool {
         let relation_target = RELATION_KINDS.contains(&t.kind.as_str());
         let on_relation = || {
@@ -461,8 +463,9 @@ mod tests {
             p("public.ord*"),
         ] {
             assert!(e.covers(&t("trigger", "audit on public.orders")), "{e:?}");
-            assert!(e.covers(&t("policy", "mine on public.orders")), "{e:?}");
-            assert!(e.covers(&t("rule", "r on public.orders")), "{e:?}");
+            // Policies and rules are named on their own: dropping one can widen access.
+            assert!(!e.covers(&t("policy", "mine on public.orders")), "{e:?}");
+            assert!(!e.covers(&t("rule", "r on public.orders")), "{e:?}");
             assert!(e.covers(&index("public.orders")), "{e:?}");
             assert!(!e.covers(&index("public.users")), "{e:?}");
             assert!(!e.covers(&t("trigger", "audit on public.users")), "{e:?}");
@@ -472,6 +475,14 @@ mod tests {
         assert!(p("index public.idx_total").covers(&index("public.users")));
         assert!(p("public.orders_total_idx").covers(&t("index", "public.orders_total_idx")));
         assert!(!p("public.orders").covers(&t("index", "public.orders_total_idx")));
+        // The owner the catalog gives wins over the identity's text (a trigger name
+        // may contain " on ").
+        let odd = Target {
+            owner: Some("public.x".into()),
+            ..t("trigger", "\"t on public.tmp_1\" on public.x")
+        };
+        assert!(!p("public.tmp_*").covers(&odd));
+        assert!(p("public.x").covers(&odd));
         // A column entry covers no trigger of its table.
         assert!(!p("public.orders.total").covers(&t("trigger", "audit on public.orders")));
     }
