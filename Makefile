@@ -10,7 +10,7 @@ PGRX_TEST_DATA := $(TMPBASE)/pgrx-test-data
 DEMO_DIR := $(TMPBASE)/demo
 PYTEST := .venv/bin/pytest
 
-.PHONY: all deps build install test pgtest integration regress-compare demo demo-stop bench bench-audit docs fmt lint check-versions clean
+.PHONY: all deps build install test pgtest integration regress-compare demo demo-stop bench bench-audit docs fmt lint check-versions check-migrations clean
 
 all: build
 
@@ -26,6 +26,13 @@ build: deps
 install: deps
 	cargo pgrx install --pg-config $(PG_CONFIG) --no-default-features --features $(PG_FEATURE)
 	install -m 644 sql/released/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
+
+# The pull-request check (docs/ci.md): the .sql files of DIR added since the git ref
+# SINCE are dry-run on a throwaway cluster after the others; exits 1 on a destructive
+# change. E.g. make check-migrations DIR=drizzle SINCE=origin/main
+check-migrations: install
+	@test -n "$(DIR)" -a -n "$(SINCE)" || { echo "usage: make check-migrations DIR=<migrations folder> SINCE=<git ref>"; exit 2; }
+	.venv/bin/python tools/pg_migsafe-check --dir $(DIR) --since $(SINCE)
 
 # The engine's unit tests (crates/engine: plain Rust, no server), then the shell's
 # unit tests and #[pg_test]s, in a fresh pgrx test cluster run as $(RUNAS).
