@@ -1,7 +1,11 @@
-"""A migrator that commits each migration on its own (Alembic, from PyPI, pinned in
-tests/requirements.txt; tests/alembic holds its project): a contract phase for its role
-opened with deploy => true covers the whole deploy; one without it is spent by the first
-revision, and the refusal of the second says so (issue #13, section 2)."""
+"""Migrators besides Drizzle, run unchanged (issue #13).
+
+Alembic (from PyPI, pinned in tests/requirements.txt; tests/alembic holds its project)
+commits each revision on its own: a contract phase for its role opened with deploy =>
+true covers the whole deploy; one without it is spent by the first revision, and the
+refusal of the second says so. node-pg-migrate (npm, tests/node-pg-migrate with its
+lockfile) runs its pending migrations in one transaction: refused as a whole until a
+phase approves the contract step."""
 import os
 import subprocess
 
@@ -65,3 +69,34 @@ def test_a_deploy_phase_covers_every_revision(cluster):
                          (pid,)).fetchone() == (2, "active")
         # The dropped table is in the recycle bin, as under any approval.
         assert c.execute("SELECT count(*) FROM migsafe.recycle").fetchone()[0] >= 1
+
+
+NPM_PROJECT = os.path.join(ROOT, "tests", "node-pg-migrate")
+
+
+def node_pg_migrate(cluster, db, user):
+    env = dict(os.environ, DATABASE_URL=f"postgres://{user}@127.0.0.1:{cluster.port}/{db}")
+    return subprocess.run([os.path.join(NPM_PROJECT, "node_modules", ".bin", "node-pg-migrate"), "up",
+                           "--migrations-dir", "migrations", "--no-check-order"],
+                          capture_output=True, text=True, env=env, cwd=NPM_PROJECT, timeout=120)
+
+
+def test_node_pg_migrate_runs_unchanged(cluster):
+    # A Node migrator besides Drizzle: its expand migration passes, its contract one is
+    # refused until a phase approves it, and nothing of the refused run stays.
+    db = setup(cluster)
+    r = node_pg_migrate(cluster, db, "alembic_bot")
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "pg_migsafe refused drop-column on column public.users.legacy_email" in r.stdout + r.stderr
+    with cluster.connect(db) as c:
+        # All pending migrations run in one transaction (its default): none applied.
+        assert c.execute("SELECT count(*) FROM information_schema.columns "
+                         "WHERE table_name = 'users' AND column_name = 'nickname'").fetchone()[0] == 0
+    phase(cluster, db, False)
+    r = node_pg_migrate(cluster, db, "alembic_bot")
+    assert r.returncode == 0, r.stdout + r.stderr
+    with cluster.connect(db) as c:
+        cols = {x[0] for x in c.execute("SELECT column_name FROM information_schema.columns "
+                                        "WHERE table_name = 'users'")}
+        assert "nickname" in cols and "legacy_email" not in cols
+        assert c.execute("SELECT count(*) FROM pgmigrations").fetchone()[0] == 2

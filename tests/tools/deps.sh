@@ -7,7 +7,8 @@
 #   - sudo (cargo pgrx test --runas), libssl-dev + pkg-config (cargo-pgrx builds openssl-sys)
 #   - cargo-pgrx =0.18.1 and `cargo pgrx init` against the system PostgreSQL 15
 #   - a Python venv in .venv with the integration-test tools (tests/requirements.txt)
-#   - Node.js/npm and the Drizzle test project's packages (npm ci from its lockfile)
+#   - Node.js/npm and the Node test projects' packages, Drizzle and node-pg-migrate
+#     (npm ci from their lockfiles)
 #   - pg_repack (postgresql-$PG_MAJOR-repack) at a version built for the installed server
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -89,8 +90,11 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "deps: installing nodejs npm"
   apt_install nodejs npm
 fi
-if [ ! -d tests/drizzle/node_modules/drizzle-kit ] || [ tests/drizzle/package-lock.json -nt tests/drizzle/node_modules/.package-lock.json ]; then
-  echo "deps: npm ci in tests/drizzle"
-  (cd tests/drizzle && npm ci --no-audit --no-fund --loglevel=error)
-fi
+for project in drizzle:drizzle-kit node-pg-migrate:node-pg-migrate; do
+  dir=tests/${project%%:*} pkg=${project#*:}
+  if [ ! -d "$dir/node_modules/$pkg" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "deps: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
 echo "deps: ok"
