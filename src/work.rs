@@ -142,6 +142,21 @@ fn record(created: &[(Oid, Oid)]) {
     );
 }
 
+/// A relation (a table being built, say pg_repack's copy) that is a work object of a
+/// running operation: its index builds are no client's business either. Asks the
+/// catalog only for a superuser session and a relation in an extension's schema.
+pub fn is_work_relation(relid: Oid) -> bool {
+    if !session_superuser() {
+        return false;
+    }
+    let in_extension_schema = unsafe {
+        let nsp = pg_sys::get_rel_namespace(relid);
+        nsp != pg_sys::InvalidOid
+            && pg_sys::getExtensionOfObject(pg_sys::NamespaceRelationId, nsp) != pg_sys::InvalidOid
+    };
+    in_extension_schema && is_work_object(pg_sys::RelationRelationId, relid)
+}
+
 /// Is this existing object a work object of an operation still running, created by
 /// a session of the caller's session role? Asked only for a DROP of an existing
 /// object.

@@ -1561,6 +1561,12 @@ impl Classifier {
                 .as_ref()
                 .is_some_and(|t| pg_sys::get_rel_relkind(t.addr.objectId) as u8 == b'p');
         let table = match table {
+            // A maintenance tool's copy of a table (see `work`): no client's.
+            Some(o)
+                if !o.exempt && !o.protected && crate::work::is_work_relation(o.addr.objectId) =>
+            {
+                Target::New(o.display)
+            }
             Some(o) => o.target(),
             None => {
                 let name = rv_name((*s).relation);
