@@ -306,11 +306,7 @@ impl Classifier {
         if attnum == 0 {
             return None;
         }
-        let tname = table
-            .display
-            .split_once(' ')
-            .map(|x| x.1)
-            .unwrap_or(&table.display);
+        let tname = identity(&table.display);
         Some((
             Obj {
                 addr: pg_sys::ObjectAddress {
@@ -1729,7 +1725,7 @@ impl Classifier {
                     _ => None,
                 },
                 None => {
-                    let tname = display.split_once(' ').map(|x| x.1).unwrap_or(display);
+                    let tname = identity(display);
                     let full = format!("{tname}.{colname}");
                     (!me.created_earlier(&full)).then(|| format!("column {full}"))
                 }
@@ -1995,11 +1991,7 @@ impl Classifier {
         }
         let cd = def as *mut pg_sys::ColumnDef;
         let colname = cstr((*cd).colname).unwrap_or_default();
-        let tname = display
-            .split_once(' ')
-            .map(|x| x.1)
-            .unwrap_or(display)
-            .to_string();
+        let tname = identity(display).to_string();
         self.remember(format!("{tname}.{colname}"));
         let coldisplay = format!("column {}.{}", tname, quote(&colname));
 

@@ -260,6 +260,20 @@ def test_hook_verdict(cluster, case):
         assert ok and not seen, (seen, r)
 
 
+def test_columns_of_relations_with_two_word_kinds_are_named_right(cluster):
+    # "materialized view public.mv" and "foreign table …": the column is public.mv.a,
+    # so that a phase entry public.mv.a approves it.
+    db = new_db(cluster)
+    with cluster.connect(db, "app_owner") as conn:
+        conn.execute("CREATE MATERIALIZED VIEW mv AS SELECT 1 AS a")
+        rows = conn.execute("SELECT rule_id, object FROM migsafe.check("
+                            "'ALTER MATERIALIZED VIEW mv RENAME COLUMN a TO b')").fetchall()
+        assert rows == [("rename-column", "column public.mv.a")], rows
+        rows = conn.execute("SELECT rule_id, object FROM migsafe.check("
+                            "'ALTER MATERIALIZED VIEW missing_mv RENAME COLUMN a TO b')").fetchall()
+        assert rows == [("rename-column", "column missing_mv.a")], rows
+
+
 def test_block_risky_rows_refuses_risky_work_on_big_or_unknown_tables(cluster):
     """migsafe.block_risky_rows: risky work on a table the planner says is bigger, or
     whose size it does not know (never analysed), is refused; on a small one it is
