@@ -55,6 +55,11 @@ pub fn is_new(class_id: Oid, object_id: Oid, sub_id: i32) -> bool {
     }
 }
 
+/// Did the current transaction create anything? (Every commit asks: no allocation.)
+pub fn created_any() -> bool {
+    CREATED.with(|c| !c.borrow().is_empty())
+}
+
 /// The whole objects (no columns) created in the current transaction: (catalog,
 /// object).
 pub fn created_objects() -> Vec<(Oid, Oid)> {

@@ -39,19 +39,24 @@ fn session_superuser() -> bool {
     unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) }
 }
 
+/// Is the relation in a schema that belongs to an extension? (A syscache and a
+/// pg_depend index lookup, no query.)
+fn in_extension_schema(relid: Oid) -> bool {
+    unsafe {
+        let nsp = pg_sys::get_rel_namespace(relid);
+        nsp != pg_sys::InvalidOid
+            && pg_sys::getExtensionOfObject(pg_sys::NamespaceRelationId, nsp) != pg_sys::InvalidOid
+    }
+}
+
 /// Did this transaction create a relation in a schema that belongs to an extension?
 /// The cheap look that comes first (no query for an ordinary CREATE TABLE, nor for a
 /// foreign key's triggers): a trigger is a work object only next to such a relation,
 /// created by the same transaction for the same operation.
 fn creates_in_extension_schema(created: &[(Oid, Oid)]) -> bool {
-    created.iter().any(|&(class, object)| unsafe {
-        if class != pg_sys::RelationRelationId {
-            return false;
-        }
-        let nsp = pg_sys::get_rel_namespace(object);
-        nsp != pg_sys::InvalidOid
-            && pg_sys::getExtensionOfObject(pg_sys::NamespaceRelationId, nsp) != pg_sys::InvalidOid
-    })
+    created
+        .iter()
+        .any(|&(class, object)| class == pg_sys::RelationRelationId && in_extension_schema(object))
 }
 
 /// The transaction callback's part before commit (called by `hooks`; not at PREPARE:
@@ -61,7 +66,8 @@ fn creates_in_extension_schema(created: &[(Oid, Oid)]) -> bool {
 /// and an extension's own members, are not work objects). A failure to record is a
 /// WARNING, never a failed commit: the objects are then judged like any others.
 pub(crate) fn on_pre_commit() {
-    if !session_superuser() {
+    // Every transaction commits through here: nothing created, nothing to do.
+    if !crate::track::created_any() || !session_superuser() {
         return;
     }
     let mut created = crate::track::created_objects();
@@ -146,15 +152,9 @@ fn record(created: &[(Oid, Oid)]) {
 /// running operation: its index builds are no client's business either. Asks the
 /// catalog only for a superuser session and a relation in an extension's schema.
 pub fn is_work_relation(relid: Oid) -> bool {
-    if !session_superuser() {
-        return false;
-    }
-    let in_extension_schema = unsafe {
-        let nsp = pg_sys::get_rel_namespace(relid);
-        nsp != pg_sys::InvalidOid
-            && pg_sys::getExtensionOfObject(pg_sys::NamespaceRelationId, nsp) != pg_sys::InvalidOid
-    };
-    in_extension_schema && is_work_object(pg_sys::RelationRelationId, relid)
+    session_superuser()
+        && in_extension_schema(relid)
+        && is_work_object(pg_sys::RelationRelationId, relid)
 }
 
 /// Is this existing object a work object of an operation still running, created by
