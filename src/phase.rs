@@ -75,6 +75,8 @@ fn first_missing(entries: &[(String, ObjectPattern)]) -> Option<String> {
             Some("database") => DATABASE,
             Some("publication") => PUBLICATION,
             Some(k @ ("trigger" | "rule" | "policy" | "constraint")) => {
+                // One query per entry of this kind: a long list stays cancellable.
+                pgrx::check_for_interrupts!();
                 if !on_object_exists(k, &p.identity) {
                     return Some(entry.clone());
                 }
