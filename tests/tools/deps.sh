@@ -59,7 +59,9 @@ apt_install_for_server() {
   return 1
 }
 # Maintenance tools the integration tests run unchanged (tests/integration/test_tools.py).
-apt_install_for_server "postgresql-$PG_MAJOR-repack"
+for tool in repack partman cron pgaudit; do
+  apt_install_for_server "postgresql-$PG_MAJOR-$tool"
+done
 
 missing=()
 for p in sudo libssl-dev pkg-config python3-venv; do have_pkg "$p" || missing+=("$p"); done
