@@ -9,7 +9,7 @@
 //! `*` and `?` are wildcards in the identity (`public.tmp_*`). Without a kind, an entry
 //! names a relation (table, view, sequence…) or, with three parts, a column.
 
-use super::policy::Finding;
+use super::policy::{Finding, PartitionFact};
 use super::rules::Severity;
 use thiserror::Error;
 
@@ -255,12 +255,17 @@ pub struct ActivePhase {
     pub kind: PhaseKind,
     pub name: String,
     pub objects: Vec<ObjectPattern>,
+    /// A standing approval's condition (kind `Standing` only).
+    pub standing: Option<Standing>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PhaseKind {
     Expand,
     Contract,
+    /// A standing approval: a DBA-approved policy for a maintenance role (retention
+    /// of a partitioned table), used by every transaction of the role, never spent.
+    Standing,
 }
 
 impl PhaseKind {
@@ -268,8 +273,70 @@ impl PhaseKind {
         match s {
             "expand" => Some(PhaseKind::Expand),
             "contract" => Some(PhaseKind::Contract),
+            "standing" => Some(PhaseKind::Standing),
             _ => None,
         }
+    }
+}
+
+/// What a standing approval approves: dropping or detaching a partition of `parent`
+/// whose identity matches `partitions` and whose range ended at or before `cutoff`
+/// (now() minus the approval's `older_than`, computed by the server when the phase is
+/// read). Its one object entry is written `partitions of public.events` or
+/// `partitions matching public.events_p* of public.events`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub parent: String,
+    /// A glob over the partition's identity; `*` for every partition.
+    pub partitions: String,
+    /// Microseconds since 1970-01-01 UTC.
+    pub cutoff: i64,
+}
+
+/// The object entry of a standing approval, in its one written form.
+pub fn standing_entry(parent: &str, partitions: Option<&str>) -> String {
+    match partitions {
+        Some(p) if p != "*" => format!("partitions matching {p} of {parent}"),
+        _ => format!("partitions of {parent}"),
+    }
+}
+
+/// Reads a standing approval's entry back: (parent, partitions glob).
+pub fn parse_standing_entry(entry: &str) -> Option<(String, String)> {
+    let rest = entry.trim().strip_prefix("partitions ")?;
+    if let Some(parent) = rest.strip_prefix("of ") {
+        return Some((parent.trim().to_string(), "*".to_string()));
+    }
+    let rest = rest.strip_prefix("matching ")?;
+    // The glob is schema-qualified and has no space outside quotes; the parent follows.
+    let (glob, parent) = rest.split_once(" of ")?;
+    (!glob.trim().is_empty() && !parent.trim().is_empty())
+        .then(|| (parent.trim().to_string(), glob.trim().to_string()))
+}
+
+/// The rules a standing approval can approve: a partition leaving its table, and the
+/// move of a partition it detached in the same transaction (pg_partman's
+/// retention_schema; the shell gives such a move the partition's facts).
+const STANDING_RULES: &[&str] = &["drop-table", "detach-partition", "set-schema"];
+
+impl Standing {
+    /// Does the approval cover this finding: a drop or detach of a partition of its
+    /// table, matching its pattern, whose range ended by the cutoff, taking nothing
+    /// else along?
+    pub fn covers(&self, f: &Finding) -> bool {
+        let Some(p) = &f.partition else {
+            return false;
+        };
+        STANDING_RULES.contains(&f.rule.id.as_str())
+            && f.dependents.is_empty()
+            && self.matches(p)
+            && p.ends.is_some_and(|e| e <= self.cutoff)
+    }
+
+    /// The partition belongs to the approval's table and matches its pattern (its age
+    /// aside).
+    pub fn matches(&self, p: &PartitionFact) -> bool {
+        p.parent == self.parent && glob(&self.partitions, &p.partition)
     }
 }
 
@@ -297,6 +364,30 @@ pub fn approving_phase<'a>(
                     && uncovered(p, &findings[i].dependents).is_empty()
             })
         })
+        .or_else(|| {
+            phases.iter().find(|p| {
+                p.standing
+                    .as_ref()
+                    .is_some_and(|s| needing.iter().all(|&i| s.covers(&findings[i])))
+            })
+        })
+}
+
+/// A standing approval for the partitioned table a refused statement drops or
+/// detaches a partition of, that does not cover it: what the refusal should say.
+pub fn standing_shortfall<'a>(
+    findings: &[Finding],
+    phases: &'a [ActivePhase],
+) -> Option<(&'a ActivePhase, &'a Standing, PartitionFact)> {
+    let needing = needing_approval(findings)?;
+    needing.iter().find_map(|&i| {
+        let f = &findings[i];
+        let p = f.partition.as_ref()?;
+        phases.iter().find_map(|ph| {
+            let s = ph.standing.as_ref()?;
+            (s.matches(p) && !s.covers(f)).then(|| (ph, s, p.clone()))
+        })
+    })
 }
 
 /// The destructive findings (their indexes), or None when there is nothing a phase
@@ -507,6 +598,7 @@ mod tests {
             kind: PhaseKind::Contract,
             name: "drop-legacy".into(),
             objects: vec![p("public.users.legacy_email")],
+            standing: None,
         };
         let f = vec![Finding::new(
             known(RuleId::DropColumn),
@@ -532,6 +624,7 @@ mod tests {
             kind: PhaseKind::Expand,
             name: "x".into(),
             objects: vec![],
+            standing: None,
         };
         assert_eq!(approving_phase(&f, &tg, &[contract.clone(), expand]), None);
         // Self-protection is never approved.
@@ -592,6 +685,7 @@ mod tests {
             kind: PhaseKind::Contract,
             name: "m".into(),
             objects: objs.iter().map(|o| p(o)).collect(),
+            standing: None,
         };
         let only_type = phase(&["type public.mood"]);
         assert_eq!(
@@ -637,5 +731,129 @@ mod tests {
             Some(7)
         );
         assert_eq!(cascade_shortfall(&f, &tg, std::slice::from_ref(&all)), None);
+    }
+
+    #[test]
+    fn standing_entries_round_trip() {
+        assert_eq!(
+            standing_entry("public.events", None),
+            "partitions of public.events"
+        );
+        assert_eq!(
+            standing_entry("public.events", Some("*")),
+            "partitions of public.events"
+        );
+        let e = standing_entry("public.events", Some("public.events_p*"));
+        assert_eq!(e, "partitions matching public.events_p* of public.events");
+        assert_eq!(
+            parse_standing_entry(&e),
+            Some(("public.events".into(), "public.events_p*".into()))
+        );
+        assert_eq!(
+            parse_standing_entry("partitions of public.\"Ev ents\""),
+            Some(("public.\"Ev ents\"".into(), "*".into()))
+        );
+        assert_eq!(parse_standing_entry("public.events"), None);
+        assert_eq!(
+            parse_standing_entry("partitions matching  of public.e"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_standing_approval_covers_old_partitions_of_its_table_only() {
+        const DAY: i64 = 86_400_000_000;
+        let cutoff = 100 * DAY;
+        let standing = ActivePhase {
+            id: 9,
+            kind: PhaseKind::Standing,
+            name: "events-retention".into(),
+            objects: vec![],
+            standing: Some(Standing {
+                parent: "public.events".into(),
+                partitions: "public.events_p*".into(),
+                cutoff,
+            }),
+        };
+        let phases = std::slice::from_ref(&standing);
+        let part = |name: &str, parent: &str, ends: Option<i64>| PartitionFact {
+            partition: name.into(),
+            parent: parent.into(),
+            ends,
+        };
+        let drop = |fact: Option<PartitionFact>| {
+            let mut f = Finding::new(known(RuleId::DropTable), "table public.events_p1");
+            f.partition = fact;
+            vec![f]
+        };
+        let approves = |fs: &[Finding]| {
+            let tg: Vec<Option<Target>> = fs.iter().map(|f| target_of(&f.object)).collect();
+            approving_phase(fs, &tg, phases).map(|p| p.id)
+        };
+        // Ended by the cutoff (the bound is exclusive: ending exactly then counts).
+        let old = part("public.events_p1", "public.events", Some(cutoff));
+        assert_eq!(approves(&drop(Some(old.clone()))), Some(9));
+        let mut detach = Finding::new(known(RuleId::DetachPartition), "table public.events");
+        detach.partition = Some(old.clone());
+        assert_eq!(approves(&[detach]), Some(9));
+        // Too young, unbounded, another table, another name, not a partition.
+        assert_eq!(
+            approves(&drop(Some(part(
+                "public.events_p1",
+                "public.events",
+                Some(cutoff + 1)
+            )))),
+            None
+        );
+        assert_eq!(
+            approves(&drop(Some(part("public.events_p1", "public.events", None)))),
+            None
+        );
+        assert_eq!(
+            approves(&drop(Some(part(
+                "public.events_p1",
+                "public.other",
+                Some(0)
+            )))),
+            None
+        );
+        assert_eq!(
+            approves(&drop(Some(part(
+                "public.users_p1",
+                "public.events",
+                Some(0)
+            )))),
+            None
+        );
+        assert_eq!(approves(&drop(None)), None);
+        // Anything a CASCADE takes along, or any other rule, is not approved.
+        let mut cascade = drop(Some(old.clone()));
+        cascade[0].dependents = vec!["view public.v".into()];
+        assert_eq!(approves(&cascade), None);
+        let mut truncate = Finding::new(known(RuleId::Truncate), "table public.events_p1");
+        truncate.partition = Some(old.clone());
+        assert_eq!(approves(&[truncate]), None);
+        // One uncovered finding refuses the whole statement.
+        let mut two = drop(Some(old));
+        two.extend(drop(Some(part(
+            "public.events_p2",
+            "public.events",
+            Some(cutoff + DAY),
+        ))));
+        assert_eq!(approves(&two), None);
+        let (p, _, fact) = standing_shortfall(&two, phases).unwrap();
+        assert_eq!((p.id, fact.partition.as_str()), (9, "public.events_p2"));
+        // An open expand phase still holds everything back.
+        let expand = ActivePhase {
+            id: 1,
+            kind: PhaseKind::Expand,
+            name: "x".into(),
+            objects: vec![],
+            standing: None,
+        };
+        let both = [expand, standing.clone()];
+        let fs = drop(Some(part("public.events_p1", "public.events", Some(0))));
+        let tg: Vec<Option<Target>> = fs.iter().map(|f| target_of(&f.object)).collect();
+        assert_eq!(approving_phase(&fs, &tg, &both), None);
     }
 }

@@ -1,7 +1,10 @@
 //! Policy: turns findings and settings into a decision, and renders the messages a
 //! user sees. Plain Rust, no server.
 
-use super::phase::{cascade_shortfall, suggested_call, target_of, ActivePhase, PhaseKind, Target};
+use super::phase::{
+    cascade_shortfall, standing_shortfall, suggested_call, target_of, ActivePhase, PhaseKind,
+    Target,
+};
 use super::rules::{Rule, RuleId, Severity, TableWork, RETIRED, RULES};
 use thiserror::Error;
 
@@ -52,6 +55,23 @@ pub struct Finding {
     /// The relation the object belongs to when its name does not say (an index's
     /// table, e.g. `public.users`): a phase entry for the relation covers it.
     pub owner: Option<String>,
+    /// The partition the finding drops or detaches, with its place in its partitioned
+    /// table: what a standing approval (`migsafe.grant_standing_approval`) judges.
+    pub partition: Option<PartitionFact>,
+}
+
+/// A partition as the catalog describes it, for standing approvals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionFact {
+    /// Its identity, e.g. `public.events_p2026_01`.
+    pub partition: String,
+    /// Its partitioned table's identity, e.g. `public.events`.
+    pub parent: String,
+    /// Where its range ends (the exclusive upper bound of a range partition on one
+    /// date or timestamp column), in microseconds since 1970-01-01 UTC; None for any
+    /// other partition (a list or hash partition, the default one, MAXVALUE, a key on
+    /// other types or on several columns).
+    pub ends: Option<i64>,
 }
 
 /// A table's size as the catalog estimates it (pg_class.reltuples / relpages).
@@ -153,6 +173,7 @@ impl Finding {
             dependents: Vec::new(),
             size: None,
             owner: None,
+            partition: None,
         }
     }
     pub fn fact(mut self, f: impl Into<String>) -> Self {
@@ -416,6 +437,33 @@ pub fn refusal_note(
                 )
             })
         })
+        .or_else(|| {
+            standing_shortfall(findings, active).map(|(p, s, part)| {
+                let why = match part.ends {
+                    None => "its range has no end in time (not a range partition on one date or timestamp column, the default partition, or MAXVALUE)".to_string(),
+                    Some(e) if e > s.cutoff => format!(
+                        "its range ends {}, after the approval's cutoff {}",
+                        utc(e),
+                        utc(s.cutoff)
+                    ),
+                    Some(_) => "the statement takes other objects along (CASCADE), or is not a DROP TABLE or DETACH PARTITION".to_string(),
+                };
+                format!(
+                    "Standing approval {} ({}) covers {} but not partition {}: {why}.",
+                    p.id,
+                    p.name,
+                    super::phase::standing_entry(&s.parent, Some(&s.partitions)),
+                    part.partition
+                )
+            })
+        })
+}
+
+/// Microseconds since 1970 as a UTC timestamp, the way PostgreSQL prints one.
+fn utc(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S+00").to_string())
+        .unwrap_or_else(|| us.to_string())
 }
 
 /// What a refusal should say when a contract phase for the session's role would have
@@ -733,6 +781,7 @@ mod tests {
             kind: PhaseKind::Expand,
             name: "add x".into(),
             objects: vec![],
+            standing: None,
         };
         assert!(
             refusal_note(std::slice::from_ref(&drop), &targets, &[expand])
@@ -757,6 +806,7 @@ mod tests {
             kind: PhaseKind::Contract,
             name: "release 9".into(),
             objects: vec![crate::phase::parse_pattern(entry).unwrap()],
+            standing: None,
         };
         let spent = vec![
             (

@@ -1,7 +1,7 @@
 //! DROP and TRUNCATE: the statements that lose data or definitions outright.
 
 use super::target::Target;
-use crate::policy::Finding;
+use crate::policy::{Finding, PartitionFact};
 use crate::rules::{known, RuleId};
 
 /// What a DROP statement removes, as its object type says.
@@ -68,6 +68,8 @@ pub struct Dropped {
     /// The relation it belongs to when its name does not say (a dropped index's
     /// table, e.g. `public.users`): a phase entry for the table covers it.
     pub owner: Option<String>,
+    /// A dropped partition's place in its partitioned table (standing approvals).
+    pub partition: Option<PartitionFact>,
 }
 
 impl Dropped {
@@ -78,6 +80,7 @@ impl Dropped {
             dependents: Vec::new(),
             identity_of: None,
             owner: None,
+            partition: None,
         }
     }
 }
@@ -102,6 +105,7 @@ pub fn drop(kind: DropKind, cascade: bool, objects: &[Dropped]) -> Vec<Finding> 
         }
         out.extend(rule.and_then(|r| o.target.breaks(r)).map(|mut f| {
             f.owner = o.owner.clone();
+            f.partition = o.partition.clone();
             f
         }));
         if let (Target::Existing(_), Some((table, pubs))) = (&o.target, &o.identity_of) {

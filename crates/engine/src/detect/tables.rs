@@ -3,7 +3,7 @@
 //! sequences have their own families.)
 
 use super::target::identity;
-use crate::policy::Finding;
+use crate::policy::{Finding, PartitionFact};
 use crate::rules::{known, RuleId};
 use crate::schema::quote::quote_ident;
 
@@ -71,6 +71,8 @@ pub enum Change {
     DetachPartition {
         partition: String,
         concurrently: bool,
+        /// The partition's place in the table (standing approvals).
+        fact: Option<PartitionFact>,
     },
     AttachPartition {
         partition: String,
@@ -154,8 +156,12 @@ pub fn alter_table(table: &str, change: &Change) -> Vec<Finding> {
         Change::DetachPartition {
             concurrently: true, ..
         } => Vec::new(),
-        Change::DetachPartition { partition, .. } => {
-            vec![on(RuleId::DetachPartition, table).fact(format!("Partition {partition}"))]
+        Change::DetachPartition {
+            partition, fact, ..
+        } => {
+            let mut f = on(RuleId::DetachPartition, table).fact(format!("Partition {partition}"));
+            f.partition = fact.clone();
+            vec![f]
         }
         Change::AttachPartition {
             partition,
@@ -322,6 +328,7 @@ mod tests {
         let d = |concurrently| Change::DetachPartition {
             partition: "public.events_2024".into(),
             concurrently,
+            fact: None,
         };
         assert_eq!(ids(&alter_table(T, &d(false))), ["detach-partition"]);
         assert!(alter_table(T, &d(true)).is_empty());
