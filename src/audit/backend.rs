@@ -166,7 +166,10 @@ fn audit_here() -> bool {
         return false;
     }
     unsafe {
-        if pg_sys::IsInParallelMode() || !pg_sys::MyBgworkerEntry.is_null() {
+        // Other extensions' background workers (pg_cron's jobs, pg_partman's
+        // maintenance) run DDL for their users: recorded like a session's. pg_migsafe's
+        // own workers are not (the audit writer never queues into the log it writes).
+        if pg_sys::IsInParallelMode() || own_worker() {
             return false;
         }
         // Found once, it stays (dropping the extension is refused; if it happens in
@@ -180,6 +183,13 @@ fn audit_here() -> bool {
         }
         found
     }
+}
+
+/// Is this process one of pg_migsafe's background workers?
+unsafe fn own_worker() -> bool {
+    let e = pg_sys::MyBgworkerEntry;
+    !e.is_null()
+        && std::ffi::CStr::from_ptr((*e).bgw_library_name.as_ptr()).to_bytes() == b"pg_migsafe"
 }
 
 /// Called by the hook (inside its guarded classification) before a classified
@@ -479,15 +489,20 @@ fn session_phase_refs() -> Vec<PhaseRef> {
     if !crate::phase::available() {
         return vec![];
     }
+    // A standing approval is a policy, not a migration's phase: not a statement's.
     let v: Vec<PhaseRef> = crate::phase::session_phases()
         .into_iter()
-        .map(|(p, _)| PhaseRef {
-            id: p.id,
-            kind: match p.kind {
-                PhaseKind::Expand => "expand".into(),
-                PhaseKind::Contract => "contract".into(),
-            },
-            name: p.name,
+        .filter_map(|(p, _)| {
+            let kind = match p.kind {
+                PhaseKind::Expand => "expand",
+                PhaseKind::Contract => "contract",
+                PhaseKind::Standing => return None,
+            };
+            Some(PhaseRef {
+                id: p.id,
+                kind: kind.into(),
+                name: p.name,
+            })
         })
         .collect();
     with(|s| s.phase_cache = Some((gen, su, cu, now + 5_000_000, v.clone())));
