@@ -80,8 +80,9 @@ unsafe extern "C-unwind" {
 }
 
 /// The DDL guard (`hook`) before and after the statement; the next hook (or the
-/// standard one) in between, unless the guard carried the statement out itself (an
-/// approved DROP TABLE moved to the recycle bin).
+/// standard one) in between. When the guard carried the statement out itself (an
+/// approved DROP TABLE moved to the recycle bin), the chain gets the same DROP naming
+/// no object: pgaudit and event triggers see a DROP TABLE, and nothing else is dropped.
 #[cfg(not(feature = "pg13"))]
 unsafe extern "C-unwind" fn migsafe_process_utility(
     pstmt: *mut pg_sys::PlannedStmt,
@@ -98,7 +99,16 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     let mut lock_watch = false;
     let carried_out =
         crate::hook::before_statement(pstmt, query_string, context, &mut token, &mut lock_watch);
-    if !carried_out {
+    // Carried out by the recycle bin: the rest of the chain sees the DROP, naming
+    // nothing (see `stmt::kind::dropping_nothing`).
+    let (pstmt, read_only_tree) = match carried_out {
+        false => (pstmt, read_only_tree),
+        true => match crate::stmt::kind::dropping_nothing(pstmt) {
+            Some(p) => (p, true),
+            None => (std::ptr::null_mut(), true),
+        },
+    };
+    if !pstmt.is_null() {
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(
                 pstmt,
@@ -140,7 +150,11 @@ unsafe extern "C-unwind" fn migsafe_process_utility(
     let mut lock_watch = false;
     let carried_out =
         crate::hook::before_statement(pstmt, query_string, context, &mut token, &mut lock_watch);
-    if !carried_out {
+    let pstmt = match carried_out {
+        false => pstmt,
+        true => crate::stmt::kind::dropping_nothing(pstmt).unwrap_or(std::ptr::null_mut()),
+    };
+    if !pstmt.is_null() {
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query_string, context, params, query_env, dest, qc),
             None => raw_standard_process_utility(
@@ -204,6 +218,7 @@ unsafe extern "C-unwind" fn migsafe_xact_callback(
         work_pre_commit();
     }
     crate::track::on_xact(event);
+    crate::stmt::partition::on_xact(event);
 }
 
 /// The work objects a maintenance tool created (see `work`), recorded before commit.

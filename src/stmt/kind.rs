@@ -87,3 +87,37 @@ pub unsafe fn retyped_table(stmt: *mut pg_sys::Node) -> Option<pg_sys::Oid> {
     let relid = super::nodes::relid_of((*a).relation);
     (relid != pg_sys::InvalidOid).then_some(relid)
 }
+
+/// A planned statement of the same kind as an approved DROP that the recycle bin
+/// carried out, naming no object: run through the rest of the ProcessUtility chain, it
+/// drops nothing, yet audit tools loaded before pg_migsafe (pgaudit) and event
+/// triggers see the DROP the user ran, and the client gets its DROP TABLE tag. None
+/// for any other statement.
+///
+/// # Safety
+/// `pstmt` is a valid planned utility statement; allocates in the current context.
+pub unsafe fn dropping_nothing(
+    pstmt: *mut pg_sys::PlannedStmt,
+) -> Option<*mut pg_sys::PlannedStmt> {
+    let stmt = (*pstmt).utilityStmt;
+    if stmt.is_null() || (*stmt).type_ != NodeTag::T_DropStmt {
+        return None;
+    }
+    let orig = stmt as *mut pg_sys::DropStmt;
+    let drop = pg_sys::palloc0(std::mem::size_of::<pg_sys::DropStmt>()) as *mut pg_sys::DropStmt;
+    (*drop).type_ = NodeTag::T_DropStmt;
+    (*drop).objects = std::ptr::null_mut();
+    (*drop).removeType = (*orig).removeType;
+    (*drop).behavior = (*orig).behavior;
+    (*drop).missing_ok = (*orig).missing_ok;
+    (*drop).concurrent = false;
+    let planned =
+        pg_sys::palloc0(std::mem::size_of::<pg_sys::PlannedStmt>()) as *mut pg_sys::PlannedStmt;
+    (*planned).type_ = NodeTag::T_PlannedStmt;
+    (*planned).commandType = pg_sys::CmdType::CMD_UTILITY;
+    (*planned).canSetTag = (*pstmt).canSetTag;
+    (*planned).utilityStmt = drop.cast();
+    (*planned).stmt_location = (*pstmt).stmt_location;
+    (*planned).stmt_len = (*pstmt).stmt_len;
+    Some(planned)
+}
