@@ -18,7 +18,7 @@ $roles$;
 
 CREATE TABLE migsafe.phase (
   id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  kind          text        NOT NULL CHECK (kind IN ('expand', 'contract', 'rollback')),
+  kind          text        NOT NULL CHECK (kind IN ('expand', 'contract', 'rollback', 'standing')),
   name          text        NOT NULL CHECK (name <> ''),
   reason        text,
   objects       text[]      NOT NULL DEFAULT '{}',
@@ -40,7 +40,10 @@ CREATE TABLE migsafe.phase (
   -- A phase for a role that covers every transaction of the role until it ends or
   -- expires (a deploy of several migrations, each committed on its own), instead of
   -- being spent by the first transaction that uses it.
-  deploy        boolean     NOT NULL DEFAULT false
+  deploy        boolean     NOT NULL DEFAULT false,
+  -- A standing approval (kind 'standing', migsafe.grant_standing_approval()): the
+  -- partitions it covers are those whose range ended at least this long ago.
+  older_than    interval
 );
 
 CREATE TABLE migsafe.phase_use (
@@ -107,11 +110,13 @@ $$;
 CREATE VIEW migsafe.phases AS
 SELECT p.id, p.kind, p.name, migsafe._state(p) AS state, p.reason, p.objects,
        coalesce(p.for_role::text, 'own session (pid ' || p.session_pid || ')') AS scope,
-       p.requested_by, p.requested_at, p.valid_until, p.skip_expand, p.keep_data,
+       p.requested_by, p.requested_at,
+       -- NULL: no expiry (a standing approval stored with 'infinity', which some drivers cannot read)
+       NULLIF(p.valid_until, 'infinity') AS valid_until, p.skip_expand, p.keep_data,
        p.approved_by, p.approved_at, p.rejected_by, p.reject_reason, p.ended_at,
        (SELECT count(*) FROM migsafe.phase_use u WHERE u.phase_id = p.id) AS statements_approved,
        (SELECT array_agg(u.statement ORDER BY u.used_at) FROM migsafe.phase_use u WHERE u.phase_id = p.id) AS statements,
-       p.deploy
+       p.deploy, p.older_than
   FROM migsafe.phase p;
 
 GRANT SELECT ON migsafe.phases TO migsafe_admin, migsafe_approver, migsafe_auditor;
@@ -397,7 +402,7 @@ $$;
 CREATE FUNCTION migsafe.current_phase()
 RETURNS TABLE (id bigint, kind text, name text, objects text[], valid_until timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-  SELECT p.id, p.kind, p.name, p.objects, p.valid_until FROM migsafe.phase p
+  SELECT p.id, p.kind, p.name, p.objects, NULLIF(p.valid_until, 'infinity') FROM migsafe.phase p
    WHERE migsafe._state(p) = 'active'
      AND ((p.for_role IS NULL AND p.session_pid = pg_backend_pid())
           OR p.for_role = session_user OR p.for_role = current_user)
@@ -494,6 +499,111 @@ BEGIN
   RETURN p_id;
 END
 $$;
+
+-- Standing approvals (docs/tools.md): a maintenance role (pg_partman's retention)
+-- may drop or detach the partitions of one partitioned table whose range ended at
+-- least `older_than` ago, every day, without a phase per run. Granted by an approver
+-- (and, with migsafe.require_approval, approved by a second one: migsafe.approve(id));
+-- no expiry unless valid_for says; revoked with migsafe.end_phase(id); every statement
+-- it approves is in migsafe.phase_use and the audit log.
+CREATE FUNCTION migsafe.grant_standing_approval(
+  name text,
+  for_role name,
+  parent text,
+  older_than interval,
+  partitions text DEFAULT NULL,
+  reason text DEFAULT NULL,
+  valid_for interval DEFAULT NULL,
+  keep_data boolean DEFAULT true
+) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  caller name := session_user;
+  parts text[];
+  rel oid;
+  ident text;
+  pt record;
+  key_type oid;
+  entry text;
+  p_id bigint;
+  initial_state text := 'active';
+BEGIN
+  PERFORM migsafe._require_primary('migsafe.grant_standing_approval()');
+  -- The caller's right first: nothing below runs for a caller who may not grant one.
+  PERFORM migsafe._require_approver('grant a standing approval');
+  IF name IS NULL OR btrim(name) = '' THEN
+    RAISE EXCEPTION 'pg_migsafe: a standing approval needs a name' USING ERRCODE = '22023';
+  END IF;
+  IF for_role IS NULL THEN
+    RAISE EXCEPTION 'pg_migsafe: a standing approval is for one role (for_role => ...)' USING ERRCODE = '22023';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = for_role) THEN
+    RAISE EXCEPTION 'role "%" does not exist', for_role USING ERRCODE = '42704';
+  END IF;
+  IF older_than IS NULL OR older_than <= interval '0' THEN
+    RAISE EXCEPTION 'pg_migsafe: older_than must be a positive interval, not %', coalesce(older_than::text, 'NULL')
+      USING ERRCODE = '22023', HINT = 'The retention: e.g. older_than => ''30 days'' covers partitions whose range ended 30 days ago or earlier.';
+  END IF;
+  IF valid_for IS NOT NULL AND valid_for <= interval '0' THEN
+    RAISE EXCEPTION 'pg_migsafe: valid_for must be positive (or NULL: no expiry), not %', valid_for USING ERRCODE = '22023';
+  END IF;
+  IF keep_data IS NULL THEN
+    RAISE EXCEPTION 'pg_migsafe: keep_data must not be NULL' USING ERRCODE = '22004';
+  END IF;
+  -- The partitioned table, schema-qualified (no search_path here), as the catalog has it.
+  BEGIN
+    parts := parse_ident(coalesce(parent, ''));
+  EXCEPTION WHEN invalid_parameter_value THEN
+    parts := NULL;
+  END;
+  IF cardinality(parts) IS DISTINCT FROM 2 THEN
+    RAISE EXCEPTION 'pg_migsafe: parent must be a schema-qualified table name (e.g. public.events), not "%"', coalesce(parent, 'NULL')
+      USING ERRCODE = '22023';
+  END IF;
+  SELECT c.oid, format('%I.%I', n.nspname, c.relname) INTO rel, ident
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = parts[1] AND c.relname = parts[2];
+  IF rel IS NULL THEN
+    RAISE EXCEPTION 'table "%" does not exist', parent USING ERRCODE = '42P01';
+  END IF;
+  SELECT p.partstrat, p.partnatts, p.partattrs[0] AS attnum INTO pt
+    FROM pg_catalog.pg_partitioned_table p WHERE p.partrelid = rel;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'pg_migsafe: % is not a partitioned table', ident USING ERRCODE = '42809';
+  END IF;
+  SELECT a.atttypid INTO key_type FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum = pt.attnum;
+  IF pt.partstrat <> 'r' OR pt.partnatts <> 1 OR pt.attnum = 0
+     OR key_type NOT IN ('pg_catalog.date'::pg_catalog.regtype, 'pg_catalog.timestamp'::pg_catalog.regtype,
+                         'pg_catalog.timestamptz'::pg_catalog.regtype) THEN
+    RAISE EXCEPTION 'pg_migsafe: % is not partitioned by range on one date or timestamp column', ident
+      USING ERRCODE = '22023',
+            DETAIL = format('Partition key: %s.', pg_catalog.pg_get_partkeydef(rel)),
+            HINT = 'A standing approval covers partitions by where their range ends in time.';
+  END IF;
+  entry := migsafe._standing_entry(ident, partitions);
+  IF current_setting('migsafe.require_approval')::boolean THEN
+    initial_state := 'pending';
+  END IF;
+  INSERT INTO migsafe.phase (kind, name, reason, objects, for_role, requested_by, valid_until,
+                             skip_expand, keep_data, state, deploy, older_than)
+  VALUES ('standing', name, reason, ARRAY[entry], for_role, caller,
+          CASE WHEN valid_for IS NULL THEN 'infinity'::timestamptz ELSE clock_timestamp() + valid_for END,
+          true, keep_data, initial_state, true, older_than)
+  RETURNING id INTO p_id;
+  INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail)
+  VALUES (p_id, 'requested', caller, reason);
+  IF initial_state = 'active' THEN
+    INSERT INTO migsafe.phase_event (phase_id, event, by_role, detail)
+    VALUES (p_id, 'opened', caller, format('standing: %s, older than %s', entry, older_than));
+  END IF;
+  RETURN p_id;
+END
+$$;
+
+REVOKE ALL ON FUNCTION migsafe.grant_standing_approval(text, name, text, interval, text, text, interval, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION migsafe.grant_standing_approval(text, name, text, interval, text, text, interval, boolean)
+  TO migsafe_admin, migsafe_approver;
+REVOKE ALL ON FUNCTION migsafe._standing_entry(text, text) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION migsafe._spent_phases_for_session(name, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION migsafe._phases_for_session(name, name), migsafe._record_use(bigint, name, text[], text[], text),

@@ -145,8 +145,15 @@ BEGIN
     RETURN 'it is not an ordinary table';
   ELSIF c.relpersistence = 't' THEN
     RETURN 'it is a temporary table';
-  ELSIF c.relispartition OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = rel OR inhparent = rel) THEN
-    RETURN 'it takes part in inheritance or partitioning';
+  ELSIF c.relispartition AND EXISTS (
+          SELECT 1 FROM pg_catalog.pg_partition_ancestors(rel) a
+            JOIN pg_catalog.pg_constraint k ON k.confrelid = a.relid AND k.contype = 'f') THEN
+    -- A partition is detached first (and attached again by undrop); with foreign keys
+    -- pointing at its table, detaching would check or fail where the DROP does not.
+    RETURN 'foreign keys reference its partitioned table';
+  ELSIF (NOT c.relispartition AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = rel))
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = rel) THEN
+    RETURN 'it takes part in inheritance';
   ELSIF EXISTS (SELECT 1 FROM pg_catalog.pg_depend WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass
                    AND objid = rel AND deptype = 'e') THEN
     RETURN 'it belongs to an extension';
@@ -203,6 +210,21 @@ BEGIN
     ELSE
       PERFORM migsafe._internal(format('DROP %s IF EXISTS %s CASCADE', upper(d.kind), d.name));
     END IF;
+  END LOOP;
+  -- A partition leaves its table first, as the DROP would take it out (under the
+  -- ACCESS EXCLUSIVE lock on the partitioned table that DROP takes too); undrop
+  -- attaches it again with the same bounds, as the partitioned table's owner.
+  FOR o IN SELECT p.oid AS parent, format('%I.%I', pn.nspname, p.relname) AS parent_name,
+                  pg_catalog.pg_get_userbyid(p.relowner) AS owner,
+                  pg_catalog.pg_get_expr(cl.relpartbound, cl.oid) AS bound
+             FROM pg_catalog.pg_class cl
+             JOIN pg_catalog.pg_inherits i ON i.inhrelid = cl.oid
+             JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+             JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+            WHERE cl.oid = rel AND cl.relispartition LOOP
+    deps := deps || jsonb_build_object('kind', 'partition of', 'name', o.parent_name, 'level', 0, 'owner', o.owner,
+                                       'sql', format('ALTER TABLE %s ATTACH PARTITION %I.%I %s', o.parent_name, c.nspname, c.relname, o.bound));
+    PERFORM migsafe._internal(format('ALTER TABLE %s DETACH PARTITION %I.%I', o.parent_name, c.nspname, c.relname));
   END LOOP;
   -- Its own foreign keys would keep constraining other tables: they go, and come back.
   FOR o IN SELECT k.conname, pg_get_constraintdef(k.oid) AS def FROM pg_catalog.pg_constraint k

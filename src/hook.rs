@@ -10,12 +10,12 @@
 
 use crate::audit::backend as audit;
 use crate::engine::audit::DecisionKind;
-use crate::engine::phase::{approving_phase, target_of, Target};
+use crate::engine::phase::{approving_phase, target_of, PhaseKind, Target};
 use crate::engine::policy::{
     approvable, approval_call, decide, refusal_note, render_approval, render_refusal,
     render_standby_refusal, render_warning, spent_note, Decision, Finding, Mode, Settings,
 };
-use crate::engine::rules::Severity;
+use crate::engine::rules::{RuleId, Severity};
 use crate::guc;
 use crate::phase;
 use crate::recycle;
@@ -177,7 +177,18 @@ fn refuse_or_approve(
         let rules: Vec<&str> = approved.iter().map(|f| f.rule.id.as_str()).collect();
         phase::record_use(p.id, &rules, &targets, text);
         recycle::note_approval(p.id);
-        let notice = render_approval(&approved, &format!("contract phase {} ({})", p.id, p.name));
+        if p.kind == PhaseKind::Standing {
+            for f in &approved {
+                if let (RuleId::DetachPartition, Some(part)) = (f.rule.id, &f.partition) {
+                    crate::stmt::partition::note_detached(part);
+                }
+            }
+        }
+        let by = match p.kind {
+            PhaseKind::Standing => "standing approval",
+            _ => "contract phase",
+        };
+        let notice = render_approval(&approved, &format!("{by} {} ({})", p.id, p.name));
         let mut out = vec![PgReport::new(pg_sys::NOTICE, SQLSTATE_APPROVED, &notice)];
         out.extend(
             fs.iter()

@@ -2,7 +2,10 @@
 //! phases that may approve a statement, and recording their use. The matching itself
 //! is `engine::phase`; the tables and SQL functions are in sql/phases.sql.
 
-use crate::engine::phase::{parse_pattern, ActivePhase, ObjectPattern, PhaseKind, Target};
+use crate::engine::phase::{
+    parse_pattern, parse_standing_entry, standing_entry, ActivePhase, ObjectPattern, PhaseKind,
+    Standing, Target,
+};
 use crate::pgutil::role_name;
 use crate::spi::{self, As};
 use pgrx::pg_sys;
@@ -11,7 +14,7 @@ use pgrx::prelude::*;
 pgrx::extension_sql_file!(
     "../sql/phases.sql",
     name = "phases",
-    requires = [check_objects]
+    requires = [check_objects, standing_entry_sql]
 );
 
 /// Every object entry of `patterns` (not wildcards) that names nothing existing: the
@@ -177,6 +180,26 @@ fn spelling_for(identity: &str) -> Option<String> {
     )
 }
 
+/// The object entry of a standing approval (`partitions of public.events`), written
+/// by the engine so that the hook reads back what migsafe.grant_standing_approval()
+/// stored.
+#[pg_extern(name = "_standing_entry", immutable, parallel_safe)]
+fn standing_entry_sql(parent: &str, partitions: Option<&str>) -> String {
+    if let Some(p) = partitions {
+        // A schema-qualified relation name or pattern (public.events_p*), nothing else.
+        let ok = parse_pattern(p)
+            .is_ok_and(|o| o.kind.is_none() && o.identity_parts() == 2 && !p.contains(" of "));
+        if !ok {
+            pgrx::ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("pg_migsafe: partitions must be a schema-qualified name or pattern (e.g. public.events_p*), not \"{p}\"")
+            );
+        }
+    }
+    standing_entry(parent, partitions.map(str::trim))
+}
+
 /// Most entries a phase may list.
 const MAX_OBJECTS: usize = 10_000;
 
@@ -277,22 +300,57 @@ pub fn session_phases() -> Vec<(ActivePhase, bool)> {
                 let Some(kind) = PhaseKind::parse(&kind) else {
                     continue;
                 };
-                let objects = objects
-                    .iter()
-                    .filter_map(|o| parse_pattern(o).ok())
-                    .collect();
+                // A standing approval's one entry is its condition, not an object.
+                let standing = match kind {
+                    PhaseKind::Standing => objects
+                        .first()
+                        .and_then(|e| parse_standing_entry(e))
+                        .zip(standing_cutoff(id))
+                        .map(|((parent, partitions), cutoff)| Standing {
+                            parent,
+                            partitions,
+                            cutoff,
+                        }),
+                    _ => None,
+                };
+                if kind == PhaseKind::Standing && standing.is_none() {
+                    continue;
+                }
+                let objects = if kind == PhaseKind::Standing {
+                    Vec::new()
+                } else {
+                    objects
+                        .iter()
+                        .filter_map(|o| parse_pattern(o).ok())
+                        .collect()
+                };
                 out.push((
                     ActivePhase {
                         id,
                         kind,
                         name,
                         objects,
+                        standing,
                     },
                     for_role,
                 ));
             }
             Ok(out)
         },
+    )
+}
+
+/// A standing approval's cutoff: now() minus its older_than, in microseconds since
+/// 1970, by the server's interval arithmetic (months and days as PostgreSQL counts
+/// them). A query of its own, run only for a standing approval, which exists only in a
+/// database whose pg_migsafe schema has the column (0.6.0 on).
+fn standing_cutoff(id: i64) -> Option<i64> {
+    spi::one::<i64>(
+        As::Superuser,
+        "SELECT (pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) p.older_than) \
+                 OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 \
+           FROM migsafe.phase p WHERE p.id OPERATOR(pg_catalog.=) $1",
+        &[id.into()],
     )
 }
 
@@ -323,6 +381,7 @@ pub fn spent_phases() -> Vec<(ActivePhase, String)> {
                             .iter()
                             .filter_map(|o| parse_pattern(o).ok())
                             .collect(),
+                        standing: None,
                     },
                     row.get::<String>(5)?.unwrap_or_default(),
                 ));

@@ -167,6 +167,58 @@ mod tests {
     /// Rust (which pin it around every query, src/spi.rs), migsafe.dry_run() (the
     /// user's statements, resolved as a real run would) and migsafe._key() (inlined
     /// into the catalog reader; every name in it is qualified).
+    /// Where a partition's range ends (standing approvals), for each kind of bound.
+    #[pg_test]
+    fn a_partition_ends_where_its_bound_says() {
+        Spi::run(
+            "CREATE TABLE p_tz (at timestamptz) PARTITION BY RANGE (at);
+             CREATE TABLE p_tz_1 PARTITION OF p_tz FOR VALUES FROM ('2020-01-01 00:00+00') TO ('2020-02-01 00:00+00');
+             CREATE TABLE p_tz_max PARTITION OF p_tz FOR VALUES FROM ('2020-02-01 00:00+00') TO (MAXVALUE);
+             CREATE TABLE p_tz_def PARTITION OF p_tz DEFAULT;
+             CREATE TABLE p_ts (at timestamp) PARTITION BY RANGE (at);
+             CREATE TABLE p_ts_1 PARTITION OF p_ts FOR VALUES FROM ('2020-01-01') TO ('2020-01-02 12:00');
+             CREATE TABLE p_d (d date) PARTITION BY RANGE (d);
+             CREATE TABLE p_d_1 PARTITION OF p_d FOR VALUES FROM ('2019-12-31') TO ('2020-01-01');
+             CREATE TABLE p_i (id int) PARTITION BY RANGE (id);
+             CREATE TABLE p_i_1 PARTITION OF p_i FOR VALUES FROM (1) TO (10);
+             CREATE TABLE p_l (k text) PARTITION BY LIST (k);
+             CREATE TABLE p_l_1 PARTITION OF p_l FOR VALUES IN ('a');
+             CREATE TABLE p_two (a date, b int) PARTITION BY RANGE (a, b);
+             CREATE TABLE p_two_1 PARTITION OF p_two FOR VALUES FROM ('2000-01-01', 0) TO ('2000-02-01', 0);",
+        )
+        .unwrap();
+        Spi::run("CREATE SCHEMA \"Odd Schema\"; CREATE TABLE \"Odd Schema\".\"Ev\" (at date) PARTITION BY RANGE (at);
+                  CREATE TABLE \"Odd Schema\".\"Ev 1\" PARTITION OF \"Odd Schema\".\"Ev\" FOR VALUES FROM ('2020-01-01') TO ('2020-01-02')")
+            .unwrap();
+        let fact = |name: &str| {
+            let oid = Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{name}'::regclass::oid"))
+                .unwrap()
+                .unwrap();
+            unsafe { crate::stmt::partition::fact(oid) }
+        };
+        // 2020-02-01 00:00 UTC in microseconds since 1970.
+        const FEB_2020: i64 = 1_580_515_200_000_000;
+        let f = fact("p_tz_1").unwrap();
+        assert_eq!(
+            (f.partition.as_str(), f.parent.as_str(), f.ends),
+            ("public.p_tz_1", "public.p_tz", Some(FEB_2020))
+        );
+        assert_eq!(fact("p_tz_max").unwrap().ends, None);
+        assert_eq!(fact("p_tz_def").unwrap().ends, None);
+        // timestamp and date bounds are read as UTC, whatever the session's TimeZone.
+        Spi::run("SET LOCAL TimeZone = 'Pacific/Kiritimati'").unwrap();
+        assert_eq!(fact("p_ts_1").unwrap().ends, Some(1_577_966_400_000_000)); // 2020-01-02 12:00 UTC
+        assert_eq!(fact("p_d_1").unwrap().ends, Some(1_577_836_800_000_000)); // 2020-01-01 UTC
+        assert_eq!(fact("p_i_1").unwrap().ends, None);
+        assert_eq!(fact("p_l_1").unwrap().ends, None);
+        assert_eq!(fact("p_two_1").unwrap().ends, None);
+        let odd = fact("\"Odd Schema\".\"Ev 1\"").unwrap();
+        assert_eq!(odd.partition, "\"Odd Schema\".\"Ev 1\"");
+        assert_eq!(odd.parent, "\"Odd Schema\".\"Ev\"");
+        // Not a partition.
+        assert!(fact("p_tz").is_none());
+    }
+
     #[pg_test]
     fn every_sql_function_pins_its_search_path() {
         let unpinned: Vec<String> = Spi::connect(|c| {

@@ -1110,6 +1110,10 @@ impl Classifier {
                     if cascade {
                         d.dependents = self.cascade_dependents(&o.addr);
                     }
+                    if t == OBJECT_TABLE && o.addr.classId == pg_sys::RelationRelationId {
+                        d.partition = super::partition::fact(o.addr.objectId)
+                            .or_else(|| super::partition::detached(identity(&o.display)));
+                    }
                     if t == OBJECT_TRIGGER {
                         // The table it is on, from the catalog (a name may contain " on ").
                         if let Some(table) = trigger_table(o.addr.objectId) {
@@ -1491,12 +1495,15 @@ impl Classifier {
         } else {
             self.object_target(t, (*s).object)
         };
-        self.findings.extend(renames::set_schema(
-            &target,
-            &newschema,
-            into_migsafe,
-            pg_migsafe,
-        ));
+        let mut found = renames::set_schema(&target, &newschema, into_migsafe, pg_migsafe);
+        // A partition a standing approval detached in this transaction: its move
+        // (pg_partman's retention_schema) is judged by the same approval.
+        for f in found.iter_mut() {
+            if f.rule.id == RuleId::SetSchema && t == OBJECT_TABLE {
+                f.partition = super::partition::detached(identity(&f.object));
+            }
+        }
+        self.findings.extend(found);
     }
 
     unsafe fn alter_domain(&mut self, s: *mut pg_sys::AlterDomainStmt) {
@@ -1732,6 +1739,7 @@ impl Classifier {
             }
         };
         let relkind = table.map(|t| pg_sys::get_rel_relkind(t.addr.objectId) as u8);
+        let own_identity = table.map(|t| identity(&t.display).to_string());
         let st = (*cmd).subtype;
         let change = match st {
             AT_AddColumn | AT_AddColumnToView => {
@@ -1861,6 +1869,19 @@ impl Classifier {
                         rv_name((*pc).name)
                     },
                     concurrently: detach_concurrently((*cmd).def),
+                    fact: if pc.is_null() || (*pc).name.is_null() {
+                        None
+                    } else {
+                        super::partition::fact(pg_sys::RangeVarGetRelidExtended(
+                            (*pc).name,
+                            pg_sys::NoLock as _,
+                            pg_sys::RVROption::RVR_MISSING_OK,
+                            None,
+                            std::ptr::null_mut(),
+                        ))
+                        // Only a partition of the table the statement alters.
+                        .filter(|f| Some(&f.parent) == own_identity.as_ref())
+                    },
                 })
             }
             // FINALIZE completes an interrupted DETACH … CONCURRENTLY: the safe form.

@@ -4,6 +4,7 @@
 //! - `parse` — SQL text into parse trees, split as the server splits it;
 //! - `classify` — the classifier: a statement's findings for the hook and check();
 //! - `reach` — what a statement reaches in the schema model (the automatic snapshot);
+//! - `partition` — a partition's table and where its range ends (standing approvals);
 //! - `txn` — statements that cannot run inside a transaction block;
 //! - `kind` — the hook's fast path and what its bookkeeping reads;
 //! - `secrets` — which statements carry credentials (for the audit log's redaction);
@@ -18,6 +19,7 @@ pub mod kind;
 pub mod locks;
 pub mod nodes;
 pub mod parse;
+pub mod partition;
 pub mod reach;
 pub mod secrets;
 pub mod targets;

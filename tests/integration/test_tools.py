@@ -188,3 +188,105 @@ def test_a_squatted_migsafe_schema_is_never_used_with_raised_privileges(cluster)
         assert run(s, "ALTER TABLE app_s.t ADD COLUMN c int").ok
     with cluster.connect() as c:
         assert one(c, "SELECT rolsuper FROM pg_roles WHERE rolname = 'squatter'") is False
+
+
+# pg_cron and pgaudit keep working: a cluster that preloads both before pg_migsafe
+# (pgaudit first: pg_migsafe's hook runs first and passes on to pgaudit's), as the
+# Debian packages postgresql-15-cron and postgresql-15-pgaudit install them.
+CRON = "/usr/share/postgresql/15/extension/pg_cron.control"
+PGAUDIT = "/usr/share/postgresql/15/extension/pgaudit.control"
+
+
+@pytest.fixture(scope="module")
+def tools_cluster():
+    if not (os.path.exists(CRON) and os.path.exists(PGAUDIT)):
+        pytest.skip("pg_cron and pgaudit are installed by make test (tests/tools/deps.sh)")
+    import conftest
+    from pgcluster import Cluster
+    c = Cluster("tools", preload="pgaudit,pg_cron,pg_migsafe",
+                settings={"cron.use_background_workers": "on", "pgaudit.log": "'ddl'",
+                          "pgaudit.log_level": "log"})
+    conftest._clusters["tools"] = c          # destroyed, and its log checked for crashes, at the end
+    with c.connect() as conn:
+        conn.execute("CREATE EXTENSION pg_migsafe")
+        conn.execute("CREATE EXTENSION pgaudit")
+        conn.execute("CREATE EXTENSION pg_cron")
+        conn.execute("CREATE ROLE cron_job LOGIN")
+        conn.execute("GRANT USAGE ON SCHEMA cron TO cron_job; GRANT CREATE ON SCHEMA public TO cron_job")
+    return c
+
+
+def test_pgaudit_logs_the_drop_that_went_to_the_recycle_bin(tools_cluster):
+    c = tools_cluster
+    with c.connect() as conn:
+        conn.execute("CREATE TABLE audited_t (id int PRIMARY KEY); INSERT INTO audited_t VALUES (1)")
+        conn.execute("SELECT migsafe.begin_phase('contract', 'drop-audited', objects => ARRAY['public.audited_t'], "
+                     "skip_expand => true)")
+        mark = len(c.log_text())
+        cur = conn.execute("DROP TABLE audited_t")
+        assert cur.statusmessage == "DROP TABLE"              # the client's tag, as for a real drop
+        assert "moved to the recycle bin" in " ".join(n.message_primary for n in conn.notices)
+        assert one(conn, "SELECT count(*) FROM migsafe.recycle WHERE table_name = 'audited_t'") == 1
+        conn.execute("SELECT migsafe.end_phase()")
+        # The data is in the recycle bin, and the DROP itself is in pgaudit's log.
+        stored = one(conn, "SELECT stored_as FROM migsafe.recycle WHERE table_name = 'audited_t'")
+        assert one(conn, f"SELECT count(*) FROM migsafe_recycle.{stored}") == 1
+    deadline = time.time() + 10
+    while time.time() < deadline and "DROP TABLE audited_t" not in c.log_text()[mark:]:
+        time.sleep(0.1)
+    audit = [l for l in c.log_text()[mark:].splitlines() if "AUDIT: SESSION" in l]
+    assert any(",DDL,DROP TABLE," in l and "DROP TABLE audited_t" in l for l in audit), audit
+    # The moves are pg_migsafe's own and are logged as what they are.
+    assert any(",DDL,ALTER TABLE," in l and "SET SCHEMA migsafe_recycle" in l for l in audit), audit
+    # A refused DROP is not logged as done.
+    with c.connect() as conn:
+        conn.execute("CREATE TABLE kept_t (id int)")
+        mark = len(c.log_text())
+        assert run(conn, "DROP TABLE kept_t").sqlstate == "MS001"
+    assert not [l for l in c.log_text()[mark:].splitlines() if "AUDIT:" in l and "DROP TABLE kept_t" in l]
+
+
+def test_pg_cron_jobs_run_under_enforcement(tools_cluster):
+    """A cron job (its own role, a background worker) runs additive DDL; a destructive
+    job is refused and says so in cron.job_run_details; with a standing approval for
+    the job's role, retention runs."""
+    c = tools_cluster
+    with c.connect() as conn:
+        conn.execute("CREATE TABLE public.jobs_log (at timestamptz NOT NULL, msg text) PARTITION BY RANGE (at);"
+                     "CREATE TABLE public.jobs_log_2000 PARTITION OF public.jobs_log FOR VALUES FROM ('2000-01-01') TO ('2000-02-01');"
+                     "CREATE TABLE public.jobs_log_2999 PARTITION OF public.jobs_log FOR VALUES FROM ('2999-01-01') TO ('2999-02-01');"
+                     "ALTER TABLE public.jobs_log OWNER TO cron_job; ALTER TABLE public.jobs_log_2000 OWNER TO cron_job;"
+                     "ALTER TABLE public.jobs_log_2999 OWNER TO cron_job; INSERT INTO public.jobs_log VALUES ('2000-01-02', 'old');"
+                     "CREATE TABLE public.victim (id int); ALTER TABLE public.victim OWNER TO cron_job")
+        conn.execute("SELECT migsafe.grant_standing_approval('jobs-log-retention', 'cron_job', 'public.jobs_log', '1 year')")
+    with c.connect(user="cron_job") as conn:
+        conn.execute("SELECT cron.schedule('add', '* * * * *', 'CREATE TABLE IF NOT EXISTS public.cron_made (id int)')")
+        conn.execute("SELECT cron.schedule('retention', '* * * * *', 'DROP TABLE IF EXISTS public.jobs_log_2000')")
+        conn.execute("SELECT cron.schedule('destroy', '* * * * *', 'DROP TABLE public.victim')")
+    deadline = time.time() + 130
+    with c.connect() as conn:
+        while time.time() < deadline:
+            done = dict(conn.execute("SELECT j.jobname, max(d.status) FROM cron.job j JOIN cron.job_run_details d "
+                                     "ON d.jobid = j.jobid WHERE d.status IN ('succeeded', 'failed') GROUP BY 1").fetchall())
+            if len(done) == 3:
+                break
+            time.sleep(1)
+        assert done == {"add": "succeeded", "retention": "succeeded", "destroy": "failed"}, done
+        msg = one(conn, "SELECT d.return_message FROM cron.job_run_details d JOIN cron.job j USING (jobid) "
+                        "WHERE j.jobname = 'destroy' AND d.status = 'failed' LIMIT 1")
+        assert "pg_migsafe refused drop-table on table public.victim" in msg
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job")
+        assert one(conn, "SELECT to_regclass('public.cron_made') IS NOT NULL") is True
+        assert one(conn, "SELECT to_regclass('public.victim') IS NOT NULL") is True
+        assert one(conn, "SELECT to_regclass('public.jobs_log_2000') IS NULL") is True
+        assert one(conn, "SELECT count(*) FROM migsafe.recycle WHERE table_name = 'jobs_log_2000'") == 1
+        # The audit log has each job's statements, under the job's role.
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            n = one(conn, "SELECT count(DISTINCT decision) FROM migsafe.statements WHERE \"session_user\" = 'cron_job'")
+            if n == 3:
+                break
+            time.sleep(0.2)
+        assert sorted(r[0] for r in conn.execute(
+            "SELECT DISTINCT decision FROM migsafe.statements WHERE \"session_user\" = 'cron_job'").fetchall()) \
+            == ["allowed", "approved", "refused"]

@@ -14,7 +14,7 @@ import pytest
 from conftest import new_db, run
 
 OLD = "0.1.0"
-RELEASES = ["0.1.0", "0.2.0", "0.3.0", "0.4.0"]
+RELEASES = ["0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0"]
 
 # One row per object of the extension's schemas, with everything a user of the
 # extension depends on; an upgraded database and a fresh one must give the same rows.
