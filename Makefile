@@ -10,7 +10,7 @@ PGRX_TEST_DATA := $(TMPBASE)/pgrx-test-data
 DEMO_DIR := $(TMPBASE)/demo
 PYTEST := .venv/bin/pytest
 
-.PHONY: all deps build install test pgtest integration regress-compare demo demo-stop bench bench-audit docs fmt lint check-versions check-migrations clean
+.PHONY: all deps build install package test pgtest integration regress-compare demo demo-stop bench bench-audit docs fmt lint check-versions check-migrations clean
 
 all: build
 
@@ -26,6 +26,11 @@ build: deps
 install: deps
 	cargo pgrx install --pg-config $(PG_CONFIG) --no-default-features --features $(PG_FEATURE)
 	install -m 644 sql/released/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
+
+# Release artefacts for PG_MAJOR (a release build): a tarball and a .deb in dist/
+# (tests/tools/package.sh, docs/ci.md).
+package: deps
+	bash tests/tools/package.sh
 
 # The pull-request check (docs/ci.md): the .sql files of DIR added since the git ref
 # SINCE are dry-run on a throwaway cluster after the others; exits 1 on a destructive

@@ -51,8 +51,11 @@ BUGS = []
 
 
 class Cluster:
-    def __init__(self, name, preload="pg_migsafe", settings=None):
+    def __init__(self, name, preload="pg_migsafe", settings=None, bindir=None):
         self.name = name
+        # The server's binaries: the installed server's, or another tree (a package
+        # under test, another PostgreSQL major).
+        self.bin = bindir or PGBIN
         base = os.environ.get("MIGSAFE_TEST_TMP", tempfile.gettempdir())
         self.dir = tempfile.mkdtemp(prefix=f"migsafe-{name}-", dir=base)
         os.chmod(self.dir, 0o755)
@@ -63,7 +66,7 @@ class Cluster:
         self.port = None
         self.preload = preload
         self.settings = dict(settings or {})
-        r = _as_user([f"{PGBIN}/initdb", "-D", self.data, "-U", "postgres", "-A", "trust",
+        r = _as_user([f"{self.bin}/initdb", "-D", self.data, "-U", "postgres", "-A", "trust",
                       "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed: {r.stdout}{r.stderr}")
@@ -97,12 +100,12 @@ class Cluster:
     def start(self):
         self.port = free_port()
         self._write_conf()
-        r = _as_user([f"{PGBIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start"])
+        r = _as_user([f"{self.bin}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start"])
         if r.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed: {r.stdout}{r.stderr}\n{self.log_text()[-3000:]}")
 
     def stop(self):
-        _as_user([f"{PGBIN}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"])
+        _as_user([f"{self.bin}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"])
 
     def restart(self, preload=None):
         self.stop()
