@@ -340,14 +340,48 @@ pub fn session_phases() -> Vec<(ActivePhase, bool)> {
     )
 }
 
+/// The standing approval (active or pending, any role) whose partitioned table is
+/// `parent`, as `standing approval 3 (events-retention)`: an existing table attached to
+/// it needs an approval. Read as the superuser (the phase tables are not the caller's).
+pub fn standing_approval_of(parent: &str) -> Option<String> {
+    if !available() {
+        return None;
+    }
+    let rows: Vec<(i64, String, String)> = spi::select(
+        As::Superuser,
+        "SELECT p.id, p.name, p.objects[1] FROM migsafe.phase p \
+          WHERE p.kind OPERATOR(pg_catalog.=) 'standing' \
+            AND p.state OPERATOR(pg_catalog.=) ANY ('{active,pending}'::pg_catalog.text[]) \
+            AND p.valid_until OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp() \
+          ORDER BY p.id",
+        &[],
+        |rows| {
+            let mut out = Vec::new();
+            for row in rows {
+                out.push((
+                    row.get::<i64>(1)?.unwrap_or(0),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                ));
+            }
+            Ok(out)
+        },
+    );
+    rows.into_iter()
+        .find(|(_, _, entry)| parse_standing_entry(entry).is_some_and(|(p, _)| p == parent))
+        .map(|(id, name, _)| format!("standing approval {id} ({name})"))
+}
+
 /// A standing approval's cutoff: now() minus its older_than, in microseconds since
 /// 1970, by the server's interval arithmetic (months and days as PostgreSQL counts
-/// them). A query of its own, run only for a standing approval, which exists only in a
+/// them) in UTC, whatever the session's TimeZone (a month back from 31 March is 28
+/// February in UTC; in another zone it could be 1 March). A query of its own, run only for a standing approval, which exists only in a
 /// database whose pg_migsafe schema has the column (0.6.0 on).
 fn standing_cutoff(id: i64) -> Option<i64> {
     spi::one::<i64>(
         As::Superuser,
-        "SELECT (pg_catalog.date_part('epoch', pg_catalog.now() OPERATOR(pg_catalog.-) p.older_than) \
+        "SELECT (pg_catalog.date_part('epoch', (pg_catalog.timezone('UTC', pg_catalog.now()) \
+                                                  OPERATOR(pg_catalog.-) p.older_than)) \
                  OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 \
            FROM migsafe.phase p WHERE p.id OPERATOR(pg_catalog.=) $1",
         &[id.into()],

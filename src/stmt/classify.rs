@@ -1112,7 +1112,7 @@ impl Classifier {
                     }
                     if t == OBJECT_TABLE && o.addr.classId == pg_sys::RelationRelationId {
                         d.partition = super::partition::fact(o.addr.objectId)
-                            .or_else(|| super::partition::detached(identity(&o.display)));
+                            .or_else(|| super::partition::detached(o.addr.objectId));
                     }
                     if t == OBJECT_TRIGGER {
                         // The table it is on, from the catalog (a name may contain " on ").
@@ -1498,9 +1498,12 @@ impl Classifier {
         let mut found = renames::set_schema(&target, &newschema, into_migsafe, pg_migsafe);
         // A partition a standing approval detached in this transaction: its move
         // (pg_partman's retention_schema) is judged by the same approval.
-        for f in found.iter_mut() {
-            if f.rule.id == RuleId::SetSchema && t == OBJECT_TABLE {
-                f.partition = super::partition::detached(identity(&f.object));
+        if t == OBJECT_TABLE && !(*s).relation.is_null() {
+            if let Some(o) = self.rel((*s).relation) {
+                let fact = super::partition::detached(o.addr.objectId);
+                for f in found.iter_mut().filter(|f| f.rule.id == RuleId::SetSchema) {
+                    f.partition = fact.clone();
+                }
             }
         }
         self.findings.extend(found);
@@ -1913,6 +1916,14 @@ impl Classifier {
                             .is_none_or(|p| !self.known_empty(p.addr.objectId)),
                     default_rows: !skip
                         && table.is_some_and(|t| self.populated_default_partition(t.addr.objectId)),
+                    // An existing table put under a standing approval's retention.
+                    standing: match (&part, &own_identity) {
+                        (Some(p), Some(parent)) if !index && !new => {
+                            crate::phase::standing_approval_of(parent)
+                                .map(|approval| (identity(&p.display).to_string(), approval))
+                        }
+                        _ => None,
+                    },
                 })
             }
             AT_DropInherit => {

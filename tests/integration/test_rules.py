@@ -10,8 +10,8 @@ import pytest
 from conftest import REFUSED, get_cluster, mode, new_db, run
 
 # Rules whose examples need superuser rights (DROP OWNED BY another role, owning
-# the extension, GRANT on the extension's functions).
-SUPERUSER_ONLY = {"drop-owned", "protect-extension", "protect-schema"}
+# the extension, GRANT on the extension's functions, granting a standing approval).
+SUPERUSER_ONLY = {"drop-owned", "protect-extension", "protect-schema", "attach-under-standing-approval"}
 # Statements that cannot run inside a transaction block: no lock check.
 NOT_IN_TRANSACTION = {"vacuum-full", "drop-database"}
 # Bad examples that fail by nature (the hazard is the failure): on the example data,

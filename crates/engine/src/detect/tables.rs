@@ -84,6 +84,10 @@ pub enum Change {
         rows: bool,
         /// The parent's default partition holds rows (then it is scanned too).
         default_rows: bool,
+        /// The partitioned table is under a standing approval: (the attached table's
+        /// identity, `standing approval 3 (events-retention)`). Attaching an existing
+        /// table then needs an approval.
+        standing: Option<(String, String)>,
     },
     NoInherit {
         parent: String,
@@ -169,15 +173,25 @@ pub fn alter_table(table: &str, change: &Change) -> Vec<Finding> {
             new,
             rows,
             default_rows,
+            standing,
         } => {
+            let mut out = Vec::new();
+            // An existing table put under a standing approval's retention.
+            if let (false, false, Some((attached, approval))) = (*index, *new, standing) {
+                out.push(
+                    Finding::new(known(RuleId::AttachUnderStanding), format!("table {attached}"))
+                        .fact(format!("The partitioned table {} is under {approval}", identity(table))),
+                );
+            }
             if *index || *new || !(*rows || *default_rows) {
-                return Vec::new();
+                return out;
             }
             let mut f = on(RuleId::AttachPartition, table).fact(format!("Partition {partition}"));
             if *default_rows {
                 f = f.fact("The default partition has rows: it is scanned too");
             }
-            vec![f]
+            out.push(f);
+            out
         }
         Change::NoInherit { parent } => {
             vec![on(RuleId::NoInherit, table).fact(format!("Parent {parent}"))]
@@ -335,6 +349,26 @@ mod tests {
     }
 
     #[test]
+    fn attaching_an_existing_table_under_a_standing_approval_is_destructive() {
+        let a = |new, standing: Option<&str>| Change::AttachPartition {
+            partition: "ledger".into(),
+            index: false,
+            new,
+            rows: false,
+            default_rows: false,
+            standing: standing.map(|s| ("public.ledger".to_string(), s.to_string())),
+        };
+        let approval = Some("standing approval 3 (events-retention)");
+        let fs = alter_table(T, &a(false, approval));
+        assert_eq!(ids(&fs), ["attach-under-standing-approval"]);
+        assert_eq!(fs[0].object, "table public.ledger");
+        // A table created in this transaction (pg_partman's CREATE + ATTACH), or no
+        // standing approval: nothing to approve.
+        assert!(alter_table(T, &a(true, approval)).is_empty());
+        assert!(alter_table(T, &a(false, None)).is_empty());
+    }
+
+    #[test]
     fn attach_is_judged_by_the_rows_it_must_scan() {
         let a = |index, new, rows, default_rows| Change::AttachPartition {
             partition: "public.events_2025".into(),
@@ -342,6 +376,7 @@ mod tests {
             new,
             rows,
             default_rows,
+            standing: None,
         };
         assert_eq!(
             ids(&alter_table(T, &a(false, false, true, false))),
