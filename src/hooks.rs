@@ -239,6 +239,7 @@ unsafe extern "C-unwind" fn migsafe_subxact_callback(
         return;
     }
     crate::autosnap::on_subxact_abort(my_subid);
+    crate::stmt::partition::on_subxact_abort(my_subid);
     crate::recycle::on_subxact_abort(my_subid);
     crate::audit::backend::on_subxact_abort(my_subid);
     crate::track::on_subxact_abort(my_subid);

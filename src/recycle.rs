@@ -438,7 +438,15 @@ unsafe fn drop_tables(
             }
             Named::Found(oid) => oid,
         };
-        if pg_sys::get_rel_relkind(oid) as u8 != b'r' {
+        let kind = pg_sys::get_rel_relkind(oid) as u8;
+        if kind == b'p' {
+            // A partitioned table (its partitions' rows too): kept nowhere. Said so.
+            let name = cstr(pg_sys::get_rel_name(oid)).unwrap_or_default();
+            pgrx::notice!(
+                "pg_migsafe: table \"{name}\" is dropped for good, not kept in the recycle bin: it is a partitioned table"
+            );
+            return false;
+        } else if kind != b'r' {
             return false; // the real DROP reports the wrong kind
         } else if !may_own(oid, true) {
             // An approval is not a privilege: the real DROP checks the caller's right

@@ -91,8 +91,9 @@ pub unsafe fn retyped_table(stmt: *mut pg_sys::Node) -> Option<pg_sys::Oid> {
 /// A planned statement of the same kind as an approved DROP that the recycle bin
 /// carried out, naming no object: run through the rest of the ProcessUtility chain, it
 /// drops nothing, yet audit tools loaded before pg_migsafe (pgaudit) and event
-/// triggers see the DROP the user ran, and the client gets its DROP TABLE tag. None
-/// for any other statement.
+/// triggers on ddl_command_start/end see the DROP the user ran (sql_drop does not fire:
+/// nothing is dropped), and the client gets its DROP TABLE tag. None for any other
+/// statement.
 ///
 /// # Safety
 /// `pstmt` is a valid planned utility statement; allocates in the current context.
@@ -116,6 +117,8 @@ pub unsafe fn dropping_nothing(
     (*planned).type_ = NodeTag::T_PlannedStmt;
     (*planned).commandType = pg_sys::CmdType::CMD_UTILITY;
     (*planned).canSetTag = (*pstmt).canSetTag;
+    // pg_stat_statements and the like count it under the user's statement.
+    (*planned).queryId = (*pstmt).queryId;
     (*planned).utilityStmt = drop.cast();
     (*planned).stmt_location = (*pstmt).stmt_location;
     (*planned).stmt_len = (*pstmt).stmt_len;

@@ -39,6 +39,7 @@ pub unsafe fn fact(relid: Oid) -> Option<PartitionFact> {
         partition: name(relid),
         parent: name(parent),
         ends: range_end(relid),
+        leaf: pg_sys::get_rel_relkind(relid) as u8 == b'r',
     })
 }
 
@@ -122,30 +123,54 @@ unsafe fn range_end(relid: Oid) -> Option<i64> {
 thread_local! {
     /// The partitions a standing approval detached in this transaction, as they were
     /// before (pg_partman's retention_schema moves them next: the move is judged
-    /// against the same approval). Forgotten when the transaction ends.
-    static DETACHED: std::cell::RefCell<Vec<PartitionFact>> =
+    /// against the same approval): (relation, subtransaction that detached it, facts).
+    /// A subtransaction's abort forgets its entries; the transaction's end, all.
+    static DETACHED: std::cell::RefCell<Vec<(Oid, pg_sys::SubTransactionId, PartitionFact)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A standing approval approved detaching this partition (called by the hook).
+/// A standing approval approved detaching this partition (called by the hook, before
+/// the statement runs: if it fails, its subtransaction's abort forgets it).
 pub fn note_detached(f: &PartitionFact) {
+    let relid = spi::one::<Oid>(
+        As::Caller,
+        "SELECT pg_catalog.to_regclass($1)::pg_catalog.oid",
+        &[f.partition.as_str().into()],
+    );
+    let Some(relid) = relid else {
+        return;
+    };
+    let subid = unsafe { pg_sys::GetCurrentSubTransactionId() };
     DETACHED.with(|d| {
         if let Ok(mut d) = d.try_borrow_mut() {
-            if !d.contains(f) {
-                d.push(f.clone());
-            }
+            d.push((relid, subid, f.clone()));
         }
     });
 }
 
-/// The partition a table named `identity` was, when a standing approval detached it
-/// in this transaction.
-pub fn detached(identity: &str) -> Option<PartitionFact> {
+/// The partition `relid` was, when a standing approval detached it in this
+/// transaction and it is no longer one.
+///
+/// # Safety
+/// Catalog access: call inside a transaction.
+pub unsafe fn detached(relid: Oid) -> Option<PartitionFact> {
+    if relid == pg_sys::InvalidOid || pg_sys::get_rel_relispartition(relid) {
+        return None;
+    }
     DETACHED.with(|d| {
         d.try_borrow()
             .ok()
-            .and_then(|d| d.iter().find(|f| f.partition == identity).cloned())
+            .and_then(|d| d.iter().rev().find(|e| e.0 == relid).map(|e| e.2.clone()))
     })
+}
+
+/// A subtransaction rolled back: what it detached is attached again.
+pub fn on_subxact_abort(subid: pg_sys::SubTransactionId) {
+    DETACHED.with(|d| {
+        if let Ok(mut d) = d.try_borrow_mut() {
+            d.retain(|e| e.1 < subid);
+        }
+    });
 }
 
 /// The transaction ended: nothing detached in it is remembered.

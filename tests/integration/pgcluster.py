@@ -17,6 +17,23 @@ PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
 RUNAS = os.environ.get("MIGSAFE_RUNAS", "postgres")
 
 
+def pg_config(flag, bindir=None):
+    """What the server's pg_config says (`--sharedir`, `--version`, …)."""
+    r = subprocess.run([os.path.join(bindir or PGBIN, "pg_config"), flag], capture_output=True, text=True)
+    return r.stdout.strip()
+
+
+SHAREDIR = pg_config("--sharedir")
+# The major version under test (`make test PG_MAJOR=17` runs the suites on another tree).
+PG_MAJOR = int(pg_config("--version").split()[1].split(".")[0] or 15)
+
+
+def has_extension(name):
+    """Is extension `name` installed for the server under test (Debian's packages are
+    for the Debian server only)?"""
+    return os.path.exists(os.path.join(SHAREDIR, "extension", f"{name}.control"))
+
+
 def _as_user(args, **kw):
     env = {k: v for k, v in os.environ.items() if k != "RUST_BACKTRACE"}
     if os.geteuid() == 0:

@@ -32,6 +32,7 @@ def pair():
     # A standby: a base backup of the primary, streaming from it.
     standby = Cluster.__new__(Cluster)
     standby.name = "standby"
+    standby.bin = primary.bin
     base = os.environ.get("MIGSAFE_TEST_TMP", tempfile.gettempdir())
     standby.dir = tempfile.mkdtemp(prefix="migsafe-standby-", dir=base)
     os.chmod(standby.dir, 0o755)

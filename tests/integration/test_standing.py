@@ -13,10 +13,10 @@ import time
 import pytest
 
 from conftest import REFUSED, mode, new_db, run
+from pgcluster import has_extension
 
-PARTMAN = "/usr/share/postgresql/15/extension/pg_partman.control"
-pytestmark = pytest.mark.skipif(not os.path.exists(PARTMAN.replace("15", os.environ.get("PG_MAJOR", "15"))),
-                                reason="pg_partman is installed by make test (tests/tools/deps.sh)")
+pytestmark = pytest.mark.skipif(not has_extension("pg_partman"),
+                                reason="pg_partman is installed by make test for the Debian server (tests/tools/deps.sh)")
 
 JOB = "partman_job"
 
@@ -173,7 +173,11 @@ def test_keep_table_and_retention_schema_are_covered(cluster, pdb):
     with cluster.connect(pdb) as c:
         for p in old:
             assert one(c, "SELECT relispartition FROM pg_class WHERE oid = %s::regclass", (f"public.{p}",)) is False
-        # The DBA attaches two back; this time pg_partman moves them to an archive schema.
+        # The DBA attaches two back (an existing table into a table under a standing
+        # approval: a contract phase lists them); this time pg_partman moves them to an
+        # archive schema.
+        c.execute("SELECT migsafe.begin_phase('contract', 'reattach', objects => %s, skip_expand => true)",
+                  ([f"public.{p}" for p in old],))
         for p in old[:2]:
             c.execute(f"ALTER TABLE public.events ATTACH PARTITION public.{p} {bounds[p]}")
         c.execute(f"CREATE SCHEMA archive AUTHORIZATION {JOB}")
@@ -186,6 +190,21 @@ def test_keep_table_and_retention_schema_are_covered(cluster, pdb):
         # Moving a partition that was not detached under the approval is still refused.
         r = run(c, f"SET ROLE {JOB}; ALTER TABLE public.{old[2]} SET SCHEMA archive")
         assert not r.ok and r.sqlstate == REFUSED
+        c.execute("RESET ROLE")
+        # A detach rolled back (to a savepoint) does not leave the partition movable.
+        c.execute("SELECT migsafe.begin_phase('contract', 'reattach', objects => %s, skip_expand => true)",
+                  ([f"public.{old[2]}"],))
+        c.execute(f"ALTER TABLE public.events ATTACH PARTITION public.{old[2]} {bounds[old[2]]}")
+        c.execute("SELECT migsafe.end_phase()")
+    with cluster.connect(pdb, user=JOB, autocommit=False) as c:
+        c.execute("SAVEPOINT s")
+        c.execute(f"ALTER TABLE public.events DETACH PARTITION public.{old[2]}")
+        c.execute("ROLLBACK TO s")
+        r = run(c, f"ALTER TABLE public.{old[2]} SET SCHEMA archive")
+        assert r.sqlstate == REFUSED, r
+        c.rollback()
+    with cluster.connect(pdb) as c:
+        assert one(c, "SELECT relispartition FROM pg_class WHERE oid = %s::regclass", (f"public.{old[2]}",)) is True
 
 
 def test_what_a_standing_approval_does_not_cover_is_refused_with_the_reason(cluster, pdb):
@@ -214,12 +233,28 @@ def test_what_a_standing_approval_does_not_cover_is_refused_with_the_reason(clus
         assert run(c, "DROP TABLE public.other_p1").sqlstate == REFUSED
         assert run(c, f"DROP TABLE public.{oldest} CASCADE").sqlstate == REFUSED
         assert run(c, f"TRUNCATE public.{oldest}").sqlstate == REFUSED
-        # A table passed off as an old partition: attaching is allowed, but its name is
-        # not the approval's pattern, so dropping it is not.
-        assert run(c, "ALTER TABLE public.events ATTACH PARTITION public.keep FOR VALUES FROM ('2000-01-01') TO ('2000-02-01')").ok
-        assert run(c, "DROP TABLE public.keep").sqlstate == REFUSED
+        # A table passed off as an old partition: attaching an existing table to a table
+        # under a standing approval needs an approval of its own, even after the table
+        # was given the partitioned table's columns and an old range.
+        r = run(c, "ALTER TABLE public.events ATTACH PARTITION public.keep FOR VALUES FROM ('2000-01-01') TO ('2000-02-01')")
+        assert r.refused_rule() == "attach-under-standing-approval", r
+        assert f"The partitioned table public.events is under standing approval {sid} (events-retention)" in r.error.diag.message_detail
+        r = run(c, "BEGIN; ALTER TABLE public.keep ADD COLUMN extra int; ALTER TABLE public.events ADD COLUMN extra int;"
+                   "ALTER TABLE public.events ATTACH PARTITION public.keep FOR VALUES FROM (MINVALUE) TO ('2000-02-01')")
+        assert r.refused_rule() == "attach-under-standing-approval", r
+        c.execute("ROLLBACK")
         # Renaming it to fit the pattern is a rename: refused.
         assert run(c, "ALTER TABLE public.keep RENAME TO events_p_keep").sqlstate == REFUSED
+        # A table created and attached in the same transaction, as pg_partman does, is fine.
+        assert run(c, "BEGIN; CREATE TABLE public.events_p_new (LIKE public.events);"
+                      "ALTER TABLE public.events ATTACH PARTITION public.events_p_new FOR VALUES FROM ('1990-01-01') TO ('1990-02-01');"
+                      "COMMIT").ok
+        # A partition that is itself partitioned is not covered (its partitions would be
+        # lost for good): the refusal says so.
+        assert run(c, "BEGIN; CREATE TABLE public.events_p_sub PARTITION OF public.events FOR VALUES FROM ('1980-01-01') TO ('1980-02-01') PARTITION BY RANGE (at);"
+                      "CREATE TABLE public.events_p_sub1 PARTITION OF public.events_p_sub FOR VALUES FROM ('1980-01-01') TO ('1980-02-01'); COMMIT").ok
+        r = run(c, "DROP TABLE public.events_p_sub")
+        assert r.sqlstate == REFUSED and "it is itself partitioned" in r.error.diag.message_detail, r
     # Another role, even one that may drop the table (the owner of the schema).
     with cluster.connect(pdb) as c:
         c.execute("SET ROLE app_owner")
@@ -282,3 +317,18 @@ def test_in_warn_mode_nothing_changes(cluster, pdb):
         assert r.ok, r
     with cluster.connect(pdb) as c:
         assert one(c, "SELECT count(*) FROM migsafe.recycle") == 0
+
+
+def test_undrop_attaches_with_the_same_bounds_whatever_the_dropping_session_printed(cluster, pdb):
+    with cluster.connect(pdb) as c:
+        grant(c)
+        old = past_retention(c)[0]
+        bound = one(c, "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = %s::regclass", (f"public.{old}",))
+    with cluster.connect(pdb, user=JOB) as c:
+        c.execute("SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Kolkata'")
+        assert run(c, f"DROP TABLE public.{old}").ok
+    with cluster.connect(pdb) as c:
+        rid = one(c, "SELECT id FROM migsafe.recycle WHERE table_name = %s", (old,))
+        assert "partition of public.events" in one(c, "SELECT migsafe.undrop(%s)", (rid,))
+        assert one(c, "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = %s::regclass",
+                   (f"public.{old}",)) == bound

@@ -13,11 +13,12 @@ import pytest
 
 from conftest import new_db, run
 
-PGBIN = os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin")
+from pgcluster import PGBIN, has_extension
+
 PG_REPACK = os.path.join(PGBIN, "pg_repack")
 
-pytestmark = pytest.mark.skipif(not os.path.exists(PG_REPACK) and shutil.which("pg_repack") is None,
-                                reason="pg_repack is installed by make test (tests/tools/deps.sh)")
+needs_repack = pytest.mark.skipif(not os.path.exists(PG_REPACK) or not has_extension("pg_repack"),
+                                  reason="pg_repack is installed by make test for the Debian server (tests/tools/deps.sh)")
 
 
 def one(conn, sql, params=None):
@@ -43,6 +44,7 @@ def rdb(cluster):
     return db
 
 
+@needs_repack
 def test_pg_repack_runs_unchanged_under_enforce(cluster, rdb):
     with cluster.connect(rdb) as c:
         assert one(c, "SHOW migsafe.mode") == "enforce"
@@ -71,6 +73,7 @@ def test_pg_repack_runs_unchanged_under_enforce(cluster, rdb):
         assert run(c, "SELECT 1").ok
 
 
+@needs_repack
 def test_pg_repack_while_the_table_is_written(cluster, rdb):
     stop = threading.Event()
     written = []
@@ -97,6 +100,7 @@ def test_pg_repack_while_the_table_is_written(cluster, rdb):
         assert one(c, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'big'::regclass") == 0
 
 
+@needs_repack
 def test_a_real_table_cannot_pass_for_a_work_object(cluster, rdb):
     with cluster.connect() as c:
         run(c, "CREATE ROLE tool_mimic LOGIN")
@@ -141,6 +145,7 @@ def test_a_real_table_cannot_pass_for_a_work_object(cluster, rdb):
             == "42501"
 
 
+@needs_repack
 def test_only_an_operations_own_objects_are_work_objects(cluster, rdb):
     with cluster.connect(rdb) as c:
         c.execute("CREATE EXTENSION moddatetime; ALTER TABLE big ADD COLUMN ts timestamp;"
@@ -193,13 +198,11 @@ def test_a_squatted_migsafe_schema_is_never_used_with_raised_privileges(cluster)
 # pg_cron and pgaudit keep working: a cluster that preloads both before pg_migsafe
 # (pgaudit first: pg_migsafe's hook runs first and passes on to pgaudit's), as the
 # Debian packages postgresql-15-cron and postgresql-15-pgaudit install them.
-CRON = "/usr/share/postgresql/15/extension/pg_cron.control"
-PGAUDIT = "/usr/share/postgresql/15/extension/pgaudit.control"
 
 
 @pytest.fixture(scope="module")
 def tools_cluster():
-    if not (os.path.exists(CRON) and os.path.exists(PGAUDIT)):
+    if not (has_extension("pg_cron") and has_extension("pgaudit")):
         pytest.skip("pg_cron and pgaudit are installed by make test (tests/tools/deps.sh)")
     import conftest
     from pgcluster import Cluster

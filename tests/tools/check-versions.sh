@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Type-checks the extension against PostgreSQL 13-17 without their headers, using the
+# Type-checks the extension against PostgreSQL 13-18 without their headers, using the
 # bindings pgrx-pg-sys ships pregenerated (its docs.rs mode). The GitHub matrix
 # (.github/workflows/ci.yml) builds and tests each version for real; this catches API
 # differences on a machine that has only PostgreSQL 15.
@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 INC=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/pgrx-pg-sys-0.18.1/src/include | head -1)
 status=0
-for v in 13 14 15 16 17; do
+for v in 13 14 15 16 17 18; do
   args=(check --no-default-features --features "pg$v pg_test" --target-dir target/versions)
   # First pass creates the build directory (and fails for lack of pg_config)...
   DOCS_RS=1 cargo "${args[@]}" >/dev/null 2>&1 || true

@@ -28,6 +28,21 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-upgrade "$@"
 }
 
+# PostgreSQL $PG_MAJOR from apt when apt has it (Debian's 15, or a PGDG machine);
+# otherwise from a pinned PyPI wheel, unpacked under target/pg-majors after the venv is
+# set up below (tests/pg-majors/README.md), with libclang for bindgen.
+FROM_APT=1
+if ! have_pkg postgresql-$PG_MAJOR && ! apt-cache show postgresql-$PG_MAJOR >/dev/null 2>&1; then
+  FROM_APT=
+fi
+if [ -z "$FROM_APT" ]; then
+  missing=()
+  for p in sudo libssl-dev pkg-config python3-venv libclang-dev clang; do have_pkg "$p" || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    apt_install "${missing[@]}"
+  fi
+else
 if ! have_pkg postgresql-$PG_MAJOR; then
   echo "deps: installing postgresql-$PG_MAJOR"
   apt_install postgresql-$PG_MAJOR postgresql-contrib
@@ -70,17 +85,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   apt_install "${missing[@]}"
 fi
+fi  # FROM_APT
 
 if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
   echo "deps: installing cargo-pgrx $PGRX_VERSION (about 5 minutes)"
   cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
 fi
-PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
-if ! grep -qs "^pg$PG_MAJOR *= *\"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
-  echo "deps: cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
-  cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG"
-fi
-
 if [ ! -x .venv/bin/pytest ] || ! cmp -s tests/requirements.txt .venv/requirements.txt; then
   echo "deps: creating .venv with tests/requirements.txt"
   rm -rf .venv
@@ -91,6 +101,23 @@ fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "deps: installing nodejs npm"
   apt_install nodejs npm
+fi
+# PostgreSQL $PG_MAJOR's tree when apt does not have it (needs the venv's pip).
+if [ -z "$FROM_APT" ]; then
+  PG_CONFIG=$(bash tests/tools/pg-major.sh "$PG_MAJOR")/pg_config
+fi
+PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
+if ! grep -qs "^pg$PG_MAJOR *= *\"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
+  # Keep the other majors already set up: `cargo pgrx init` rewrites the file.
+  keep=()
+  while IFS= read -r line; do
+    if [[ $line =~ ^pg([0-9]+)\ *=\ *\"(.*)\"$ ]] && [ "${BASH_REMATCH[1]}" != "$PG_MAJOR" ] \
+       && [ -x "${BASH_REMATCH[2]}" ]; then
+      keep+=("--pg${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}")
+    fi
+  done < <(cat "$PGRX_HOME/config.toml" 2>/dev/null)
+  echo "deps: cargo pgrx init ${keep[*]} --pg$PG_MAJOR $PG_CONFIG"
+  cargo pgrx init "${keep[@]}" "--pg$PG_MAJOR" "$PG_CONFIG"
 fi
 for project in drizzle:drizzle-kit node-pg-migrate:node-pg-migrate; do
   dir=tests/${project%%:*} pkg=${project#*:}

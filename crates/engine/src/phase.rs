@@ -321,14 +321,15 @@ const STANDING_RULES: &[&str] = &["drop-table", "detach-partition", "set-schema"
 
 impl Standing {
     /// Does the approval cover this finding: a drop or detach of a partition of its
-    /// table, matching its pattern, whose range ended by the cutoff, taking nothing
-    /// else along?
+    /// table (a plain table, not itself partitioned), matching its pattern, whose range
+    /// ended by the cutoff, taking nothing else along?
     pub fn covers(&self, f: &Finding) -> bool {
         let Some(p) = &f.partition else {
             return false;
         };
         STANDING_RULES.contains(&f.rule.id.as_str())
             && f.dependents.is_empty()
+            && p.leaf
             && self.matches(p)
             && p.ends.is_some_and(|e| e <= self.cutoff)
     }
@@ -780,6 +781,7 @@ mod tests {
             partition: name.into(),
             parent: parent.into(),
             ends,
+            leaf: true,
         };
         let drop = |fact: Option<PartitionFact>| {
             let mut f = Finding::new(known(RuleId::DropTable), "table public.events_p1");
@@ -826,6 +828,12 @@ mod tests {
             None
         );
         assert_eq!(approves(&drop(None)), None);
+        // A partition that is itself partitioned: its own partitions would be lost.
+        let sub = PartitionFact {
+            leaf: false,
+            ..old.clone()
+        };
+        assert_eq!(approves(&drop(Some(sub))), None);
         // Anything a CASCADE takes along, or any other rule, is not approved.
         let mut cascade = drop(Some(old.clone()));
         cascade[0].dependents = vec!["view public.v".into()];

@@ -72,6 +72,8 @@ pub struct PartitionFact {
     /// other partition (a list or hash partition, the default one, MAXVALUE, a key on
     /// other types or on several columns).
     pub ends: Option<i64>,
+    /// A plain table (not itself partitioned): what the recycle bin can keep.
+    pub leaf: bool,
 }
 
 /// A table's size as the catalog estimates it (pg_class.reltuples / relpages).
@@ -440,6 +442,7 @@ pub fn refusal_note(
         .or_else(|| {
             standing_shortfall(findings, active).map(|(p, s, part)| {
                 let why = match part.ends {
+                    _ if !part.leaf => "it is itself partitioned, and its partitions could not be kept in the recycle bin".to_string(),
                     None => "its range has no end in time (not a range partition on one date or timestamp column, the default partition, or MAXVALUE)".to_string(),
                     Some(e) if e > s.cutoff => format!(
                         "its range ends {}, after the approval's cutoff {}",
