@@ -1951,6 +1951,20 @@ impl Classifier {
                 Some(Change::ReplicaIdentityNarrowed)
             }
             AT_DisableRowSecurity | AT_NoForceRowSecurity => Some(Change::DisableRls),
+            // PostgreSQL 18: ALTER CONSTRAINT … INHERIT adds a NOT NULL constraint to every
+            // child table, scanning each; NO INHERIT leaves them as they are.
+            #[cfg(feature = "pg18")]
+            AT_AlterConstraint => {
+                let ac = (*cmd).def as *mut pg_sys::ATAlterConstraint;
+                (!ac.is_null()
+                    && (*ac).type_ == pg_sys::NodeTag::T_ATAlterConstraint
+                    && (*ac).alterInheritability
+                    && !(*ac).noinherit
+                    && table.is_some_and(|t| has_children(t.addr.objectId)))
+                .then(|| Change::InheritNotNull {
+                    constraint: cstr((*ac).conname).unwrap_or_default(),
+                })
+            }
             _ => None,
         };
         if let Some(c) = change {
@@ -2040,7 +2054,10 @@ impl Classifier {
                     not_null = true;
                     inline.push(c)
                 }
-                CONSTR_IDENTITY | CONSTR_GENERATED => generated = true,
+                CONSTR_IDENTITY => generated = true,
+                // PostgreSQL 18's virtual generated columns (its default kind) are
+                // computed when read: adding one writes no row.
+                CONSTR_GENERATED => generated = !super::nodes::virtual_generated(c),
                 CONSTR_CHECK | CONSTR_UNIQUE | CONSTR_FOREIGN | CONSTR_EXCLUSION => inline.push(c),
                 _ => {}
             }
@@ -2862,4 +2879,15 @@ unsafe fn other_relation_kind(objtype: pg_sys::ObjectType::Type, object: *mut No
     let rv = pg_sys::makeRangeVarFromNameList(object as *mut pg_sys::List);
     let relid = super::nodes::relid_of(rv);
     relid != pg_sys::InvalidOid && !want.contains(&(pg_sys::get_rel_relkind(relid) as u8))
+}
+
+/// Has the table inheritance children (or partitions)?
+#[cfg(feature = "pg18")]
+fn has_children(relid: Oid) -> bool {
+    spi::one::<bool>(
+        As::Caller,
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent OPERATOR(pg_catalog.=) $1)",
+        &[relid.into()],
+    )
+    .unwrap_or(false)
 }

@@ -150,3 +150,20 @@ pub unsafe fn relid_of(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
         std::ptr::null_mut(),
     )
 }
+
+/// A `GENERATED ALWAYS AS (…) VIRTUAL` column constraint (PostgreSQL 18 on; before, every
+/// generated column is stored).
+///
+/// # Safety
+/// `c` is a valid Constraint node.
+#[allow(unused_variables)]
+pub unsafe fn virtual_generated(c: *mut pg_sys::Constraint) -> bool {
+    #[cfg(feature = "pg18")]
+    {
+        (*c).generated_kind as u8 == b'v'
+    }
+    #[cfg(not(feature = "pg18"))]
+    {
+        false
+    }
+}

@@ -29,6 +29,11 @@ pub enum Change {
     DropDefault {
         column: String,
     },
+    /// PostgreSQL 18's ALTER CONSTRAINT … INHERIT on a table with child tables: the
+    /// NOT NULL constraint is added to each child, which is scanned.
+    InheritNotNull {
+        constraint: String,
+    },
     DropIdentity {
         column: String,
     },
@@ -118,6 +123,10 @@ pub fn alter_table(table: &str, change: &Change) -> Vec<Finding> {
         Change::SetNotNull { proven: true, .. } => Vec::new(),
         Change::SetNotNull { column, .. } => vec![on(RuleId::SetNotNull, column)],
         Change::DropDefault { column } => vec![on(RuleId::DropDefault, column)],
+        Change::InheritNotNull { constraint } => vec![on(RuleId::SetNotNull, table).fact(format!(
+            "ALTER CONSTRAINT {} INHERIT adds the NOT NULL constraint to every child table, each scanned under ACCESS EXCLUSIVE",
+            quote_ident(constraint)
+        ))],
         Change::DropIdentity { column } => vec![on(RuleId::DropIdentity, column)],
         Change::AddIdentityFromOne {
             populated: false, ..
@@ -263,6 +272,10 @@ mod tests {
             proven,
         };
         assert_eq!(ids(&alter_table(T, &c(false))), ["set-not-null"]);
+        let inherit = Change::InheritNotNull {
+            constraint: "users_email_nn".into(),
+        };
+        assert_eq!(ids(&alter_table(T, &inherit)), ["set-not-null"]);
         assert!(alter_table(T, &c(true)).is_empty());
     }
 
