@@ -20,7 +20,11 @@ from pgcluster import PGBIN, RUNAS, Cluster
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PG_CONFIG = os.path.join(PGBIN, "pg_config")
 
-pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb builds the .deb")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb builds the .deb"),
+    # A package installs into the system's PostgreSQL paths, not into an unpacked tree.
+    pytest.mark.skipif(not PGBIN.startswith("/usr/lib/postgresql/"), reason="packages are for a system PostgreSQL"),
+]
 
 
 def cfg(what):

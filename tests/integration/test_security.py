@@ -28,6 +28,7 @@ import pytest
 
 from attack_helpers import Lab, attempt, log_since, log_size, no_crash, uniq, wait_for
 from conftest import REFUSED, get_cluster, run
+from pgcluster import PG_MAJOR
 
 DENIED = "42501"
 
@@ -887,8 +888,11 @@ def test_createrole_holder_cannot_mint_approvers(lab, approval_on):
         c.execute(f'CREATE SCHEMA b AUTHORIZATION "{boss}"')
     with lab.conn(boss) as c:
         c.execute(f'CREATE ROLE "{r1}" LOGIN; CREATE ROLE "{r2}" LOGIN;'
-                  f'GRANT migsafe_approver TO "{r1}", "{r2}";'
                   "CREATE TABLE b.precious (id int); INSERT INTO b.precious VALUES (1)")
+        g = run(c, f'GRANT migsafe_approver TO "{r1}", "{r2}"')
+        # PostgreSQL 16 on: CREATEROLE no longer lets a role grant roles it has no ADMIN
+        # option on; the attack stops at the grant. Up to 15 pg_migsafe must stop it.
+        assert g.ok if PG_MAJOR < 16 else g.sqlstate == DENIED, g
     with lab.conn(r1) as c:
         req = begin(c, "contract", "sock", objects=["b.precious"], for_role=boss, skip_expand=True)
     ok = None
@@ -1392,7 +1396,10 @@ def test_createrole_holder_cannot_mint_an_admin_to_purge_the_recycle_bin(lab):
         c.execute("SELECT migsafe.snapshot('kept')")
         snaps = c.execute("SELECT count(*) FROM migsafe.snapshot").fetchone()[0]
     with lab.conn(boss) as c:
-        c.execute(f'CREATE ROLE "{sock}" LOGIN IN ROLE migsafe_admin')
+        g = run(c, f'CREATE ROLE "{sock}" LOGIN IN ROLE migsafe_admin')
+        assert g.ok if PG_MAJOR < 16 else g.sqlstate == DENIED, g   # see above
+        if not g.ok:
+            c.execute(f'CREATE ROLE "{sock}" LOGIN')
     with lab.conn(sock) as c:
         p = attempt(c, "SELECT migsafe.purge('0 seconds')")
         d = attempt(c, "SELECT migsafe.drop_snapshots('0 seconds')")
