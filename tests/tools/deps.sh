@@ -107,6 +107,18 @@ if [ -z "$FROM_APT" ]; then
   PG_CONFIG=$(bash tests/tools/pg-major.sh "$PG_MAJOR")/pg_config
 fi
 PGRX_HOME=${PGRX_HOME:-$HOME/.pgrx}
+# An entry whose pg_config is gone (a tree of a deleted clone) breaks every pgrx build,
+# whatever the major (`cargo pgrx init` keeps it): drop such lines.
+if [ -f "$PGRX_HOME/config.toml" ]; then
+  kept=$(while IFS= read -r line; do
+    if [[ $line =~ ^pg[0-9]+\ *=\ *\"(.*)\"$ ]] && [ ! -x "${BASH_REMATCH[1]}" ]; then
+      echo "deps: dropping $line from $PGRX_HOME/config.toml (no such pg_config)" >&2
+      continue
+    fi
+    printf '%s\n' "$line"
+  done < "$PGRX_HOME/config.toml")
+  printf '%s\n' "$kept" > "$PGRX_HOME/config.toml"
+fi
 if ! grep -qs "^pg$PG_MAJOR *= *\"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
   # Keep the other majors already set up: `cargo pgrx init` rewrites the file.
   keep=()
