@@ -143,6 +143,20 @@ pub struct Statement {
     pub lock_timeout_ms: Option<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blockers: Vec<Blocker>,
+    /// The tries to take the table lock when the first one failed
+    /// (`migsafe.lock_retry_budget`), the first `lockretry::ATTEMPTS_RECORDED` of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lock_attempts: Vec<crate::lockretry::Attempt>,
+    /// How many tries there were in all (0: the lock was taken without retries).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub lock_attempts_total: u32,
+    /// The budget ran out before the lock was taken.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lock_retry_exhausted: bool,
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,6 +226,11 @@ pub struct Alert {
     pub pid: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// What the backend waits for, from pg_stat_activity ("Lock: relation" while its
+    /// DDL queues for a table lock, "Extension: Extension" while pg_migsafe pauses
+    /// between lock retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// One row of the log.
@@ -483,6 +502,7 @@ pub fn event_of(record: &Record) -> Option<serde_json::Value> {
             "started_at": a.started_at,
             "running_s": a.running_us / 1_000_000,
             "query": a.query.as_deref().map(clip),
+            "waiting": a.waiting,
         })),
         Record::MigrationEnd(m)
             if m.over_budget || m.outcome == MigrationOutcome::NeverFinished =>
@@ -937,6 +957,9 @@ mod tests {
             error: Some("refused".into()),
             lock_timeout_ms: None,
             blockers: vec![],
+            lock_attempts: vec![],
+            lock_attempts_total: 0,
+            lock_retry_exhausted: false,
         }
     }
 
@@ -1384,6 +1407,9 @@ mod tests {
             error: Some(long.clone()),
             lock_timeout_ms: None,
             blockers: vec![],
+            lock_attempts: vec![],
+            lock_attempts_total: 0,
+            lock_retry_exhausted: false,
         });
         let j = record_json(&r, 16_384);
         assert!(j.len() <= 16_384, "{}", j.len());

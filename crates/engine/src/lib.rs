@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod detect;
 pub mod docs;
+pub mod lockretry;
 pub mod phase;
 pub mod policy;
 pub mod redact;

@@ -1,0 +1,260 @@
+//! In-server lock retries: when DDL that pg_migsafe put under `migsafe.lock_timeout`
+//! cannot get its table lock, the backend lets go, waits with exponential backoff and
+//! jitter, and tries again until the transaction's `migsafe.lock_retry_budget` is
+//! spent. This module decides the waits and words the final error; the backend
+//! (`audit::backend::lock_safety`) takes the locks and sleeps.
+
+use crate::audit::{cut_statement, Blocker};
+use crate::policy::Report;
+use serde::{Deserialize, Serialize};
+
+/// The first pause after a failed attempt; each later one doubles, up to `BACKOFF_CAP_US`.
+pub const BACKOFF_BASE_US: i64 = 100_000;
+pub const BACKOFF_CAP_US: i64 = 5_000_000;
+/// Attempts kept in full in a statement's audit record (the count is always exact).
+pub const ATTEMPTS_RECORDED: usize = 50;
+
+/// One try to take the lock.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// How long it waited in the lock queue.
+    pub waited_us: i64,
+    /// Whether it got the lock.
+    pub acquired: bool,
+    /// The sessions holding a conflicting lock when it started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blockers: Vec<Blocker>,
+    /// Blocking sessions idle in transaction that pg_migsafe ended before this attempt
+    /// (`migsafe.cancel_blockers_after`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended: Vec<i32>,
+    /// The pause after it, when it failed and another attempt followed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slept_us: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// splitmix64: a well-mixed 64-bit value from any seed (the jitter's source).
+pub fn mix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The pause after failed attempt `n` (1-based): half of `base · 2^(n-1)` (capped at
+/// `BACKOFF_CAP_US`) plus a random part of the other half ("equal jitter": sessions
+/// retrying together spread out, and no pause is shorter than half its step), never
+/// more than what is left of the budget.
+pub fn backoff_us(n: u32, random: u64, remaining_us: i64) -> i64 {
+    let step = BACKOFF_BASE_US
+        .saturating_mul(1i64 << n.saturating_sub(1).min(20))
+        .min(BACKOFF_CAP_US);
+    let half = step / 2;
+    let pause = half + (random % (half as u64 + 1)) as i64;
+    pause.min(remaining_us.max(0))
+}
+
+/// The lock_timeout of the next attempt: `migsafe.lock_timeout`, cut to what is left of
+/// the budget; None when less than a millisecond is left.
+pub fn attempt_timeout_ms(lock_timeout_ms: i32, remaining_us: i64) -> Option<i32> {
+    let left_ms = remaining_us / 1000;
+    (left_ms >= 1).then(|| (lock_timeout_ms as i64).min(left_ms) as i32)
+}
+
+fn ms(us: i64) -> String {
+    if us >= 10_000_000 {
+        format!("{:.0} s", us as f64 / 1e6)
+    } else if us >= 1_000_000 {
+        format!("{:.1} s", us as f64 / 1e6)
+    } else {
+        format!("{} ms", us / 1000)
+    }
+}
+
+fn who(blockers: &[Blocker]) -> String {
+    if blockers.is_empty() {
+        return "by sessions that had moved on when pg_migsafe looked".into();
+    }
+    let each: Vec<String> = blockers
+        .iter()
+        .map(|b| {
+            format!(
+                "pid {} ({}{}){}",
+                b.pid,
+                b.mode,
+                b.state
+                    .as_deref()
+                    .map(|st| format!(", {st}"))
+                    .unwrap_or_default(),
+                b.query
+                    .as_deref()
+                    .map(|q| format!(" running: {}", cut_statement(q, 120).0))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    format!("by {}", each.join("; "))
+}
+
+/// The error when the budget ran out: every attempt, how long it waited and who
+/// blocked it.
+pub fn exhausted_report(
+    object: &str,
+    wanted: &str,
+    attempts: &[Attempt],
+    total_attempts: usize,
+    budget_ms: i32,
+    spent_before_us: i64,
+    lock_timeout_ms: i32,
+) -> Report {
+    let waited: i64 = attempts.iter().map(|a| a.waited_us + a.slept_us).sum();
+    let message = format!(
+        "pg_migsafe: gave up waiting for {wanted} on {object} after {total_attempts} attempt{} in {} (migsafe.lock_retry_budget = {budget_ms}ms is spent)",
+        if total_attempts == 1 { "" } else { "s" },
+        ms(waited)
+    );
+    let mut detail = Vec::new();
+    for (i, a) in attempts.iter().enumerate() {
+        let mut s = format!(
+            "Attempt {} waited {}, blocked {}",
+            i + 1,
+            ms(a.waited_us),
+            who(&a.blockers)
+        );
+        if !a.ended.is_empty() {
+            let pids: Vec<String> = a.ended.iter().map(|p| p.to_string()).collect();
+            s.push_str(&format!(
+                " (ended before it, idle in transaction: pid {})",
+                pids.join(", ")
+            ));
+        }
+        s.push('.');
+        detail.push(s);
+    }
+    if total_attempts > attempts.len() {
+        detail.push(format!(
+            "{} later attempts are not listed.",
+            total_attempts - attempts.len()
+        ));
+    }
+    if spent_before_us > 0 {
+        detail.push(format!(
+            "Earlier statements of this transaction had used {} of the budget.",
+            ms(spent_before_us)
+        ));
+    }
+    detail.push(format!(
+        "Each attempt waited at most lock_timeout = {lock_timeout_ms}ms (migsafe.lock_timeout), so other queries on the table queued at most that long; between attempts the lock queue was free."
+    ));
+    Report {
+        message,
+        detail: detail.join("\n"),
+        hint: "A session idle in transaction keeps its locks until it commits or rolls back: end it (pg_terminate_backend(pid)) or let migsafe.cancel_blockers_after do it, then run the migration again; or raise migsafe.lock_retry_budget.".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_equal_jitter_and_a_cap() {
+        for r in [0u64, 1, 12345, u64::MAX] {
+            let p1 = backoff_us(1, r, i64::MAX);
+            assert!((50_000..=100_000).contains(&p1), "{p1}");
+            let p3 = backoff_us(3, r, i64::MAX);
+            assert!((200_000..=400_000).contains(&p3), "{p3}");
+            let p30 = backoff_us(30, r, i64::MAX);
+            assert!((2_500_000..=5_000_000).contains(&p30), "{p30}");
+        }
+        // Never past the budget.
+        assert_eq!(backoff_us(5, 7, 30_000), 30_000);
+        assert_eq!(backoff_us(5, 7, -5), 0);
+        // Different seeds spread out.
+        let a = backoff_us(4, mix(1), i64::MAX);
+        let b = backoff_us(4, mix(2), i64::MAX);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn attempt_timeout_is_cut_to_the_budget() {
+        assert_eq!(attempt_timeout_ms(5000, 20_000_000), Some(5000));
+        assert_eq!(attempt_timeout_ms(5000, 1_500_000), Some(1500));
+        assert_eq!(attempt_timeout_ms(5000, 999), None);
+    }
+
+    #[test]
+    fn exhausted_report_lists_every_attempt() {
+        let b = Blocker {
+            pid: 42,
+            mode: "RowExclusiveLock".into(),
+            state: Some("idle in transaction".into()),
+            query: Some("INSERT INTO t VALUES (1)".into()),
+        };
+        let attempts = vec![
+            Attempt {
+                waited_us: 1_000_000,
+                blockers: vec![b.clone()],
+                slept_us: 80_000,
+                ..Default::default()
+            },
+            Attempt {
+                waited_us: 1_000_000,
+                blockers: vec![],
+                ended: vec![42],
+                ..Default::default()
+            },
+        ];
+        let r = exhausted_report(
+            "table public.t",
+            "AccessExclusiveLock",
+            &attempts,
+            2,
+            2000,
+            0,
+            1000,
+        );
+        assert!(
+            r.message.contains("after 2 attempts in 2.1 s"),
+            "{}",
+            r.message
+        );
+        assert!(r.message.contains("table public.t"));
+        assert!(r.detail.contains("Attempt 1 waited 1.0 s, blocked by pid 42 (RowExclusiveLock, idle in transaction) running: INSERT INTO t VALUES (1)."), "{}", r.detail);
+        assert!(r
+            .detail
+            .contains("Attempt 2 waited 1.0 s, blocked by sessions that had moved on"));
+        assert!(r
+            .detail
+            .contains("ended before it, idle in transaction: pid 42"));
+        assert!(!r.detail.contains("Earlier statements"));
+        let r = exhausted_report(
+            "table public.t",
+            "X",
+            &attempts[..1],
+            60,
+            2000,
+            500_000,
+            1000,
+        );
+        assert!(r.detail.contains("59 later attempts are not listed."));
+        assert!(r.detail.contains("had used 500 ms of the budget"));
+    }
+
+    #[test]
+    fn attempts_serialize_compactly() {
+        let a = Attempt {
+            waited_us: 5,
+            acquired: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"waited_us":5,"acquired":true}"#
+        );
+    }
+}
