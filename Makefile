@@ -20,7 +20,7 @@ PGRX_TEST_DATA := $(TMPBASE)/pgrx-test-data
 DEMO_DIR := $(TMPBASE)/demo
 PYTEST := .venv/bin/pytest
 
-.PHONY: all deps build install package test pgtest integration regress-compare demo demo-stop bench bench-audit docs fmt lint check-versions check-migrations clean
+.PHONY: all deps build install package test pgtest integration regress-compare demo demo-stop bench bench-audit bench-locks docs fmt lint check-versions check-migrations clean
 
 all: build
 
@@ -95,6 +95,14 @@ bench: deps
 	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/bench.py
 	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/audit_scale.py
 	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/work_rates.py
+	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/lock_retries.py
+
+# Only the traffic during a migration that waits for a lock (lock retries).
+bench-locks: deps
+	cargo pgrx install --release --pg-config $(PG_CONFIG) --no-default-features --features $(PG_FEATURE)
+	install -m 644 sql/released/*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
+	mkdir -p $(TMPBASE) && chmod o+rx $(TMPBASE)
+	MIGSAFE_TEST_TMP=$(TMPBASE) .venv/bin/python tests/bench/lock_retries.py
 
 # Only the audit log at scale (the section of docs/PERFORMANCE.md it writes).
 bench-audit: deps

@@ -100,7 +100,10 @@ SELECT l.seq,
        r->>'sqlstate'                           AS sqlstate,
        r->>'error'                              AS error,
        (r->>'lock_timeout_ms')::int             AS lock_timeout_applied_ms,
-       coalesce(r->'blockers', '[]')            AS blockers
+       coalesce(r->'blockers', '[]')            AS blockers,
+       coalesce((r->>'lock_attempts_total')::int, 0) AS lock_attempts,
+       coalesce(r->'lock_attempts', '[]')       AS lock_attempt_log,
+       coalesce((r->>'lock_retry_exhausted')::boolean, false) AS lock_retry_exhausted
   FROM migsafe.audit_log l, LATERAL (SELECT l.record::jsonb AS r) x
  WHERE l.kind = 'statement';
 
@@ -178,6 +181,16 @@ SELECT 'migsafe_statements_total' AS metric, 'decision=' || decision || ',outcom
 UNION ALL
 SELECT 'migsafe_migrations_total', 'outcome=' || outcome, count(*)::float8
   FROM migsafe.migrations GROUP BY outcome
+UNION ALL
+SELECT m.metric, '', m.value FROM
+  (SELECT coalesce(sum(greatest(lock_attempts - 1, 0)), 0)::float8 AS retries,
+          count(*) FILTER (WHERE lock_retry_exhausted)::float8 AS exhausted,
+          coalesce(sum((SELECT sum(jsonb_array_length(coalesce(a->'ended', '[]')))
+                          FROM jsonb_array_elements(lock_attempt_log) a)), 0)::float8 AS ended
+     FROM migsafe.statements WHERE lock_attempts > 0) s,
+  LATERAL (VALUES ('migsafe_lock_retries_total', s.retries),
+                  ('migsafe_lock_retry_budget_exhausted_total', s.exhausted),
+                  ('migsafe_lock_blockers_ended_total', s.ended)) AS m(metric, value)
 UNION ALL
 SELECT m.metric, '', m.value FROM migsafe._queue_stats() q,
   LATERAL (VALUES ('migsafe_queue_records', q.queue_records::float8),

@@ -3,7 +3,9 @@
 -- kind 'standing' with migsafe.phase.older_than) let a maintenance role drop, detach
 -- or move old partitions of one table in every transaction; a partition dropped under
 -- an approval goes to the recycle bin (detached first, attached again by undrop); the
--- phases view and current_phase() show no expiry as NULL.
+-- phases view and current_phase() show no expiry as NULL; DDL that cannot get its
+-- table lock is retried within migsafe.lock_retry_budget, and migsafe.statements
+-- and migsafe.metrics show the tries.
 -- Rows are kept as they are (tests/integration/test_upgrade.py compares an updated
 -- database with a fresh install, catalog by catalog).
 
@@ -263,6 +265,73 @@ BEGIN
   RETURN new_id;
 END
 $$;
+
+-- Lock retries (migsafe.lock_retry_budget): the statements view shows each try,
+-- the metrics count them.
+CREATE OR REPLACE VIEW migsafe.statements AS
+SELECT l.seq,
+       r->>'migration'                          AS migration,
+       (r->>'n')::int                           AS statement_no,
+       (r->>'started_at')::timestamptz          AS started_at,
+       (r->>'duration_us')::bigint              AS duration_us,
+       (r->>'lock_wait_us')::bigint             AS lock_wait_us,
+       r->'session'->>'database'                AS database,
+       r->'session'->>'session_user'            AS session_user,
+       r->'session'->>'current_user'            AS current_user,
+       r->'session'->>'application_name'        AS application_name,
+       (r->'session'->>'client_addr')::inet     AS client_addr,
+       (r->'session'->>'pid')::int              AS pid,
+       (r->>'xid')::xid8                        AS xid,
+       r->>'command_tag'                        AS command_tag,
+       r->>'statement'                          AS statement,
+       (r->>'statement_truncated')::boolean     AS statement_truncated,
+       (r->>'statement_bytes')::int             AS statement_bytes,
+       (r->>'nesting')::int                     AS nesting,
+       ARRAY(SELECT jsonb_array_elements_text(coalesce(r->'objects', '[]'))) AS objects,
+       ARRAY(SELECT f->>'rule' FROM jsonb_array_elements(coalesce(r->'findings', '[]')) f) AS rule_ids,
+       coalesce(r->'findings', '[]')            AS findings,
+       r->>'decision'                           AS decision,
+       (r->>'phase_id')::bigint                 AS phase_id,
+       r->>'outcome'                            AS outcome,
+       r->>'sqlstate'                           AS sqlstate,
+       r->>'error'                              AS error,
+       (r->>'lock_timeout_ms')::int             AS lock_timeout_applied_ms,
+       coalesce(r->'blockers', '[]')            AS blockers,
+       coalesce((r->>'lock_attempts_total')::int, 0) AS lock_attempts,
+       coalesce(r->'lock_attempts', '[]')       AS lock_attempt_log,
+       coalesce((r->>'lock_retry_exhausted')::boolean, false) AS lock_retry_exhausted
+  FROM migsafe.audit_log l, LATERAL (SELECT l.record::jsonb AS r) x
+ WHERE l.kind = 'statement';
+
+CREATE OR REPLACE VIEW migsafe.metrics AS
+SELECT 'migsafe_statements_total' AS metric, 'decision=' || decision || ',outcome=' || outcome AS labels,
+       count(*)::float8 AS value
+  FROM migsafe.statements GROUP BY decision, outcome
+UNION ALL
+SELECT 'migsafe_migrations_total', 'outcome=' || outcome, count(*)::float8
+  FROM migsafe.migrations GROUP BY outcome
+UNION ALL
+SELECT m.metric, '', m.value FROM
+  (SELECT coalesce(sum(greatest(lock_attempts - 1, 0)), 0)::float8 AS retries,
+          count(*) FILTER (WHERE lock_retry_exhausted)::float8 AS exhausted,
+          coalesce(sum((SELECT sum(jsonb_array_length(coalesce(a->'ended', '[]')))
+                          FROM jsonb_array_elements(lock_attempt_log) a)), 0)::float8 AS ended
+     FROM migsafe.statements WHERE lock_attempts > 0) s,
+  LATERAL (VALUES ('migsafe_lock_retries_total', s.retries),
+                  ('migsafe_lock_retry_budget_exhausted_total', s.exhausted),
+                  ('migsafe_lock_blockers_ended_total', s.ended)) AS m(metric, value)
+UNION ALL
+SELECT m.metric, '', m.value FROM migsafe._queue_stats() q,
+  LATERAL (VALUES ('migsafe_queue_records', q.queue_records::float8),
+                  ('migsafe_queue_bytes', q.queue_bytes::float8),
+                  ('migsafe_queued_total', q.queued::float8),
+                  ('migsafe_written_total', q.written::float8),
+                  ('migsafe_dropped_total', q.fallback::float8),
+                  ('migsafe_spilled_total', migsafe._queue_spilled()::float8),
+                  ('migsafe_writers', q.writers::float8),
+                  ('migsafe_last_migration_duration_seconds',
+                   coalesce((SELECT duration_us FROM migsafe.migrations WHERE ended_at IS NOT NULL
+                              ORDER BY ended_at DESC LIMIT 1), q.last_migration_duration_us) / 1e6)) AS m(metric, value);
 
 -- The upgrade itself goes into the audit log when this transaction commits.
 SELECT migsafe._note_upgrade('0.5.0', '0.6.0');

@@ -41,6 +41,8 @@ pub static WARN_DURATION: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 pub static ALERT_AFTER: GucSetting<i32> = GucSetting::<i32>::new(600_000);
 pub static CRITICAL_AFTER: GucSetting<i32> = GucSetting::<i32>::new(1_800_000);
 pub static LOCK_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(5000);
+pub static LOCK_RETRY_BUDGET: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+pub static CANCEL_BLOCKERS_AFTER: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static DRIZZLE_TABLE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"drizzle.__drizzle_migrations"));
 
@@ -316,6 +318,24 @@ fn define_audit_gucs() {
         reload,
         &LOCK_TIMEOUT,
         (0, i32::MAX),
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    int_guc(
+        c"migsafe.lock_retry_budget",
+        c"Time a transaction may spend retrying DDL whose table lock was not granted within migsafe.lock_timeout (waits and pauses together; 0: no retries).",
+        reload,
+        &LOCK_RETRY_BUDGET,
+        (0, 600_000),
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    int_guc(
+        c"migsafe.cancel_blockers_after",
+        c"After retrying for this long, end the blocking sessions that are idle in transaction, where the migrating role may (0: never).",
+        reload,
+        &CANCEL_BLOCKERS_AFTER,
+        (0, 600_000),
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );

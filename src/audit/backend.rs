@@ -19,6 +19,7 @@ use crate::engine::audit::{
     StatementOutcome,
 };
 use crate::engine::audit::{lock_conflicts, lock_mode, LOCK_MODES};
+use crate::engine::lockretry::{self, Attempt};
 use crate::engine::phase::PhaseKind;
 use crate::engine::policy::Finding;
 use crate::guc;
@@ -65,6 +66,9 @@ struct Open {
     lock_wait_us: Option<i64>,
     blockers: Vec<Blocker>,
     applied_lock_timeout: Option<i32>,
+    attempts: Vec<Attempt>,
+    attempts_total: u32,
+    retry_exhausted: bool,
     created: Vec<(Oid, Oid, i32)>,
     names: Vec<String>,
 }
@@ -99,6 +103,9 @@ thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
     /// Open statements: read by the object_access and emit_log hooks without borrowing.
     static OPEN: Cell<usize> = const { Cell::new(0) };
+    /// Time the transaction spent retrying locks (µs): `migsafe.lock_retry_budget`
+    /// counts for the whole transaction.
+    static RETRY_SPENT: Cell<i64> = const { Cell::new(0) };
 }
 
 fn with<R>(f: impl FnOnce(&mut State) -> R) -> Option<R> {
@@ -277,6 +284,9 @@ pub fn begin(
             lock_wait_us: None,
             blockers: vec![],
             applied_lock_timeout: None,
+            attempts: vec![],
+            attempts_total: 0,
+            retry_exhausted: false,
             created: vec![],
             names: vec![],
         });
@@ -357,6 +367,9 @@ fn statement_record(
             error,
             lock_timeout_ms: o.applied_lock_timeout,
             blockers: o.blockers,
+            lock_attempts: o.attempts,
+            lock_attempts_total: o.attempts_total,
+            lock_retry_exhausted: o.retry_exhausted,
         }),
     )
 }
@@ -729,6 +742,11 @@ pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
         })
     });
     if owns(relid) {
+        let budget = guc::LOCK_RETRY_BUDGET.get();
+        if let (Some(timeout), true) = (applied, budget > 0) {
+            retry_lock(relid, mode, timeout, budget);
+            return true;
+        }
         // Wait here (under the statement's lock_timeout) so that the wait is timed;
         // the statement then finds the lock already held by its transaction.
         let t0 = now_unix_us();
@@ -741,6 +759,194 @@ pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
         });
     }
     true
+}
+
+/// Takes the statement's table lock under `migsafe.lock_timeout`, and when that runs
+/// out, lets go of the lock queue, pauses (exponential backoff with jitter) and tries
+/// again, until the transaction's `migsafe.lock_retry_budget` is spent. Each try runs
+/// in an internal subtransaction that holds nothing but the lock request: a failed one
+/// is rolled back (no other session queues behind it any more), a successful one
+/// hands the lock to the transaction, and the statement then runs without waiting for
+/// it. Only pg_migsafe's own timeout is retried: a deadlock, a cancel or
+/// statement_timeout ends the statement as it would have.
+unsafe fn retry_lock(relid: Oid, mode: pg_sys::LOCKMODE, lock_timeout_ms: i32, budget_ms: i32) {
+    let budget_us = budget_ms as i64 * 1000;
+    let spent_before = RETRY_SPENT.get();
+    let started = now_unix_us();
+    let cancel_after_us = guc::CANCEL_BLOCKERS_AFTER.get() as i64 * 1000;
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut total: u32 = 0;
+    let mut waited_all: i64 = 0;
+    let mut blockers = with(|s| s.open.last().map(|o| o.blockers.clone()))
+        .flatten()
+        .unwrap_or_default();
+    let mut ended: Vec<i32> = Vec::new();
+    let record = |attempts: &[Attempt], total: u32, waited: i64, exhausted: bool| {
+        with(|s| {
+            if let Some(o) = s.open.last_mut() {
+                o.attempts = attempts.to_vec();
+                o.attempts_total = total;
+                o.lock_wait_us = Some(waited);
+                o.retry_exhausted = exhausted;
+            }
+        });
+    };
+    loop {
+        let remaining = budget_us - RETRY_SPENT.get();
+        // A statement that finds the budget spent by earlier ones still gets one try.
+        let timeout = match lockretry::attempt_timeout_ms(lock_timeout_ms, remaining) {
+            Some(t) => t,
+            None if total == 0 => 1,
+            None => break,
+        };
+        total += 1;
+        pg_sys::LockTimeout = timeout;
+        let t0 = now_unix_us();
+        let r = crate::spi::kept(|| pg_sys::LockRelationOid(relid, mode));
+        let waited = now_unix_us() - t0;
+        pg_sys::LockTimeout = lock_timeout_ms;
+        RETRY_SPENT.set(RETRY_SPENT.get() + waited);
+        waited_all += waited;
+        let mut a = Attempt {
+            waited_us: waited,
+            acquired: r.is_ok(),
+            blockers: std::mem::take(&mut blockers),
+            ended: std::mem::take(&mut ended),
+            slept_us: 0,
+        };
+        match r {
+            Ok(()) => {
+                if attempts.len() < lockretry::ATTEMPTS_RECORDED {
+                    attempts.push(a);
+                }
+                record(&attempts, total, waited_all, false);
+                return;
+            }
+            Err(e) if is_lock_timeout(&e) => {}
+            Err(e) => {
+                if attempts.len() < lockretry::ATTEMPTS_RECORDED {
+                    attempts.push(a);
+                }
+                record(&attempts, total, waited_all, false);
+                e.rethrow();
+            }
+        }
+        let remaining = budget_us - RETRY_SPENT.get();
+        let pause = lockretry::backoff_us(
+            total,
+            lockretry::mix(now_unix_us() as u64 ^ ((pg_sys::MyProcPid as u64) << 32)),
+            remaining,
+        );
+        let t0 = now_unix_us();
+        sleep_us(pause);
+        let slept = now_unix_us() - t0;
+        RETRY_SPENT.set(RETRY_SPENT.get() + slept);
+        waited_all += slept;
+        a.slept_us = slept;
+        if attempts.len() < lockretry::ATTEMPTS_RECORDED {
+            attempts.push(a);
+        }
+        record(&attempts, total, waited_all, false);
+        blockers = blockers_of(relid, mode as usize);
+        if cancel_after_us > 0 && now_unix_us() - started >= cancel_after_us {
+            ended = end_idle_blockers(relid, &blockers);
+        }
+    }
+    record(&attempts, total, waited_all, true);
+    let nsp = pg_sys::get_rel_namespace(relid);
+    let object = format!(
+        "table {}",
+        qualified(nsp, &cstr(pg_sys::get_rel_name(relid)).unwrap_or_default())
+    );
+    let r = lockretry::exhausted_report(
+        &object,
+        LOCK_MODES[mode as usize - 1],
+        &attempts,
+        total as usize,
+        budget_ms,
+        spent_before,
+        lock_timeout_ms,
+    );
+    // The DETAIL is ours: lock_detail leaves an error that has one alone.
+    let report = crate::report::PgReport::new(pg_sys::PGERROR, "55P03", &r);
+    crate::report::raise(&report);
+}
+
+/// pg_migsafe's own lock_timeout ran out (not a NOWAIT, a deadlock or a cancel): the
+/// timeout's error is raised by ProcessInterrupts, NOWAIT's by the lock manager.
+fn is_lock_timeout(e: &pgrx::pg_sys::panic::CaughtError) -> bool {
+    use pgrx::pg_sys::panic::CaughtError;
+    match e {
+        CaughtError::PostgresError(r) => {
+            r.sql_error_code() == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE
+                && r.function_name() == Some("ProcessInterrupts")
+        }
+        _ => false,
+    }
+}
+
+/// Sleeps on the process latch, answering interrupts (a cancel, statement_timeout,
+/// termination) as they come.
+unsafe fn sleep_us(us: i64) {
+    let deadline = now_unix_us() + us;
+    loop {
+        let left = deadline - now_unix_us();
+        if left <= 0 {
+            break;
+        }
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            (left / 1000).max(1) as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+        pgrx::check_for_interrupts!();
+    }
+}
+
+/// Ends (pg_terminate_backend, as the migrating role: only where it may) the blocking
+/// client sessions that are idle in transaction and not a superuser's: a cancel would
+/// not free their locks, since an idle session has no query to cancel. Each is noted
+/// in the server log and, with the attempt, in the audit log.
+fn end_idle_blockers(relid: Oid, blockers: &[Blocker]) -> Vec<i32> {
+    let mut out = Vec::new();
+    for b in blockers {
+        // The state is checked again by the same statement that ends the session.
+        let r = crate::spi::rolled_back(|| {
+            spi::one::<bool>(
+                As::Caller,
+                "SELECT pg_catalog.pg_terminate_backend(a.pid) \
+                   FROM pg_catalog.pg_stat_activity a \
+                   JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.usesysid \
+                  WHERE a.pid OPERATOR(pg_catalog.=) $1 \
+                    AND a.backend_type OPERATOR(pg_catalog.=) 'client backend' \
+                    AND a.state OPERATOR(pg_catalog.=) ANY (ARRAY['idle in transaction', 'idle in transaction (aborted)']) \
+                    AND NOT r.rolsuper \
+                    AND (pg_catalog.pg_has_role(a.usesysid, 'USAGE') \
+                         OR pg_catalog.pg_has_role('pg_signal_backend', 'USAGE'))",
+                &[b.pid.into()],
+            )
+        });
+        if let Ok(Some(true)) = r {
+            out.push(b.pid);
+            let line = format!(
+                "pg_migsafe: ended session {} (idle in transaction, holding {} on {}) that blocked a migration: migsafe.cancel_blockers_after",
+                b.pid,
+                b.mode,
+                unsafe {
+                    qualified(
+                        pg_sys::get_rel_namespace(relid),
+                        &cstr(pg_sys::get_rel_name(relid)).unwrap_or_default(),
+                    )
+                }
+            );
+            if let Ok(c) = CString::new(line) {
+                unsafe { crate::report::log_server_only(&c) };
+            }
+        }
+    }
+    out
 }
 
 /// After the statement (or when its transaction aborts).
@@ -943,9 +1149,16 @@ pub(crate) unsafe fn on_xact(event: pg_sys::XactEvent::Type, snapshot: Option<i6
         {
             pre_commit(snapshot.unwrap_or(0))
         }
-        XACT_EVENT_COMMIT => finish(MigrationOutcome::Committed),
-        XACT_EVENT_PREPARE => finish(MigrationOutcome::Prepared),
+        XACT_EVENT_COMMIT => {
+            RETRY_SPENT.set(0);
+            finish(MigrationOutcome::Committed)
+        }
+        XACT_EVENT_PREPARE => {
+            RETRY_SPENT.set(0);
+            finish(MigrationOutcome::Prepared)
+        }
         XACT_EVENT_ABORT => {
+            RETRY_SPENT.set(0);
             lock_safety_end();
             finish(MigrationOutcome::RolledBack)
         }

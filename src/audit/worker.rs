@@ -601,11 +601,16 @@ impl Writer {
             ) else {
                 continue;
             };
-            let query = BackgroundWorker::transaction(|| {
-                spi::one::<String>(
+            let (query, waiting) = BackgroundWorker::transaction(|| {
+                spi::select(
                     As::Caller,
-                    "SELECT query FROM pg_catalog.pg_stat_activity WHERE pid OPERATOR(pg_catalog.=) $1",
+                    "SELECT query, wait_event_type OPERATOR(pg_catalog.||) ': ' OPERATOR(pg_catalog.||) wait_event \
+                       FROM pg_catalog.pg_stat_activity WHERE pid OPERATOR(pg_catalog.=) $1",
                     &[r.pid.into()],
+                    |mut t| match t.next() {
+                        Some(row) => Ok((row.get::<String>(1)?, row.get::<String>(2)?)),
+                        None => Ok((None, None)),
+                    },
                 )
             });
             recs.push(Record::Alert(Alert {
@@ -616,6 +621,7 @@ impl Writer {
                 running_us: now - r.started_us,
                 pid: r.pid,
                 query: query.map(|q| crate::redact::query_text(&q)),
+                waiting,
             }));
             queue::running_mark_alerted(&r, level as u32);
         }

@@ -398,7 +398,8 @@ def test_phase_events_and_config_changes_are_recorded(cluster):
 # ------------------------------------------------------------------ lock safety
 
 def test_lock_timeout_is_applied_and_the_error_names_the_blocker(cluster):
-    cluster.configure(migsafe__lock_timeout="'1s'")
+    # One try (no retries: see test_lock_retries.py).
+    cluster.configure(migsafe__lock_timeout="'1s'", migsafe__lock_retry_budget="0")
     try:
         db = new_db(cluster)
         with cluster.connect(db, user="app_owner") as c:
@@ -449,7 +450,7 @@ def test_lock_timeout_is_applied_and_the_error_names_the_blocker(cluster):
         [s] = settle(cluster, db, 1, "statement = 'ALTER TABLE busy ADD COLUMN n2 int'")
         assert s["lock_timeout_applied_ms"] is None
     finally:
-        cluster.configure(migsafe__lock_timeout=None)
+        cluster.configure(migsafe__lock_timeout=None, migsafe__lock_retry_budget=None)
 
 
 def test_owner_waiting_for_a_lock_has_its_wait_timed(cluster):

@@ -321,7 +321,7 @@ def test_the_classifier_neither_waits_for_nor_keeps_a_lock(cluster):
     migsafe.lock_timeout, nor keep one: a busy table gets the conservative answer and
     the statement then waits as lock safety allows. In a READ ONLY transaction,
     PostgreSQL's own error comes at once."""
-    cluster.configure(migsafe__lock_timeout="'1s'")
+    cluster.configure(migsafe__lock_timeout="'1s'", migsafe__lock_retry_budget="0")
     try:
         db = new_db(cluster)
         with cluster.connect(db, "app_owner") as c:
@@ -356,4 +356,4 @@ def test_the_classifier_neither_waits_for_nor_keeps_a_lock(cluster):
         waiter.rollback()
         waiter.close()
     finally:
-        cluster.configure(migsafe__lock_timeout=None)
+        cluster.configure(migsafe__lock_timeout=None, migsafe__lock_retry_budget=None)

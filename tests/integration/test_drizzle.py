@@ -20,6 +20,7 @@ import time
 import os
 import shutil
 import subprocess
+import threading
 
 import psycopg
 import pytest
@@ -312,3 +313,40 @@ def test_fresh_database_replays_every_file_in_one_transaction(dz):
     assert r.returncode == 0, r.stdout + r.stderr + log
     with fresh.connect() as conn:
         assert applied(conn) == 6
+
+
+def test_a_short_blocker_does_not_fail_a_deploy(dz, tmp_path_factory):
+    """Lock retries (docs/lock-retries.md): `drizzle-kit migrate` runs unchanged while a
+    session holds a lock on `users` for 2.5 s. Without retries the deploy fails after
+    one migsafe.lock_timeout (and applies nothing); with them it waits the blocker out."""
+    cluster = dz.cluster
+    outcomes = {}
+    try:
+        for budget in ("0", "'15s'"):
+            cluster.configure(migsafe__lock_timeout="'500ms'", migsafe__lock_retry_budget=budget)
+            d = Drizzle(cluster, new_db(cluster, owner=ROLE), tmp_path_factory)
+            r = d.kit_migrate(1)
+            assert r.returncode == 0, r.stdout + r.stderr
+            with cluster.connect(d.db) as c:
+                c.execute("GRANT SELECT ON users TO app_user")
+            blocker = cluster.connect(d.db, user="app_user", autocommit=False)
+            blocker.execute("SELECT count(*) FROM users")
+            threading.Timer(2.5, blocker.rollback).start()
+            t0 = time.time()
+            r = d.kit_migrate(2)
+            outcomes[budget] = (r.returncode, time.time() - t0)
+            with d.connect() as conn:
+                outcomes[budget] += (applied(conn), has_column(conn, "users", "created_at"))
+                if budget != "0":
+                    [(attempts, ok)] = wait_rows(
+                        conn, "SELECT lock_attempts, outcome = 'ok' FROM migsafe.statements "
+                              "WHERE statement LIKE 'ALTER TABLE \"users\" ADD COLUMN%%'")
+                    assert attempts >= 2 and ok, attempts
+            time.sleep(max(0.0, 2.7 - (time.time() - t0)))
+            blocker.close()
+    finally:
+        cluster.configure(migsafe__lock_timeout=None, migsafe__lock_retry_budget=None)
+    code, took, n, col = outcomes["0"]
+    assert code != 0 and (n, col) == (1, False), outcomes
+    code, took, n, col = outcomes["'15s'"]
+    assert code == 0 and (n, col) == (2, True) and took > 2.0, outcomes

@@ -118,6 +118,23 @@ def test_settings_cannot_be_changed_from_sql(cluster, sql, code, user):
         assert conn.execute("SHOW migsafe.mode").fetchone()[0] == "enforce"
 
 
+def test_every_setting_is_documented_with_its_default(cluster):
+    import os
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "configuration.md")).read()
+    with cluster.connect() as conn:
+        names = [n for (n,) in conn.execute(
+            "SELECT name FROM pg_settings WHERE name LIKE 'migsafe.%' ORDER BY name").fetchall()]
+    assert "migsafe.lock_retry_budget" in names and "migsafe.cancel_blockers_after" in names
+    missing = [n for n in names if f"| `{n}` |" not in doc and f"\n## {n}\n" not in doc]
+    assert not missing, f"settings in neither a table nor a heading of docs/configuration.md: {missing}"
+    # SHOW's form of the two lock-retry defaults is the one documented.
+    with cluster.connect() as conn:
+        for n, shown in [("migsafe.lock_retry_budget", "20s"), ("migsafe.cancel_blockers_after", "0")]:
+            assert conn.execute(f"SELECT boot_val FROM pg_settings WHERE name = '{n}'").fetchone()[0] \
+                in (shown, {"20s": "20000"}.get(shown, shown))
+            assert f"| `{n}` | `{shown}` |" in doc
+
+
 def test_show_and_set_of_other_settings_pass(cluster):
     with cluster.connect() as conn:
         for sql in ["SHOW migsafe.mode", "SET work_mem = '8MB'", "RESET ALL", "SET lock_timeout = '1s'",
