@@ -712,22 +712,40 @@ pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
             o.applied_lock_timeout = applied;
         }
     });
-    let nsp = pg_sys::get_rel_namespace(relid);
-    let object = format!(
-        "table {}",
-        qualified(nsp, &cstr(pg_sys::get_rel_name(relid)).unwrap_or_default())
-    );
-    let mode_name = LOCK_MODES[mode as usize - 1].to_string();
-    if pg_sys::ConditionalLockRelationOid(relid, mode) {
-        pg_sys::UnlockRelationOid(relid, mode);
+    let retry = applied.is_some() && guc::LOCK_RETRY_BUDGET.get() > 0 && owns(relid);
+    // With retries, the referenced tables of the foreign keys it adds are taken in the
+    // same try, where the role could lock them anyway (it owns them, or holds
+    // REFERENCES on them, which is what the statement needs).
+    let mut targets = vec![(relid, mode)];
+    if retry {
+        for (r, m) in crate::stmt::locks::also_locked(stmt) {
+            if r != relid && !crate::track::is_new(pg_sys::RelationRelationId, r, 0) && may_lock(r)
+            {
+                targets.push((r, m));
+            }
+        }
+    }
+    let busy: Vec<(Oid, pg_sys::LOCKMODE)> = targets
+        .iter()
+        .copied()
+        .filter(|&(r, m)| {
+            if pg_sys::ConditionalLockRelationOid(r, m) {
+                pg_sys::UnlockRelationOid(r, m);
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    let Some(&(wait_rel, wait_mode)) = busy.first() else {
         with(|s| {
             if let Some(o) = s.open.last_mut() {
                 o.lock_wait_us = Some(0);
             }
         });
         return true;
-    }
-    let blockers = blockers_of(relid, mode as usize);
+    };
+    let blockers = blockers_of(wait_rel, wait_mode as usize);
     with(|s| {
         if let Some(o) = s.open.last_mut() {
             o.blockers = blockers.clone();
@@ -735,18 +753,17 @@ pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
     });
     LOCK_NOTE.with(|n| {
         *n.borrow_mut() = Some(LockNote {
-            object,
-            mode: mode_name,
+            object: table_name(wait_rel),
+            mode: LOCK_MODES[wait_mode as usize - 1].to_string(),
             applied_ms: applied,
             blockers,
         })
     });
+    if let (true, Some(timeout)) = (retry, applied) {
+        retry_lock(&targets, timeout, guc::LOCK_RETRY_BUDGET.get());
+        return true;
+    }
     if owns(relid) {
-        let budget = guc::LOCK_RETRY_BUDGET.get();
-        if let (Some(timeout), true) = (applied, budget > 0) {
-            retry_lock(relid, mode, timeout, budget);
-            return true;
-        }
         // Wait here (under the statement's lock_timeout) so that the wait is timed;
         // the statement then finds the lock already held by its transaction.
         let t0 = now_unix_us();
@@ -761,15 +778,35 @@ pub unsafe extern "C-unwind" fn lock_safety(stmt: *mut pg_sys::Node) -> bool {
     true
 }
 
-/// Takes the statement's table lock under `migsafe.lock_timeout`, and when that runs
+/// "table schema.name"
+unsafe fn table_name(relid: Oid) -> String {
+    format!(
+        "table {}",
+        qualified(
+            pg_sys::get_rel_namespace(relid),
+            &cstr(pg_sys::get_rel_name(relid)).unwrap_or_default()
+        )
+    )
+}
+
+/// May the role queue for a lock on this table (it owns it, or holds REFERENCES on it)?
+unsafe fn may_lock(relid: Oid) -> bool {
+    owns(relid)
+        || pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_REFERENCES as _)
+            == pg_sys::AclResult::ACLCHECK_OK
+}
+
+/// Takes the statement's table locks under `migsafe.lock_timeout`, and when that runs
 /// out, lets go of the lock queue, pauses (exponential backoff with jitter) and tries
 /// again, until the transaction's `migsafe.lock_retry_budget` is spent. Each try runs
-/// in an internal subtransaction that holds nothing but the lock request: a failed one
-/// is rolled back (no other session queues behind it any more), a successful one
-/// hands the lock to the transaction, and the statement then runs without waiting for
-/// it. Only pg_migsafe's own timeout is retried: a deadlock, a cancel or
-/// statement_timeout ends the statement as it would have.
-unsafe fn retry_lock(relid: Oid, mode: pg_sys::LOCKMODE, lock_timeout_ms: i32, budget_ms: i32) {
+/// in an internal subtransaction that holds nothing but the lock requests (all the
+/// statement's tables, in the order the server takes them): a failed one is rolled
+/// back (no other session queues behind it any more, and no table is held while the
+/// next try waits), a successful one hands the locks to the transaction, and the
+/// statement then runs without waiting for them. Only pg_migsafe's own timeout is
+/// retried: a deadlock, a cancel or statement_timeout ends the statement as it would
+/// have.
+unsafe fn retry_lock(targets: &[(Oid, pg_sys::LOCKMODE)], lock_timeout_ms: i32, budget_ms: i32) {
     let budget_us = budget_ms as i64 * 1000;
     let spent_before = RETRY_SPENT.get();
     let started = now_unix_us();
@@ -777,9 +814,6 @@ unsafe fn retry_lock(relid: Oid, mode: pg_sys::LOCKMODE, lock_timeout_ms: i32, b
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut total: u32 = 0;
     let mut waited_all: i64 = 0;
-    let mut blockers = with(|s| s.open.last().map(|o| o.blockers.clone()))
-        .flatten()
-        .unwrap_or_default();
     let mut ended: Vec<i32> = Vec::new();
     let record = |attempts: &[Attempt], total: u32, waited: i64, exhausted: bool| {
         with(|s| {
@@ -791,6 +825,11 @@ unsafe fn retry_lock(relid: Oid, mode: pg_sys::LOCKMODE, lock_timeout_ms: i32, b
             }
         });
     };
+    let keep = |attempts: &mut Vec<Attempt>, a: Attempt| {
+        if attempts.len() < lockretry::ATTEMPTS_RECORDED {
+            attempts.push(a);
+        }
+    };
     loop {
         let remaining = budget_us - RETRY_SPENT.get();
         // A statement that finds the budget spent by earlier ones still gets one try.
@@ -801,8 +840,14 @@ unsafe fn retry_lock(relid: Oid, mode: pg_sys::LOCKMODE, lock_timeout_ms: i32, b
         };
         total += 1;
         pg_sys::LockTimeout = timeout;
+        let at = Cell::new(0usize);
         let t0 = now_unix_us();
-        let r = crate::spi::kept(|| pg_sys::LockRelationOid(relid, mode));
+        let r = crate::spi::kept(|| {
+            for (i, &(r, m)) in targets.iter().enumerate() {
+                at.set(i);
+                pg_sys::LockRelationOid(r, m);
+            }
+        });
         let waited = now_unix_us() - t0;
         pg_sys::LockTimeout = lock_timeout_ms;
         RETRY_SPENT.set(RETRY_SPENT.get() + waited);
@@ -810,26 +855,36 @@ unsafe fn retry_lock(relid: Oid, mode: pg_sys::LOCKMODE, lock_timeout_ms: i32, b
         let mut a = Attempt {
             waited_us: waited,
             acquired: r.is_ok(),
-            blockers: std::mem::take(&mut blockers),
             ended: std::mem::take(&mut ended),
-            slept_us: 0,
+            ..Default::default()
         };
         match r {
             Ok(()) => {
-                if attempts.len() < lockretry::ATTEMPTS_RECORDED {
-                    attempts.push(a);
-                }
+                keep(&mut attempts, a);
                 record(&attempts, total, waited_all, false);
                 return;
             }
             Err(e) if is_lock_timeout(&e) => {}
             Err(e) => {
-                if attempts.len() < lockretry::ATTEMPTS_RECORDED {
-                    attempts.push(a);
-                }
+                keep(&mut attempts, a);
                 record(&attempts, total, waited_all, false);
                 e.rethrow();
             }
+        }
+        // Who held the table the try waited for.
+        let (rel, mode) = targets[at.get()];
+        a.waited_for = Some(format!(
+            "{} on {}",
+            LOCK_MODES[mode as usize - 1],
+            table_name(rel)
+        ));
+        a.blockers = blockers_of(rel, mode as usize);
+        // Only when another try follows (it finds out whether that freed the table).
+        if cancel_after_us > 0
+            && now_unix_us() - started >= cancel_after_us
+            && budget_us - RETRY_SPENT.get() > 1000
+        {
+            ended = end_idle_blockers(rel, &a.blockers);
         }
         let remaining = budget_us - RETRY_SPENT.get();
         let pause = lockretry::backoff_us(
@@ -843,24 +898,11 @@ unsafe fn retry_lock(relid: Oid, mode: pg_sys::LOCKMODE, lock_timeout_ms: i32, b
         RETRY_SPENT.set(RETRY_SPENT.get() + slept);
         waited_all += slept;
         a.slept_us = slept;
-        if attempts.len() < lockretry::ATTEMPTS_RECORDED {
-            attempts.push(a);
-        }
+        keep(&mut attempts, a);
         record(&attempts, total, waited_all, false);
-        blockers = blockers_of(relid, mode as usize);
-        if cancel_after_us > 0 && now_unix_us() - started >= cancel_after_us {
-            ended = end_idle_blockers(relid, &blockers);
-        }
     }
     record(&attempts, total, waited_all, true);
-    let nsp = pg_sys::get_rel_namespace(relid);
-    let object = format!(
-        "table {}",
-        qualified(nsp, &cstr(pg_sys::get_rel_name(relid)).unwrap_or_default())
-    );
     let r = lockretry::exhausted_report(
-        &object,
-        LOCK_MODES[mode as usize - 1],
         &attempts,
         total as usize,
         budget_ms,

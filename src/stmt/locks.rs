@@ -18,6 +18,56 @@ pub unsafe fn heavy_target(stmt: *mut pg_sys::Node) -> Option<(pg_sys::Oid, pg_s
     (relid != pg_sys::InvalidOid).then_some((relid, mode))
 }
 
+/// The other existing tables an ALTER TABLE locks SHARE ROW EXCLUSIVE: the referenced
+/// table of each FOREIGN KEY it adds (`ADD CONSTRAINT … FOREIGN KEY`, `ADD COLUMN …
+/// REFERENCES`), resolved as the server will, without a lock. Lock retries take them
+/// in the same try as the statement's own table.
+///
+/// # Safety
+/// `stmt` is a utility statement's parse tree; call inside a transaction.
+pub unsafe fn also_locked(stmt: *mut pg_sys::Node) -> Vec<(pg_sys::Oid, pg_sys::LOCKMODE)> {
+    let mut out = Vec::new();
+    if stmt.is_null() || (*stmt).type_ != NodeTag::T_AlterTableStmt {
+        return out;
+    }
+    let sre = pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE;
+    let mut add = |c: *mut pg_sys::Constraint| {
+        if (*c).contype == pg_sys::ConstrType::CONSTR_FOREIGN && !(*c).pktable.is_null() {
+            let relid = super::nodes::relid_of((*c).pktable);
+            if relid != pg_sys::InvalidOid && !out.iter().any(|&(r, _)| r == relid) {
+                out.push((relid, sre));
+            }
+        }
+    };
+    let nodes = |l: *mut pg_sys::List| -> Vec<*mut pg_sys::Node> {
+        if l.is_null() {
+            return Vec::new();
+        }
+        (0..(*l).length as usize)
+            .map(|i| (*(*l).elements.add(i)).ptr_value as *mut pg_sys::Node)
+            .collect()
+    };
+    for n in nodes((*(stmt as *mut pg_sys::AlterTableStmt)).cmds) {
+        let cmd = n as *mut pg_sys::AlterTableCmd;
+        let def = (*cmd).def;
+        if def.is_null() {
+            continue;
+        }
+        match (*def).type_ {
+            NodeTag::T_Constraint => add(def as *mut pg_sys::Constraint),
+            NodeTag::T_ColumnDef => {
+                for c in nodes((*(def as *mut pg_sys::ColumnDef)).constraints) {
+                    if (*c).type_ == NodeTag::T_Constraint {
+                        add(c as *mut pg_sys::Constraint);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 unsafe fn heavy_range_var(
     stmt: *mut pg_sys::Node,
 ) -> Option<(*mut pg_sys::RangeVar, pg_sys::LOCKMODE)> {

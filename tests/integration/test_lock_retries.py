@@ -66,6 +66,7 @@ def test_ddl_behind_a_short_blocker_succeeds_on_a_later_attempt(cluster, retries
     assert s["lock_attempts"] == len(log) >= 2, log
     assert [a["acquired"] for a in log] == [False] * (len(log) - 1) + [True]
     assert log[0]["blockers"][0]["pid"] == bpid and log[0]["blockers"][0]["mode"] == "RowExclusiveLock"
+    assert log[0]["waited_for"] == "AccessExclusiveLock on table public.busy"
     for a in log[:-1]:
         # Each failed try waited one lock_timeout, then paused.
         assert 250_000 <= a["waited_us"] < 1_500_000, a
@@ -137,6 +138,51 @@ def test_the_budget_counts_for_the_whole_transaction(cluster, retries):
         c.commit()
     first.close()
     second.close()
+
+
+def test_a_foreign_keys_referenced_table_is_taken_in_the_same_try(cluster, retries):
+    """ADD FOREIGN KEY locks the referenced table too: a blocker there is retried like
+    one on the table itself, and between tries neither table is held (a try holds child while it waits for
+    parent, as the statement would)."""
+    retries(lock_timeout="300ms", budget="10s")
+    db = busy_table(cluster, "parent")
+    with cluster.connect(db, user="app_owner") as c:
+        c.execute("ALTER TABLE parent ADD PRIMARY KEY (id); CREATE TABLE child (id int, parent_id int)")
+        c.execute("INSERT INTO child VALUES (1, 1); GRANT ALL ON child TO app_user")
+    blocker = hold(cluster, db, "INSERT INTO parent VALUES (2)", release_after=2.5)
+    bpid = blocker.info.backend_pid
+    free_between = []
+    stop = threading.Event()
+
+    def probe():
+        # ROW EXCLUSIVE conflicts with the SHARE ROW EXCLUSIVE a try takes on child.
+        with cluster.connect(db, user="app_user") as p:
+            while not stop.is_set():
+                r = run(p, "BEGIN; LOCK TABLE child IN ROW EXCLUSIVE MODE NOWAIT; ROLLBACK")
+                free_between.append((time.time(), r.ok))
+                if not r.ok:
+                    p.execute("ROLLBACK")
+                time.sleep(0.01)
+
+    th = threading.Thread(target=probe)
+    with cluster.connect(db, user="app_owner") as c:
+        th.start()
+        t0 = time.time()
+        c.execute("ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent")
+        t1 = time.time()
+    stop.set()
+    th.join(10)
+    blocker.close()
+    # A try holds child while it waits for parent (as the statement itself would);
+    # between tries child is free: the probe got its lock while the ALTER waited.
+    during = [ok for t, ok in free_between if t0 + 0.35 < t < t1 - 0.1]
+    assert t1 - t0 > 2.0 and True in during and False in during, (t1 - t0, during)
+    [s] = settle(cluster, db, 1, "statement LIKE 'ALTER TABLE child ADD CONSTRAINT%'")
+    log = s["lock_attempt_log"]
+    assert s["outcome"] == "ok" and len(log) >= 2, log
+    assert log[0]["waited_for"] == "ShareRowExclusiveLock on table public.parent", log[0]
+    assert log[0]["blockers"][0]["pid"] == bpid
+    assert log[-1]["acquired"]
 
 
 def test_other_sessions_queue_at_most_one_lock_timeout_at_a_time(cluster, retries):

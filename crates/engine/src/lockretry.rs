@@ -21,6 +21,9 @@ pub struct Attempt {
     pub waited_us: i64,
     /// Whether it got the lock.
     pub acquired: bool,
+    /// The lock it timed out on ("AccessExclusiveLock on table public.t").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waited_for: Option<String>,
     /// The sessions holding a conflicting lock when it started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blockers: Vec<Blocker>,
@@ -103,8 +106,6 @@ fn who(blockers: &[Blocker]) -> String {
 /// The error when the budget ran out: every attempt, how long it waited and who
 /// blocked it.
 pub fn exhausted_report(
-    object: &str,
-    wanted: &str,
     attempts: &[Attempt],
     total_attempts: usize,
     budget_ms: i32,
@@ -112,15 +113,25 @@ pub fn exhausted_report(
     lock_timeout_ms: i32,
 ) -> Report {
     let waited: i64 = attempts.iter().map(|a| a.waited_us + a.slept_us).sum();
+    let last = attempts
+        .iter()
+        .rev()
+        .find_map(|a| a.waited_for.as_deref())
+        .unwrap_or("its table lock");
     let message = format!(
-        "pg_migsafe: gave up waiting for {wanted} on {object} after {total_attempts} attempt{} in {} (migsafe.lock_retry_budget = {budget_ms}ms is spent)",
+        "pg_migsafe: gave up waiting for {last} after {total_attempts} attempt{} in {} (migsafe.lock_retry_budget = {budget_ms}ms is spent)",
         if total_attempts == 1 { "" } else { "s" },
         ms(waited)
     );
     let mut detail = Vec::new();
     for (i, a) in attempts.iter().enumerate() {
+        // The lock it waited for, when not the one the message names.
+        let what = match a.waited_for.as_deref() {
+            Some(w) if w != last => format!(" for {w}"),
+            _ => String::new(),
+        };
         let mut s = format!(
-            "Attempt {} waited {}, blocked {}",
+            "Attempt {} waited {}{what}, blocked {}",
             i + 1,
             ms(a.waited_us),
             who(&a.blockers)
@@ -200,46 +211,33 @@ mod tests {
                 waited_us: 1_000_000,
                 blockers: vec![b.clone()],
                 slept_us: 80_000,
+                waited_for: Some("ShareRowExclusiveLock on table public.users".into()),
                 ..Default::default()
             },
             Attempt {
                 waited_us: 1_000_000,
                 blockers: vec![],
                 ended: vec![42],
+                waited_for: Some("AccessExclusiveLock on table public.t".into()),
                 ..Default::default()
             },
         ];
-        let r = exhausted_report(
-            "table public.t",
-            "AccessExclusiveLock",
-            &attempts,
-            2,
-            2000,
-            0,
-            1000,
-        );
-        assert!(
-            r.message.contains("after 2 attempts in 2.1 s"),
-            "{}",
-            r.message
-        );
-        assert!(r.message.contains("table public.t"));
-        assert!(r.detail.contains("Attempt 1 waited 1.0 s, blocked by pid 42 (RowExclusiveLock, idle in transaction) running: INSERT INTO t VALUES (1)."), "{}", r.detail);
-        assert!(r
-            .detail
-            .contains("Attempt 2 waited 1.0 s, blocked by sessions that had moved on"));
-        assert!(r
-            .detail
-            .contains("ended before it, idle in transaction: pid 42"));
+        let r = exhausted_report(&attempts, 2, 2000, 0, 1000);
+        let m = "pg_migsafe: gave up waiting for AccessExclusiveLock on table public.t after 2 attempts in 2.1 s (migsafe.lock_retry_budget = 2000ms is spent)";
+        assert_eq!(r.message, m);
+        let d = "Attempt 1 waited 1.0 s for ShareRowExclusiveLock on table public.users, blocked by pid 42 (RowExclusiveLock, idle in transaction) running: INSERT INTO t VALUES (1).";
+        assert!(r.detail.contains(d), "{}", r.detail);
+        let d = "Attempt 2 waited 1.0 s, blocked by sessions that had moved on when pg_migsafe looked (ended before it, idle in transaction: pid 42).";
+        assert!(r.detail.contains(d), "{}", r.detail);
         assert!(!r.detail.contains("Earlier statements"));
-        let r = exhausted_report(
-            "table public.t",
-            "X",
-            &attempts[..1],
-            60,
-            2000,
-            500_000,
-            1000,
+        let r = exhausted_report(&attempts[..1], 60, 2000, 500_000, 1000);
+        assert!(r
+            .message
+            .contains("waiting for ShareRowExclusiveLock on table public.users after 60 attempts"));
+        assert!(
+            r.detail.contains("Attempt 1 waited 1.0 s, blocked"),
+            "{}",
+            r.detail
         );
         assert!(r.detail.contains("59 later attempts are not listed."));
         assert!(r.detail.contains("had used 500 ms of the budget"));
