@@ -238,6 +238,43 @@ mod tests {
         assert!(unpinned.is_empty(), "{unpinned:?}");
     }
 
+    /// A lock retry's try (`spi::kept`): a lock taken inside passes to the transaction;
+    /// an error inside is handed back, its subtransaction rolled back (what it took is
+    /// gone), and the transaction goes on.
+    #[pg_test]
+    fn a_kept_subtransaction_keeps_its_lock_and_a_failed_one_leaves_nothing() {
+        Spi::run("CREATE TABLE t_kept (id int); CREATE TABLE t_gone (id int)").unwrap();
+        let oid = |t: &str| {
+            Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{t}'::regclass::oid"))
+                .unwrap()
+                .unwrap()
+        };
+        // CREATE TABLE holds ACCESS EXCLUSIVE; the tries take SHARE, a mode of its own
+        // row in pg_locks.
+        let held = |t: &str| {
+            Spi::get_one::<bool>(&format!(
+                "SELECT EXISTS (SELECT FROM pg_locks WHERE relation = '{t}'::regclass \
+                   AND pid = pg_backend_pid() AND mode = 'ShareLock' AND granted)"
+            ))
+            .unwrap()
+            .unwrap()
+        };
+        let (kept, gone) = (oid("t_kept"), oid("t_gone"));
+        let share = pg_sys::ShareLock as pg_sys::LOCKMODE;
+        assert!(!held("t_kept") && !held("t_gone"));
+        let r = crate::spi::kept(|| unsafe { pg_sys::LockRelationOid(kept, share) });
+        assert!(r.is_ok());
+        assert!(held("t_kept"), "the lock passes to the transaction");
+        let r = crate::spi::kept(|| {
+            unsafe { pg_sys::LockRelationOid(gone, share) };
+            Spi::run("SELECT 1/0").unwrap();
+        });
+        assert!(r.is_err());
+        assert!(!held("t_gone"), "a failed try leaves no lock");
+        assert!(held("t_kept"));
+        assert_eq!(Spi::get_one::<i32>("SELECT 41 + 1").unwrap(), Some(42));
+    }
+
     /// A real panic leaves one `pg_migsafe_bug` line on the backend's stderr (the server
     /// log) and is counted; a PostgreSQL error that travels through Rust frames is not a
     /// bug and leaves nothing.
