@@ -807,14 +807,15 @@ unsafe fn may_lock(relid: Oid) -> bool {
 /// retried: a deadlock, a cancel or statement_timeout ends the statement as it would
 /// have.
 unsafe fn retry_lock(targets: &[(Oid, pg_sys::LOCKMODE)], lock_timeout_ms: i32, budget_ms: i32) {
+    use std::time::Instant;
     let budget_us = budget_ms as i64 * 1000;
     let spent_before = RETRY_SPENT.get();
-    let started = now_unix_us();
-    let cancel_after_us = guc::CANCEL_BLOCKERS_AFTER.get() as i64 * 1000;
+    let started = Instant::now();
+    let us = |since: Instant| since.elapsed().as_micros() as i64;
+    let cancel_after_ms = guc::CANCEL_BLOCKERS_AFTER.get();
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut total: u32 = 0;
     let mut waited_all: i64 = 0;
-    let mut ended: Vec<i32> = Vec::new();
     let record = |attempts: &[Attempt], total: u32, waited: i64, exhausted: bool| {
         with(|s| {
             if let Some(o) = s.open.last_mut() {
@@ -825,10 +826,12 @@ unsafe fn retry_lock(targets: &[(Oid, pg_sys::LOCKMODE)], lock_timeout_ms: i32, 
             }
         });
     };
-    let keep = |attempts: &mut Vec<Attempt>, a: Attempt| {
-        if attempts.len() < lockretry::ATTEMPTS_RECORDED {
+    let keep = |attempts: &mut Vec<Attempt>, a: Attempt| -> bool {
+        let kept = attempts.len() < lockretry::ATTEMPTS_RECORDED;
+        if kept {
             attempts.push(a);
         }
+        kept
     };
     loop {
         let remaining = budget_us - RETRY_SPENT.get();
@@ -841,27 +844,29 @@ unsafe fn retry_lock(targets: &[(Oid, pg_sys::LOCKMODE)], lock_timeout_ms: i32, 
         total += 1;
         pg_sys::LockTimeout = timeout;
         let at = Cell::new(0usize);
-        let t0 = now_unix_us();
+        let t0 = Instant::now();
         let r = crate::spi::kept(|| {
             for (i, &(r, m)) in targets.iter().enumerate() {
                 at.set(i);
                 pg_sys::LockRelationOid(r, m);
             }
         });
-        let waited = now_unix_us() - t0;
+        let waited = us(t0);
         pg_sys::LockTimeout = lock_timeout_ms;
         RETRY_SPENT.set(RETRY_SPENT.get() + waited);
         waited_all += waited;
         let mut a = Attempt {
             waited_us: waited,
             acquired: r.is_ok(),
-            ended: std::mem::take(&mut ended),
             ..Default::default()
         };
         match r {
             Ok(()) => {
                 keep(&mut attempts, a);
                 record(&attempts, total, waited_all, false);
+                // The DETAIL of a later lock timeout (a partition, an index) must not
+                // name this wait.
+                LOCK_NOTE.with(|n| *n.borrow_mut() = None);
                 return;
             }
             Err(e) if is_lock_timeout(&e) => {}
@@ -879,39 +884,54 @@ unsafe fn retry_lock(targets: &[(Oid, pg_sys::LOCKMODE)], lock_timeout_ms: i32, 
             table_name(rel)
         ));
         a.blockers = blockers_of(rel, mode as usize);
-        // Only when another try follows (it finds out whether that freed the table).
-        if cancel_after_us > 0
-            && now_unix_us() - started >= cancel_after_us
-            && budget_us - RETRY_SPENT.get() > 1000
-        {
-            ended = end_idle_blockers(rel, &a.blockers);
-        }
         let remaining = budget_us - RETRY_SPENT.get();
-        let pause = lockretry::backoff_us(
-            total,
-            lockretry::mix(now_unix_us() as u64 ^ ((pg_sys::MyProcPid as u64) << 32)),
-            remaining,
+        let random = lockretry::mix(
+            started.elapsed().as_nanos() as u64 ^ ((pg_sys::MyProcPid as u64) << 32),
         );
-        let t0 = now_unix_us();
+        let Some(pause) = lockretry::next_pause_us(total, random, remaining, lock_timeout_ms)
+        else {
+            // No room for another try: no pause either.
+            keep(&mut attempts, a);
+            break;
+        };
+        // Another try follows: it finds out whether ending the blockers freed the table.
+        if cancel_after_ms > 0 && us(started) >= cancel_after_ms as i64 * 1000 {
+            a.ended = end_idle_blockers(rel, &a.blockers, cancel_after_ms);
+        }
+        // Recorded before the pause: a cancel or statement_timeout during it keeps it.
+        let kept = keep(&mut attempts, a);
+        record(&attempts, total, waited_all, false);
+        let t0 = Instant::now();
         sleep_us(pause);
-        let slept = now_unix_us() - t0;
+        let slept = us(t0);
         RETRY_SPENT.set(RETRY_SPENT.get() + slept);
         waited_all += slept;
-        a.slept_us = slept;
-        keep(&mut attempts, a);
+        if let (true, Some(last)) = (kept, attempts.last_mut()) {
+            last.slept_us = slept;
+        }
         record(&attempts, total, waited_all, false);
     }
     record(&attempts, total, waited_all, true);
     let r = lockretry::exhausted_report(
         &attempts,
         total as usize,
+        waited_all,
         budget_ms,
         spent_before,
         lock_timeout_ms,
     );
-    // The DETAIL is ours: lock_detail leaves an error that has one alone.
-    let report = crate::report::PgReport::new(pg_sys::PGERROR, "55P03", &r);
-    crate::report::raise(&report);
+    drop(attempts);
+    // Raised by unwinding (pgrx turns it into the ERROR at this function's guard), so
+    // that every Rust value on the way is dropped; the DETAIL is ours (lock_detail
+    // leaves an error that has one alone).
+    pgrx::pg_sys::panic::ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+        r.message,
+        "pg_migsafe",
+    )
+    .set_detail(r.detail)
+    .set_hint(r.hint)
+    .report(PgLogLevel::ERROR);
 }
 
 /// pg_migsafe's own lock_timeout ran out (not a NOWAIT, a deadlock or a cancel): the
@@ -930,16 +950,16 @@ fn is_lock_timeout(e: &pgrx::pg_sys::panic::CaughtError) -> bool {
 /// Sleeps on the process latch, answering interrupts (a cancel, statement_timeout,
 /// termination) as they come.
 unsafe fn sleep_us(us: i64) {
-    let deadline = now_unix_us() + us;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_micros(us.max(0) as u64);
     loop {
-        let left = deadline - now_unix_us();
-        if left <= 0 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
             break;
         }
         pg_sys::WaitLatch(
             pg_sys::MyLatch,
             (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            (left / 1000).max(1) as std::ffi::c_long,
+            left.as_millis().max(1) as std::ffi::c_long,
             pg_sys::PG_WAIT_EXTENSION,
         );
         pg_sys::ResetLatch(pg_sys::MyLatch);
@@ -948,14 +968,21 @@ unsafe fn sleep_us(us: i64) {
 }
 
 /// Ends (pg_terminate_backend, as the migrating role: only where it may) the blocking
-/// client sessions that are idle in transaction and not a superuser's: a cancel would
-/// not free their locks, since an idle session has no query to cancel. Each is noted
-/// in the server log and, with the attempt, in the audit log.
-fn end_idle_blockers(relid: Oid, blockers: &[Blocker]) -> Vec<i32> {
+/// client sessions that have been idle in transaction for at least
+/// `migsafe.cancel_blockers_after` and are not a superuser's: a cancel would not free
+/// their locks, since an idle session has no query to cancel. The state is read afresh
+/// by the statement that ends the session (pg_stat_activity is otherwise the
+/// transaction's first look), so one that started a query since is left alone. Each
+/// is noted in the server log and, with the attempt, in the audit log.
+fn end_idle_blockers(relid: Oid, blockers: &[Blocker], idle_ms: i32) -> Vec<i32> {
     let mut out = Vec::new();
     for b in blockers {
-        // The state is checked again by the same statement that ends the session.
         let r = crate::spi::rolled_back(|| {
+            spi::run(
+                As::Caller,
+                "SELECT pg_catalog.pg_stat_clear_snapshot()",
+                &[],
+            );
             spi::one::<bool>(
                 As::Caller,
                 "SELECT pg_catalog.pg_terminate_backend(a.pid) \
@@ -964,24 +991,39 @@ fn end_idle_blockers(relid: Oid, blockers: &[Blocker]) -> Vec<i32> {
                   WHERE a.pid OPERATOR(pg_catalog.=) $1 \
                     AND a.backend_type OPERATOR(pg_catalog.=) 'client backend' \
                     AND a.state OPERATOR(pg_catalog.=) ANY (ARRAY['idle in transaction', 'idle in transaction (aborted)']) \
+                    AND a.state_change OPERATOR(pg_catalog.<=) (pg_catalog.clock_timestamp() \
+                        OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $2)) \
                     AND NOT r.rolsuper \
                     AND (pg_catalog.pg_has_role(a.usesysid, 'USAGE') \
                          OR pg_catalog.pg_has_role('pg_signal_backend', 'USAGE'))",
-                &[b.pid.into()],
+                &[b.pid.into(), (idle_ms as f64 / 1000.0).into()],
             )
         });
+        // An error here is pg_migsafe's (the statement only reads and signals): the
+        // migration goes on, and the server log says why nobody was ended.
+        if let Err(e) = &r {
+            let why = match e.as_ref() {
+                pgrx::pg_sys::panic::CaughtError::PostgresError(r)
+                | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
+                pgrx::pg_sys::panic::CaughtError::RustPanic { ereport, .. } => {
+                    ereport.message().to_string()
+                }
+            };
+            let line = format!(
+                "pg_migsafe: could not end blocking session {}: {why}",
+                b.pid
+            );
+            if let Ok(c) = CString::new(line) {
+                unsafe { crate::report::log_server_only(&c) };
+            }
+        }
         if let Ok(Some(true)) = r {
             out.push(b.pid);
             let line = format!(
                 "pg_migsafe: ended session {} (idle in transaction, holding {} on {}) that blocked a migration: migsafe.cancel_blockers_after",
                 b.pid,
                 b.mode,
-                unsafe {
-                    qualified(
-                        pg_sys::get_rel_namespace(relid),
-                        &cstr(pg_sys::get_rel_name(relid)).unwrap_or_default(),
-                    )
-                }
+                unsafe { table_name(relid) }
             );
             if let Ok(c) = CString::new(line) {
                 unsafe { crate::report::log_server_only(&c) };
@@ -1016,8 +1058,15 @@ unsafe fn owns(relid: Oid) -> bool {
 
 /// The sessions holding a conflicting lock on the table, as the caller sees them in
 /// pg_locks and pg_stat_activity: another user's query text shows only where the
-/// caller could read it there (its own sessions, pg_read_all_stats).
+/// caller could read it there (its own sessions, pg_read_all_stats). Read afresh:
+/// pg_stat_activity otherwise keeps the transaction's first look (the transaction's
+/// statistics snapshot is cleared; a later read in it takes a new one).
 fn blockers_of(relid: Oid, mode: usize) -> Vec<Blocker> {
+    spi::run(
+        As::Caller,
+        "SELECT pg_catalog.pg_stat_clear_snapshot()",
+        &[],
+    );
     spi::select(
         As::Caller,
         "SELECT l.pid, l.mode, a.state, a.query FROM pg_catalog.pg_locks l \

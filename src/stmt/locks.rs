@@ -105,7 +105,9 @@ unsafe fn heavy_range_var(
         }
         NodeTag::T_RenameStmt => {
             let r = stmt as *mut pg_sys::RenameStmt;
-            (!(*r).relation.is_null()).then_some(((*r).relation, ae))
+            // ALTER INDEX … RENAME takes SHARE UPDATE EXCLUSIVE (PostgreSQL 12 on).
+            ((*r).renameType != pg_sys::ObjectType::OBJECT_INDEX && !(*r).relation.is_null())
+                .then_some(((*r).relation, ae))
         }
         NodeTag::T_CreateTrigStmt => {
             let t = stmt as *mut pg_sys::CreateTrigStmt;

@@ -287,6 +287,7 @@ def test_cancel_blockers_after_ends_only_idle_sessions_the_role_may_end(cluster,
     log = cluster.log_text()[mark:]
     assert f"pg_migsafe: ended session {own_pid} (idle in transaction" in log
     assert f"ended session {other_pid}" not in log
+    assert "could not end blocking session" not in log
 
     # A superuser's session and an active query are never ended.
     retries(lock_timeout="200ms", budget="1500ms", migsafe__cancel_blockers_after="'300ms'")
@@ -310,3 +311,35 @@ def test_cancel_blockers_after_ends_only_idle_sessions_the_role_may_end(cluster,
     active.execute("SELECT 1")
     active.close()
     su.close()
+
+
+def test_a_blocker_that_starts_a_query_is_not_ended(cluster, retries):
+    """Review finding: pg_stat_activity keeps a transaction's first look. A session idle
+    in transaction at pg_migsafe's first look that runs a query later must not be ended
+    as if it were still idle."""
+    retries(lock_timeout="200ms", budget="2500ms", migsafe__cancel_blockers_after="'300ms'")
+    db = busy_table(cluster)
+    blocker = hold(cluster, db, user="app_owner")  # idle in transaction, ROW EXCLUSIVE held
+    done = []
+
+    def busy_later():
+        time.sleep(0.4)
+        blocker.execute("SELECT pg_sleep(3)")  # active from 0.4 s to 3.4 s
+        done.append(True)
+
+    th = threading.Thread(target=busy_later)
+    th.start()
+    with cluster.connect(db, user="app_owner") as c:
+        # The first look (at once) sees it idle; by 300 ms of retries it is active.
+        c.execute("SELECT state FROM pg_stat_activity")  # a stale look of this session's own
+        r = run(c, "ALTER TABLE busy ADD COLUMN note text")
+        assert r.sqlstate == "55P03", r
+    th.join(10)
+    assert done == [True]
+    blocker.execute("SELECT 1")  # alive
+    blocker.rollback()
+    blocker.close()
+    [s] = settle(cluster, db, 1, "sqlstate = '55P03'")
+    assert not any(a.get("ended") for a in s["lock_attempt_log"]), s["lock_attempt_log"]
+    states = {b["state"] for a in s["lock_attempt_log"] for b in a.get("blockers", [])}
+    assert "active" in states, s["lock_attempt_log"]

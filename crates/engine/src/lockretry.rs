@@ -27,8 +27,8 @@ pub struct Attempt {
     /// The sessions holding a conflicting lock when it started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blockers: Vec<Blocker>,
-    /// Blocking sessions idle in transaction that pg_migsafe ended before this attempt
-    /// (`migsafe.cancel_blockers_after`).
+    /// Blocking sessions idle in transaction that pg_migsafe ended after this attempt,
+    /// before the next (`migsafe.cancel_blockers_after`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ended: Vec<i32>,
     /// The pause after it, when it failed and another attempt followed.
@@ -59,6 +59,19 @@ pub fn backoff_us(n: u32, random: u64, remaining_us: i64) -> i64 {
     let half = step / 2;
     let pause = half + (random % (half as u64 + 1)) as i64;
     pause.min(remaining_us.max(0))
+}
+
+/// The shortest try worth a pause: a pause never eats the time of the try after it.
+pub const MIN_TRY_US: i64 = 100_000;
+
+/// The pause after failed attempt `n` when another try is to follow: `backoff_us` cut
+/// so that at least `MIN_TRY_US` (or one `lock_timeout`, if shorter) of the budget is
+/// left for that try; None when there is no room for one (give up now, without a
+/// pause that would only hold the transaction's locks longer).
+pub fn next_pause_us(n: u32, random: u64, remaining_us: i64, lock_timeout_ms: i32) -> Option<i64> {
+    let min_try = MIN_TRY_US.min(lock_timeout_ms as i64 * 1000).max(1000);
+    let room = remaining_us - min_try;
+    (room >= 0).then(|| backoff_us(n, random, room))
 }
 
 /// The lock_timeout of the next attempt: `migsafe.lock_timeout`, cut to what is left of
@@ -108,11 +121,12 @@ fn who(blockers: &[Blocker]) -> String {
 pub fn exhausted_report(
     attempts: &[Attempt],
     total_attempts: usize,
+    waited_us: i64,
     budget_ms: i32,
     spent_before_us: i64,
     lock_timeout_ms: i32,
 ) -> Report {
-    let waited: i64 = attempts.iter().map(|a| a.waited_us + a.slept_us).sum();
+    let waited = waited_us;
     let last = attempts
         .iter()
         .rev()
@@ -139,7 +153,7 @@ pub fn exhausted_report(
         if !a.ended.is_empty() {
             let pids: Vec<String> = a.ended.iter().map(|p| p.to_string()).collect();
             s.push_str(&format!(
-                " (ended before it, idle in transaction: pid {})",
+                "; then pg_migsafe ended pid {} (idle in transaction)",
                 pids.join(", ")
             ));
         }
@@ -192,6 +206,19 @@ mod tests {
     }
 
     #[test]
+    fn no_pause_eats_the_next_try() {
+        // Room for a pause and a 100 ms try.
+        let p = next_pause_us(6, 3, 1_000_000, 1000).unwrap();
+        assert!(p <= 900_000, "{p}");
+        // A pause leaves the try its time even when backoff wants more.
+        assert_eq!(next_pause_us(30, 3, 300_000, 5000), Some(200_000));
+        // No room for a try: no pause either.
+        assert_eq!(next_pause_us(2, 3, 99_999, 5000), None);
+        // A lock_timeout shorter than 100 ms is the minimum try.
+        assert_eq!(next_pause_us(30, 3, 20_000, 10), Some(10_000));
+    }
+
+    #[test]
     fn attempt_timeout_is_cut_to_the_budget() {
         assert_eq!(attempt_timeout_ms(5000, 20_000_000), Some(5000));
         assert_eq!(attempt_timeout_ms(5000, 1_500_000), Some(1500));
@@ -222,18 +249,18 @@ mod tests {
                 ..Default::default()
             },
         ];
-        let r = exhausted_report(&attempts, 2, 2000, 0, 1000);
+        let r = exhausted_report(&attempts, 2, 2_080_000, 2000, 0, 1000);
         let m = "pg_migsafe: gave up waiting for AccessExclusiveLock on table public.t after 2 attempts in 2.1 s (migsafe.lock_retry_budget = 2000ms is spent)";
         assert_eq!(r.message, m);
         let d = "Attempt 1 waited 1.0 s for ShareRowExclusiveLock on table public.users, blocked by pid 42 (RowExclusiveLock, idle in transaction) running: INSERT INTO t VALUES (1).";
         assert!(r.detail.contains(d), "{}", r.detail);
-        let d = "Attempt 2 waited 1.0 s, blocked by sessions that had moved on when pg_migsafe looked (ended before it, idle in transaction: pid 42).";
+        let d = "Attempt 2 waited 1.0 s, blocked by sessions that had moved on when pg_migsafe looked; then pg_migsafe ended pid 42 (idle in transaction).";
         assert!(r.detail.contains(d), "{}", r.detail);
         assert!(!r.detail.contains("Earlier statements"));
-        let r = exhausted_report(&attempts[..1], 60, 2000, 500_000, 1000);
-        assert!(r
-            .message
-            .contains("waiting for ShareRowExclusiveLock on table public.users after 60 attempts"));
+        let r = exhausted_report(&attempts[..1], 60, 70_000_000, 2000, 500_000, 1000);
+        assert!(r.message.contains(
+            "waiting for ShareRowExclusiveLock on table public.users after 60 attempts in 70 s"
+        ));
         assert!(
             r.detail.contains("Attempt 1 waited 1.0 s, blocked"),
             "{}",
