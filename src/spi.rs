@@ -222,6 +222,24 @@ pub fn in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 /// as advancing a counter in shared memory stay). An error `f` raised is returned, for
 /// the caller to retry or `rethrow()`.
 pub fn rolled_back<R>(f: impl FnOnce() -> R) -> Result<R, Box<pgrx::pg_sys::panic::CaughtError>> {
+    internal_subtransaction(f, false)
+}
+
+/// Runs `f` in a subtransaction that is kept when `f` returns (what it took, such as a
+/// lock, passes to the caller's transaction) and rolled back when it raises an error,
+/// which is returned for the caller to handle or `rethrow()`. Like `rolled_back`'s, the
+/// subtransaction is pg_migsafe's own: its abort undoes none of the user's work, and
+/// the features' subtransaction callbacks ignore it. `f` must not run user statements.
+pub fn kept<R>(f: impl FnOnce() -> R) -> Result<R, Box<pgrx::pg_sys::panic::CaughtError>> {
+    internal_subtransaction(f, true)
+}
+
+/// `rolled_back` and `kept`: `f` in an internal subtransaction, released when `f`
+/// returned and `keep` says so, rolled back otherwise.
+fn internal_subtransaction<R>(
+    f: impl FnOnce() -> R,
+    keep: bool,
+) -> Result<R, Box<pgrx::pg_sys::panic::CaughtError>> {
     unsafe {
         let cxt = pg_sys::CurrentMemoryContext;
         let owner = pg_sys::CurrentResourceOwner;
@@ -237,34 +255,7 @@ pub fn rolled_back<R>(f: impl FnOnce() -> R) -> Result<R, Box<pgrx::pg_sys::pani
         .catch_others(|e| Err(Box::new(e)))
         .execute();
         pg_sys::MemoryContextSwitchTo(cxt);
-        pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        pg_sys::MemoryContextSwitchTo(cxt);
-        pg_sys::CurrentResourceOwner = owner;
-        r
-    }
-}
-
-/// Runs `f` in a subtransaction that is kept when `f` returns (what it took, such as a
-/// lock, passes to the caller's transaction) and rolled back when it raises an error,
-/// which is returned for the caller to handle or `rethrow()`. Like `rolled_back`'s, the
-/// subtransaction is pg_migsafe's own: its abort undoes none of the user's work, and
-/// the features' subtransaction callbacks ignore it. `f` must not run user statements.
-pub fn kept<R>(f: impl FnOnce() -> R) -> Result<R, Box<pgrx::pg_sys::panic::CaughtError>> {
-    unsafe {
-        let cxt = pg_sys::CurrentMemoryContext;
-        let owner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(cxt);
-        let _internal = RestoreInternal(INTERNAL.replace(pg_sys::GetCurrentSubTransactionId()));
-        let f = std::panic::AssertUnwindSafe(f);
-        let r = pgrx::PgTryBuilder::new(move || {
-            let f = f;
-            Ok((f.0)())
-        })
-        .catch_others(|e| Err(Box::new(e)))
-        .execute();
-        pg_sys::MemoryContextSwitchTo(cxt);
-        if r.is_ok() {
+        if keep && r.is_ok() {
             pg_sys::ReleaseCurrentSubTransaction();
         } else {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();

@@ -245,17 +245,18 @@ mod tests {
     fn a_kept_subtransaction_keeps_its_lock_and_a_failed_one_leaves_nothing() {
         Spi::run("CREATE TABLE t_kept (id int); CREATE TABLE t_gone (id int)").unwrap();
         let oid = |t: &str| {
-            Spi::get_one::<pg_sys::Oid>(&format!("SELECT '{t}'::regclass::oid"))
+            Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[t.into()])
                 .unwrap()
                 .unwrap()
         };
         // CREATE TABLE holds ACCESS EXCLUSIVE; the tries take SHARE, a mode of its own
         // row in pg_locks.
         let held = |t: &str| {
-            Spi::get_one::<bool>(&format!(
-                "SELECT EXISTS (SELECT FROM pg_locks WHERE relation = '{t}'::regclass \
-                   AND pid = pg_backend_pid() AND mode = 'ShareLock' AND granted)"
-            ))
+            Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT FROM pg_locks WHERE relation = $1::regclass \
+                   AND pid = pg_backend_pid() AND mode = 'ShareLock' AND granted)",
+                &[t.into()],
+            )
             .unwrap()
             .unwrap()
         };

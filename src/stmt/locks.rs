@@ -39,14 +39,7 @@ pub unsafe fn also_locked(stmt: *mut pg_sys::Node) -> Vec<(pg_sys::Oid, pg_sys::
             }
         }
     };
-    let nodes = |l: *mut pg_sys::List| -> Vec<*mut pg_sys::Node> {
-        if l.is_null() {
-            return Vec::new();
-        }
-        (0..(*l).length as usize)
-            .map(|i| (*(*l).elements.add(i)).ptr_value as *mut pg_sys::Node)
-            .collect()
-    };
+    use super::nodes::nodes;
     for n in nodes((*(stmt as *mut pg_sys::AlterTableStmt)).cmds) {
         let cmd = n as *mut pg_sys::AlterTableCmd;
         let def = (*cmd).def;

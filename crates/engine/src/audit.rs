@@ -722,6 +722,24 @@ pub fn lock_conflicts(a: usize, b: usize) -> bool {
     a <= 8 && b <= 8 && CONFLICTS[a] & (1 << b) != 0
 }
 
+/// One blocking session as a lock error names it: `pid 42 (RowExclusiveLock, idle in
+/// transaction) running: INSERT …`, its query cut at `query_max` bytes.
+pub fn describe_blocker(b: &Blocker, query_max: usize) -> String {
+    format!(
+        "pid {} ({}{}){}",
+        b.pid,
+        b.mode,
+        b.state
+            .as_deref()
+            .map(|st| format!(", {st}"))
+            .unwrap_or_default(),
+        b.query
+            .as_deref()
+            .map(|q| format!(" running: {}", cut_statement(q, query_max).0))
+            .unwrap_or_default()
+    )
+}
+
 /// The DETAIL added to a lock-timeout error: who held a conflicting lock.
 pub fn blockers_detail(
     object: &str,
@@ -735,24 +753,7 @@ pub fn blockers_detail(
             "The statement waited for {wanted} on {object}; the sessions holding it had already moved on when pg_migsafe looked."
         ));
     } else {
-        let who: Vec<String> = blockers
-            .iter()
-            .map(|b| {
-                format!(
-                    "pid {} ({}{}){}",
-                    b.pid,
-                    b.mode,
-                    b.state
-                        .as_deref()
-                        .map(|st| format!(", {st}"))
-                        .unwrap_or_default(),
-                    b.query
-                        .as_deref()
-                        .map(|q| format!(" running: {}", cut_statement(q, 200).0))
-                        .unwrap_or_default()
-                )
-            })
-            .collect();
+        let who: Vec<String> = blockers.iter().map(|b| describe_blocker(b, 200)).collect();
         s.push_str(&format!(
             "Waiting for {wanted} on {object}, blocked by {}.",
             who.join("; ")

@@ -4,7 +4,7 @@
 //! spent. This module decides the waits and words the final error; the backend
 //! (`audit::backend::lock_safety`) takes the locks and sleeps.
 
-use crate::audit::{cut_statement, Blocker};
+use crate::audit::{describe_blocker, Blocker};
 use crate::policy::Report;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ pub struct Attempt {
     /// The lock it timed out on ("AccessExclusiveLock on table public.t").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waited_for: Option<String>,
-    /// The sessions holding a conflicting lock when it started.
+    /// The sessions holding a conflicting lock on what it waited for, when it timed out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blockers: Vec<Blocker>,
     /// Blocking sessions idle in transaction that pg_migsafe ended after this attempt,
@@ -95,24 +95,7 @@ fn who(blockers: &[Blocker]) -> String {
     if blockers.is_empty() {
         return "by sessions that had moved on when pg_migsafe looked".into();
     }
-    let each: Vec<String> = blockers
-        .iter()
-        .map(|b| {
-            format!(
-                "pid {} ({}{}){}",
-                b.pid,
-                b.mode,
-                b.state
-                    .as_deref()
-                    .map(|st| format!(", {st}"))
-                    .unwrap_or_default(),
-                b.query
-                    .as_deref()
-                    .map(|q| format!(" running: {}", cut_statement(q, 120).0))
-                    .unwrap_or_default()
-            )
-        })
-        .collect();
+    let each: Vec<String> = blockers.iter().map(|b| describe_blocker(b, 120)).collect();
     format!("by {}", each.join("; "))
 }
 
