@@ -42,7 +42,7 @@ def table_rows(result_block):
 
 
 
-@pytest.mark.parametrize("page", ["reference.md", "two-phase.md", "audit.md", "rollback.md"])
+@pytest.mark.parametrize("page", ["reference.md", "two-phase.md", "audit.md", "rollback.md", "lock-retries.md"])
 def test_doc_examples_run(cluster, page):
     db = new_db(cluster)
     ran = 0
